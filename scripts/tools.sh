@@ -28,7 +28,11 @@ BIN="$VENV/bin"
 
 # Pinned versions (checked on PyPI). cargo-lambda's wheel carries the binary;
 # ziglang is its linker for cross-compiling to aarch64.
-PKGS=("cargo-lambda==1.9.2" "ziglang==0.15.2" "cfn-lint==1.58.0")
+# cfn-lint stays at 1.53.x on purpose: it lints SAM templates through the real SAM
+# transform (aws-sam-translator), so it checks the generated resources (function URLs'
+# InvokeMode, GetAtt ChatFunctionUrl.FunctionUrl, dependency cycles). 1.54 and later
+# validate SAM resources shallowly and missed a real circular dependency here.
+PKGS=("cargo-lambda==1.9.2" "ziglang==0.15.2" "cfn-lint==1.53.3" "aws-sam-translator==1.115.0")
 RUST_TARGET=aarch64-unknown-linux-gnu
 
 log() { printf '[tools] %s\n' "$*" >&2; }
