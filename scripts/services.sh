@@ -11,12 +11,13 @@
 #           print its `export` lines on stdout (logs go to stderr). Idempotent.
 #   stop    stop the services this script started (by their pid files).
 #   status  one line per service; exit 1 when a requested service is down.
-#   env     print the env file (after start).
+#   env     print the env file (after start): one `export NAME=value` per line.
 #
 # In CI / scripts:
 #   bash scripts/services.sh start
 #   . "${CONVERSA_SERVICES_DIR:-/tmp/conversa-services}/env.sh"
 # or simply:  eval "$(bash scripts/services.sh start)"
+# GitHub Actions:  bash scripts/services.sh env | sed -n 's/^export //p' >> "$GITHUB_ENV"
 #
 # Environment (all optional):
 #   SERVICES="redis moto mongo"                 which services to handle
@@ -88,11 +89,21 @@ pymongo.MongoClient(f"mongodb://127.0.0.1:{sys.argv[1]}", serverSelectionTimeout
 EOF
 }
 
+# Debian/Ubuntu ship venv support separately (python3-venv); slim CI images may lack python3.
+ensure_python_venv() {
+  command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null && return 0
+  command -v apt-get >/dev/null || die "python3 with the venv module is required"
+  log "apt-get install python3 python3-venv"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+}
+
 ensure_venv() {
   [[ -x $PY ]] && return 0
+  ensure_python_venv
   mkdir -p "$TOOLS_DIR"
   log "creating venv $VENV"
-  python3 -m venv "$VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  python3 -m venv "$VENV" || die "python3 -m venv failed"
   "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip
 }
 
@@ -175,10 +186,15 @@ write_env() {
     fi
     if want moto; then
       echo "export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT"
-      echo "export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1"
-      echo "export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test"
+      echo "export AWS_REGION=us-east-1"
+      echo "export AWS_DEFAULT_REGION=us-east-1"
+      echo "export AWS_ACCESS_KEY_ID=test"
+      echo "export AWS_SECRET_ACCESS_KEY=test"
       echo "export AWS_EC2_METADATA_DISABLED=true"
-      echo "export CONVERSA_TEST_DYNAMODB=1 CONVERSA_TEST_S3=1 CONVERSA_TEST_SQS=1 CONVERSA_TEST_SSM=1"
+      echo "export CONVERSA_TEST_DYNAMODB=1"
+      echo "export CONVERSA_TEST_S3=1"
+      echo "export CONVERSA_TEST_SQS=1"
+      echo "export CONVERSA_TEST_SSM=1"
     fi
     if want mongo; then
       echo "export MONGODB_URI=mongodb://127.0.0.1:$MONGO_PORT"

@@ -37,8 +37,24 @@ RUST_TARGET=aarch64-unknown-linux-gnu
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else log "need root (or sudo) for: $*"; return 1
+  fi
+}
+
+# Debian/Ubuntu ship venv support separately (python3-venv); slim CI images may lack python3.
+ensure_python_venv() {
+  command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null && return 0
+  log "apt-get install python3 python3-venv"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+}
+
 ensure_venv() {
   [[ -x $PY ]] && return 0
+  ensure_python_venv
   mkdir -p "$TOOLS_DIR"
   log "creating venv $VENV"
   python3 -m venv "$VENV"
