@@ -346,8 +346,11 @@ pub fn png(width: u32, height: u32) -> Vec<u8> {
     out.into_inner()
 }
 
-/// A multipart/form-data body: `(name, filename, content_type, bytes)` parts; text fields have no filename.
-pub fn multipart(parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+/// One part of a multipart body: `(name, filename, content_type, bytes)`; text fields have no filename.
+pub type FormPart<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A multipart/form-data body and its content type.
+pub fn multipart(parts: &[FormPart<'_>]) -> (String, Vec<u8>) {
     let boundary = "conversa-test-boundary-7d4a";
     let mut body = Vec::new();
     for (name, filename, ct, bytes) in parts {

@@ -1,6 +1,8 @@
 //! The HTTP contract of API.md, route by route, through the real routers (no socket), the real
 //! SQLite store and local blobs, and the real OpenAI adapter talking to a fake model server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 use std::time::Duration;
 
 use axum::body::Body;

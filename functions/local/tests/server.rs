@@ -1,6 +1,8 @@
 //! `conversa-local` as a user runs it: a real process on a real socket, streaming a chat with a
 //! PDF, a client that leaves midway, a restart that keeps everything, and the frontend at `/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
