@@ -108,6 +108,9 @@ pub struct Config {
     pub inline_max_pages: u32,
     /// `CONVERSA_JOB_CONCURRENCY`: extraction jobs running at once.
     pub job_concurrency: usize,
+    /// `CONVERSA_ORIGIN_SECRET`: when set, requests must carry it in `x-conversa-origin-verify`
+    /// (CloudFront adds it), and the client IP is taken from `x-conversa-client-ip`.
+    pub origin_secret: Option<String>,
 }
 
 impl Config {
@@ -341,6 +344,7 @@ impl Config {
                 }
                 n
             },
+            origin_secret: get("CONVERSA_ORIGIN_SECRET"),
         })
     }
 

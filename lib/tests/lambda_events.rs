@@ -137,3 +137,59 @@ async fn the_conversations_and_files_functions_answer_their_events() {
         assert_eq!(s, 404, "{name}: {v}");
     }
 }
+
+#[tokio::test]
+async fn behind_the_cdn_the_origin_secret_is_required_and_vouches_for_the_client_ip() {
+    let fake = FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cret-origin-value";
+    let state = test_state(
+        &fake,
+        dir.path(),
+        &[
+            ("CONVERSA_ORIGIN_SECRET", secret),
+            ("CONVERSA_RATE_LIMIT_PER_MINUTE", "1"),
+        ],
+    )
+    .await;
+    // Straight to the function URL, without the secret: refused.
+    let (s, v) = buffered(
+        conversa::api::conversations::router(state.clone()),
+        "health.json",
+    )
+    .await;
+    assert_eq!(s, 401, "{v}");
+
+    let with_headers = |ip: &str| {
+        let mut event: Value = serde_json::from_str(&event_text("chat-send-simple.json")).unwrap();
+        event["headers"]["x-conversa-origin-verify"] = secret.into();
+        event["headers"]["x-conversa-client-ip"] = ip.into();
+        lambda_http::request::from_str(&event.to_string()).unwrap()
+    };
+    let r = conversa::lambda::handle(
+        conversa::api::chat::router(state.clone()),
+        with_headers("198.51.100.7"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = conversa::lambda::handle(
+        conversa::api::chat::router(state.clone()),
+        with_headers("198.51.100.7"),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        429,
+        "the viewer's address is the rate-limit key"
+    );
+    let r = conversa::lambda::handle(
+        conversa::api::chat::router(state.clone()),
+        with_headers("198.51.100.8"),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        200,
+        "another viewer behind the same edge is not limited"
+    );
+}
