@@ -12,6 +12,8 @@ pub mod blobs;
 pub mod config;
 pub mod domain;
 pub mod extract;
+#[cfg(feature = "sqs")]
+pub mod jobs;
 pub mod limits;
 pub mod llm;
 pub mod local;
