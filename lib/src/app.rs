@@ -74,6 +74,22 @@ impl AppState {
                         BuildError(format!("CONVERSA_DATA_DIR: cannot open the database: {e}"))
                     })?,
             ),
+            #[cfg(feature = "dynamodb")]
+            StoreKind::DynamoDb => Arc::new(
+                crate::store::dynamodb::DynamoStore::from_env(config.dynamodb_table.clone()).await,
+            ),
+            #[cfg(feature = "mongodb")]
+            StoreKind::MongoDb => {
+                let uri = config.mongodb_uri.as_deref().ok_or_else(|| {
+                    BuildError("MONGODB_URI: required when CONVERSA_STORE=mongodb".into())
+                })?;
+                Arc::new(
+                    crate::store::mongodb::MongoStore::connect(uri, &config.mongodb_db)
+                        .await
+                        .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?,
+                )
+            }
+            #[allow(unreachable_patterns)]
             other => {
                 return Err(BuildError(format!(
                     "CONVERSA_STORE: {other:?} is not built into this binary"
@@ -85,6 +101,13 @@ impl AppState {
                 crate::blobs::local::LocalBlobs::new(config.data_dir.join("blobs"))
                     .map_err(|e| BuildError(format!("CONVERSA_DATA_DIR: {e}")))?,
             ),
+            #[cfg(feature = "s3")]
+            BlobsKind::S3 => {
+                let bucket = config.s3_bucket.clone().ok_or_else(|| {
+                    BuildError("CONVERSA_S3_BUCKET: required when CONVERSA_BLOBS=s3".into())
+                })?;
+                Arc::new(crate::blobs::s3::S3Blobs::from_env(bucket).await)
+            }
             #[allow(unreachable_patterns)]
             other => {
                 return Err(BuildError(format!(
@@ -94,6 +117,22 @@ impl AppState {
         };
         let limiter: Arc<dyn RateLimiter> = match config.limiter {
             LimiterKind::Memory => Arc::new(crate::limits::memory::MemoryLimiter::new()),
+            #[cfg(feature = "dynamodb")]
+            LimiterKind::DynamoDb => Arc::new(
+                crate::limits::dynamodb::DynamoLimiter::from_env(config.dynamodb_table.clone())
+                    .await,
+            ),
+            #[cfg(feature = "redis")]
+            LimiterKind::Redis => {
+                let url = config.redis_url.as_deref().ok_or_else(|| {
+                    BuildError("REDIS_URL: required when CONVERSA_LIMITER=redis".into())
+                })?;
+                Arc::new(
+                    crate::limits::redis::RedisLimiter::connect(url)
+                        .await
+                        .map_err(|e| BuildError(format!("REDIS_URL: {e}")))?,
+                )
+            }
             #[allow(unreachable_patterns)]
             other => {
                 return Err(BuildError(format!(
@@ -101,9 +140,56 @@ impl AppState {
                 )))
             }
         };
+        let mut config = config;
+        if config.openai_api_key.is_none() {
+            if let Some(name) = config.openai_api_key_parameter.clone() {
+                config.openai_api_key = Some(read_parameter(&name).await?);
+            }
+        }
         let model = build_model(&config)?;
-        Ok(Self::new(config, store, blobs, limiter, model))
+        #[cfg(feature = "sqs")]
+        let queue = config.jobs_queue_url.clone();
+        #[allow(unused_mut)]
+        let mut state = Self::new(config, store, blobs, limiter, model);
+        // In AWS, large files go to the extraction container through SQS.
+        #[cfg(feature = "sqs")]
+        if let Some(url) = queue {
+            state.jobs = Arc::new(crate::jobs::sqs::SqsJobs::from_env(url).await);
+        }
+        Ok(state)
     }
+}
+
+/// The OpenAI key from an SSM SecureString (`OPENAI_API_KEY_PARAMETER`), read once at cold start.
+#[cfg(feature = "ssm")]
+async fn read_parameter(name: &str) -> Result<String, BuildError> {
+    let client = aws_sdk_ssm::Client::new(crate::aws::sdk_config().await);
+    let out = client
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| {
+            BuildError(format!(
+                "OPENAI_API_KEY_PARAMETER: cannot read {name}: {}",
+                crate::aws::describe(&e)
+            ))
+        })?;
+    out.parameter()
+        .and_then(|p| p.value())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| BuildError(format!("OPENAI_API_KEY_PARAMETER: {name} is empty")))
+}
+
+/// Without the `ssm` feature a parameter name cannot be honoured: say so rather than run keyless.
+#[cfg(not(feature = "ssm"))]
+async fn read_parameter(_name: &str) -> Result<String, BuildError> {
+    Err(BuildError(
+        "OPENAI_API_KEY_PARAMETER: reading SSM parameters is not built into this binary".into(),
+    ))
 }
 
 /// The remote OpenAI-compatible provider when configured; otherwise the local model when built in.

@@ -58,6 +58,9 @@ pub struct Config {
     pub frontend_dir: PathBuf,
     /// `OPENAI_API_KEY`.
     pub openai_api_key: Option<String>,
+    /// `OPENAI_API_KEY_PARAMETER`: an SSM SecureString holding the key, read at cold start when
+    /// `OPENAI_API_KEY` is not set (AWS deployments).
+    pub openai_api_key_parameter: Option<String>,
     /// `OPENAI_BASE_URL`; `None` means the OpenAI default.
     pub openai_base_url: Option<String>,
     /// `CONVERSA_CHAT_MODEL`.
@@ -248,6 +251,7 @@ impl Config {
                 get("CONVERSA_FRONTEND_DIR").unwrap_or_else(|| "frontend/dist".into()),
             ),
             openai_api_key: get("OPENAI_API_KEY"),
+            openai_api_key_parameter: get("OPENAI_API_KEY_PARAMETER"),
             openai_base_url: get("OPENAI_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
             chat_model: get("CONVERSA_CHAT_MODEL").unwrap_or_else(|| "gpt-4o".into()),
             title_model: get("CONVERSA_TITLE_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),

@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod app;
+#[cfg(any(feature = "dynamodb", feature = "s3", feature = "ssm", feature = "sqs"))]
+pub mod aws;
 pub mod blobs;
 pub mod config;
 pub mod domain;

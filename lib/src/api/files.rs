@@ -5,10 +5,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{Auth, Path};
+use super::extract::{Auth, Json, Path};
 use super::{multipart, ApiError, ErrorBody};
 use crate::domain::{ConversationId, FileId, FileMeta};
 use crate::service::files as svc;
@@ -21,6 +21,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/files/{id}", get(get_one))
         .route("/api/files/{id}/download", get(download))
         .route("/api/files/{id}/text", get(text))
+        .route("/api/files/presign", post(presign))
+        .route("/api/files/{id}/complete", post(complete))
         .layer(axum::extract::DefaultBodyLimit::disable())
 }
 
@@ -159,6 +161,86 @@ pub async fn text(
     let id = FileId::from(id);
     let text = svc::text(&state, &auth.owner, &id).await?;
     Ok(axum::Json(FileText { file_id: id, text }))
+}
+
+/// A file the client will upload straight to storage.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PresignBody {
+    /// The file's name; its extension (else `content_type`) must be a supported type.
+    pub filename: String,
+    /// Its media type; sent back in `headers` and required on the upload.
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// Its exact size in bytes (at most 100 MB).
+    pub size: u64,
+    /// Attach it to this conversation.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+}
+
+/// Where and how to upload the bytes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PresignReply {
+    /// The file record, `processing` until `POST /api/files/{id}/complete`.
+    pub file_id: FileId,
+    /// `PUT` the bytes here.
+    pub upload_url: String,
+    /// Always `PUT`.
+    pub method: String,
+    /// Send these headers with the upload, exactly as given.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// When `upload_url` stops working.
+    pub expires_at: crate::domain::Timestamp,
+}
+
+/// Starts an upload that bypasses the API (files up to 100 MB): `PUT` the bytes to `upload_url`
+/// with `headers`, then call `POST /api/files/{id}/complete`.
+#[utoipa::path(post, path = "/api/files/presign", tag = "files", request_body = PresignBody,
+    responses((status = 200, body = PresignReply), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn presign(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(body): Json<PresignBody>,
+) -> Result<axum::Json<PresignReply>, ApiError> {
+    let conversation_id = body
+        .conversation_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(ConversationId::from);
+    let up = svc::presign_upload(
+        &state,
+        &auth.owner,
+        svc::PresignRequest {
+            filename: body.filename,
+            content_type: body.content_type,
+            size: body.size,
+            conversation_id,
+        },
+    )
+    .await?;
+    Ok(axum::Json(PresignReply {
+        file_id: up.file.id,
+        upload_url: up.request.url,
+        method: up.request.method,
+        headers: up.request.headers,
+        expires_at: up.request.expires_at,
+    }))
+}
+
+/// Finishes a presigned upload: the bytes are read from storage, their type decided and their text
+/// extracted. A small file comes back `ready` (or `failed` with `error` saying why); a large one is
+/// processed in the background (202, `processing` with `progress`).
+#[utoipa::path(post, path = "/api/files/{id}/complete", tag = "files", params(("id" = String, Path)),
+    responses((status = 200, body = FileMeta), (status = 202, body = FileMeta), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn complete(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, axum::Json<FileMeta>), ApiError> {
+    let (queued, meta) = svc::complete_upload(&state, &auth.owner, &FileId::from(id)).await?;
+    Ok((if queued { StatusCode::ACCEPTED } else { StatusCode::OK }, axum::Json(meta)))
 }
 
 #[cfg(test)]

@@ -12,14 +12,14 @@ use crate::domain;
         chat::send, chat::send_simple,
         conversations::list, conversations::get_one, conversations::messages, conversations::rename,
         conversations::delete, conversations::export,
-        files::upload, files::get_one, files::download, files::text,
+        files::upload, files::get_one, files::download, files::text, files::presign, files::complete,
         health::health, health::index, health::openapi,
     ),
     components(schemas(
         domain::Conversation, domain::Message, domain::FileMeta, domain::Role, domain::MessageStatus,
         domain::FileType, domain::FileStatus, domain::Page<domain::Conversation>, domain::Page<domain::Message>,
         super::ErrorBody, super::ErrorDetail, chat::ChatRequestBody, chat::ChatForm, chat::SimpleReply,
-        crate::service::chat::TurnMeta, conversations::RenameBody, files::FileText, files::UploadForm,
+        crate::service::chat::TurnMeta, conversations::RenameBody, files::FileText, files::UploadForm, files::PresignBody, files::PresignReply,
         health::Health, health::Index,
     )),
     tags((name = "chat"), (name = "conversations"), (name = "files"), (name = "meta"))

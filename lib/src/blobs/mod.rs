@@ -2,10 +2,19 @@
 //!
 //! Keys are `{owner}/{file_id}/original` and `{owner}/{file_id}/text` (see [`keys`]).
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::domain::Timestamp;
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod contract;
 pub mod local;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 /// What can go wrong in a blob store.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +25,19 @@ pub enum BlobError {
     /// A key that would escape the store (the adapters refuse it).
     #[error("invalid blob key: {0}")]
     InvalidKey(String),
+}
+
+/// A request the client makes itself, straight to the blob store (large uploads, downloads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedRequest {
+    /// `PUT` for uploads, `GET` for downloads.
+    pub method: String,
+    /// The signed URL.
+    pub url: String,
+    /// Headers the client must send exactly as given (they are part of the signature).
+    pub headers: BTreeMap<String, String>,
+    /// When the URL stops working.
+    pub expires_at: Timestamp,
 }
 
 /// Storage of opaque bytes by key.
@@ -29,6 +51,29 @@ pub trait BlobStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, BlobError>;
     /// Deletes every key that starts with `prefix` (absent keys are fine).
     async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError>;
+
+    /// A URL the client can `PUT` exactly `size` bytes of `content_type` to, under `key`, until
+    /// `expires`; `None` when this store cannot sign URLs (local disk).
+    async fn presign_put(
+        &self,
+        _key: &str,
+        _content_type: &str,
+        _size: u64,
+        _expires: Duration,
+    ) -> Result<Option<PresignedRequest>, BlobError> {
+        Ok(None)
+    }
+
+    /// A URL the client can `GET` `key` from until `expires`, served as an attachment named
+    /// `filename`; `None` when this store cannot sign URLs (local disk).
+    async fn presign_get(
+        &self,
+        _key: &str,
+        _filename: &str,
+        _expires: Duration,
+    ) -> Result<Option<PresignedRequest>, BlobError> {
+        Ok(None)
+    }
 }
 
 /// Key layout shared by every adapter.

@@ -64,8 +64,11 @@ impl LocalJobs {
                 };
                 let (state, this) = (state.clone(), Arc::clone(&this));
                 tokio::spawn(async move {
-                    super::run(&state, &job).await;
-                    let _ = tokio::fs::remove_file(this.path(&job)).await;
+                    // A job that failed for want of a dependency keeps its file: it runs again
+                    // at the next start.
+                    if super::run(&state, &job).await.is_ok() {
+                        let _ = tokio::fs::remove_file(this.path(&job)).await;
+                    }
                     drop(permit);
                 });
             }

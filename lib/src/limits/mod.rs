@@ -2,7 +2,13 @@
 
 use async_trait::async_trait;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod contract;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// What can go wrong in a limiter.
 #[derive(Debug, thiserror::Error)]

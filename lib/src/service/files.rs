@@ -5,8 +5,8 @@ use bytes::Bytes;
 
 use super::human_size;
 use crate::api::ApiError;
-use crate::blobs::keys;
-use crate::domain::{ConversationId, FileId, FileMeta, FileStatus, Owner, Timestamp};
+use crate::blobs::{keys, PresignedRequest};
+use crate::domain::{ConversationId, FileId, FileMeta, FileStatus, FileType, Owner, Timestamp};
 use crate::extract::{self, Detected, ExtractError, Extracted};
 use crate::AppState;
 
@@ -373,6 +373,218 @@ pub async fn text(state: &AppState, owner: &Owner, id: &FileId) -> Result<String
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// The largest file a presigned upload may carry (it goes straight to the blob store, past the
+/// 6 MB request cap of Lambda).
+pub const MAX_PRESIGNED_BYTES: u64 = 100 * 1024 * 1024;
+
+/// How long a presigned upload URL works.
+pub const PRESIGN_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// What the client says about a file it will upload itself.
+#[derive(Debug, Clone)]
+pub struct PresignRequest {
+    /// The file's name (any path is stripped).
+    pub filename: String,
+    /// Its media type, if the client knows it.
+    pub content_type: Option<String>,
+    /// Its exact size in bytes (the URL only accepts that many).
+    pub size: u64,
+    /// Attach it to this conversation.
+    pub conversation_id: Option<ConversationId>,
+}
+
+/// A file record waiting for its bytes, and where to send them.
+#[derive(Debug, Clone)]
+pub struct PresignedUpload {
+    /// The record, `processing` until the upload is completed.
+    pub file: FileMeta,
+    /// The request the client makes to upload the bytes.
+    pub request: PresignedRequest,
+}
+
+/// The type the client claims by extension (else by media type), before any byte is seen: the
+/// bytes decide at completion.
+fn claimed_type(filename: &str, content_type: Option<&str>) -> Option<FileType> {
+    let ext = filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let by_ext = match ext.as_str() {
+        "pdf" => Some(FileType::Pdf),
+        "docx" => Some(FileType::Docx),
+        "xlsx" | "xlsm" | "xlsb" => Some(FileType::Xlsx),
+        "xls" => Some(FileType::Xls),
+        "ods" => Some(FileType::Ods),
+        "csv" | "tsv" => Some(FileType::Csv),
+        "txt" | "md" | "markdown" | "text" | "log" => Some(FileType::Text),
+        "json" => Some(FileType::Json),
+        "png" | "jpg" | "jpeg" | "webp" | "gif" => Some(FileType::Image),
+        _ => None,
+    };
+    by_ext.or_else(|| {
+        let ct = content_type?
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        Some(match ct.as_str() {
+            "application/pdf" => FileType::Pdf,
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => {
+                FileType::Docx
+            }
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => FileType::Xlsx,
+            "application/vnd.ms-excel" => FileType::Xls,
+            "application/vnd.oasis.opendocument.spreadsheet" => FileType::Ods,
+            "text/csv" | "text/tab-separated-values" => FileType::Csv,
+            "text/plain" | "text/markdown" => FileType::Text,
+            "application/json" => FileType::Json,
+            "image/png" | "image/jpeg" | "image/webp" | "image/gif" => FileType::Image,
+            _ => return None,
+        })
+    })
+}
+
+/// Starts an upload that goes straight to the blob store: checks the claim, stores a `processing`
+/// record and signs a `PUT` URL for exactly `size` bytes.
+pub async fn presign_upload(
+    state: &AppState,
+    owner: &Owner,
+    req: PresignRequest,
+) -> Result<PresignedUpload, ApiError> {
+    let filename = clean_filename(&req.filename);
+    if req.size == 0 {
+        return Err(ApiError::Unprocessable(format!("{filename} is empty")));
+    }
+    if req.size > MAX_PRESIGNED_BYTES {
+        return Err(too_large(&filename, req.size, MAX_PRESIGNED_BYTES));
+    }
+    let content_type = req
+        .content_type
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && c.len() <= 255 && c.is_ascii())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let file_type = claimed_type(&filename, Some(&content_type)).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!(
+            "{filename}: unsupported file type (supported: PDF, DOCX, XLSX, XLS, ODS, CSV, text, Markdown, JSON, PNG, JPEG, WEBP, GIF)"
+        ))
+    })?;
+    if let Some(c) = &req.conversation_id {
+        crate::service::conversations::get(state, owner, c).await?;
+    }
+    let id = FileId::generate();
+    let request = state
+        .blobs
+        .presign_put(
+            &keys::original(owner, &id),
+            &content_type,
+            req.size,
+            PRESIGN_TTL,
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::BadRequest("Presigned uploads need S3; use POST /api/files.".into())
+        })?;
+    let file = FileMeta {
+        id,
+        conversation_id: req.conversation_id,
+        filename,
+        content_type,
+        size: req.size,
+        file_type,
+        status: FileStatus::Processing,
+        char_count: None,
+        token_count: None,
+        pages: None,
+        error: None,
+        note: None,
+        progress: None,
+        created_at: Timestamp::now(),
+    };
+    state.store.put_file(owner, &file).await?;
+    Ok(PresignedUpload { file, request })
+}
+
+/// Finishes a presigned upload (`POST /api/files/{id}/complete`): a large file is queued and
+/// answered at once (`true`, the record stays `processing`), a small one is processed before the
+/// answer. A record that is no longer `processing` is returned as it is (completing twice is harmless).
+pub async fn complete_upload(
+    state: &AppState,
+    owner: &Owner,
+    id: &FileId,
+) -> Result<(bool, FileMeta), ApiError> {
+    let meta = get(state, owner, id).await?;
+    if meta.status != FileStatus::Processing {
+        return Ok((false, meta));
+    }
+    let bytes = state.blobs.get(&keys::original(owner, id)).await?.ok_or_else(|| {
+        ApiError::BadRequest(
+            "The file has not arrived yet: PUT its bytes to upload_url, then complete.".into(),
+        )
+    })?;
+    if is_large(state, meta.file_type, &bytes) {
+        let job = crate::jobs::Job { owner: owner.as_str().to_owned(), file_id: id.clone() };
+        state.jobs.enqueue(job).await?;
+        let mut meta = meta;
+        meta.progress = Some(0);
+        state.store.put_file(owner, &meta).await?;
+        return Ok((true, meta));
+    }
+    Ok((false, process_upload(state, owner, id, None).await?))
+}
+
+/// Processes a stored upload in place: reads the bytes from the blob store, decides the type from
+/// them, extracts the text (reporting 0–100 on `progress`) and marks the record `ready`, or
+/// `failed` with the reason. Used by `complete`, by the local job workers and by the extraction
+/// container. Records no longer `processing` are left alone; a dependency that is down is an
+/// error (the job is tried again), a bad file is not (it is recorded as `failed`).
+pub async fn process_upload(
+    state: &AppState,
+    owner: &Owner,
+    id: &FileId,
+    progress: Option<tokio::sync::mpsc::UnboundedSender<u8>>,
+) -> Result<FileMeta, ApiError> {
+    let mut meta = get(state, owner, id).await?;
+    if meta.status != FileStatus::Processing {
+        return Ok(meta);
+    }
+    let bytes = state.blobs.get(&keys::original(owner, id)).await?.ok_or_else(|| {
+        ApiError::BadRequest(
+            "The file has not arrived yet: PUT its bytes to upload_url, then complete.".into(),
+        )
+    })?;
+    meta.size = bytes.len() as u64;
+    let outcome = if meta.size > MAX_PRESIGNED_BYTES {
+        Err(too_large(&meta.filename, meta.size, MAX_PRESIGNED_BYTES))
+    } else if meta.size == 0 {
+        Err(ApiError::Unprocessable(format!("{} is empty", meta.filename)))
+    } else {
+        let claimed = meta.content_type.clone();
+        extract_bytes(state, &meta.filename, Some(&claimed), bytes, progress).await
+    };
+    // The user may have deleted the file meanwhile.
+    let Some(mut meta) = state.store.get_file(owner, id).await?.map(|m| FileMeta { size: meta.size, ..m }) else {
+        return Err(ApiError::NotFound("No such file.".into()));
+    };
+    match outcome {
+        Ok((detected, extracted)) => {
+            meta.file_type = detected.file_type;
+            meta.content_type = detected.content_type;
+            store_extracted(state, owner, &mut meta, extracted).await?;
+        }
+        Err(e) if e.status_code().is_client_error() => {
+            meta.status = FileStatus::Failed;
+            meta.error = Some(e.public_message());
+            meta.progress = None;
+        }
+        Err(e) => return Err(e),
+    }
+    state.store.put_file(owner, &meta).await?;
+    Ok(meta)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,5 +596,19 @@ mod tests {
         assert_eq!(clean_filename("a\u{0}b\n.txt"), "ab.txt");
         assert_eq!(clean_filename(""), "file");
         assert_eq!(clean_filename(".."), "file");
+    }
+
+    #[test]
+    fn presigned_claims_come_from_the_extension_first() {
+        assert_eq!(claimed_type("a.PDF", None), Some(FileType::Pdf));
+        assert_eq!(
+            claimed_type("notes", Some("text/markdown; charset=utf-8")),
+            Some(FileType::Text)
+        );
+        assert_eq!(
+            claimed_type("a.exe", Some("application/x-msdownload")),
+            None
+        );
+        assert_eq!(claimed_type("archive.zip", None), None);
     }
 }

@@ -12,6 +12,10 @@ use crate::domain::{
 #[cfg(any(test, feature = "test-support"))]
 pub mod contract;
 pub mod cursor;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+#[cfg(feature = "mongodb")]
+pub mod mongodb;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

@@ -1,0 +1,954 @@
+//! The DynamoDB store: one table (`pk`/`sk` strings, GSI `gsi1` on `gsi1pk`/`gsi1sk` projecting
+//! everything, TTL attribute `ttl`), every key scoped by owner.
+//!
+//! | item | `pk` | `sk` | `gsi1pk` / `gsi1sk` |
+//! |---|---|---|---|
+//! | conversation | `U#{owner}` | `C#{id}` | `U#{owner}#UPD` / `{updated_at}#{id}` |
+//! | message | `U#{owner}#C#{conversation}` | `M#{created_at}#{id}` | — |
+//! | message pointer | `U#{owner}` | `MSG#{id}` (holds the message's `sk`) | — |
+//! | file | `U#{owner}` | `F#{id}` | — |
+//!
+//! Owners are `[A-Za-z0-9-_.@]` (no `#`), so an owner's prefix never reaches another owner's items.
+//! Timestamps are fixed-width RFC 3339 with milliseconds, so `{updated_at}#{id}` sorts like
+//! `(updated_at, id)`: conversations list newest first through `gsi1` (`ScanIndexForward=false`)
+//! with keyset cursors (`store::cursor`). Lists read the index, which is eventually consistent;
+//! everything else reads the table with strongly consistent reads.
+//!
+//! A message is written in one `TransactWriteItems` with the conversation's `message_count` and
+//! `updated_at` (optimistic: the update is conditioned on the `updated_at` it read, and retried).
+//! Search (`q`) walks the owner's conversations newest first and reads each one's messages until the
+//! page is full: DynamoDB has no case-insensitive substring index, and at one person's scale (hundreds
+//! of conversations) this is acceptable; a search index is the next step if it is not.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::{cursor, PageRequest, Store, StoreError};
+use crate::domain::{
+    Conversation, ConversationId, FileId, FileMeta, Message, MessageId, MessageStatus, Owner, Page,
+    Role, Timestamp, DEFAULT_TITLE,
+};
+
+/// An item as the SDK holds it.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The name of the global secondary index.
+pub const GSI: &str = "gsi1";
+
+/// Ids longer than this cannot be ours (keys are capped at 1–2 KB): they read as absent.
+const MAX_ID_BYTES: usize = 512;
+
+/// Attempts of an optimistic update before giving up.
+const ATTEMPTS: usize = 8;
+
+/// Conversations, messages and file records in one DynamoDB table.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn unavailable<E: ProvideErrorMetadata + std::error::Error>(e: E) -> StoreError {
+    StoreError::Unavailable(crate::aws::describe(&e))
+}
+
+fn build<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Unavailable(format!("bad DynamoDB request: {e}")))
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, k: &str) -> Result<&'a str, StoreError> {
+    match item.get(k) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        _ => Err(StoreError::Corrupt(format!("item lacks string `{k}`"))),
+    }
+}
+
+fn get_n(item: &Item, k: &str) -> Result<i64, StoreError> {
+    match item.get(k) {
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("`{k}` is not a whole number: {v}"))),
+        _ => Err(StoreError::Corrupt(format!("item lacks number `{k}`"))),
+    }
+}
+
+fn get_ts(item: &Item, k: &str) -> Result<Timestamp, StoreError> {
+    let v = get_s(item, k)?;
+    Timestamp::parse(v).ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {v}")))
+}
+
+fn id_ok(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_BYTES
+}
+
+fn user_pk(owner: &Owner) -> String {
+    format!("U#{}", owner.as_str())
+}
+
+fn updated_pk(owner: &Owner) -> String {
+    format!("U#{}#UPD", owner.as_str())
+}
+
+fn messages_pk(owner: &Owner, conversation: &ConversationId) -> String {
+    format!("U#{}#C#{}", owner.as_str(), conversation.as_str())
+}
+
+fn conversation_sk(id: &ConversationId) -> String {
+    format!("C#{}", id.as_str())
+}
+
+fn updated_sk(updated_at: &str, id: &str) -> String {
+    format!("{updated_at}#{id}")
+}
+
+fn message_sk(m: &Message) -> String {
+    format!("M#{}#{}", m.created_at.to_rfc3339(), m.id.as_str())
+}
+
+fn pointer_sk(id: &MessageId) -> String {
+    format!("MSG#{}", id.as_str())
+}
+
+fn file_sk(id: &FileId) -> String {
+    format!("F#{}", id.as_str())
+}
+
+fn key(pk: String, sk: String) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn conversation_from(item: &Item) -> Result<Conversation, StoreError> {
+    Ok(Conversation {
+        id: get_s(item, "id")?.into(),
+        title: get_s(item, "title")?.to_owned(),
+        message_count: get_n(item, "message_count")?.max(0) as u64,
+        created_at: get_ts(item, "created_at")?,
+        updated_at: get_ts(item, "updated_at")?,
+    })
+}
+
+fn message_from(item: &Item) -> Result<Message, StoreError> {
+    let role = get_s(item, "role")?;
+    let status = get_s(item, "status")?;
+    Ok(Message {
+        id: get_s(item, "id")?.into(),
+        conversation_id: get_s(item, "conversation_id")?.into(),
+        role: Role::parse(role).ok_or_else(|| StoreError::Corrupt(format!("bad role {role}")))?,
+        content: get_s(item, "content")?.to_owned(),
+        files: serde_json::from_str(get_s(item, "files")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        token_count: get_n(item, "token_count")?.max(0) as u64,
+        status: MessageStatus::parse(status)
+            .ok_or_else(|| StoreError::Corrupt(format!("bad status {status}")))?,
+        created_at: get_ts(item, "created_at")?,
+    })
+}
+
+fn file_from(item: &Item) -> Result<FileMeta, StoreError> {
+    serde_json::from_str(get_s(item, "body")?).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Whether a transaction was cancelled because the condition of item `index` failed.
+fn condition_failed_at(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+    >,
+    index: usize,
+) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(t)) => t
+            .cancellation_reasons()
+            .get(index)
+            .and_then(|r| r.code())
+            .is_some_and(|c| c == "ConditionalCheckFailed"),
+        _ => false,
+    }
+}
+
+fn is_conditional<E: ProvideErrorMetadata>(e: &E) -> bool {
+    e.code() == Some("ConditionalCheckFailedException")
+}
+
+impl DynamoStore {
+    /// Uses an SDK client and a table (which must exist: see [`ensure_table`]).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// A client from the process's AWS configuration.
+    pub async fn from_env(table: impl Into<String>) -> Self {
+        Self::new(Client::new(crate::aws::sdk_config().await), table)
+    }
+
+    async fn get_item(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
+    async fn conversation_item(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+    ) -> Result<Option<Item>, StoreError> {
+        if !id_ok(id.as_str()) {
+            return Ok(None);
+        }
+        self.get_item(key(user_pk(owner), conversation_sk(id)))
+            .await
+    }
+
+    /// Reads a whole query, page after page, until `enough` items are gathered or it ends.
+    async fn query_all(
+        &self,
+        q: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        enough: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = q
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() && items.len() < enough => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
+    /// Deletes keys 25 at a time, retrying what DynamoDB leaves unprocessed.
+    async fn delete_keys(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in keys.chunks(25) {
+            let mut requests = chunk
+                .iter()
+                .map(|k| {
+                    build(DeleteRequest::builder().set_key(Some(k.clone())).build())
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for attempt in 0..ATTEMPTS {
+                if requests.is_empty() {
+                    break;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if !requests.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+            }
+            if !requests.is_empty() {
+                return Err(StoreError::Unavailable(
+                    "DynamoDB kept throttling a batch delete".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a conversation's title or any of its messages contains `needle` (lowercased).
+    async fn matches(&self, owner: &Owner, item: &Item, needle: &str) -> Result<bool, StoreError> {
+        if get_s(item, "title")?.to_lowercase().contains(needle) {
+            return Ok(true);
+        }
+        let id = ConversationId::from(get_s(item, "id")?);
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :p")
+                .expression_attribute_values(":p", s(messages_pk(owner, &id)))
+                .projection_expression("#c")
+                .expression_attribute_names("#c", "content")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for m in out.items() {
+                if get_s(m, "content")?.to_lowercase().contains(needle) {
+                    return Ok(true);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(false),
+            }
+        }
+    }
+
+    async fn pointer(&self, owner: &Owner, id: &MessageId) -> Result<Option<Item>, StoreError> {
+        if !id_ok(id.as_str()) {
+            return Ok(None);
+        }
+        self.get_item(key(user_pk(owner), pointer_sk(id))).await
+    }
+
+    /// Moves `updated_at` forward to `at` (never back) with an optimistic condition; `extra` adds to
+    /// the `SET` clause (with its values). Returns the new item, or `None` when it does not exist.
+    async fn touch(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+        at: Timestamp,
+        set_extra: &str,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<Option<Item>, StoreError> {
+        for _ in 0..ATTEMPTS {
+            let Some(current) = self.conversation_item(owner, id).await? else {
+                return Ok(None);
+            };
+            let old = get_ts(&current, "updated_at")?;
+            let new = old.max(at).to_rfc3339();
+            let mut req = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(user_pk(owner), conversation_sk(id))))
+                .update_expression(format!("SET updated_at = :u, gsi1sk = :g{set_extra}"))
+                .condition_expression("updated_at = :old")
+                .expression_attribute_values(":u", s(new.clone()))
+                .expression_attribute_values(":g", s(updated_sk(&new, id.as_str())))
+                .expression_attribute_values(":old", s(old.to_rfc3339()))
+                .return_values(ReturnValue::AllNew);
+            for (k, v) in values {
+                req = req.expression_attribute_values(*k, v.clone());
+            }
+            if set_extra.contains("#t") {
+                req = req.expression_attribute_names("#t", "title");
+            }
+            match req.send().await {
+                Ok(out) => return Ok(out.attributes),
+                Err(e) if e.as_service_error().is_some_and(is_conditional) => continue,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the conversation kept changing while it was being updated".into(),
+        ))
+    }
+}
+
+/// Creates the table with its index and TTL when it does not exist (tests, local setups; deployed
+/// tables come from the template).
+pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let attr = |name: &str| {
+        build(
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build(),
+        )
+    };
+    let key_elem = |name: &str, kt: KeyType| {
+        build(
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kt)
+                .build(),
+        )
+    };
+    let created = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("sk")?)
+        .attribute_definitions(attr("gsi1pk")?)
+        .attribute_definitions(attr("gsi1sk")?)
+        .key_schema(key_elem("pk", KeyType::Hash)?)
+        .key_schema(key_elem("sk", KeyType::Range)?)
+        .global_secondary_indexes(build(
+            GlobalSecondaryIndex::builder()
+                .index_name(GSI)
+                .key_schema(key_elem("gsi1pk", KeyType::Hash)?)
+                .key_schema(key_elem("gsi1sk", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build(),
+        )?)
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(unavailable(e)),
+    }
+    for _ in 0..60 {
+        let d = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let active = d
+            .table()
+            .and_then(|t| t.table_status())
+            .is_some_and(|s| s.as_str() == "ACTIVE");
+        if active {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(build(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("ttl")
+                .build(),
+        )?)
+        .send()
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn health(&self) -> Result<(), StoreError> {
+        self.get_item(key("HEALTH".into(), "HEALTH".into()))
+            .await
+            .map(|_| ())
+    }
+
+    async fn create_conversation(&self, owner: &Owner, c: &Conversation) -> Result<(), StoreError> {
+        let updated = c.updated_at.to_rfc3339();
+        let mut item = key(user_pk(owner), conversation_sk(&c.id));
+        item.extend([
+            ("gsi1pk".to_owned(), s(updated_pk(owner))),
+            ("gsi1sk".to_owned(), s(updated_sk(&updated, c.id.as_str()))),
+            ("id".to_owned(), s(c.id.as_str())),
+            ("title".to_owned(), s(c.title.clone())),
+            (
+                "title_default".to_owned(),
+                AttributeValue::Bool(c.title == DEFAULT_TITLE),
+            ),
+            ("message_count".to_owned(), n(c.message_count)),
+            ("created_at".to_owned(), s(c.created_at.to_rfc3339())),
+            ("updated_at".to_owned(), s(updated)),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get_conversation(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        self.conversation_item(owner, id)
+            .await?
+            .as_ref()
+            .map(conversation_from)
+            .transpose()
+    }
+
+    async fn list_conversations(
+        &self,
+        owner: &Owner,
+        page: &PageRequest,
+        query: Option<&str>,
+    ) -> Result<Page<Conversation>, StoreError> {
+        let limit = page.limit.clamp(1, 200) as usize;
+        let after = page.cursor.as_deref().map(cursor::decode).transpose()?;
+        let needle = query
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(str::to_lowercase);
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI)
+            .scan_index_forward(false)
+            .expression_attribute_values(":p", s(updated_pk(owner)));
+        q = match &after {
+            Some((at, id)) => q
+                .key_condition_expression("gsi1pk = :p AND gsi1sk < :after")
+                .expression_attribute_values(":after", s(updated_sk(at, id))),
+            None => q.key_condition_expression("gsi1pk = :p"),
+        };
+        let mut items = Vec::new();
+        match &needle {
+            None => {
+                let q = q.limit(limit as i32 + 1);
+                for item in self.query_all(q, limit + 1).await? {
+                    items.push(conversation_from(&item)?);
+                }
+            }
+            Some(needle) => {
+                let q = q.limit(100);
+                let mut start: Option<Item> = None;
+                'pages: loop {
+                    let out = q
+                        .clone()
+                        .set_exclusive_start_key(start.take())
+                        .send()
+                        .await
+                        .map_err(unavailable)?;
+                    for item in out.items() {
+                        if self.matches(owner, item, needle).await? {
+                            items.push(conversation_from(item)?);
+                            if items.len() > limit {
+                                break 'pages;
+                            }
+                        }
+                    }
+                    match out.last_evaluated_key {
+                        Some(k) if !k.is_empty() => start = Some(k),
+                        _ => break,
+                    }
+                }
+            }
+        }
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items
+                .last()
+                .map(|l| cursor::encode(&l.updated_at.to_rfc3339(), l.id.as_str()))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn rename_conversation(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+        title: &str,
+        at: Timestamp,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let item = self
+            .touch(
+                owner,
+                id,
+                at,
+                ", #t = :t, title_default = :f",
+                &[(":t", s(title)), (":f", AttributeValue::Bool(false))],
+            )
+            .await?;
+        item.as_ref().map(conversation_from).transpose()
+    }
+
+    async fn set_auto_title(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+        title: &str,
+    ) -> Result<bool, StoreError> {
+        if !id_ok(id.as_str()) {
+            return Ok(false);
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(user_pk(owner), conversation_sk(id))))
+            .update_expression("SET #t = :t, title_default = :f")
+            .condition_expression("attribute_exists(pk) AND title_default = :yes")
+            .expression_attribute_names("#t", "title")
+            .expression_attribute_values(":t", s(title))
+            .expression_attribute_values(":f", AttributeValue::Bool(false))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn delete_conversation(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+    ) -> Result<Option<Vec<FileMeta>>, StoreError> {
+        if self.conversation_item(owner, id).await?.is_none() {
+            return Ok(None);
+        }
+        // Children first, the conversation last: an interrupted delete can simply be retried.
+        let messages = self
+            .query_all(
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :p")
+                    .expression_attribute_values(":p", s(messages_pk(owner, id)))
+                    .projection_expression("pk, sk, id")
+                    .consistent_read(true),
+                usize::MAX,
+            )
+            .await?;
+        let mut keys = Vec::with_capacity(messages.len() * 2);
+        for m in &messages {
+            let mid = MessageId::from(get_s(m, "id")?);
+            keys.push(key(user_pk(owner), pointer_sk(&mid)));
+            keys.push(key(get_s(m, "pk")?.to_owned(), get_s(m, "sk")?.to_owned()));
+        }
+        let file_items = self
+            .query_all(
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :p AND begins_with(sk, :f)")
+                    .filter_expression("conversation_id = :c")
+                    .expression_attribute_values(":p", s(user_pk(owner)))
+                    .expression_attribute_values(":f", s("F#"))
+                    .expression_attribute_values(":c", s(id.as_str()))
+                    .consistent_read(true),
+                usize::MAX,
+            )
+            .await?;
+        let mut files = Vec::with_capacity(file_items.len());
+        for f in &file_items {
+            let meta = file_from(f)?;
+            keys.push(key(user_pk(owner), file_sk(&meta.id)));
+            files.push(meta);
+        }
+        self.delete_keys(keys).await?;
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(user_pk(owner), conversation_sk(id))))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(Some(files))
+    }
+
+    async fn add_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
+        let files =
+            serde_json::to_string(&m.files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let msk = message_sk(m);
+        let mut message = key(messages_pk(owner, &m.conversation_id), msk.clone());
+        message.extend([
+            ("id".to_owned(), s(m.id.as_str())),
+            ("conversation_id".to_owned(), s(m.conversation_id.as_str())),
+            ("role".to_owned(), s(m.role.as_str())),
+            ("content".to_owned(), s(m.content.clone())),
+            ("files".to_owned(), s(files)),
+            ("token_count".to_owned(), n(m.token_count)),
+            ("status".to_owned(), s(m.status.as_str())),
+            ("created_at".to_owned(), s(m.created_at.to_rfc3339())),
+        ]);
+        let mut pointer = key(user_pk(owner), pointer_sk(&m.id));
+        pointer.extend([
+            ("conversation_id".to_owned(), s(m.conversation_id.as_str())),
+            ("msk".to_owned(), s(msk)),
+        ]);
+        let put = |item: Item| {
+            build(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build(),
+            )
+            .map(|p| TransactWriteItem::builder().put(p).build())
+        };
+        let missing =
+            || StoreError::Corrupt(format!("conversation {} does not exist", m.conversation_id));
+        for _ in 0..ATTEMPTS {
+            let current = self
+                .conversation_item(owner, &m.conversation_id)
+                .await?
+                .ok_or_else(missing)?;
+            let old = get_ts(&current, "updated_at")?;
+            let new = old.max(m.created_at).to_rfc3339();
+            let update = build(
+                Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(
+                        user_pk(owner),
+                        conversation_sk(&m.conversation_id),
+                    )))
+                    .update_expression(
+                        "SET message_count = message_count + :one, updated_at = :u, gsi1sk = :g",
+                    )
+                    .condition_expression("updated_at = :old")
+                    .expression_attribute_values(":one", n(1))
+                    .expression_attribute_values(":u", s(new.clone()))
+                    .expression_attribute_values(
+                        ":g",
+                        s(updated_sk(&new, m.conversation_id.as_str())),
+                    )
+                    .expression_attribute_values(":old", s(old.to_rfc3339()))
+                    .build(),
+            )?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(update).build())
+                .transact_items(put(message.clone())?)
+                .transact_items(put(pointer.clone())?)
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) if condition_failed_at(&e, 1) || condition_failed_at(&e, 2) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "message {} already exists",
+                        m.id
+                    )))
+                }
+                Err(e) if condition_failed_at(&e, 0) => continue,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the conversation kept changing while a message was being added".into(),
+        ))
+    }
+
+    async fn update_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
+        let Some(pointer) = self.pointer(owner, &m.id).await? else {
+            return Ok(());
+        };
+        let conversation = ConversationId::from(get_s(&pointer, "conversation_id")?);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                messages_pk(owner, &conversation),
+                get_s(&pointer, "msk")?.to_owned(),
+            )))
+            .update_expression("SET #c = :c, token_count = :t, #s = :s")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#c", "content")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":c", s(m.content.clone()))
+            .expression_attribute_values(":t", n(m.token_count))
+            .expression_attribute_values(":s", s(m.status.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn get_message(
+        &self,
+        owner: &Owner,
+        id: &MessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        let Some(pointer) = self.pointer(owner, id).await? else {
+            return Ok(None);
+        };
+        let conversation = ConversationId::from(get_s(&pointer, "conversation_id")?);
+        self.get_item(key(
+            messages_pk(owner, &conversation),
+            get_s(&pointer, "msk")?.to_owned(),
+        ))
+        .await?
+        .as_ref()
+        .map(message_from)
+        .transpose()
+    }
+
+    async fn list_messages(
+        &self,
+        owner: &Owner,
+        conversation: &ConversationId,
+        page: &PageRequest,
+    ) -> Result<Page<Message>, StoreError> {
+        let limit = page.limit.clamp(1, 200) as usize;
+        let after = page.cursor.as_deref().map(cursor::decode).transpose()?;
+        if !id_ok(conversation.as_str()) {
+            return Ok(Page {
+                items: vec![],
+                next_cursor: None,
+            });
+        }
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_values(":p", s(messages_pk(owner, conversation)))
+            .consistent_read(true)
+            .limit(limit as i32 + 1);
+        let q = match &after {
+            Some((at, id)) => q
+                .key_condition_expression("pk = :p AND sk > :after")
+                .expression_attribute_values(":after", s(format!("M#{at}#{id}"))),
+            None => q.key_condition_expression("pk = :p"),
+        };
+        let mut items = self
+            .query_all(q, limit + 1)
+            .await?
+            .iter()
+            .map(message_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items
+                .last()
+                .map(|l| cursor::encode(&l.created_at.to_rfc3339(), l.id.as_str()))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn recent_messages(
+        &self,
+        owner: &Owner,
+        conversation: &ConversationId,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        if limit == 0 || !id_ok(conversation.as_str()) {
+            return Ok(vec![]);
+        }
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :p")
+            .expression_attribute_values(":p", s(messages_pk(owner, conversation)))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(limit.min(1000) as i32);
+        let mut items = self
+            .query_all(q, limit as usize)
+            .await?
+            .iter()
+            .take(limit as usize)
+            .map(message_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        items.reverse();
+        Ok(items)
+    }
+
+    async fn put_file(&self, owner: &Owner, f: &FileMeta) -> Result<(), StoreError> {
+        let body = serde_json::to_string(f).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut item = key(user_pk(owner), file_sk(&f.id));
+        item.insert("id".to_owned(), s(f.id.as_str()));
+        item.insert("body".to_owned(), s(body));
+        if let Some(c) = &f.conversation_id {
+            item.insert("conversation_id".to_owned(), s(c.as_str()));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get_file(&self, owner: &Owner, id: &FileId) -> Result<Option<FileMeta>, StoreError> {
+        if !id_ok(id.as_str()) {
+            return Ok(None);
+        }
+        self.get_item(key(user_pk(owner), file_sk(id)))
+            .await?
+            .as_ref()
+            .map(file_from)
+            .transpose()
+    }
+
+    async fn delete_file(&self, owner: &Owner, id: &FileId) -> Result<bool, StoreError> {
+        if !id_ok(id.as_str()) {
+            return Ok(false);
+        }
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(user_pk(owner), file_sk(id))))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_keys_sort_like_updated_then_id() {
+        let a = updated_sk("2026-02-28T10:00:00.123Z", "0190-a");
+        let b = updated_sk("2026-02-28T10:00:00.123Z", "0190-b");
+        let c = updated_sk("2026-02-28T10:00:01.000Z", "0000");
+        assert!(a < b && b < c);
+    }
+
+    #[test]
+    fn keys_are_scoped_by_owner() {
+        let c = ConversationId::from("c1");
+        assert_eq!(
+            messages_pk(&Owner::new("alice"), &c),
+            "U#alice#C#c1".to_owned()
+        );
+        assert_ne!(user_pk(&Owner::new("al")), user_pk(&Owner::new("alice")));
+        assert!(!id_ok(&"x".repeat(MAX_ID_BYTES + 1)));
+    }
+}
