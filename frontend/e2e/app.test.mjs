@@ -1,0 +1,351 @@
+// End-to-end: the built frontend against the real server and a fake model provider, in
+// headless Chromium. Run with `npm run test:e2e` (see README for the environment variables).
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { launchBrowser, makePdf, startStack } from "./harness.mjs";
+
+const TIMEOUT = 20_000;
+let stack;
+let browser;
+
+before(async () => {
+  stack = await startStack();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await stack?.stop();
+});
+
+async function openApp(hash = "") {
+  const page = await browser.context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  page.errors = errors;
+  await page.goto(`${stack.baseUrl}/${hash}`);
+  await page.waitForSelector("#composer-input");
+  return page;
+}
+
+async function sendMessage(page, text) {
+  await page.fill("#composer-input", text);
+  await page.press("#composer-input", "Enter");
+}
+
+async function waitIdle(page) {
+  await page.waitForFunction(() => !document.querySelector(".msg-assistant.streaming") && !document.getElementById("send").hidden);
+}
+
+function lastAnswer(page) {
+  return page.locator(".msg-assistant").last();
+}
+
+async function currentId(page) {
+  const hash = await page.evaluate(() => location.hash);
+  const m = /^#\/c\/(.+)$/.exec(hash);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+async function api(path, init) {
+  return fetch(`${stack.baseUrl}${path}`, init);
+}
+
+/** No element anywhere in the document carries an event handler attribute or a javascript: URL. */
+async function assertDomInert(page) {
+  const bad = await page.evaluate(() => {
+    const found = [];
+    for (const el of document.querySelectorAll("*")) {
+      for (const a of el.attributes) {
+        const v = a.value.replace(/[\u0000-\u0020]/g, "").toLowerCase();
+        if (a.name.toLowerCase().startsWith("on")) found.push(`${el.tagName} ${a.name}`);
+        if (/^(javascript|vbscript|data:text)/.test(v)) found.push(`${el.tagName} ${a.name}=${a.value}`);
+      }
+    }
+    for (const el of document.querySelectorAll(".message-list script, .message-list iframe, .message-list svg:not(.icon), .message-list style, .message-list form, .message-list input")) {
+      found.push(`element ${el.tagName}`);
+    }
+    return found;
+  });
+  assert.deepEqual(bad, []);
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, "a script from the model ran");
+}
+
+describe("conversa in the browser", () => {
+  let pdfConversation = null;
+
+  it("shows the model from /health", async () => {
+    const health = await (await api("/health")).json();
+    const page = await openApp();
+    if (typeof health.model === "string" && health.model) {
+      await page.waitForSelector("#model:not([hidden])");
+      assert.equal(await page.textContent("#model"), health.model);
+    } else {
+      assert.equal(await page.isHidden("#model"), true);
+    }
+    await page.close();
+  });
+
+  it("answers a question about an uploaded PDF, streaming a quote of it, and titles the conversation", async () => {
+    const page = await openApp();
+    const pdf = makePdf(["Quarterly report", "ZEBRA-42 revenue grew by 17 percent in the fourth quarter.", "End of report"]);
+    await page.setInputFiles("#file-input", { name: "report.pdf", mimeType: "application/pdf", buffer: pdf });
+    const chip = page.locator("#chips .chip");
+    await chip.waitFor();
+    assert.match(await chip.textContent(), /report\.pdf/);
+    assert.match(await chip.textContent(), /PDF/);
+    await page.waitForSelector("#chips .chip[data-state=ready]");
+
+    await sendMessage(page, "What does the report say about revenue?");
+    // The question shows at once, with its attachment.
+    const user = page.locator(".msg-user").last();
+    await user.waitFor();
+    assert.match(await user.textContent(), /What does the report say about revenue\?/);
+    assert.match(await user.textContent(), /report\.pdf/);
+    assert.equal(await page.locator("#chips .chip").count(), 0, "chips are cleared after sending");
+
+    // The answer streams in and quotes the document.
+    await page.waitForFunction(() => {
+      const el = [...document.querySelectorAll(".msg-assistant .msg-content")].pop();
+      return el && /ZEBRA-42/.test(el.textContent);
+    });
+    await waitIdle(page);
+    const answer = await lastAnswer(page).locator(".msg-content").textContent();
+    assert.match(answer, /The document says: .*ZEBRA-42 revenue grew by 17 percent/);
+    assert.equal(await lastAnswer(page).locator(".msg-content").getAttribute("aria-live"), "polite");
+
+    // The conversation is in the URL and in the sidebar, with its automatic title.
+    const id = await currentId(page);
+    assert.ok(id, "the URL names the conversation");
+    pdfConversation = id;
+    const item = page.locator(`#conv-list li[data-id="${id}"]`);
+    await item.waitFor();
+    await page.waitForFunction(
+      (cid) => document.querySelector(`#conv-list li[data-id="${cid}"] .conv-title`)?.textContent === "Zebra Revenue Question",
+      id,
+    );
+    assert.equal(await page.textContent("#conv-title"), "Zebra Revenue Question");
+
+    // The attachment links to the original bytes.
+    const link = user.locator("a.file-name");
+    const href = await link.getAttribute("href");
+    assert.match(href, /\/api\/files\/[^/]+\/download$/);
+    const res = await api(href);
+    assert.equal(res.status, 200);
+    assert.equal(Buffer.from(await res.arrayBuffer()).subarray(0, 5).toString(), "%PDF-");
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("restores the conversation on reload", async () => {
+    assert.ok(pdfConversation, "needs the PDF conversation");
+    const page = await openApp(`#/c/${encodeURIComponent(pdfConversation)}`);
+    await page.waitForSelector(".msg-assistant");
+    assert.equal(await page.locator(".msg-user").count(), 1);
+    assert.match(await page.locator(".msg-user").textContent(), /report\.pdf/);
+    assert.match(await lastAnswer(page).textContent(), /ZEBRA-42/);
+    assert.equal(await page.textContent("#conv-title"), "Zebra Revenue Question");
+    assert.equal(
+      await page.getAttribute(`#conv-list li[data-id="${pdfConversation}"] .conv-link`, "aria-current"),
+      "page",
+    );
+    await page.reload();
+    await page.waitForSelector(".msg-assistant");
+    assert.match(await lastAnswer(page).textContent(), /ZEBRA-42/);
+
+    // A follow-up goes to the same conversation.
+    await sendMessage(page, "And what else? TITLE:Ignored");
+    await waitIdle(page);
+    assert.equal(await currentId(page), pdfConversation);
+    assert.equal(await page.locator(".msg-user").count(), 2);
+    await page.close();
+  });
+
+  it("renames a conversation inline", async () => {
+    const page = await openApp();
+    await sendMessage(page, "Hello there TITLE:Rename");
+    await waitIdle(page);
+    const id = await currentId(page);
+    const item = page.locator(`#conv-list li[data-id="${id}"]`);
+    await item.hover();
+    await item.locator(".conv-rename").click();
+    const input = item.locator(".conv-rename-input");
+    await input.fill("My renamed chat");
+    await input.press("Enter");
+    await page.waitForFunction(
+      (cid) => document.querySelector(`#conv-list li[data-id="${cid}"] .conv-title`)?.textContent === "My renamed chat",
+      id,
+    );
+    assert.equal(await page.textContent("#conv-title"), "My renamed chat");
+    const conv = await (await api(`/api/conversations/${encodeURIComponent(id)}`)).json();
+    assert.equal(conv.title, "My renamed chat");
+
+    // Escape cancels; an over-long title is refused inline.
+    await item.hover();
+    await item.locator(".conv-rename").click();
+    await item.locator(".conv-rename-input").fill("Not saved");
+    await item.locator(".conv-rename-input").press("Escape");
+    assert.equal(await item.locator(".conv-title").textContent(), "My renamed chat");
+    await page.close();
+  });
+
+  it("searches conversations", async () => {
+    const page = await openApp();
+    await sendMessage(page, "Tell me about giraffes TITLE:Giraffes");
+    await waitIdle(page);
+    await page.fill("#search", "zebra");
+    await page.waitForFunction(() => {
+      const titles = [...document.querySelectorAll("#conv-list .conv-title")].map((e) => e.textContent);
+      return titles.length > 0 && titles.every((t) => /zebra/i.test(t));
+    });
+    await page.fill("#search", "no-such-thing-xyz");
+    await page.waitForFunction(() => document.querySelectorAll("#conv-list li").length === 0);
+    assert.match(await page.textContent("#conv-status"), /No conversations match/);
+    await page.fill("#search", "");
+    await page.waitForFunction(() => document.querySelectorAll("#conv-list li").length >= 3);
+    await page.close();
+  });
+
+  it("stops an answer midway", async () => {
+    const page = await openApp();
+    await sendMessage(page, "Please SLOW_STREAM a long answer");
+    await page.waitForFunction(() => /word5\b/.test([...document.querySelectorAll(".msg-assistant .msg-content")].pop()?.textContent ?? ""));
+    assert.equal(await page.isVisible("#stop"), true);
+    await page.click("#stop");
+    await waitIdle(page);
+    const answer = lastAnswer(page);
+    await answer.locator(".msg-note").waitFor();
+    assert.match(await answer.locator(".msg-note").textContent(), /Stopped/);
+    const text1 = await answer.locator(".msg-content").textContent();
+    await page.waitForTimeout(600);
+    const text2 = await answer.locator(".msg-content").textContent();
+    assert.equal(text1, text2, "no tokens after Stop");
+    assert.doesNotMatch(text2, /word400/);
+
+    // Esc stops too.
+    await sendMessage(page, "Again SLOW_STREAM please");
+    await page.waitForFunction(() => /word3\b/.test([...document.querySelectorAll(".msg-assistant .msg-content")].pop()?.textContent ?? ""));
+    await page.keyboard.press("Escape");
+    await waitIdle(page);
+    assert.match(await lastAnswer(page).locator(".msg-note").textContent(), /Stopped/);
+    await page.close();
+  });
+
+  it("keeps malicious model output inert", async () => {
+    const page = await openApp();
+    await sendMessage(page, "Show me MALICIOUS_OUTPUT now");
+    await waitIdle(page);
+    const answer = lastAnswer(page);
+    assert.match(await answer.textContent(), /dangerous/);
+    await assertDomInert(page);
+    const safe = answer.locator('a[href="https://example.com/docs"]');
+    assert.equal(await safe.getAttribute("rel"), "noopener noreferrer");
+    assert.equal(await safe.getAttribute("target"), "_blank");
+    // Clicking the neutralised links does nothing either.
+    for (const a of await answer.locator("a:not([href])").all()) await a.click({ force: true }).catch(() => undefined);
+    await page.waitForTimeout(300);
+    await assertDomInert(page);
+
+    // The stored answer, rendered from history, is just as inert.
+    await page.reload();
+    await page.waitForSelector(".msg-assistant");
+    await page.waitForTimeout(300);
+    await assertDomInert(page);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("shows a provider failure in plain words with Retry", async () => {
+    const page = await openApp();
+    await sendMessage(page, "FAIL_UPSTREAM please");
+    await waitIdle(page);
+    const note = lastAnswer(page).locator(".msg-note-error");
+    await note.waitFor();
+    assert.match(await note.textContent(), /model failed/i);
+    assert.equal(await note.locator("button.retry").isVisible(), true);
+    await note.locator("button.retry").click();
+    await waitIdle(page);
+    assert.equal(await page.locator(".msg-user").count(), 1, "Retry replaces the failed turn");
+    await page.close();
+  });
+
+  it("refuses unsupported and oversized files before uploading", async () => {
+    const page = await openApp();
+    await page.setInputFiles("#file-input", { name: "tool.exe", mimeType: "application/octet-stream", buffer: Buffer.from("MZ") });
+    await page.waitForSelector("#composer-error:not([hidden])");
+    assert.match(await page.textContent("#composer-error"), /tool\.exe: this file type isn't supported/);
+    await page.setInputFiles("#file-input", { name: "huge.csv", mimeType: "text/csv", buffer: Buffer.alloc(10 * 1024 * 1024 + 1, 0x61) });
+    await page.waitForFunction(() => /huge\.csv is 10 MB; the limit is 10 MB/.test(document.getElementById("composer-error").textContent));
+    assert.equal(await page.locator("#chips .chip").count(), 0);
+
+    // A supported text file uploads and can be removed again.
+    await page.setInputFiles("#file-input", { name: "notes.md", mimeType: "text/markdown", buffer: Buffer.from("# Notes\nZEBRA-7 is a note.") });
+    await page.waitForSelector("#chips .chip[data-state=ready]");
+    await page.click("#chips .chip-remove");
+    assert.equal(await page.locator("#chips .chip").count(), 0);
+    await page.close();
+  });
+
+  it("deletes a conversation after confirmation", async () => {
+    const page = await openApp();
+    await sendMessage(page, "Something to delete TITLE:Doomed");
+    await waitIdle(page);
+    const id = await currentId(page);
+    const item = page.locator(`#conv-list li[data-id="${id}"]`);
+    await item.hover();
+    await item.locator(".conv-delete").click();
+    await page.waitForSelector("#confirm-dialog[open]");
+    await page.click("#confirm-cancel");
+    assert.equal(await item.count(), 1, "Cancel keeps it");
+    await item.hover();
+    await item.locator(".conv-delete").click();
+    await page.click("#confirm-ok");
+    await item.waitFor({ state: "detached" });
+    assert.equal(await currentId(page), null, "the open conversation closes");
+    assert.equal((await api(`/api/conversations/${encodeURIComponent(id)}`)).status, 404);
+    await page.close();
+  });
+
+  it("remembers the theme", async () => {
+    const page = await openApp();
+    assert.equal(await page.getAttribute("html", "data-theme"), "dark");
+    await page.click("#theme");
+    assert.equal(await page.getAttribute("html", "data-theme"), "light");
+    await page.reload();
+    await page.waitForSelector("#composer-input");
+    assert.equal(await page.getAttribute("html", "data-theme"), "light");
+    await page.click("#theme");
+    await page.close();
+  });
+
+  it("works on a 390×844 phone screen", async () => {
+    const page = await browser.context.newPage();
+    page.setDefaultTimeout(TIMEOUT);
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(`${stack.baseUrl}/#/c/${encodeURIComponent(pdfConversation)}`);
+    await page.waitForSelector(".msg-assistant");
+    assert.equal(await page.isVisible("#composer-input"), true);
+    assert.equal(await page.isVisible("#send"), true);
+    assert.equal(await lastAnswer(page).isVisible(), true);
+    const noOverflow = () => page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth && document.body.scrollWidth <= window.innerWidth);
+    assert.equal(await noOverflow(), true, "no horizontal overflow");
+    const box = await page.locator("#composer").boundingBox();
+    assert.ok(box && box.y + box.height <= 844 && box.width <= 390, "composer inside the viewport");
+
+    // The sidebar is a drawer.
+    assert.equal(await page.isVisible("#conv-list"), false);
+    await page.click("#menu");
+    await page.waitForSelector("#conv-list", { state: "visible" });
+    const other = page.locator(`#conv-list li:not([data-id="${pdfConversation}"]) .conv-link`).first();
+    await other.click();
+    await page.waitForSelector("#conv-list", { state: "hidden" });
+    await page.waitForFunction((cid) => location.hash !== "" && !location.hash.endsWith(encodeURIComponent(cid)), pdfConversation);
+
+    await sendMessage(page, "A message from a small screen");
+    await waitIdle(page);
+    assert.equal(await noOverflow(), true);
+    await page.close();
+  });
+});

@@ -1,0 +1,43 @@
+// End-to-end: a rate-limited chat shows a live countdown from Retry-After, then allows sending.
+
+import { after, before, it } from "node:test";
+import assert from "node:assert/strict";
+import { launchBrowser, startStack } from "./harness.mjs";
+
+let stack;
+let browser;
+
+before(async () => {
+  stack = await startStack({ CONVERSA_RATE_LIMIT_PER_MINUTE: "1" });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await stack?.stop();
+});
+
+it("counts down a rate limit in plain words", async () => {
+  const page = await browser.context.newPage();
+  page.setDefaultTimeout(20_000);
+  await page.goto(`${stack.baseUrl}/`);
+  const idle = () => page.waitForFunction(() => !document.querySelector(".msg-assistant.streaming") && !document.getElementById("send").hidden);
+  await page.fill("#composer-input", "first message");
+  await page.press("#composer-input", "Enter");
+  await idle();
+  await page.fill("#composer-input", "second message");
+  await page.press("#composer-input", "Enter");
+  await idle();
+  const note = page.locator(".msg-assistant .msg-note-error").last();
+  await note.waitFor();
+  const first = await note.textContent();
+  assert.match(first, /too quickly\. You can send again in \d+ s\./);
+  assert.equal(await note.locator("button.retry").isDisabled(), true);
+  assert.match(await page.textContent("#composer-status"), /You can send again in \d+ s/);
+  const n1 = Number(/in (\d+) s/.exec(first)[1]);
+  await page.waitForFunction((n) => {
+    const m = /in (\d+) s/.exec(document.querySelector(".msg-assistant .msg-note-error:last-of-type .msg-note-text")?.textContent ?? "");
+    return m && Number(m[1]) < n;
+  }, n1, { timeout: 5000 });
+  await page.close();
+});
