@@ -1,0 +1,10 @@
+//! The chat Lambda function: the chat routes of the API.
+
+use conversa::{lambda, AppState, Config};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda::init_tracing();
+    let state = AppState::from_config(Config::from_env()?).await?;
+    lambda::run_streaming(conversa::api::chat::router(state)).await
+}

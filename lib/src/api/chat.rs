@@ -1,0 +1,235 @@
+//! `POST /api/chat/send` (SSE) and `POST /api/chat/send-simple` (one JSON document).
+
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::extract::{Auth, ClientKey};
+use super::{multipart, ApiError};
+use crate::domain::{ConversationId, FileId, Message, MessageStatus, Role, Timestamp};
+use crate::service::chat::{self, ChatInput, TurnEvent, MAX_FILES};
+use crate::AppState;
+
+/// The routes of this group.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/chat/send", post(send))
+        .route("/api/chat/send-simple", post(send_simple))
+}
+
+/// The router of the chat function.
+pub fn router(state: AppState) -> Router {
+    super::with_fallbacks(routes(), state)
+}
+
+/// The JSON form of a chat request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRequestBody {
+    /// The user's text (may be empty only when files are attached).
+    #[serde(default)]
+    pub message: String,
+    /// Continue this conversation; absent starts a new one.
+    pub conversation_id: Option<String>,
+    /// Files uploaded earlier with `POST /api/files`.
+    #[serde(default)]
+    pub file_ids: Vec<String>,
+    /// A model name; absent means the configured chat model.
+    pub model: Option<String>,
+}
+
+/// The multipart form of a chat request (for the OpenAPI document).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct ChatForm {
+    /// The user's text.
+    message: String,
+    /// Continue this conversation.
+    conversation_id: Option<String>,
+    /// Files of this message (up to 10).
+    #[schema(value_type = Vec<String>, format = Binary)]
+    files: Vec<Vec<u8>>,
+    /// Files uploaded earlier (repeat the field, or separate ids with commas).
+    file_ids: Vec<String>,
+    /// A model name.
+    model: Option<String>,
+}
+
+/// The reply of `send-simple`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimpleReply {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Whether this turn started it.
+    pub created_conversation: bool,
+    /// The stored answer.
+    pub message: Message,
+    /// The automatic title, when this turn produced one.
+    pub title: Option<String>,
+}
+
+/// Largest JSON chat body.
+const MAX_JSON_BODY: usize = 2 * 1024 * 1024;
+
+/// Reads a chat request, multipart or JSON.
+async fn read_input(state: &AppState, request: Request) -> Result<ChatInput, ApiError> {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let optional_id = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    if content_type.starts_with("multipart/form-data") {
+        let mp = Multipart::from_request(request, state).await?;
+        let form = multipart::read(
+            mp,
+            &["files", "file"],
+            state.config.max_upload_bytes,
+            MAX_FILES,
+        )
+        .await?;
+        Ok(ChatInput {
+            message: form.first("message").unwrap_or("").to_owned(),
+            conversation_id: optional_id(form.first("conversation_id").map(str::to_owned))
+                .map(ConversationId::from),
+            file_ids: form
+                .all_split("file_ids")
+                .into_iter()
+                .map(FileId::from)
+                .collect(),
+            model: optional_id(form.first("model").map(str::to_owned)),
+            uploads: form.files,
+        })
+    } else if content_type.starts_with("application/json") || content_type.is_empty() {
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_JSON_BODY)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge("The request body is too large.".into()))?;
+        let body: ChatRequestBody = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("The JSON body is not valid: {e}")))?;
+        Ok(ChatInput {
+            message: body.message,
+            conversation_id: optional_id(body.conversation_id).map(ConversationId::from),
+            file_ids: body
+                .file_ids
+                .into_iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .map(FileId::from)
+                .collect(),
+            model: optional_id(body.model),
+            uploads: vec![],
+        })
+    } else {
+        Err(ApiError::BadRequest(
+            "Send multipart/form-data or application/json.".into(),
+        ))
+    }
+}
+
+/// A chat turn, answered as a stream of server-sent events.
+#[utoipa::path(
+    post,
+    path = "/api/chat/send",
+    tag = "chat",
+    request_body(content(
+        (ChatForm = "multipart/form-data"),
+        (ChatRequestBody = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "`text/event-stream`: `meta`, `token`…, `title`, then `done` or `error`", content_type = "text/event-stream", body = String),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn send(
+    State(state): State<AppState>,
+    auth: Auth,
+    key: ClientKey,
+    request: Request,
+) -> Result<Response, ApiError> {
+    chat::check_rate(&state, &key.0).await?;
+    let input = read_input(&state, request).await?;
+    let turn = chat::start(&state, &auth.owner, input).await?;
+    Ok(super::sse::response(turn).into_response())
+}
+
+use super::ErrorBody;
+
+/// The same turn, answered as one JSON document when the answer is complete.
+#[utoipa::path(
+    post,
+    path = "/api/chat/send-simple",
+    tag = "chat",
+    request_body(content(
+        (ChatForm = "multipart/form-data"),
+        (ChatRequestBody = "application/json"),
+    )),
+    responses(
+        (status = 200, body = SimpleReply),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 502, body = ErrorBody), (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn send_simple(
+    State(state): State<AppState>,
+    auth: Auth,
+    key: ClientKey,
+    request: Request,
+) -> Result<axum::Json<SimpleReply>, ApiError> {
+    chat::check_rate(&state, &key.0).await?;
+    let input = read_input(&state, request).await?;
+    let mut turn = chat::start(&state, &auth.owner, input).await?;
+    let meta = turn.meta.clone();
+    let mut title = None;
+    let mut failure = None;
+    // The channel closes once the answer (and the title job) are stored.
+    while let Some(event) = turn.events.recv().await {
+        match event {
+            TurnEvent::Title { title: t, .. } => title = Some(t),
+            TurnEvent::Error { code, message } => failure = Some((code, message)),
+            TurnEvent::Token(_) | TurnEvent::Done { .. } => {}
+        }
+    }
+    if let Some((code, message)) = failure {
+        return Err(match code.as_str() {
+            "upstream_error" => ApiError::Upstream(message),
+            "unavailable" => ApiError::Unavailable(message),
+            _ => ApiError::Internal(message),
+        });
+    }
+    if title.is_none() && meta.created_conversation {
+        title = state
+            .store
+            .get_conversation(&auth.owner, &meta.conversation_id)
+            .await?
+            .map(|c| c.title)
+            .filter(|t| t != crate::domain::DEFAULT_TITLE);
+    }
+    let message = state
+        .store
+        .get_message(&auth.owner, &meta.assistant_message_id)
+        .await?
+        .unwrap_or(Message {
+            id: meta.assistant_message_id.clone(),
+            conversation_id: meta.conversation_id.clone(),
+            role: Role::Assistant,
+            content: String::new(),
+            files: vec![],
+            token_count: 0,
+            status: MessageStatus::Error,
+            created_at: Timestamp::now(),
+        });
+    Ok(axum::Json(SimpleReply {
+        conversation_id: meta.conversation_id,
+        created_conversation: meta.created_conversation,
+        message,
+        title,
+    }))
+}

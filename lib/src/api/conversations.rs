@@ -1,0 +1,186 @@
+//! `/api/conversations`: list (with search), read, messages, rename, delete, export.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{Auth, Json, Path, Query};
+use super::{ApiError, ErrorBody};
+use crate::domain::{Conversation, ConversationId, Message, Page};
+use crate::service::conversations as svc;
+use crate::AppState;
+
+/// The routes of this group.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/conversations", get(list))
+        .route(
+            "/api/conversations/{id}",
+            get(get_one).patch(rename).delete(delete),
+        )
+        .route("/api/conversations/{id}/messages", get(messages))
+        .route("/api/conversations/{id}/export", get(export))
+}
+
+/// The router of the conversations function (with health, `/api` and the OpenAPI document).
+pub fn router(state: AppState) -> Router {
+    super::with_fallbacks(routes().merge(super::health::routes()), state)
+}
+
+/// `?limit=&cursor=&q=`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Items per page, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Keep conversations whose title or messages contain this text.
+    pub q: Option<String>,
+}
+
+/// `?limit=&cursor=`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageParams {
+    /// Items per page, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `?format=`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ExportParams {
+    /// `markdown` (default) or `json`.
+    pub format: Option<String>,
+}
+
+/// A new title.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RenameBody {
+    /// 1–200 characters after trimming.
+    pub title: String,
+}
+
+/// Conversations, most recently updated first.
+#[utoipa::path(get, path = "/api/conversations", tag = "conversations", params(ListParams),
+    responses((status = 200, body = Page<Conversation>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Page<Conversation>>, ApiError> {
+    let page = svc::page_request(p.limit, p.cursor)?;
+    let q = p.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    Ok(Json(svc::list(&state, &auth.owner, page, q).await?))
+}
+
+/// One conversation.
+#[utoipa::path(get, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path)),
+    responses((status = 200, body = Conversation), (status = 404, body = ErrorBody)))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, ApiError> {
+    Ok(Json(
+        svc::get(&state, &auth.owner, &ConversationId::from(id)).await?,
+    ))
+}
+
+/// Its messages, oldest first.
+#[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "conversations", params(("id" = String, Path), PageParams),
+    responses((status = 200, body = Page<Message>), (status = 404, body = ErrorBody)))]
+pub async fn messages(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(p): Query<PageParams>,
+) -> Result<Json<Page<Message>>, ApiError> {
+    let page = svc::page_request(p.limit, p.cursor)?;
+    Ok(Json(
+        svc::messages(&state, &auth.owner, &ConversationId::from(id), page).await?,
+    ))
+}
+
+/// Renames it.
+#[utoipa::path(patch, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path)), request_body = RenameBody,
+    responses((status = 200, body = Conversation), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn rename(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(body): Json<RenameBody>,
+) -> Result<Json<Conversation>, ApiError> {
+    Ok(Json(
+        svc::rename(&state, &auth.owner, &ConversationId::from(id), &body.title).await?,
+    ))
+}
+
+/// Deletes it with its messages and files.
+#[utoipa::path(delete, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    svc::delete(&state, &auth.owner, &ConversationId::from(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Downloads it as Markdown or JSON.
+#[utoipa::path(get, path = "/api/conversations/{id}/export", tag = "conversations", params(("id" = String, Path), ExportParams),
+    responses((status = 200, description = "`text/markdown` or `application/json` attachment"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn export(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(p): Query<ExportParams>,
+) -> Result<Response, ApiError> {
+    let id = ConversationId::from(id);
+    let conversation = svc::get(&state, &auth.owner, &id).await?;
+    let messages = svc::all_messages(&state, &auth.owner, &id).await?;
+    let stem: String = conversation
+        .title
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect();
+    match p.format.as_deref().unwrap_or("markdown") {
+        "markdown" | "md" => Ok((
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "text/markdown; charset=utf-8".to_owned(),
+                ),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{stem}.md\""),
+                ),
+            ],
+            svc::to_markdown(&conversation, &messages),
+        )
+            .into_response()),
+        "json" => Ok((
+            [(
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{stem}.json\""),
+            )],
+            axum::Json(serde_json::json!({ "conversation": conversation, "messages": messages })),
+        )
+            .into_response()),
+        other => Err(ApiError::BadRequest(format!(
+            "Unknown export format {other:?}; use markdown or json."
+        ))),
+    }
+}

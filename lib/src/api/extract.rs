@@ -1,0 +1,136 @@
+//! Request extractors: the owner (bearer auth when configured), the client key for rate limits,
+//! and JSON/path/query extractors whose rejections use the API's error shape.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
+use axum::http::request::Parts;
+
+use super::ApiError;
+use crate::domain::Owner;
+use crate::AppState;
+
+/// The user a request acts for.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// Whose records it may see.
+    pub owner: Owner,
+    /// Whether the owner came from a token (rate limits then count per user, not per IP).
+    pub authenticated: bool,
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(tokens) = &state.config.auth_tokens else {
+            return Ok(Auth {
+                owner: Owner::local(),
+                authenticated: false,
+            });
+        };
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "Sign in: an `Authorization: Bearer <token>` header is required.".into(),
+                )
+            })?;
+        let user = tokens
+            .get(token)
+            .ok_or_else(|| ApiError::Unauthorized("The token is not valid.".into()))?;
+        Ok(Auth {
+            owner: Owner::new(user.clone()),
+            authenticated: true,
+        })
+    }
+}
+
+/// The client's address as the transport saw it; the local server and the Lambda adapter put it
+/// into the request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+/// The client's IP: from [`ClientIp`], else the socket, else unknown.
+pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    if let Some(ClientIp(ip)) = parts.extensions.get::<ClientIp>() {
+        return Some(*ip);
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// The key rate limits count under: the user when authenticated, else the client IP.
+#[derive(Debug, Clone)]
+pub struct ClientKey(pub String);
+
+impl FromRequestParts<AppState> for ClientKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let auth = Auth::from_request_parts(parts, state).await?;
+        if auth.authenticated {
+            return Ok(ClientKey(format!("user:{}", auth.owner.as_str())));
+        }
+        Ok(ClientKey(match client_ip(parts) {
+            Some(ip) => format!("ip:{ip}"),
+            None => "ip:unknown".into(),
+        }))
+    }
+}
+
+/// `axum::Json` with the API's error shape on rejection.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Path` with the API's error shape on rejection.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// `axum::extract::Query` with the API's error shape on rejection.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::BadRequest("Send JSON with `Content-Type: application/json`.".into())
+            }
+            other => {
+                ApiError::BadRequest(format!("The JSON body is not valid: {}", other.body_text()))
+            }
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::NotFound(format!("Not found ({})", r.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::BadRequest(format!("The query string is not valid: {}", r.body_text()))
+    }
+}

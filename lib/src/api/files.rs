@@ -1,0 +1,171 @@
+//! `/api/files`: upload, metadata, download, extracted text.
+
+use axum::extract::{Multipart, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::extract::{Auth, Path};
+use super::{multipart, ApiError, ErrorBody};
+use crate::domain::{ConversationId, FileId, FileMeta};
+use crate::service::files as svc;
+use crate::AppState;
+
+/// The routes of this group.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/files", post(upload))
+        .route("/api/files/{id}", get(get_one))
+        .route("/api/files/{id}/download", get(download))
+        .route("/api/files/{id}/text", get(text))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// The router of the files function.
+pub fn router(state: AppState) -> Router {
+    super::with_fallbacks(routes(), state)
+}
+
+/// The upload form (for the OpenAPI document).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Attach it to this conversation.
+    conversation_id: Option<String>,
+}
+
+/// Extracted text.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileText {
+    /// The file.
+    pub file_id: FileId,
+    /// Its text.
+    pub text: String,
+}
+
+/// Uploads one file; its text is extracted before the answer.
+#[utoipa::path(post, path = "/api/files", tag = "files", request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, body = FileMeta), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn upload(
+    State(state): State<AppState>,
+    auth: Auth,
+    mp: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<(StatusCode, axum::Json<FileMeta>), ApiError> {
+    let form = multipart::read(mp?, &["file"], state.config.max_upload_bytes, 1).await?;
+    let upload =
+        form.files.into_iter().next().ok_or_else(|| {
+            ApiError::BadRequest("Attach the file in a part named `file`.".into())
+        })?;
+    let conversation = match form
+        .fields
+        .iter()
+        .find(|(n, _)| n == "conversation_id")
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+    {
+        Some(id) => Some(
+            crate::service::conversations::get(&state, &auth.owner, &ConversationId::from(id))
+                .await?
+                .id,
+        ),
+        None => None,
+    };
+    let prepared = svc::prepare(&state, upload).await?;
+    let meta = svc::persist(&state, &auth.owner, prepared, conversation.as_ref()).await?;
+    Ok((StatusCode::CREATED, axum::Json(meta)))
+}
+
+/// A file's metadata.
+#[utoipa::path(get, path = "/api/files/{id}", tag = "files", params(("id" = String, Path)),
+    responses((status = 200, body = FileMeta), (status = 404, body = ErrorBody)))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<axum::Json<FileMeta>, ApiError> {
+    Ok(axum::Json(
+        svc::get(&state, &auth.owner, &FileId::from(id)).await?,
+    ))
+}
+
+/// `attachment; filename="…"; filename*=UTF-8''…` for any file name.
+fn content_disposition(filename: &str) -> String {
+    let ascii: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for b in filename.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+/// The original bytes.
+#[utoipa::path(get, path = "/api/files/{id}/download", tag = "files", params(("id" = String, Path)),
+    responses((status = 200, description = "The file as uploaded", content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ErrorBody)))]
+pub async fn download(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (meta, bytes) = svc::original(&state, &auth.owner, &FileId::from(id)).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, meta.content_type.clone()),
+            (
+                header::CONTENT_DISPOSITION,
+                content_disposition(&meta.filename),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// The extracted text.
+#[utoipa::path(get, path = "/api/files/{id}/text", tag = "files", params(("id" = String, Path)),
+    responses((status = 200, body = FileText), (status = 404, body = ErrorBody)))]
+pub async fn text(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<axum::Json<FileText>, ApiError> {
+    let id = FileId::from(id);
+    let text = svc::text(&state, &auth.owner, &id).await?;
+    Ok(axum::Json(FileText { file_id: id, text }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dispositions_are_safe_for_any_name() {
+        let d = super::content_disposition("rapport \"final\" é.pdf");
+        assert!(
+            d.starts_with("attachment; filename=\"rapport _final_ _.pdf\""),
+            "{d}"
+        );
+        assert!(
+            d.contains("filename*=UTF-8''rapport%20%22final%22%20%C3%A9.pdf"),
+            "{d}"
+        );
+    }
+}

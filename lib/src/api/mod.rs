@@ -1,0 +1,64 @@
+//! The HTTP API of `API.md`: one router per route group, merged by the local server and served one
+//! group per Lambda function in AWS.
+
+use axum::http::{HeaderValue, Method};
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+pub mod chat;
+pub mod conversations;
+mod error;
+pub mod extract;
+pub mod files;
+pub mod health;
+mod multipart;
+pub mod openapi;
+pub mod sse;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+
+use crate::AppState;
+
+/// Every route group, with the error-shaped fallbacks.
+pub fn router(state: AppState) -> Router {
+    with_fallbacks(
+        Router::new()
+            .merge(chat::routes())
+            .merge(conversations::routes())
+            .merge(files::routes())
+            .merge(health::routes()),
+        state,
+    )
+}
+
+/// Adds the error-shaped 404/405 fallbacks, CORS and the state to a group's routes.
+pub fn with_fallbacks(routes: Router<AppState>, state: AppState) -> Router {
+    routes
+        .fallback(|| async { ApiError::NotFound("There is nothing at this address.".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("This method is not allowed here.".into())
+        })
+        .layer(cors())
+        .with_state(state)
+}
+
+/// Browsers on another origin (a deployed site calling function URLs) may call the API.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(|_: &HeaderValue, _| true))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            axum::http::header::CONTENT_TYPE,
+            axum::http::header::AUTHORIZATION,
+        ])
+        .expose_headers([
+            axum::http::header::RETRY_AFTER,
+            axum::http::header::CONTENT_DISPOSITION,
+        ])
+}

@@ -1,0 +1,352 @@
+//! All configuration, read once at start from the environment. Every variable is documented in the
+//! README; an invalid value stops the process with a message naming the variable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A variable that is missing or malformed.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    /// The variable's name.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Where conversations, messages and file records live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Embedded SQLite under the data directory.
+    Sqlite,
+    /// DynamoDB single table.
+    DynamoDb,
+    /// MongoDB.
+    MongoDb,
+}
+
+/// Where file bytes and extracted text live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobsKind {
+    /// Local disk under the data directory.
+    Local,
+    /// S3.
+    S3,
+}
+
+/// Where rate-limit counters live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimiterKind {
+    /// This process's memory.
+    Memory,
+    /// DynamoDB (shared by every Lambda instance, no VPC needed).
+    DynamoDb,
+    /// Redis.
+    Redis,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `CONVERSA_BIND`: the local server's address.
+    pub bind: SocketAddr,
+    /// `CONVERSA_DATA_DIR`: the embedded store and local blobs.
+    pub data_dir: PathBuf,
+    /// `CONVERSA_FRONTEND_DIR`: the static site served at `/` by the local server, when present.
+    pub frontend_dir: PathBuf,
+    /// `OPENAI_API_KEY`.
+    pub openai_api_key: Option<String>,
+    /// `OPENAI_BASE_URL`; `None` means the OpenAI default.
+    pub openai_base_url: Option<String>,
+    /// `CONVERSA_CHAT_MODEL`.
+    pub chat_model: String,
+    /// `CONVERSA_TITLE_MODEL`.
+    pub title_model: String,
+    /// `CONVERSA_HISTORY_MESSAGES`.
+    pub history_messages: u32,
+    /// `CONVERSA_MAX_UPLOAD_BYTES`.
+    pub max_upload_bytes: u64,
+    /// `CONVERSA_RATE_LIMIT_PER_MINUTE`; 0 disables.
+    pub rate_limit_per_minute: u32,
+    /// `CONVERSA_SYSTEM_PROMPT`.
+    pub system_prompt: String,
+    /// `CONVERSA_MAX_ANSWER_TOKENS`: cap on an answer's length.
+    pub max_answer_tokens: Option<u32>,
+    /// `CONVERSA_MODEL_TIMEOUT_SECS`: the longest wait for the model's next piece of answer.
+    pub model_timeout: Duration,
+    /// `CONVERSA_AUTH_TOKENS` (`user:token,user2:token2`): bearer tokens; absent means no auth.
+    pub auth_tokens: Option<HashMap<String, String>>,
+    /// `CONVERSA_STORE`.
+    pub store: StoreKind,
+    /// `CONVERSA_BLOBS`.
+    pub blobs: BlobsKind,
+    /// `CONVERSA_LIMITER`.
+    pub limiter: LimiterKind,
+    /// `CONVERSA_DYNAMODB_TABLE`.
+    pub dynamodb_table: String,
+    /// `CONVERSA_S3_BUCKET`.
+    pub s3_bucket: Option<String>,
+    /// `MONGODB_URI`.
+    pub mongodb_uri: Option<String>,
+    /// `CONVERSA_MONGODB_DB`.
+    pub mongodb_db: String,
+    /// `REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// `CONVERSA_JOBS_QUEUE_URL`: SQS queue for extraction jobs (AWS).
+    pub jobs_queue_url: Option<String>,
+    /// `CONVERSA_LOCAL_MODEL`: a GGUF file for the offline model.
+    pub local_model: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads from any lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        fn parse<T: std::str::FromStr>(
+            var: &'static str,
+            v: Option<String>,
+            default: T,
+            what: &str,
+        ) -> Result<T, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(s) => s.parse().map_err(|_| ConfigError {
+                    var,
+                    message: format!("{s:?} is not {what}"),
+                }),
+            }
+        }
+        fn choice<T: Copy>(
+            var: &'static str,
+            v: Option<String>,
+            default: T,
+            options: &[(&str, T)],
+        ) -> Result<T, ConfigError> {
+            let Some(s) = v else { return Ok(default) };
+            options
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(&s))
+                .map(|(_, t)| *t)
+                .ok_or_else(|| ConfigError {
+                    var,
+                    message: format!(
+                        "{s:?} is not one of {}",
+                        options
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })
+        }
+
+        let bind = parse(
+            "CONVERSA_BIND",
+            get("CONVERSA_BIND"),
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            "an address like 127.0.0.1:8080",
+        )?;
+        let max_upload_bytes: u64 = parse(
+            "CONVERSA_MAX_UPLOAD_BYTES",
+            get("CONVERSA_MAX_UPLOAD_BYTES"),
+            10_485_760,
+            "a number of bytes",
+        )?;
+        if max_upload_bytes == 0 {
+            return Err(ConfigError {
+                var: "CONVERSA_MAX_UPLOAD_BYTES",
+                message: "must be greater than 0".into(),
+            });
+        }
+        let history_messages = parse(
+            "CONVERSA_HISTORY_MESSAGES",
+            get("CONVERSA_HISTORY_MESSAGES"),
+            20u32,
+            "a whole number",
+        )?;
+        let rate_limit_per_minute = parse(
+            "CONVERSA_RATE_LIMIT_PER_MINUTE",
+            get("CONVERSA_RATE_LIMIT_PER_MINUTE"),
+            30u32,
+            "a whole number",
+        )?;
+        let max_answer_tokens = match get("CONVERSA_MAX_ANSWER_TOKENS") {
+            None => None,
+            Some(s) => Some(parse(
+                "CONVERSA_MAX_ANSWER_TOKENS",
+                Some(s),
+                0u32,
+                "a whole number",
+            )?),
+        };
+        let timeout_secs: u64 = parse(
+            "CONVERSA_MODEL_TIMEOUT_SECS",
+            get("CONVERSA_MODEL_TIMEOUT_SECS"),
+            120,
+            "a number of seconds",
+        )?;
+        if timeout_secs == 0 {
+            return Err(ConfigError {
+                var: "CONVERSA_MODEL_TIMEOUT_SECS",
+                message: "must be greater than 0".into(),
+            });
+        }
+        let auth_tokens = match get("CONVERSA_AUTH_TOKENS") {
+            None => None,
+            Some(s) => {
+                let mut map = HashMap::new();
+                for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let (user, token) = pair.split_once(':').ok_or_else(|| ConfigError {
+                        var: "CONVERSA_AUTH_TOKENS",
+                        message: "expected user:token pairs separated by commas".into(),
+                    })?;
+                    let user_ok = !user.is_empty()
+                        && user.len() <= 128
+                        && user
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+                    if !user_ok || token.len() < 16 {
+                        return Err(ConfigError {
+                            var: "CONVERSA_AUTH_TOKENS",
+                            message: "each user id must be letters, digits, - _ . @ and each token at least 16 characters".into(),
+                        });
+                    }
+                    map.insert(token.to_owned(), user.to_owned());
+                }
+                Some(map)
+            }
+        };
+        let data_dir = PathBuf::from(get("CONVERSA_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        Ok(Self {
+            bind,
+            data_dir,
+            frontend_dir: PathBuf::from(
+                get("CONVERSA_FRONTEND_DIR").unwrap_or_else(|| "frontend/dist".into()),
+            ),
+            openai_api_key: get("OPENAI_API_KEY"),
+            openai_base_url: get("OPENAI_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            chat_model: get("CONVERSA_CHAT_MODEL").unwrap_or_else(|| "gpt-4o".into()),
+            title_model: get("CONVERSA_TITLE_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
+            history_messages,
+            max_upload_bytes,
+            rate_limit_per_minute,
+            system_prompt: get("CONVERSA_SYSTEM_PROMPT")
+                .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.into()),
+            max_answer_tokens,
+            model_timeout: Duration::from_secs(timeout_secs),
+            auth_tokens,
+            store: choice(
+                "CONVERSA_STORE",
+                get("CONVERSA_STORE"),
+                StoreKind::Sqlite,
+                &[
+                    ("sqlite", StoreKind::Sqlite),
+                    ("dynamodb", StoreKind::DynamoDb),
+                    ("mongodb", StoreKind::MongoDb),
+                ],
+            )?,
+            blobs: choice(
+                "CONVERSA_BLOBS",
+                get("CONVERSA_BLOBS"),
+                BlobsKind::Local,
+                &[("local", BlobsKind::Local), ("s3", BlobsKind::S3)],
+            )?,
+            limiter: choice(
+                "CONVERSA_LIMITER",
+                get("CONVERSA_LIMITER"),
+                LimiterKind::Memory,
+                &[
+                    ("memory", LimiterKind::Memory),
+                    ("dynamodb", LimiterKind::DynamoDb),
+                    ("redis", LimiterKind::Redis),
+                ],
+            )?,
+            dynamodb_table: get("CONVERSA_DYNAMODB_TABLE").unwrap_or_else(|| "conversa".into()),
+            s3_bucket: get("CONVERSA_S3_BUCKET"),
+            mongodb_uri: get("MONGODB_URI"),
+            mongodb_db: get("CONVERSA_MONGODB_DB").unwrap_or_else(|| "conversa".into()),
+            redis_url: get("REDIS_URL"),
+            jobs_queue_url: get("CONVERSA_JOBS_QUEUE_URL"),
+            local_model: get("CONVERSA_LOCAL_MODEL").map(PathBuf::from),
+        })
+    }
+
+    /// Whether a remote OpenAI-compatible provider is configured (a key or an endpoint).
+    pub fn uses_remote_model(&self) -> bool {
+        self.openai_api_key.is_some() || self.openai_base_url.is_some()
+    }
+}
+
+/// The system prompt unless `CONVERSA_SYSTEM_PROMPT` says otherwise.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are Conversa, a helpful assistant. Answer clearly and concisely in Markdown. \
+When the user attaches files, their text is given to you between <file> tags: base your answer on it, quote it when useful, \
+and cite the file name and page or sheet you used.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.chat_model, "gpt-4o");
+        assert_eq!(c.title_model, "gpt-4o-mini");
+        assert_eq!(c.history_messages, 20);
+        assert_eq!(c.max_upload_bytes, 10_485_760);
+        assert_eq!(c.rate_limit_per_minute, 30);
+        assert!(!c.uses_remote_model());
+        assert_eq!(c.store, StoreKind::Sqlite);
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        for (var, val) in [
+            ("CONVERSA_BIND", "nope"),
+            ("CONVERSA_MAX_UPLOAD_BYTES", "ten"),
+            ("CONVERSA_HISTORY_MESSAGES", "-1"),
+            ("CONVERSA_RATE_LIMIT_PER_MINUTE", "x"),
+            ("CONVERSA_STORE", "oracle"),
+            ("CONVERSA_AUTH_TOKENS", "alice"),
+        ] {
+            let e = cfg(&[(var, val)]).unwrap_err();
+            assert_eq!(e.var, var);
+            assert!(e.to_string().starts_with(var), "{e}");
+        }
+    }
+
+    #[test]
+    fn auth_tokens_map_token_to_user() {
+        let c = cfg(&[(
+            "CONVERSA_AUTH_TOKENS",
+            "alice:0123456789abcdef0123, bob:fedcba98765432100000",
+        )])
+        .unwrap();
+        let map = c.auth_tokens.unwrap();
+        assert_eq!(
+            map.get("0123456789abcdef0123").map(String::as_str),
+            Some("alice")
+        );
+        assert_eq!(map.len(), 2);
+    }
+}

@@ -1,0 +1,419 @@
+//! The product's vocabulary: conversations, messages, files, their ids, roles and statuses.
+//!
+//! These types are what the HTTP API returns (see `API.md`) and what every store adapter persists.
+//! The owner of a record is never part of these types: every store call takes it separately, so a
+//! handler cannot forget to scope a read.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        #[serde(transparent)]
+        #[schema(value_type = String)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh, time-ordered id (UUIDv7).
+            pub fn generate() -> Self {
+                Self(Uuid::now_v7().to_string())
+            }
+            /// The id as it travels on the wire and in stores.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(value: String) -> Self {
+                Self(value)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(value: &str) -> Self {
+                Self(value.to_owned())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies a conversation.
+    ConversationId
+);
+id_type!(
+    /// Identifies a message.
+    MessageId
+);
+id_type!(
+    /// Identifies an uploaded file.
+    FileId
+);
+
+/// The user a record belongs to. Without authentication every record belongs to `local`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner(String);
+
+impl Owner {
+    /// The owner used when authentication is off.
+    pub fn local() -> Self {
+        Self("local".to_owned())
+    }
+    /// Wraps a user id; callers have validated it (letters, digits, `-`, `_`, `.`, `@`).
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+    /// The user id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A point in time, UTC, rendered as RFC 3339 with milliseconds (`2026-02-28T10:00:00.123Z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ToSchema)]
+#[schema(value_type = String, format = DateTime, example = "2026-02-28T10:00:00.123Z")]
+pub struct Timestamp(DateTime<Utc>);
+
+impl Timestamp {
+    /// The current time, truncated to milliseconds so that what is stored equals what is read back.
+    pub fn now() -> Self {
+        Self::from_millis(Utc::now().timestamp_millis())
+    }
+    /// From milliseconds since the Unix epoch.
+    pub fn from_millis(ms: i64) -> Self {
+        Self(Utc.timestamp_millis_opt(ms).single().unwrap_or_default())
+    }
+    /// Milliseconds since the Unix epoch.
+    pub fn millis(&self) -> i64 {
+        self.0.timestamp_millis()
+    }
+    /// RFC 3339 with milliseconds and `Z`; sorts lexicographically in time order.
+    pub fn to_rfc3339(&self) -> String {
+        self.0.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+    /// Parses RFC 3339.
+    pub fn parse(s: &str) -> Option<Self> {
+        DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|d| Self(d.with_timezone(&Utc)))
+    }
+    /// The wrapped chrono value.
+    pub fn as_datetime(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {s}")))
+    }
+}
+
+/// The title a conversation has until the automatic title replaces it.
+pub const DEFAULT_TITLE: &str = "New conversation";
+
+/// The longest title accepted, in characters, after trimming.
+pub const MAX_TITLE_CHARS: usize = 200;
+
+/// A conversation as listed and shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Conversation {
+    /// Opaque id.
+    pub id: ConversationId,
+    /// `"New conversation"` until the automatic title (or the user) replaces it.
+    pub title: String,
+    /// Stored messages of both roles.
+    pub message_count: u64,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Moves when a message is added or the user renames; not when the automatic title lands.
+    pub updated_at: Timestamp,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The person.
+    User,
+    /// The model.
+    Assistant,
+}
+
+impl Role {
+    /// The wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "user" => Some(Role::User),
+            "assistant" => Some(Role::Assistant),
+            _ => None,
+        }
+    }
+}
+
+/// How a message ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    /// Fully written (every user message; an answer after `done`).
+    Complete,
+    /// An answer cut short by a model failure; holds the text received so far.
+    Incomplete,
+    /// An answer that failed before any text.
+    Error,
+}
+
+impl MessageStatus {
+    /// The wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MessageStatus::Complete => "complete",
+            MessageStatus::Incomplete => "incomplete",
+            MessageStatus::Error => "error",
+        }
+    }
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "complete" => Some(MessageStatus::Complete),
+            "incomplete" => Some(MessageStatus::Incomplete),
+            "error" => Some(MessageStatus::Error),
+            _ => None,
+        }
+    }
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    /// Opaque id.
+    pub id: MessageId,
+    /// The conversation it belongs to.
+    pub conversation_id: ConversationId,
+    /// Who wrote it.
+    pub role: Role,
+    /// The text.
+    pub content: String,
+    /// Files attached to it (user messages).
+    pub files: Vec<FileMeta>,
+    /// Tokens of `content` (the provider's count for answers when it gives one).
+    pub token_count: u64,
+    /// How it ended.
+    pub status: MessageStatus,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// The family of an uploaded file, decided from its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileType {
+    /// PDF.
+    Pdf,
+    /// Word (Office Open XML).
+    Docx,
+    /// Excel (Office Open XML, including xlsm/xlsb).
+    Xlsx,
+    /// Excel 97-2003 (OLE).
+    Xls,
+    /// OpenDocument spreadsheet.
+    Ods,
+    /// Comma- or otherwise-separated values.
+    Csv,
+    /// Plain text and Markdown.
+    Text,
+    /// JSON.
+    Json,
+    /// PNG, JPEG, WEBP or GIF.
+    Image,
+}
+
+impl FileType {
+    /// The wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FileType::Pdf => "pdf",
+            FileType::Docx => "docx",
+            FileType::Xlsx => "xlsx",
+            FileType::Xls => "xls",
+            FileType::Ods => "ods",
+            FileType::Csv => "csv",
+            FileType::Text => "text",
+            FileType::Json => "json",
+            FileType::Image => "image",
+        }
+    }
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pdf" => FileType::Pdf,
+            "docx" => FileType::Docx,
+            "xlsx" => FileType::Xlsx,
+            "xls" => FileType::Xls,
+            "ods" => FileType::Ods,
+            "csv" => FileType::Csv,
+            "text" => FileType::Text,
+            "json" => FileType::Json,
+            "image" => FileType::Image,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a file's extraction stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileStatus {
+    /// Extraction is under way (large files are processed as jobs).
+    Processing,
+    /// The text (or image) is ready to be used in a chat.
+    Ready,
+    /// Extraction failed; `error` says why.
+    Failed,
+}
+
+impl FileStatus {
+    /// The wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FileStatus::Processing => "processing",
+            FileStatus::Ready => "ready",
+            FileStatus::Failed => "failed",
+        }
+    }
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "processing" => Some(FileStatus::Processing),
+            "ready" => Some(FileStatus::Ready),
+            "failed" => Some(FileStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// What is known about an uploaded file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FileMeta {
+    /// Opaque id.
+    pub id: FileId,
+    /// The conversation it is attached to, once it is.
+    pub conversation_id: Option<ConversationId>,
+    /// The name the client gave, stripped of any path.
+    pub filename: String,
+    /// The media type of the stored bytes.
+    pub content_type: String,
+    /// Bytes as uploaded.
+    pub size: u64,
+    /// Family decided from the bytes.
+    pub file_type: FileType,
+    /// Extraction state.
+    pub status: FileStatus,
+    /// Characters of extracted text.
+    pub char_count: Option<u64>,
+    /// Tokens of extracted text.
+    pub token_count: Option<u64>,
+    /// Pages (PDF) or sheets (spreadsheets).
+    pub pages: Option<u32>,
+    /// Why extraction failed, in plain words.
+    pub error: Option<String>,
+    /// Extraction progress, 0–100, while `processing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<u8>,
+    /// When it was uploaded.
+    pub created_at: Timestamp,
+}
+
+/// One page of a list, with the cursor of the next page (`None` on the last).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Pass as `?cursor=` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_with_milliseconds() {
+        let t = Timestamp::from_millis(1_772_272_800_123);
+        assert_eq!(t.to_rfc3339(), "2026-02-28T10:00:00.123Z");
+        assert_eq!(Timestamp::parse(&t.to_rfc3339()), Some(t));
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, "\"2026-02-28T10:00:00.123Z\"");
+    }
+
+    #[test]
+    fn generated_ids_are_time_ordered() {
+        let a = MessageId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = MessageId::generate();
+        assert!(a < b, "{a} should sort before {b}");
+    }
+
+    #[test]
+    fn wire_names_round_trip() {
+        for t in [
+            FileType::Pdf,
+            FileType::Docx,
+            FileType::Xlsx,
+            FileType::Xls,
+            FileType::Ods,
+            FileType::Csv,
+            FileType::Text,
+            FileType::Json,
+            FileType::Image,
+        ] {
+            assert_eq!(FileType::parse(t.as_str()), Some(t));
+            assert_eq!(
+                serde_json::to_value(t).unwrap(),
+                serde_json::Value::String(t.as_str().into())
+            );
+        }
+        for s in [
+            MessageStatus::Complete,
+            MessageStatus::Incomplete,
+            MessageStatus::Error,
+        ] {
+            assert_eq!(MessageStatus::parse(s.as_str()), Some(s));
+        }
+        for s in [
+            FileStatus::Processing,
+            FileStatus::Ready,
+            FileStatus::Failed,
+        ] {
+            assert_eq!(FileStatus::parse(s.as_str()), Some(s));
+        }
+    }
+}

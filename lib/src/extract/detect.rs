@@ -1,0 +1,213 @@
+//! Type detection: binary families from their magic bytes (they must agree with the claimed type or
+//! extension), text families from the claimed type or extension (the bytes must be text).
+
+use std::io::Cursor;
+
+use super::{Detected, ExtractError};
+use crate::domain::FileType;
+
+/// What the client claimed: the extension of `filename` and the part's `Content-Type`.
+fn claimed(filename: &str, content_type: Option<&str>) -> Option<FileType> {
+    let ext = filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase());
+    let by_ext = ext.as_deref().and_then(|e| {
+        Some(match e {
+            "pdf" => FileType::Pdf,
+            "docx" => FileType::Docx,
+            "xlsx" | "xlsm" | "xlsb" => FileType::Xlsx,
+            "xls" => FileType::Xls,
+            "ods" => FileType::Ods,
+            "csv" | "tsv" => FileType::Csv,
+            "txt" | "md" | "markdown" | "text" | "log" => FileType::Text,
+            "json" => FileType::Json,
+            "png" | "jpg" | "jpeg" | "webp" | "gif" => FileType::Image,
+            _ => return None,
+        })
+    });
+    let ct = content_type.map(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    let by_type = ct.as_deref().and_then(|c| {
+        Some(match c {
+            "application/pdf" => FileType::Pdf,
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => {
+                FileType::Docx
+            }
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+            | "application/vnd.ms-excel.sheet.macroenabled.12"
+            | "application/vnd.ms-excel.sheet.binary.macroenabled.12" => FileType::Xlsx,
+            "application/vnd.ms-excel" => FileType::Xls,
+            "application/vnd.oasis.opendocument.spreadsheet" => FileType::Ods,
+            "text/csv" | "text/tab-separated-values" => FileType::Csv,
+            "text/plain" | "text/markdown" | "text/x-markdown" => FileType::Text,
+            "application/json" | "text/json" => FileType::Json,
+            "image/png" | "image/jpeg" | "image/webp" | "image/gif" => FileType::Image,
+            _ => return None,
+        })
+    });
+    // The extension is the stronger claim: browsers send generic types for unknown extensions.
+    by_ext.or(by_type)
+}
+
+/// What the bytes are, for binary families.
+fn sniff(bytes: &[u8]) -> Option<(FileType, &'static str)> {
+    if bytes.starts_with(b"%PDF-")
+        || (bytes.len() > 5
+            && bytes[..bytes.len().min(1024)]
+                .windows(5)
+                .any(|w| w == b"%PDF-"))
+    {
+        return Some((FileType::Pdf, "application/pdf"));
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Some((FileType::Image, "image/png"));
+    }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Some((FileType::Image, "image/jpeg"));
+    }
+    if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        return Some((FileType::Image, "image/webp"));
+    }
+    if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        return Some((FileType::Image, "image/gif"));
+    }
+    if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
+        return Some((FileType::Xls, "application/vnd.ms-excel"));
+    }
+    if bytes.starts_with(b"PK\x03\x04") {
+        return zip_family(bytes);
+    }
+    None
+}
+
+/// Tells DOCX, XLSX and ODS apart by the entries of the zip.
+fn zip_family(bytes: &[u8]) -> Option<(FileType, &'static str)> {
+    let archive = zip::ZipArchive::new(Cursor::new(bytes)).ok()?;
+    let names: Vec<String> = archive
+        .file_names()
+        .filter_map(Result::ok)
+        .map(|n| n.into_owned())
+        .collect();
+    if names.iter().any(|n| n.starts_with("word/")) {
+        return Some((
+            FileType::Docx,
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ));
+    }
+    if names.iter().any(|n| n.starts_with("xl/")) {
+        return Some((
+            FileType::Xlsx,
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ));
+    }
+    if names.iter().any(|n| n == "mimetype") && names.iter().any(|n| n == "content.xml") {
+        return Some((
+            FileType::Ods,
+            "application/vnd.oasis.opendocument.spreadsheet",
+        ));
+    }
+    Some((FileType::Text, "application/zip"))
+}
+
+fn is_text(bytes: &[u8]) -> bool {
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return true; // UTF-16 with BOM
+    }
+    let sample = &bytes[..bytes.len().min(64 * 1024)];
+    if sample.contains(&0) {
+        return false;
+    }
+    let controls = sample
+        .iter()
+        .filter(|&&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x0C))
+        .count();
+    controls * 100 <= sample.len().max(1)
+}
+
+/// Decides a file's type from its bytes and what the client claimed.
+pub fn detect(
+    bytes: &[u8],
+    filename: &str,
+    content_type: Option<&str>,
+) -> Result<Detected, ExtractError> {
+    let claim = claimed(filename, content_type);
+    let sniffed = sniff(bytes);
+    match (sniffed, claim) {
+        (Some((_, "application/zip")), _) => Err(ExtractError::Unsupported(format!(
+            "{filename} is a zip archive, not a document this assistant reads (PDF, DOCX, XLSX, XLS, ODS, CSV, text, JSON, images)"
+        ))),
+        (Some((found, ct)), Some(want)) if found == want => Ok(Detected { file_type: found, content_type: ct.to_owned() }),
+        (Some((found, _)), Some(want)) => Err(ExtractError::Mismatch(format!(
+            "{filename} claims to be {} but its content is {}",
+            want.as_str().to_uppercase(),
+            found.as_str().to_uppercase()
+        ))),
+        (Some((found, ct)), None) => Ok(Detected { file_type: found, content_type: ct.to_owned() }),
+        (None, Some(want @ (FileType::Text | FileType::Csv | FileType::Json))) => {
+            if is_text(bytes) {
+                let ct = match want {
+                    FileType::Csv => "text/csv",
+                    FileType::Json => "application/json",
+                    _ if filename.to_ascii_lowercase().ends_with(".md") => "text/markdown",
+                    _ => "text/plain",
+                };
+                Ok(Detected { file_type: want, content_type: ct.to_owned() })
+            } else {
+                Err(ExtractError::Mismatch(format!("{filename} is not a text file (its content is binary)")))
+            }
+        }
+        (None, Some(want)) => Err(ExtractError::Mismatch(format!(
+            "{filename} claims to be {} but its content is not",
+            want.as_str().to_uppercase()
+        ))),
+        (None, None) => Err(ExtractError::Unsupported(format!(
+            "{filename}: unsupported file type (supported: PDF, DOCX, XLSX, XLS, ODS, CSV, text, Markdown, JSON, PNG, JPEG, WEBP, GIF)"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_types_come_from_the_bytes() {
+        let d = detect(b"%PDF-1.7\n...", "report.pdf", Some("application/pdf")).unwrap();
+        assert_eq!(d.file_type, FileType::Pdf);
+        let e = detect(b"%PDF-1.7\n...", "photo.png", None).unwrap_err();
+        assert!(matches!(e, ExtractError::Mismatch(_)), "{e:?}");
+        let e = detect(b"\x89PNG\r\n\x1a\n....", "report.pdf", None).unwrap_err();
+        assert!(matches!(e, ExtractError::Mismatch(_)), "{e:?}");
+    }
+
+    #[test]
+    fn text_types_come_from_the_claim() {
+        assert_eq!(
+            detect(b"a,b\n1,2\n", "x.csv", None).unwrap().file_type,
+            FileType::Csv
+        );
+        assert_eq!(
+            detect(b"{\"a\":1}", "x.json", None).unwrap().file_type,
+            FileType::Json
+        );
+        assert_eq!(
+            detect(b"hello", "notes", Some("text/plain"))
+                .unwrap()
+                .file_type,
+            FileType::Text
+        );
+        assert!(matches!(
+            detect(b"\x00\x01\x02\x03", "x.txt", None),
+            Err(ExtractError::Mismatch(_))
+        ));
+        assert!(matches!(
+            detect(b"hello", "x.exe", None),
+            Err(ExtractError::Unsupported(_))
+        ));
+    }
+}

@@ -1,0 +1,65 @@
+//! Lambda entry points: each function runs one router under `lambda_http`, streaming (chat) or
+//! buffered. The client's IP comes from the request context, not a socket.
+
+use std::net::IpAddr;
+
+use axum::Router;
+use lambda_http::request::RequestContext;
+use lambda_http::Request;
+use tower::ServiceExt;
+
+use crate::api::extract::ClientIp;
+
+/// The source IP of a function URL, REST or ALB request, when the context has one.
+pub fn source_ip(extensions: &http::Extensions) -> Option<IpAddr> {
+    let ip = match extensions.get::<RequestContext>()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.clone(),
+        RequestContext::ApiGatewayV1(ctx) => ctx.identity.source_ip.clone(),
+        _ => None,
+    }?;
+    ip.parse().ok()
+}
+
+/// Copies the client's IP into the extension the rate limiter reads.
+pub fn with_client_ip(router: Router) -> Router {
+    router.layer(axum::middleware::map_request(
+        |mut request: axum::extract::Request| async move {
+            if let Some(ip) = source_ip(request.extensions()) {
+                request.extensions_mut().insert(ClientIp(ip));
+            }
+            request
+        },
+    ))
+}
+
+/// Runs a router as a streaming Lambda function (the chat function).
+pub async fn run_streaming(router: Router) -> Result<(), lambda_http::Error> {
+    lambda_http::run_with_streaming_response(with_client_ip(router)).await
+}
+
+/// Runs a router as a buffered Lambda function.
+pub async fn run_buffered(router: Router) -> Result<(), lambda_http::Error> {
+    lambda_http::run(with_client_ip(router)).await
+}
+
+/// Serves one request through a router, as the Lambda runtime would (tests, local invokes).
+pub async fn handle(router: Router, request: Request) -> axum::response::Response {
+    let router = with_client_ip(router);
+    match router.oneshot(request).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// Logging for a function: JSON lines, level from `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .try_init();
+}

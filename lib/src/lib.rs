@@ -1,0 +1,27 @@
+//! Conversa: chat with your files.
+//!
+//! One library behind every deployable: the HTTP routers (`api`), the use cases (`service`), and
+//! the ports with their adapters (`store`, `blobs`, `limits`, `llm`), plus document extraction
+//! (`extract`). Handlers call services; services talk to ports; adapters talk to the world.
+
+pub mod api;
+pub mod app;
+pub mod blobs;
+pub mod config;
+pub mod domain;
+pub mod extract;
+pub mod limits;
+pub mod llm;
+pub mod local;
+pub mod service;
+pub mod store;
+pub mod tokens;
+
+#[cfg(feature = "lambda")]
+pub mod lambda;
+
+pub use app::AppState;
+pub use config::Config;
+
+/// The version reported by `/health` and `/api`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,268 @@
+//! `ChatModel` on any OpenAI-compatible endpoint (OpenAI, Azure-compatible proxies, Ollama, vLLM, …)
+//! through async-openai: streamed chat completions with usage, images as `data:` URLs.
+
+use std::time::Duration;
+
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_openai::types::chat::{
+    ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
+    ChatCompletionRequestMessage, ChatCompletionRequestMessageContentPartImage,
+    ChatCompletionRequestMessageContentPartText, ChatCompletionRequestSystemMessage,
+    ChatCompletionRequestSystemMessageContent, ChatCompletionRequestUserMessage,
+    ChatCompletionRequestUserMessageContent, ChatCompletionRequestUserMessageContentPart,
+    ChatCompletionStreamOptions, CreateChatCompletionRequest, FinishReason, ImageUrl,
+};
+use async_openai::Client;
+use async_trait::async_trait;
+use base64::Engine;
+use futures::StreamExt;
+
+use super::{
+    ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatRole, ChatStream, LlmError, Part, Usage,
+};
+
+/// The OpenAI default endpoint.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// An OpenAI-compatible provider.
+pub struct OpenAiModel {
+    client: Client<OpenAIConfig>,
+    base_url: String,
+    default_model: String,
+}
+
+impl OpenAiModel {
+    /// A client for `base_url` (default OpenAI) with an optional key.
+    pub fn new(
+        api_key: Option<&str>,
+        base_url: Option<&str>,
+        default_model: &str,
+    ) -> Result<Self, LlmError> {
+        let base_url = base_url
+            .unwrap_or(DEFAULT_BASE_URL)
+            .trim_end_matches('/')
+            .to_owned();
+        let config = OpenAIConfig::new()
+            .with_api_base(&base_url)
+            .with_api_key(api_key.unwrap_or(""));
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| LlmError::Invalid(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            client: Client::build(http, config),
+            base_url,
+            default_model: default_model.to_owned(),
+        })
+    }
+}
+
+fn to_openai(m: &ChatMessage) -> ChatCompletionRequestMessage {
+    match m.role {
+        ChatRole::System => {
+            ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
+                content: ChatCompletionRequestSystemMessageContent::Text(m.joined_text()),
+                name: None,
+            })
+        }
+        ChatRole::Assistant => {
+            ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage {
+                content: Some(ChatCompletionRequestAssistantMessageContent::Text(
+                    m.joined_text(),
+                )),
+                ..Default::default()
+            })
+        }
+        ChatRole::User => {
+            let has_images = m.parts.iter().any(|p| matches!(p, Part::Image { .. }));
+            let content = if has_images {
+                ChatCompletionRequestUserMessageContent::Array(
+                    m.parts
+                        .iter()
+                        .map(|p| match p {
+                            Part::Text(t) => ChatCompletionRequestUserMessageContentPart::Text(
+                                ChatCompletionRequestMessageContentPartText {
+                                    text: t.clone(),
+                                    ..Default::default()
+                                },
+                            ),
+                            Part::Image { mime, data, .. } => {
+                                ChatCompletionRequestUserMessageContentPart::ImageUrl(
+                                    ChatCompletionRequestMessageContentPartImage {
+                                        image_url: ImageUrl {
+                                            url: format!(
+                                                "data:{mime};base64,{}",
+                                                base64::engine::general_purpose::STANDARD
+                                                    .encode(data)
+                                            ),
+                                            detail: None,
+                                        },
+                                        ..Default::default()
+                                    },
+                                )
+                            }
+                        })
+                        .collect(),
+                )
+            } else {
+                ChatCompletionRequestUserMessageContent::Text(m.joined_text())
+            };
+            ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
+                content,
+                name: None,
+            })
+        }
+    }
+}
+
+/// Turns an async-openai error into ours, keeping the provider's own words.
+fn map_error(e: OpenAIError) -> LlmError {
+    match e {
+        OpenAIError::ApiError(resp) => LlmError::Upstream {
+            status: Some(resp.status_code.as_u16()),
+            message: format!(
+                "{} {}",
+                resp.status_code.as_u16(),
+                resp.api_error.message.trim()
+            ),
+        },
+        OpenAIError::Reqwest(e) => LlmError::Unreachable(if e.is_timeout() {
+            "the request timed out".into()
+        } else if e.is_connect() {
+            "connection refused".into()
+        } else {
+            "the connection failed".into()
+        }),
+        // A provider that reports an error inside the stream sends a JSON error object where a chunk
+        // was expected: surface its message.
+        OpenAIError::JSONDeserialize(_, content) => {
+            let message = serde_json::from_str::<serde_json::Value>(&content)
+                .ok()
+                .and_then(|v| {
+                    v.pointer("/error/message")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| "the provider sent a response that could not be read".into());
+            LlmError::Upstream {
+                status: None,
+                message,
+            }
+        }
+        OpenAIError::StreamError(e) => LlmError::Unreachable(format!("the stream broke off ({e})")),
+        OpenAIError::InvalidArgument(m) => LlmError::Invalid(m),
+        other => LlmError::Upstream {
+            status: None,
+            message: other.to_string(),
+        },
+    }
+}
+
+fn finish_name(r: &FinishReason) -> &'static str {
+    match r {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ToolCalls => "tool_calls",
+        FinishReason::ContentFilter => "content_filter",
+        FinishReason::FunctionCall => "function_call",
+    }
+}
+
+#[async_trait]
+impl ChatModel for OpenAiModel {
+    fn describe(&self) -> String {
+        format!("{} at {}", self.default_model, self.base_url)
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
+        let req = CreateChatCompletionRequest {
+            model: request.model,
+            messages: request.messages.iter().map(to_openai).collect(),
+            stream: Some(true),
+            stream_options: Some(ChatCompletionStreamOptions {
+                include_usage: Some(true),
+                ..Default::default()
+            }),
+            max_completion_tokens: request.max_tokens,
+            temperature: request.temperature,
+            ..Default::default()
+        };
+        let upstream = self
+            .client
+            .chat()
+            .create_stream(req)
+            .await
+            .map_err(map_error)?;
+
+        // Fold provider chunks into our events: deltas as they come, one `Done` at the end carrying the
+        // finish reason (from a choice) and the usage (from the final usage chunk).
+        struct Fold {
+            upstream: async_openai::types::chat::ChatCompletionResponseStream,
+            finish: Option<String>,
+            usage: Option<Usage>,
+            ended: bool,
+        }
+        let state = Fold {
+            upstream,
+            finish: None,
+            usage: None,
+            ended: false,
+        };
+        let stream = futures::stream::unfold(state, |mut s| async move {
+            if s.ended {
+                return None;
+            }
+            loop {
+                match s.upstream.next().await {
+                    Some(Ok(chunk)) => {
+                        if let Some(u) = chunk.usage {
+                            s.usage = Some(Usage {
+                                prompt_tokens: u64::from(u.prompt_tokens),
+                                completion_tokens: u64::from(u.completion_tokens),
+                            });
+                        }
+                        let mut text = String::new();
+                        for choice in chunk.choices {
+                            if let Some(t) = choice.delta.content {
+                                text.push_str(&t);
+                            }
+                            if let Some(r) = choice.finish_reason {
+                                s.finish = Some(finish_name(&r).to_owned());
+                            }
+                        }
+                        if !text.is_empty() {
+                            return Some((Ok(ChatEvent::Delta(text)), s));
+                        }
+                    }
+                    Some(Err(e)) => {
+                        s.ended = true;
+                        return Some((Err(map_error(e)), s));
+                    }
+                    None => {
+                        s.ended = true;
+                        return match s.finish.take() {
+                            Some(finish_reason) => Some((
+                                Ok(ChatEvent::Done {
+                                    finish_reason,
+                                    usage: s.usage,
+                                }),
+                                s,
+                            )),
+                            // The stream ended without a finish reason: the connection was cut.
+                            None => Some((
+                                Err(LlmError::Unreachable(
+                                    "the answer stopped before it was finished".into(),
+                                )),
+                                s,
+                            )),
+                        };
+                    }
+                }
+            }
+        });
+        Ok(stream.boxed())
+    }
+}

@@ -1,0 +1,62 @@
+//! The local server: every route and the static frontend in one process, on embedded defaults.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use axum::serve::ListenerExt;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::AppState;
+
+/// The API plus, when `frontend_dir` holds an `index.html`, the site at `/`.
+pub fn app(state: AppState) -> Router {
+    let dir = state.config.frontend_dir.clone();
+    let api = crate::api::router(state);
+    if dir.join("index.html").is_file() {
+        let site = ServeDir::new(&dir).fallback(ServeFile::new(dir.join("index.html")));
+        // API paths keep their JSON 404s; everything else is the site.
+        Router::new()
+            .nest_service("/api", api.clone())
+            .route_service("/health", api)
+            .fallback_service(site)
+    } else {
+        api
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, with `TCP_NODELAY` on every connection
+/// (without it the first token of a stream can wait ~40 ms).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Whether the frontend is present where the configuration says.
+pub fn has_frontend(dir: &Path) -> bool {
+    dir.join("index.html").is_file()
+}
+
+/// Logging for the local server: readable lines, level from `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn")),
+        )
+        .try_init();
+}

@@ -1,0 +1,36 @@
+//! The use cases. Handlers turn HTTP into these calls; these talk only to the ports in `AppState`.
+
+pub mod chat;
+pub mod context;
+pub mod conversations;
+pub mod files;
+pub mod title;
+
+/// Sizes in people's words: `14.2 MB`, `512 KB`, `90 bytes`.
+pub fn human_size(bytes: u64) -> String {
+    const MB: f64 = 1024.0 * 1024.0;
+    let b = bytes as f64;
+    if b >= MB {
+        let v = b / MB;
+        if (v - v.round()).abs() < 0.05 {
+            format!("{} MB", v.round())
+        } else {
+            format!("{v:.1} MB")
+        }
+    } else if bytes >= 1024 {
+        format!("{} KB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(super::human_size(10 * 1024 * 1024), "10 MB");
+        assert_eq!(super::human_size(14_889_779), "14.2 MB");
+        assert_eq!(super::human_size(2048), "2 KB");
+        assert_eq!(super::human_size(90), "90 bytes");
+    }
+}

@@ -1,0 +1,122 @@
+//! Automatic titles: a cheap model names a new conversation from its first message.
+
+use crate::domain::{ConversationId, Owner};
+use crate::llm::{ChatMessage, ChatRequest, ChatRole};
+use crate::AppState;
+
+/// The longest automatic title, in characters.
+pub const MAX_AUTO_TITLE: usize = 80;
+
+const INSTRUCTIONS: &str =
+    "Write a short title (at most 6 words) for a conversation that starts with the message below. \
+Reply with the title only: no quotes, no trailing punctuation.";
+
+/// Tidies what a model returned: first line, no quotes or `Title:` prefix, bounded length.
+pub fn clean(raw: &str) -> Option<String> {
+    let line = raw.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let line = line
+        .strip_prefix("Title:")
+        .or_else(|| line.strip_prefix("title:"))
+        .unwrap_or(line)
+        .trim();
+    let line = line
+        .trim_matches(|c: char| c == '"' || c == '\'' || c == '*' || c == '#' || c == '`')
+        .trim();
+    let line = line.trim_end_matches(['.', '!', ':']).trim();
+    if line.is_empty() {
+        return None;
+    }
+    let mut title: String = line.chars().take(MAX_AUTO_TITLE).collect();
+    if line.chars().count() > MAX_AUTO_TITLE {
+        title = title.trim_end().to_owned() + "…";
+    }
+    Some(title)
+}
+
+/// A title from the message itself, when the model gives none.
+pub fn fallback(message: &str, file_names: &[String]) -> String {
+    let words: Vec<&str> = message.split_whitespace().take(6).collect();
+    let base = if words.is_empty() {
+        file_names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "Files".into())
+    } else {
+        words.join(" ")
+    };
+    clean(&base).unwrap_or_else(|| "Conversation".into())
+}
+
+/// Asks the title model, stores the title if the conversation still has the default one, and
+/// returns it when it was stored.
+pub async fn generate(
+    state: &AppState,
+    owner: &Owner,
+    conversation: &ConversationId,
+    message: &str,
+    file_names: &[String],
+) -> Option<String> {
+    let excerpt: String = message.chars().take(2000).collect();
+    let mut prompt = format!("Message: {excerpt}");
+    if !file_names.is_empty() {
+        prompt.push_str(&format!("\nAttached files: {}", file_names.join(", ")));
+    }
+    let request = ChatRequest {
+        model: state.config.title_model.clone(),
+        messages: vec![
+            ChatMessage::text(ChatRole::System, INSTRUCTIONS),
+            ChatMessage::text(ChatRole::User, prompt),
+        ],
+        max_tokens: Some(24),
+        temperature: Some(0.2),
+    };
+    let title = match state.model.complete(request).await {
+        Ok(raw) => clean(&raw).unwrap_or_else(|| fallback(message, file_names)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the title model failed; titling from the message");
+            fallback(message, file_names)
+        }
+    };
+    match state
+        .store
+        .set_auto_title(owner, conversation, &title)
+        .await
+    {
+        Ok(true) => Some(title),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not store the automatic title");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleans_model_output() {
+        assert_eq!(
+            clean("\"Quarterly Report Q4\"\n").as_deref(),
+            Some("Quarterly Report Q4")
+        );
+        assert_eq!(
+            clean("Title: Trip to Lisbon.").as_deref(),
+            Some("Trip to Lisbon")
+        );
+        assert_eq!(clean("  \n  ").as_deref(), None);
+        let long = "word ".repeat(40);
+        let t = clean(&long).unwrap();
+        assert!(t.chars().count() <= MAX_AUTO_TITLE + 1 && t.ends_with('…'));
+    }
+
+    #[test]
+    fn falls_back_to_the_message() {
+        assert_eq!(
+            fallback("What is in the Q4 report about revenue growth", &[]),
+            "What is in the Q4 report"
+        );
+        assert_eq!(fallback("", &["report.pdf".into()]), "report.pdf");
+    }
+}

@@ -1,0 +1,556 @@
+//! The embedded store: SQLite in one file under the data directory, WAL mode, versioned migrations
+//! (`PRAGMA user_version`). Calls run on the blocking pool; one connection serialises writes.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{cursor, PageRequest, Store, StoreError};
+use crate::domain::{
+    Conversation, ConversationId, FileId, FileMeta, Message, MessageId, MessageStatus, Owner, Page,
+    Role, Timestamp, DEFAULT_TITLE,
+};
+
+/// Migrations in order; `user_version` counts how many have run.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE conversations (
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    title_is_default INTEGER NOT NULL DEFAULT 1,
+    message_count INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (owner, id)
+) WITHOUT ROWID;
+CREATE INDEX conversations_by_updated ON conversations (owner, updated_at DESC, id DESC);
+CREATE TABLE messages (
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    files TEXT NOT NULL,
+    token_count INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (owner, id)
+) WITHOUT ROWID;
+CREATE INDEX messages_by_conversation ON messages (owner, conversation_id, created_at, id);
+CREATE TABLE files (
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
+    conversation_id TEXT,
+    body TEXT NOT NULL,
+    PRIMARY KEY (owner, id)
+) WITHOUT ROWID;
+CREATE INDEX files_by_conversation ON files (owner, conversation_id);
+"#];
+
+/// SQLite behind a mutex.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating when needed) the database file and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path).map_err(unavailable)?;
+        Self::init(conn)
+    }
+
+    /// A private in-memory database (tests).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(unavailable)?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(unavailable)?;
+        let version: usize = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(unavailable)?;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(format!(
+                "the database is at schema version {version}, newer than this program ({})",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction().map_err(unavailable)?;
+            tx.execute_batch(sql).map_err(unavailable)?;
+            tx.pragma_update(None, "user_version", i + 1)
+                .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Unavailable("the store lock is poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+fn ts(s: String) -> Result<Timestamp, StoreError> {
+    Timestamp::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {s}")))
+}
+
+fn conversation_row(r: &Row<'_>) -> rusqlite::Result<(String, String, i64, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn conversation(raw: (String, String, i64, String, String)) -> Result<Conversation, StoreError> {
+    Ok(Conversation {
+        id: raw.0.into(),
+        title: raw.1,
+        message_count: raw.2.max(0) as u64,
+        created_at: ts(raw.3)?,
+        updated_at: ts(raw.4)?,
+    })
+}
+
+type RawMessage = (String, String, String, String, String, i64, String, String);
+
+fn message_row(r: &Row<'_>) -> rusqlite::Result<RawMessage> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn message(raw: RawMessage) -> Result<Message, StoreError> {
+    Ok(Message {
+        id: raw.0.into(),
+        conversation_id: raw.1.into(),
+        role: Role::parse(&raw.2)
+            .ok_or_else(|| StoreError::Corrupt(format!("bad role {}", raw.2)))?,
+        content: raw.3,
+        files: serde_json::from_str(&raw.4).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        token_count: raw.5.max(0) as u64,
+        status: MessageStatus::parse(&raw.6)
+            .ok_or_else(|| StoreError::Corrupt(format!("bad status {}", raw.6)))?,
+        created_at: ts(raw.7)?,
+    })
+}
+
+fn file(body: String) -> Result<FileMeta, StoreError> {
+    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn like_pattern(q: &str) -> String {
+    let escaped = q
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+const CONVERSATION_COLUMNS: &str = "id, title, message_count, created_at, updated_at";
+const MESSAGE_COLUMNS: &str =
+    "id, conversation_id, role, content, files, token_count, status, created_at";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn health(&self) -> Result<(), StoreError> {
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
+            .await
+    }
+
+    async fn create_conversation(
+        &self,
+        owner: &Owner,
+        conv: &Conversation,
+    ) -> Result<(), StoreError> {
+        let (owner, conv) = (owner.clone(), conv.clone());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO conversations (owner, id, title, title_is_default, message_count, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    owner.as_str(),
+                    conv.id.as_str(),
+                    conv.title,
+                    conv.title == DEFAULT_TITLE,
+                    conv.message_count as i64,
+                    conv.created_at.to_rfc3339(),
+                    conv.updated_at.to_rfc3339()
+                ],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_conversation(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let (owner, id) = (owner.clone(), id.clone());
+        self.with(move |c| {
+            let raw = c
+                .query_row(
+                    &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE owner = ?1 AND id = ?2"),
+                    params![owner.as_str(), id.as_str()],
+                    conversation_row,
+                )
+                .optional()
+                .map_err(unavailable)?;
+            raw.map(conversation).transpose()
+        })
+        .await
+    }
+
+    async fn list_conversations(
+        &self,
+        owner: &Owner,
+        page: &PageRequest,
+        query: Option<&str>,
+    ) -> Result<Page<Conversation>, StoreError> {
+        let owner = owner.clone();
+        let limit = page.limit.clamp(1, 200);
+        let after = page.cursor.as_deref().map(cursor::decode).transpose()?;
+        let pattern = query
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(like_pattern);
+        self.with(move |c| {
+            let (after_key, after_id) = after.unwrap_or_else(|| ("\u{10FFFF}".to_owned(), String::new()));
+            let sql = format!(
+                "SELECT {CONVERSATION_COLUMNS} FROM conversations cv WHERE owner = ?1 \
+                 AND (updated_at < ?2 OR (updated_at = ?2 AND id < ?3) OR ?3 = '') \
+                 AND (?4 IS NULL OR title LIKE ?4 ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE m.owner = cv.owner AND m.conversation_id = cv.id AND m.content LIKE ?4 ESCAPE '\\')) \
+                 ORDER BY updated_at DESC, id DESC LIMIT ?5"
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![owner.as_str(), after_key, after_id, pattern, i64::from(limit) + 1], conversation_row)
+                .map_err(unavailable)?;
+            let mut items = Vec::new();
+            for raw in rows {
+                items.push(conversation(raw.map_err(unavailable)?)?);
+            }
+            let next_cursor = if items.len() > limit as usize {
+                items.truncate(limit as usize);
+                items.last().map(|l| cursor::encode(&l.updated_at.to_rfc3339(), l.id.as_str()))
+            } else {
+                None
+            };
+            Ok(Page { items, next_cursor })
+        })
+        .await
+    }
+
+    async fn rename_conversation(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+        title: &str,
+        at: Timestamp,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let (owner, id, title) = (owner.clone(), id.clone(), title.to_owned());
+        self.with(move |c| {
+            let raw = c
+                .query_row(
+                    &format!("UPDATE conversations SET title = ?3, title_is_default = 0, updated_at = MAX(updated_at, ?4) WHERE owner = ?1 AND id = ?2 RETURNING {CONVERSATION_COLUMNS}"),
+                    params![owner.as_str(), id.as_str(), title, at.to_rfc3339()],
+                    conversation_row,
+                )
+                .optional()
+                .map_err(unavailable)?;
+            raw.map(conversation).transpose()
+        })
+        .await
+    }
+
+    async fn set_auto_title(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+        title: &str,
+    ) -> Result<bool, StoreError> {
+        let (owner, id, title) = (owner.clone(), id.clone(), title.to_owned());
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE conversations SET title = ?3, title_is_default = 0 WHERE owner = ?1 AND id = ?2 AND title_is_default = 1",
+                    params![owner.as_str(), id.as_str(), title],
+                )
+                .map_err(unavailable)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_conversation(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+    ) -> Result<Option<Vec<FileMeta>>, StoreError> {
+        let (owner, id) = (owner.clone(), id.clone());
+        self.with(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            let n = tx
+                .execute("DELETE FROM conversations WHERE owner = ?1 AND id = ?2", params![owner.as_str(), id.as_str()])
+                .map_err(unavailable)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let bodies: Vec<String> = {
+                let mut stmt = tx
+                    .prepare("DELETE FROM files WHERE owner = ?1 AND conversation_id = ?2 RETURNING body")
+                    .map_err(unavailable)?;
+                let rows = stmt.query_map(params![owner.as_str(), id.as_str()], |r| r.get(0)).map_err(unavailable)?;
+                rows.collect::<Result<_, _>>().map_err(unavailable)?
+            };
+            tx.execute("DELETE FROM messages WHERE owner = ?1 AND conversation_id = ?2", params![owner.as_str(), id.as_str()])
+                .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            bodies.into_iter().map(file).collect::<Result<Vec<_>, _>>().map(Some)
+        })
+        .await
+    }
+
+    async fn add_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
+        let (owner, m) = (owner.clone(), m.clone());
+        let files =
+            serde_json::to_string(&m.files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.with(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            let n = tx
+                .execute(
+                    "UPDATE conversations SET message_count = message_count + 1, updated_at = MAX(updated_at, ?3) WHERE owner = ?1 AND id = ?2",
+                    params![owner.as_str(), m.conversation_id.as_str(), m.created_at.to_rfc3339()],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                return Err(StoreError::Corrupt(format!("conversation {} does not exist", m.conversation_id)));
+            }
+            tx.execute(
+                &format!("INSERT INTO messages (owner, {MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                params![
+                    owner.as_str(),
+                    m.id.as_str(),
+                    m.conversation_id.as_str(),
+                    m.role.as_str(),
+                    m.content,
+                    files,
+                    m.token_count as i64,
+                    m.status.as_str(),
+                    m.created_at.to_rfc3339()
+                ],
+            )
+            .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn update_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
+        let (owner, m) = (owner.clone(), m.clone());
+        self.with(move |c| {
+            c.execute(
+                "UPDATE messages SET content = ?3, token_count = ?4, status = ?5 WHERE owner = ?1 AND id = ?2",
+                params![owner.as_str(), m.id.as_str(), m.content, m.token_count as i64, m.status.as_str()],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_message(
+        &self,
+        owner: &Owner,
+        id: &MessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        let (owner, id) = (owner.clone(), id.clone());
+        self.with(move |c| {
+            let raw = c
+                .query_row(
+                    &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE owner = ?1 AND id = ?2"),
+                    params![owner.as_str(), id.as_str()],
+                    message_row,
+                )
+                .optional()
+                .map_err(unavailable)?;
+            raw.map(message).transpose()
+        })
+        .await
+    }
+
+    async fn list_messages(
+        &self,
+        owner: &Owner,
+        conversation: &ConversationId,
+        page: &PageRequest,
+    ) -> Result<Page<Message>, StoreError> {
+        let (owner, conv) = (owner.clone(), conversation.clone());
+        let limit = page.limit.clamp(1, 200);
+        let after = page.cursor.as_deref().map(cursor::decode).transpose()?;
+        self.with(move |c| {
+            let (after_key, after_id) = after.unwrap_or_default();
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE owner = ?1 AND conversation_id = ?2 \
+                     AND (created_at > ?3 OR (created_at = ?3 AND id > ?4)) ORDER BY created_at, id LIMIT ?5"
+                ))
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![owner.as_str(), conv.as_str(), after_key, after_id, i64::from(limit) + 1], message_row)
+                .map_err(unavailable)?;
+            let mut items = Vec::new();
+            for raw in rows {
+                items.push(message(raw.map_err(unavailable)?)?);
+            }
+            let next_cursor = if items.len() > limit as usize {
+                items.truncate(limit as usize);
+                items.last().map(|l| cursor::encode(&l.created_at.to_rfc3339(), l.id.as_str()))
+            } else {
+                None
+            };
+            Ok(Page { items, next_cursor })
+        })
+        .await
+    }
+
+    async fn recent_messages(
+        &self,
+        owner: &Owner,
+        conversation: &ConversationId,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let (owner, conv) = (owner.clone(), conversation.clone());
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE owner = ?1 AND conversation_id = ?2 ORDER BY created_at DESC, id DESC LIMIT ?3"
+                ))
+                .map_err(unavailable)?;
+            let rows = stmt.query_map(params![owner.as_str(), conv.as_str(), i64::from(limit)], message_row).map_err(unavailable)?;
+            let mut items = Vec::new();
+            for raw in rows {
+                items.push(message(raw.map_err(unavailable)?)?);
+            }
+            items.reverse();
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn put_file(&self, owner: &Owner, f: &FileMeta) -> Result<(), StoreError> {
+        let owner = owner.clone();
+        let body = serde_json::to_string(f).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (id, conv) = (f.id.clone(), f.conversation_id.clone());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO files (owner, id, conversation_id, body) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (owner, id) DO UPDATE SET conversation_id = excluded.conversation_id, body = excluded.body",
+                params![owner.as_str(), id.as_str(), conv.as_ref().map(ConversationId::as_str), body],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_file(&self, owner: &Owner, id: &FileId) -> Result<Option<FileMeta>, StoreError> {
+        let (owner, id) = (owner.clone(), id.clone());
+        self.with(move |c| {
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM files WHERE owner = ?1 AND id = ?2",
+                    params![owner.as_str(), id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            body.map(file).transpose()
+        })
+        .await
+    }
+
+    async fn delete_file(&self, owner: &Owner, id: &FileId) -> Result<bool, StoreError> {
+        let (owner, id) = (owner.clone(), id.clone());
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM files WHERE owner = ?1 AND id = ?2",
+                    params![owner.as_str(), id.as_str()],
+                )
+                .map_err(unavailable)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passes_the_store_contract() {
+        let store = SqliteStore::in_memory().unwrap();
+        super::super::contract::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conversa.db");
+        let owner = Owner::local();
+        let conv = Conversation {
+            id: ConversationId::generate(),
+            title: DEFAULT_TITLE.into(),
+            message_count: 0,
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+        };
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.create_conversation(&owner, &conv).await.unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.get_conversation(&owner, &conv.id).await.unwrap(),
+            Some(conv)
+        );
+    }
+}
