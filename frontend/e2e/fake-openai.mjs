@@ -73,7 +73,7 @@ export function answerFor(messages) {
     for (let i = 1; i <= 400; i++) parts.push(`word${i} `);
     return { kind: "text", parts, delay: 60 };
   }
-  if (last.includes("SHOWCASE")) return { kind: "text", parts: chunks(SHOWCASE_MARKDOWN, 6), delay: 4 };
+  if (last.includes("SHOWCASE") || /summari[sz]e .*by region/i.test(last)) return { kind: "text", parts: chunks(SHOWCASE_MARKDOWN, 6), delay: 4 };
   const m = /ZEBRA-\d+[^\n]*?(?:\.|$)/m.exec(all);
   if (m) {
     const quote = m[0].replace(/\s+/g, " ").trim();
@@ -85,11 +85,11 @@ export function answerFor(messages) {
 
 export function titleFor(messages) {
   const all = messages.map((m) => textOf(m.content)).join("\n");
+  if (/SHOWCASE|summari[sz]e .*by region/i.test(all)) return "Quarterly Revenue Summary";
   if (/ZEBRA|revenue/i.test(all)) return "Zebra Revenue Question";
-  if (/SHOWCASE/.test(all)) return "Quarterly Revenue Summary";
   if (/SLOW_STREAM/.test(all)) return "A Very Long Answer";
   const m = /TITLE:(\w+)/.exec(all);
-  if (m) return `Topic ${m[1]}`;
+  if (m) return m[1].includes("_") ? m[1].replace(/_/g, " ") : `Topic ${m[1]}`;
   return "Friendly Test Chat";
 }
 
