@@ -288,6 +288,78 @@ describe("conversa in the browser", () => {
     await page.close();
   });
 
+  it("attaches files by drop and paste, with image previews and upload progress", async () => {
+    const page = await openApp();
+    // 1×1 PNG
+    const png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+    await page.evaluate((b64) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+      for (const type of ["dragenter", "dragover", "drop"]) {
+        document.getElementById("messages").dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
+      }
+    }, png);
+    await page.waitForSelector("#chips .chip[data-state=ready]");
+    assert.match(await page.getAttribute("#chips .chip img.chip-thumb", "src"), /^blob:/);
+    assert.equal(await page.isHidden("#drop-overlay"), true);
+
+    await page.evaluate((b64) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], "image.png", { type: "image/png" }));
+      document.getElementById("composer-input").dispatchEvent(new ClipboardEvent("paste", { bubbles: true, cancelable: true, clipboardData: dt }));
+    }, png);
+    await page.waitForFunction(() => document.querySelectorAll("#chips .chip[data-state=ready]").length === 2);
+    assert.match(await page.locator("#chips .chip").nth(1).textContent(), /pasted-.*\.png/);
+
+    // A slow upload shows its progress bar.
+    const cdp = await browser.context.newCDPSession(page);
+    await cdp.send("Network.enable");
+    await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 512 * 1024 });
+    await page.setInputFiles("#file-input", { name: "big.csv", mimeType: "text/csv", buffer: Buffer.from("a,b\n".repeat(400_000)) });
+    await page.waitForFunction(() => {
+      const chip = [...document.querySelectorAll("#chips .chip")].find((c) => /big\.csv/.test(c.textContent));
+      return chip && chip.dataset.state === "uploading" && chip.querySelector("progress.chip-progress");
+    });
+    assert.equal(await page.isDisabled("#send"), true, "Send waits for uploads");
+    await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    await page.waitForFunction(() => document.querySelectorAll("#chips .chip").length === 3 && [...document.querySelectorAll("#chips .chip")].every((c) => c.dataset.state === "ready" || c.dataset.state === "failed"), null, { timeout: 60_000 });
+
+    await sendMessage(page, "What is in these pictures?");
+    await waitIdle(page);
+    const user = page.locator(".msg-user").last();
+    assert.equal(await user.locator(".msg-file").count(), 3);
+    assert.equal(await user.locator("img.file-thumb").count(), 2);
+    await page.close();
+  });
+
+  it("stops following the answer when the reader scrolls up", async () => {
+    const page = await openApp();
+    await page.setViewportSize({ width: 1000, height: 500 });
+    await sendMessage(page, "Give me a long SLOW_STREAM answer");
+    await page.waitForFunction(() => {
+      const m = document.getElementById("messages");
+      return m.scrollHeight > m.clientHeight + 200;
+    }, null, { timeout: 30_000 });
+    await page.mouse.move(500, 250);
+    await page.mouse.wheel(0, -400);
+    await page.waitForTimeout(300);
+    const top1 = await page.evaluate(() => document.getElementById("messages").scrollTop);
+    await page.waitForTimeout(800);
+    const top2 = await page.evaluate(() => document.getElementById("messages").scrollTop);
+    assert.equal(top1, top2, "the view stays where the reader put it");
+    assert.equal(await page.isVisible("#jump"), true);
+    await page.click("#jump");
+    await page.waitForFunction(() => {
+      const m = document.getElementById("messages");
+      return m.scrollHeight - m.scrollTop - m.clientHeight < 60;
+    });
+    await page.click("#stop");
+    await waitIdle(page);
+    await page.close();
+  });
+
   it("deletes a conversation after confirmation", async () => {
     const page = await openApp();
     await sendMessage(page, "Something to delete TITLE:Doomed");
@@ -317,6 +389,57 @@ describe("conversa in the browser", () => {
     await page.waitForSelector("#composer-input");
     assert.equal(await page.getAttribute("html", "data-theme"), "light");
     await page.click("#theme");
+    await page.close();
+  });
+
+  it("follows the system theme on a first visit", async () => {
+    const page = await browser.context.newPage();
+    await page.emulateMedia({ colorScheme: "light" });
+    await page.goto(`${stack.baseUrl}/`);
+    await page.evaluate(() => localStorage.clear());
+    await page.reload();
+    await page.waitForSelector("#composer-input");
+    assert.equal(await page.getAttribute("html", "data-theme"), "light");
+    await page.close();
+  });
+
+  it("sends on Enter and adds a line on Shift+Enter", async () => {
+    const page = await openApp();
+    await page.click("#composer-input");
+    await page.keyboard.type("first line");
+    await page.keyboard.press("Shift+Enter");
+    await page.keyboard.type("second line");
+    assert.equal(await page.inputValue("#composer-input"), "first line\nsecond line");
+    assert.equal(await page.locator(".msg-user").count(), 0);
+    await page.keyboard.press("Enter");
+    await waitIdle(page);
+    assert.equal(await page.locator(".msg-user .msg-text").textContent(), "first line\nsecond line");
+    assert.equal(await page.inputValue("#composer-input"), "");
+    await page.close();
+  });
+
+  it("loads more conversations when the list is scrolled", async () => {
+    for (let i = 0; i < 35; i++) {
+      const res = await api("/api/chat/send-simple", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ message: `bulk conversation ${i} TITLE:Bulk_${i}` }),
+      });
+      assert.equal(res.status, 200, await res.text());
+    }
+    const page = await openApp();
+    await page.waitForFunction(() => document.querySelectorAll("#conv-list li").length >= 30);
+    const total = (await (await api("/api/conversations?limit=200")).json()).items.length;
+    assert.ok(total > 40);
+    await page.evaluate(() => {
+      const s = document.getElementById("conv-scroll");
+      s.scrollTop = s.scrollHeight;
+    });
+    await page.waitForFunction((n) => document.querySelectorAll("#conv-list li").length === n, total);
+    const ids = await page.evaluate(() => [...document.querySelectorAll("#conv-list li")].map((li) => li.dataset.id));
+    assert.equal(new Set(ids).size, ids.length, "no duplicates");
+    const titles = await page.evaluate(() => [...document.querySelectorAll("#conv-list .conv-title")].map((e) => e.textContent));
+    assert.equal(titles[0], "Bulk 34", "newest first");
     await page.close();
   });
 

@@ -98,6 +98,18 @@ export async function startStack(extraEnv = {}) {
     fake,
     dataDir,
     logs: () => output,
+    /** Stops only the server (to see the app lose it). */
+    async killServer() {
+      if (proc && proc.exitCode === null) {
+        const exited = new Promise((r) => proc.once("exit", r));
+        proc.kill("SIGKILL");
+        await exited;
+      }
+      if (mock) {
+        await mock.close();
+        mock = null;
+      }
+    },
     async stop() {
       if (proc && proc.exitCode === null) {
         const exited = new Promise((r) => proc.once("exit", r));

@@ -92,7 +92,7 @@ export async function startMockApi(env) {
     return { form: await r.formData() };
   }
 
-  async function chat(req, res) {
+  async function chat(req, res, simple = false) {
     if (limitPerMinute > 0) {
       const t = Date.now();
       while (hits.length && hits[0] < t - 60_000) hits.shift();
@@ -170,9 +170,11 @@ export async function startMockApi(env) {
       conv.message_count++;
       return fail(res, 502, "upstream_error", "the model provider failed");
     }
-    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-    res.socket?.setNoDelay(true);
-    const ev = (name, data) => res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+    if (!simple) {
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      res.socket?.setNoDelay(true);
+    }
+    const ev = (name, data) => !simple && res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
     ev("meta", { conversation_id: convId, user_message_id: userMsg.id, assistant_message_id: assistant.id, created_conversation: created, files: attached.map(meta) });
     const reader = up.body.getReader();
     const dec = new TextDecoder();
@@ -216,6 +218,7 @@ export async function startMockApi(env) {
         // no title
       }
     }
+    if (simple) return send(res, 200, { conversation_id: convId, created_conversation: created, message: assistant, title: created ? conv.title : null });
     if (!res.destroyed) ev("done", { message_id: assistant.id, finish_reason: "stop", usage: usage ? { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens } : null });
     res.end();
   }
@@ -227,6 +230,7 @@ export async function startMockApi(env) {
     let r;
     if (p === "/health") return send(res, 200, { status: "ok", checks: { store: "ok" }, version: "mock", model: env.CONVERSA_CHAT_MODEL || "gpt-4o" });
     if (p === "/api/chat/send" && req.method === "POST") return chat(req, res);
+    if (p === "/api/chat/send-simple" && req.method === "POST") return chat(req, res, true);
     if (p === "/api/conversations" && req.method === "GET") {
       const q = (url.searchParams.get("q") || "").toLowerCase();
       let items = [...convs.values()].sort((a, b) => (b.updated_at.localeCompare(a.updated_at) || b.id.localeCompare(a.id)));

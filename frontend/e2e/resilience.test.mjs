@@ -1,4 +1,4 @@
-// End-to-end: a rate-limited chat shows a live countdown from Retry-After, then allows sending.
+// End-to-end: a rate limit counts down from Retry-After; losing the server shows a banner.
 
 import { after, before, it } from "node:test";
 import assert from "node:assert/strict";
@@ -39,5 +39,22 @@ it("counts down a rate limit in plain words", async () => {
     const m = /in (\d+) s/.exec(document.querySelector(".msg-assistant .msg-note-error:last-of-type .msg-note-text")?.textContent ?? "");
     return m && Number(m[1]) < n;
   }, n1, { timeout: 5000 });
+  await page.close();
+});
+
+it("shows a banner when the server can't be reached", async () => {
+  const page = await browser.context.newPage();
+  page.setDefaultTimeout(20_000);
+  await page.goto(`${stack.baseUrl}/`);
+  await page.waitForSelector("#composer-input");
+  assert.equal(await page.isHidden("#banner"), true);
+  await stack.killServer();
+  await page.fill("#composer-input", "anyone there?");
+  await page.press("#composer-input", "Enter");
+  await page.waitForSelector("#banner:not([hidden])");
+  assert.match(await page.textContent("#banner"), /Can't reach the server\. Retrying in \d+ s/);
+  const note = page.locator(".msg-assistant .msg-note-error").last();
+  await note.waitFor();
+  assert.match(await note.textContent(), /Couldn't reach the server/);
   await page.close();
 });
