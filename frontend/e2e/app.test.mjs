@@ -233,6 +233,22 @@ describe("conversa in the browser", () => {
     await page.close();
   });
 
+  it("renders tables, math and highlighted code with a copy button", async () => {
+    const page = await openApp();
+    await sendMessage(page, "SHOWCASE please");
+    await waitIdle(page);
+    const answer = lastAnswer(page);
+    assert.equal(await answer.locator("table tbody tr").count(), 2);
+    await answer.locator(".math-inline .katex").first().waitFor();
+    await answer.locator(".math-display .katex-display").waitFor();
+    assert.ok((await answer.locator(".hljs-keyword").count()) > 0);
+    await answer.locator(".copy-code").click();
+    await page.waitForFunction(() => document.querySelector(".msg-assistant:last-of-type .copy-code")?.textContent === "Copied");
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    assert.match(copied, /^def growth\(rate: float, quarters: int\) -> float:/);
+    await page.close();
+  });
+
   it("keeps malicious model output inert", async () => {
     const page = await openApp();
     await sendMessage(page, "Show me MALICIOUS_OUTPUT now");

@@ -1,6 +1,5 @@
 /** Conversa web app: wires the API client, the sidebar, the message view and the composer. */
 
-import "katex/dist/katex.min.css";
 import "./styles.css";
 import { Api } from "./api";
 import { loadConfig, type AppConfig } from "./config";

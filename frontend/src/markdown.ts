@@ -6,7 +6,7 @@
  */
 
 import { Marked, type Tokens, type TokenizerAndRendererExtension } from "marked";
-import katex from "katex";
+import type katexType from "katex";
 import hljs from "highlight.js/lib/core";
 import bash from "highlight.js/lib/languages/bash";
 import c from "highlight.js/lib/languages/c";
@@ -116,8 +116,33 @@ const marked = new Marked({
   },
 });
 
+let katex: typeof katexType | null = null;
+let katexLoading: Promise<void> | null = null;
+
+/**
+ * Loads KaTeX (and its stylesheet) on first use: most answers have no math, so it stays out of
+ * the main bundle. Until it has loaded, formulas show as their TeX source.
+ */
+export function loadKatex(): Promise<void> {
+  katexLoading ??= Promise.all([import("katex"), import("katex/dist/katex.min.css")]).then(([m]) => {
+    katex = m.default;
+  });
+  return katexLoading;
+}
+
 function typesetMath(root: ParentNode): void {
-  for (const el of Array.from(root.querySelectorAll<HTMLElement>(".math[data-tex]"))) {
+  const pending = Array.from(root.querySelectorAll<HTMLElement>(".math[data-tex]:not([data-typeset])"));
+  if (pending.length === 0) return;
+  if (!katex) {
+    // Typeset what is on the page once KaTeX arrives.
+    loadKatex().then(
+      () => typesetMath(document),
+      () => undefined,
+    );
+    return;
+  }
+  for (const el of pending) {
+    el.setAttribute("data-typeset", "");
     const tex = el.getAttribute("data-tex") ?? "";
     const display = el.classList.contains("math-display");
     try {

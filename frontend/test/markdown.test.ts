@@ -1,5 +1,7 @@
-import { describe, expect, it } from "vitest";
-import { renderMarkdownToHtml } from "../src/markdown";
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadKatex, renderMarkdownToHtml } from "../src/markdown";
+
+beforeAll(() => loadKatex());
 
 function dom(md: string): HTMLElement {
   const div = document.createElement("div");
