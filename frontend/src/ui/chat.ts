@@ -204,7 +204,7 @@ export class StreamingAnswer {
     this.content = el.querySelector<HTMLElement>(".msg-content")!;
     this.content.setAttribute("aria-live", "polite");
     this.content.setAttribute("aria-busy", "true");
-    this.content.append(h("span", { class: "typing", "aria-label": "Writing the answer" }, h("i"), h("i"), h("i")));
+    this.content.append(h("span", { class: "typing", role: "img", "aria-label": "Writing the answer" }, h("i"), h("i"), h("i")));
     el.classList.add("streaming");
   }
 
