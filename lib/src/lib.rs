@@ -17,6 +17,9 @@ pub mod service;
 pub mod store;
 pub mod tokens;
 
+#[cfg(feature = "test-support")]
+pub mod testing;
+
 #[cfg(feature = "lambda")]
 pub mod lambda;
 

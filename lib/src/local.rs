@@ -3,9 +3,12 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use axum::extract::Request;
+use axum::response::IntoResponse;
 use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 
 use crate::AppState;
@@ -13,17 +16,25 @@ use crate::AppState;
 /// The API plus, when `frontend_dir` holds an `index.html`, the site at `/`.
 pub fn app(state: AppState) -> Router {
     let dir = state.config.frontend_dir.clone();
-    let api = crate::api::router(state);
-    if dir.join("index.html").is_file() {
-        let site = ServeDir::new(&dir).fallback(ServeFile::new(dir.join("index.html")));
-        // API paths keep their JSON 404s; everything else is the site.
-        Router::new()
-            .nest_service("/api", api.clone())
-            .route_service("/health", api)
-            .fallback_service(site)
-    } else {
-        api
+    if !has_frontend(&dir) {
+        return crate::api::router(state);
     }
+    let site = ServeDir::new(&dir).fallback(ServeFile::new(dir.join("index.html")));
+    // API paths keep their JSON 404s; everything else is the site (unknown paths get index.html,
+    // so the app's own routes survive a reload).
+    let fallback = move |request: Request| {
+        let site = site.clone();
+        async move {
+            if request.uri().path() == "/api" || request.uri().path().starts_with("/api/") {
+                return crate::api::not_found().await.into_response();
+            }
+            match site.oneshot(request).await {
+                Ok(response) => response.into_response(),
+                Err(never) => match never {},
+            }
+        }
+    };
+    crate::api::finish(crate::api::all_routes().fallback(fallback), state)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, with `TCP_NODELAY` on every connection

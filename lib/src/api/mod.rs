@@ -19,22 +19,33 @@ pub use error::{ApiError, ErrorBody, ErrorDetail};
 
 use crate::AppState;
 
+/// Every route group, without state or fallbacks.
+pub fn all_routes() -> Router<AppState> {
+    Router::new()
+        .merge(chat::routes())
+        .merge(conversations::routes())
+        .merge(files::routes())
+        .merge(health::routes())
+}
+
 /// Every route group, with the error-shaped fallbacks.
 pub fn router(state: AppState) -> Router {
-    with_fallbacks(
-        Router::new()
-            .merge(chat::routes())
-            .merge(conversations::routes())
-            .merge(files::routes())
-            .merge(health::routes()),
-        state,
-    )
+    with_fallbacks(all_routes(), state)
+}
+
+/// The JSON 404 of unknown addresses.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("There is nothing at this address.".into())
 }
 
 /// Adds the error-shaped 404/405 fallbacks, CORS and the state to a group's routes.
 pub fn with_fallbacks(routes: Router<AppState>, state: AppState) -> Router {
+    finish(routes.fallback(not_found), state)
+}
+
+/// Adds the 405 fallback, CORS and the state (the caller chose the 404 fallback).
+pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
     routes
-        .fallback(|| async { ApiError::NotFound("There is nothing at this address.".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("This method is not allowed here.".into())
         })

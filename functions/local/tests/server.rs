@@ -1,0 +1,223 @@
+//! `conversa-local` as a user runs it: a real process on a real socket, streaming a chat with a
+//! PDF, a client that leaves midway, a restart that keeps everything, and the frontend at `/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use conversa::testing::{multipart, parse_sse, pdf_with_pages, streamed_text, FakeOpenAi};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(fake: &FakeOpenAi, data: &Path, frontend: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_conversa-local"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CONVERSA_BIND", "127.0.0.1:0")
+        .env("CONVERSA_DATA_DIR", data)
+        .env("CONVERSA_FRONTEND_DIR", frontend)
+        .env("OPENAI_API_KEY", "test-key")
+        .env("OPENAI_BASE_URL", &fake.base_url)
+        .env("CONVERSA_TITLE_MODEL", "title-model")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
+        if let Some(rest) = line
+            .strip_prefix("Conversa")
+            .and_then(|l| l.split("http://").nth(1))
+        {
+            let addr = rest.split('/').next().unwrap();
+            break format!("http://{addr}");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base }
+}
+
+async fn messages(client: &reqwest::Client, base: &str, conv: &str) -> Vec<Value> {
+    let v: Value = client
+        .get(format!("{base}/api/conversations/{conv}/messages"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn streams_over_a_socket_survives_disconnects_and_restarts() {
+    let fake = FakeOpenAi::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(
+        site.path().join("index.html"),
+        "<!doctype html><title>Conversa</title>",
+    )
+    .unwrap();
+    let server = start(&fake, data.path(), site.path());
+    let client = reqwest::Client::new();
+
+    // A PDF attached to a question comes back quoted in a streamed answer, chunk by chunk.
+    let pdf = pdf_with_pages(&["The warranty lasts 36 months.", "Returns within 30 days."]);
+    let (ct, body) = multipart(&[
+        ("message", None, None, b"How long is the warranty?"),
+        ("files", Some("terms.pdf"), None, &pdf),
+    ]);
+    let resp = client
+        .post(format!("{}/api/chat/send", server.base))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut raw = String::new();
+    let mut chunks = 0;
+    while let Some(c) = stream.next().await {
+        raw.push_str(std::str::from_utf8(&c.unwrap()).unwrap());
+        chunks += 1;
+    }
+    assert!(
+        chunks > 3,
+        "the answer arrived in pieces, not at once ({chunks} chunks)"
+    );
+    let events = parse_sse(&raw);
+    assert!(streamed_text(&events).contains("The warranty lasts 36 months."));
+    assert_eq!(events.last().unwrap().event, "done");
+    let conv = events[0].data["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A client that leaves after the first token: the answer is still generated and stored in full.
+    let resp = client
+        .post(format!("{}/api/chat/send", server.base))
+        .json(&json!({ "message": "a long answer please [[slow]]", "conversation_id": conv }))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("event: token") {
+        seen.push_str(std::str::from_utf8(&stream.next().await.unwrap().unwrap()).unwrap());
+    }
+    drop(stream);
+    let mut stored = Vec::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stored = messages(&client, &server.base, &conv).await;
+        if stored.len() == 4 {
+            break;
+        }
+    }
+    assert_eq!(stored.len(), 4);
+    assert_eq!(stored[3]["status"], "complete");
+    assert!(stored[3]["content"]
+        .as_str()
+        .unwrap()
+        .trim_end()
+        .ends_with("w39"));
+
+    // The frontend is served at /, unknown pages fall back to it, API paths keep JSON errors.
+    let index = client
+        .get(format!("{}/", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(index.status(), 200);
+    assert!(index
+        .text()
+        .await
+        .unwrap()
+        .contains("<title>Conversa</title>"));
+    let deep = client
+        .get(format!("{}/c/some-conversation", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(deep
+        .text()
+        .await
+        .unwrap()
+        .contains("<title>Conversa</title>"));
+    let api404 = client
+        .get(format!("{}/api/nothing", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api404.status(), 404);
+    let v: Value = api404.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "not_found");
+    let health: Value = client
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+
+    // Everything survives a restart.
+    drop(server);
+    let server = start(&fake, data.path(), site.path());
+    let conversation: Value = client
+        .get(format!("{}/api/conversations/{conv}", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(conversation["message_count"], 4);
+    assert_ne!(conversation["title"], "New conversation");
+    let after = messages(&client, &server.base, &conv).await;
+    assert_eq!(after, stored);
+    let file_id = after[0]["files"][0]["id"].as_str().unwrap();
+    let bytes = client
+        .get(format!("{}/api/files/{file_id}/download", server.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bytes.as_ref(), pdf.as_slice());
+}
+
+#[tokio::test]
+async fn an_invalid_setting_stops_the_process_with_a_message_naming_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_conversa-local"))
+        .env("CONVERSA_MAX_UPLOAD_BYTES", "ten megabytes")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CONVERSA_MAX_UPLOAD_BYTES"), "{err}");
+}

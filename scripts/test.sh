@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, with its set-up: system packages, backing services (Redis, moto,
+# a MongoDB-wire server), test documents, the offline model, the Rust tests with every feature,
+# and the frontend's unit and browser tests against the real server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/conversa-target}"
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "system packages"
+bash scripts/setup.sh
+
+step "backing services"
+bash scripts/services.sh start >/dev/null
+# shellcheck disable=SC1091
+. "${CONVERSA_SERVICES_DIR:-${TMPDIR:-/tmp}/conversa-services}/env.sh"
+# Adapter suites fail instead of skipping when a service is missing.
+export CONVERSA_REQUIRE_SERVICES=1
+
+if [[ -f scripts/corpus.sh ]]; then
+  step "real-world documents"
+  bash scripts/corpus.sh
+fi
+if [[ -f scripts/fetch-model.sh ]]; then
+  step "offline model"
+  bash scripts/fetch-model.sh
+fi
+
+step "rust tests"
+cargo test --workspace --all-features
+
+if [[ -f frontend/package.json ]]; then
+  step "frontend"
+  cargo build --all-features -p conversa-local
+  export CONVERSA_LOCAL_BIN="$CARGO_TARGET_DIR/debug/conversa-local"
+  (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run build && npm run test:e2e)
+fi
