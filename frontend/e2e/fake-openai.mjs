@@ -5,7 +5,8 @@
 //   - FAIL_UPSTREAM: HTTP 500 from the provider;
 //   - SHOWCASE: Markdown with a table, code and math (for screenshots);
 //   - otherwise an echo of the user's words.
-// Non-streaming requests (the title model) get a short title.
+// Title requests (the title model, any non-streaming request, or a system prompt asking for a
+// title) get a short title: as JSON, or streamed when the request streams.
 
 import http from "node:http";
 
@@ -93,6 +94,40 @@ export function titleFor(messages) {
   return "Friendly Test Chat";
 }
 
+
+/** The model of title requests (the harness sets CONVERSA_TITLE_MODEL to it). */
+export const TITLE_MODEL = "fake-title-model";
+
+/** A title request: the title model, a non-streaming request, or a system prompt asking for a title. */
+function isTitleRequest(body) {
+  if (body.model === TITLE_MODEL || !body.stream) return true;
+  const system = (body.messages ?? []).filter((m) => m.role === "system").map((m) => textOf(m.content)).join("\n");
+  return /\btitle\b/i.test(system) && !/Conversa/.test(system);
+}
+
+async function streamAnswer(res, body, answer) {
+  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+  res.socket?.setNoDelay(true);
+  let closed = false;
+  res.on("close", () => (closed = true));
+  const chunk = (delta, finish = null) =>
+    `data: ${JSON.stringify({ id: "x", object: "chat.completion.chunk", created: 0, model: body.model || "m", choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+  res.write(chunk({ role: "assistant", content: "" }));
+  let completion = 0;
+  for (const part of answer.parts) {
+    if (closed) return;
+    res.write(chunk({ content: part }));
+    completion++;
+    if (answer.delay) await sleep(answer.delay);
+  }
+  res.write(chunk({}, "stop"));
+  res.write(
+    `data: ${JSON.stringify({ id: "x", object: "chat.completion.chunk", created: 0, model: body.model || "m", choices: [], usage: { prompt_tokens: 42, completion_tokens: completion, total_tokens: 42 + completion } })}\n\n`,
+  );
+  res.write("data: [DONE]\n\n");
+  res.end();
+}
+
 export async function startFakeOpenAI() {
   const requests = [];
   const server = http.createServer(async (req, res) => {
@@ -119,19 +154,24 @@ export async function startFakeOpenAI() {
     }
     requests.push(body);
     const messages = Array.isArray(body.messages) ? body.messages : [];
-    if (!body.stream) {
+    if (isTitleRequest(body)) {
       const title = titleFor(messages);
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(
-        JSON.stringify({
-          id: "t",
-          object: "chat.completion",
-          created: 0,
-          model: body.model || "m",
-          choices: [{ index: 0, message: { role: "assistant", content: title }, finish_reason: "stop" }],
-          usage: { prompt_tokens: 10, completion_tokens: 3, total_tokens: 13 },
-        }),
-      );
+      if (!body.stream) {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(
+          JSON.stringify({
+            id: "t",
+            object: "chat.completion",
+            created: 0,
+            model: body.model || "m",
+            choices: [{ index: 0, message: { role: "assistant", content: title }, finish_reason: "stop" }],
+            usage: { prompt_tokens: 10, completion_tokens: 3, total_tokens: 13 },
+          }),
+        );
+        return;
+      }
+      // A server may stream the title request too.
+      await streamAnswer(res, body, { parts: [title], delay: 0 });
       return;
     }
     const answer = answerFor(messages);
@@ -140,26 +180,7 @@ export async function startFakeOpenAI() {
       res.end(JSON.stringify({ error: { message: "the fake provider failed on purpose", type: "server_error" } }));
       return;
     }
-    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-    res.socket?.setNoDelay(true);
-    let closed = false;
-    res.on("close", () => (closed = true));
-    const chunk = (delta, finish = null) =>
-      `data: ${JSON.stringify({ id: "x", object: "chat.completion.chunk", created: 0, model: body.model || "m", choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
-    res.write(chunk({ role: "assistant", content: "" }));
-    let completion = 0;
-    for (const part of answer.parts) {
-      if (closed) return;
-      res.write(chunk({ content: part }));
-      completion++;
-      if (answer.delay) await sleep(answer.delay);
-    }
-    res.write(chunk({}, "stop"));
-    res.write(
-      `data: ${JSON.stringify({ id: "x", object: "chat.completion.chunk", created: 0, model: body.model || "m", choices: [], usage: { prompt_tokens: 42, completion_tokens: completion, total_tokens: 42 + completion } })}\n\n`,
-    );
-    res.write("data: [DONE]\n\n");
-    res.end();
+    await streamAnswer(res, body, answer);
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   const port = server.address().port;

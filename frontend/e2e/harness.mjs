@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { startFakeOpenAI } from "./fake-openai.mjs";
+import { TITLE_MODEL, startFakeOpenAI } from "./fake-openai.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const frontendDir = path.resolve(here, "..");
@@ -61,6 +61,7 @@ export async function startStack(extraEnv = {}) {
     OPENAI_API_KEY: "test",
     OPENAI_BASE_URL: fake.baseUrl,
     CONVERSA_FRONTEND_DIR: distDir,
+    CONVERSA_TITLE_MODEL: TITLE_MODEL,
     CONVERSA_RATE_LIMIT_PER_MINUTE: "0",
     RUST_LOG: process.env.RUST_LOG ?? "warn",
     ...extraEnv,

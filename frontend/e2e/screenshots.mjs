@@ -32,7 +32,7 @@ try {
   await send("Summarize the quarterly report by region, with the growth formula.");
   await page.waitForFunction(() => document.getElementById("conv-title").textContent !== "New conversation");
   await page.mouse.move(900, 300);
-  await page.waitForTimeout(400);
+  await page.waitForTimeout(1500); // let the title highlight fade
   await page.screenshot({ path: path.join(outDir, "desktop-dark.png") });
 
   await page.click("#theme");
