@@ -184,12 +184,20 @@ function addCodeToolbars(root: ParentNode): void {
   }
 }
 
+/** Blocks that may scroll sideways are reachable by keyboard. */
+function makeScrollablesFocusable(root: ParentNode): void {
+  for (const el of Array.from(root.querySelectorAll("pre, table, .math-display"))) {
+    el.setAttribute("tabindex", "0");
+  }
+}
+
 /** Renders Markdown from the model into a sanitized fragment. */
 export function renderMarkdown(src: string): DocumentFragment {
   const html = marked.parse(src, { async: false }) as string;
   const frag = sanitizeToFragment(html);
   typesetMath(frag);
   addCodeToolbars(frag);
+  makeScrollablesFocusable(frag);
   return frag;
 }
 
