@@ -1,4 +1,5 @@
-// End-to-end: a rate limit counts down from Retry-After; losing the server shows a banner.
+// End-to-end: a rate limit counts down from Retry-After; the server's refusal of a file shows on
+// its chip; losing the server shows a banner.
 
 import { after, before, it } from "node:test";
 import assert from "node:assert/strict";
@@ -8,7 +9,7 @@ let stack;
 let browser;
 
 before(async () => {
-  stack = await startStack({ CONVERSA_RATE_LIMIT_PER_MINUTE: "1" });
+  stack = await startStack({ CONVERSA_RATE_LIMIT_PER_MINUTE: "1", CONVERSA_MAX_UPLOAD_BYTES: "2000" });
   browser = await launchBrowser();
 });
 
@@ -39,6 +40,26 @@ it("counts down a rate limit in plain words", async () => {
     const m = /in (\d+) s/.exec(document.querySelector(".msg-assistant .msg-note-error:last-of-type .msg-note-text")?.textContent ?? "");
     return m && Number(m[1]) < n;
   }, n1, { timeout: 5000 });
+  await page.close();
+});
+
+it("shows the server's refusal of a file on its chip", async () => {
+  const page = await browser.context.newPage();
+  page.setDefaultTimeout(20_000);
+  await page.goto(`${stack.baseUrl}/`);
+  // Over the server's limit (2000 bytes here), under the client's (10 MB from config.json).
+  await page.setInputFiles("#file-input", { name: "big.csv", mimeType: "text/csv", buffer: Buffer.from("a,b\n".repeat(1000)) });
+  const big = page.locator("#chips .chip", { hasText: "big.csv" });
+  await page.waitForSelector("#chips .chip[data-state=failed]");
+  assert.match(await big.locator(".chip-status").textContent(), /Failed: That file is too large/);
+  // Claims to be a PDF, is not.
+  await page.setInputFiles("#file-input", { name: "fake.pdf", mimeType: "application/pdf", buffer: Buffer.from("just some text, not a PDF") });
+  const fake = page.locator("#chips .chip", { hasText: "fake.pdf" });
+  await page.waitForFunction(() => [...document.querySelectorAll("#chips .chip[data-state=failed]")].length === 2);
+  assert.match(await fake.locator(".chip-status").textContent(), /Failed: That file type isn't supported, or the file's content doesn't match its type/);
+  // Failed files are not sent; with no text, Send stays disabled.
+  assert.equal(await page.isDisabled("#send"), true);
+  if (process.env.E2E_DEBUG) console.log(await page.locator("#chips").innerText());
   await page.close();
 });
 
