@@ -16,7 +16,7 @@ before(async () => {
   stack = await startStack();
   browser = await launchBrowser();
   const page = await browser.context.newPage();
-  page.setDefaultTimeout(20_000);
+  page.setDefaultTimeout(45_000);
   await page.goto(`${stack.baseUrl}/`);
   await page.setInputFiles("#file-input", { name: "report.pdf", mimeType: "application/pdf", buffer: makePdf(["ZEBRA-1 is here."]) });
   await page.waitForSelector("#chips .chip[data-state=ready]");
@@ -35,7 +35,7 @@ after(async () => {
 
 async function audit(theme, viewport, prepare) {
   const page = await browser.context.newPage();
-  page.setDefaultTimeout(20_000);
+  page.setDefaultTimeout(45_000);
   if (viewport) await page.setViewportSize(viewport);
   await page.goto(url);
   await page.evaluate((t) => localStorage.setItem("conversa-theme", t), theme);

@@ -12,7 +12,7 @@ const stack = await startStack();
 const browser = await launchBrowser();
 try {
   const page = await browser.context.newPage();
-  page.setDefaultTimeout(20_000);
+  page.setDefaultTimeout(45_000);
   await page.goto(`${stack.baseUrl}/`);
   const idle = () =>
     page.waitForFunction(() => !document.querySelector(".msg-assistant.streaming") && !document.getElementById("send").hidden);

@@ -75,6 +75,14 @@ export function toApiError(e: unknown): ApiError {
   return new ApiError(0, NETWORK_ERROR, e instanceof Error ? e.message : String(e));
 }
 
+/** Codes whose server message is technical: shown apart, under "Details", not in the sentence. */
+export function technicalDetail(err: { code: string; message?: string }): string | null {
+  if (!err.message) return null;
+  return ["upstream_error", "internal", "unavailable", STREAM_INTERRUPTED, NETWORK_ERROR].includes(err.code)
+    ? err.message
+    : null;
+}
+
 /**
  * A sentence for people. The server's message is shown when it adds detail that the
  * code alone cannot give (which file, which limit).
@@ -99,7 +107,7 @@ export function describeError(err: { code: string; message?: string; retryAfter?
     case "not_found":
       return "That conversation or file doesn't exist (it may have been deleted).";
     case "upstream_error":
-      return `The AI model failed to answer${detail}. Please try again.`;
+      return "The AI model failed to answer. Please try again.";
     case "unavailable":
       return "The service is temporarily unavailable. Please try again shortly.";
     case NETWORK_ERROR:

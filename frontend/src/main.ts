@@ -3,7 +3,7 @@
 import "./styles.css";
 import { Api } from "./api";
 import { loadConfig, type AppConfig } from "./config";
-import { describeError, toApiError, type ApiError } from "./errors";
+import { describeError, technicalDetail, toApiError, type ApiError } from "./errors";
 import { namePastedFile, ACCEPT_ATTR, formatBytes } from "./files";
 import { conversationIdFromHash, hashForConversation } from "./router";
 import { applyTheme, initialTheme, saveTheme, type Theme } from "./theme";
@@ -412,6 +412,10 @@ class App {
       void this.runTurn(input);
     });
     note.append(retry);
+    const detail = technicalDetail(err);
+    if (detail) {
+      note.append(h("details", { class: "msg-note-details" }, h("summary", { text: "Details" }), h("code", { text: detail })));
+    }
     if (err.code === "rate_limited") {
       const wait = err.retryAfter ?? 10;
       retry.disabled = true;
