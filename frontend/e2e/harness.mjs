@@ -94,6 +94,8 @@ export async function startStack(extraEnv = {}) {
     await fake.close();
     throw new Error(`${e.message}\n--- server output ---\n${output}`);
   }
+  // A process ended by a signal has a null exitCode and a signalCode.
+  const running = () => proc !== null && proc.exitCode === null && proc.signalCode === null;
   return {
     baseUrl,
     fake,
@@ -101,7 +103,7 @@ export async function startStack(extraEnv = {}) {
     logs: () => output,
     /** Stops only the server (to see the app lose it). */
     async killServer() {
-      if (proc && proc.exitCode === null) {
+      if (running()) {
         const exited = new Promise((r) => proc.once("exit", r));
         proc.kill("SIGKILL");
         await exited;
@@ -112,7 +114,7 @@ export async function startStack(extraEnv = {}) {
       }
     },
     async stop() {
-      if (proc && proc.exitCode === null) {
+      if (running()) {
         const exited = new Promise((r) => proc.once("exit", r));
         proc.kill("SIGTERM");
         const t = setTimeout(() => proc.kill("SIGKILL"), 5000);
