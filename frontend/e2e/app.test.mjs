@@ -486,6 +486,13 @@ describe("conversa in the browser", () => {
     await sendMessage(page, "A message from a small screen");
     await waitIdle(page);
     assert.equal(await noOverflow(), true);
+
+    // The narrowest supported width.
+    await page.setViewportSize({ width: 360, height: 740 });
+    await page.goto(`${stack.baseUrl}/#/c/${encodeURIComponent(pdfConversation)}`);
+    await page.waitForSelector(".msg-assistant");
+    assert.equal(await noOverflow(), true, "no horizontal overflow at 360 px");
+    assert.equal(await page.isVisible("#composer-input"), true);
     await page.close();
   });
 });

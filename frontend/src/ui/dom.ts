@@ -47,7 +47,7 @@ export async function copyText(text: string): Promise<void> {
     await navigator.clipboard.writeText(text);
     return;
   }
-  const ta = h("textarea", { "aria-hidden": "true", style: "position:fixed;left:-9999px" });
+  const ta = h("textarea", { "aria-hidden": "true", class: "sr-only" });
   ta.value = text;
   document.body.append(ta);
   ta.select();
