@@ -140,7 +140,11 @@ start_redis() {
   log "redis up on 127.0.0.1:$REDIS_PORT"
 }
 
-install_moto() { pip_ensure "${MOTO_PKGS[@]}"; }
+install_moto() {
+  pip_ensure "${MOTO_PKGS[@]}"
+  # moto may be there without its server extra (pulled in by something else).
+  [[ -x $VENV/bin/moto_server ]] || "$VENV/bin/pip" install -q --disable-pip-version-check "${MOTO_PKGS[0]}"
+}
 start_moto() {
   if moto_ready; then log "moto already up on 127.0.0.1:$MOTO_PORT"; return 0; fi
   port_open "$MOTO_PORT" && die "port $MOTO_PORT is taken by something that is not moto (set CONVERSA_MOTO_PORT)"

@@ -10,11 +10,16 @@ step() { printf '\n== %s\n' "$*" >&2; }
 step "system packages"
 bash scripts/setup.sh
 
+step "tools (cargo-lambda, cfn-lint)"
+bash scripts/tools.sh install >/dev/null
+PATH="$(bash scripts/tools.sh path):$PATH"
+export PATH
+
 step "backing services"
 bash scripts/services.sh start >/dev/null
 # shellcheck disable=SC1091
 . "${CONVERSA_SERVICES_DIR:-${TMPDIR:-/tmp}/conversa-services}/env.sh"
-# Adapter suites fail instead of skipping when a service is missing.
+# Adapter suites and the Lambda emulator test fail instead of skipping when a service or tool is missing.
 export CONVERSA_REQUIRE_SERVICES=1
 
 if [[ -f scripts/corpus.sh ]]; then

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use crate::blobs::BlobStore;
 use crate::config::{BlobsKind, Config, LimiterKind, StoreKind};
 use crate::extract::Limits;
+use crate::jobs::local::LocalJobs;
+use crate::jobs::JobQueue;
 use crate::limits::RateLimiter;
 use crate::llm::ChatModel;
 use crate::store::Store;
@@ -24,6 +26,8 @@ pub struct AppState {
     pub model: Arc<dyn ChatModel>,
     /// Extraction bounds.
     pub limits: Limits,
+    /// Background extraction of large files.
+    pub jobs: Arc<dyn JobQueue>,
 }
 
 /// Why the state could not be built.
@@ -32,7 +36,8 @@ pub struct AppState {
 pub struct BuildError(pub String);
 
 impl AppState {
-    /// Assembles a state from parts (tests and custom deployments).
+    /// Assembles a state from parts (tests and custom deployments); large files are extracted by
+    /// in-process workers, which start here (jobs a previous run left unfinished resume).
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
@@ -44,14 +49,19 @@ impl AppState {
             max_bytes: config.max_upload_bytes,
             ..Limits::default()
         };
-        Self {
+        let local_jobs = Arc::new(LocalJobs::new(config.data_dir.join("jobs")));
+        let concurrency = config.job_concurrency;
+        let state = Self {
             config: Arc::new(config),
             store,
             blobs,
             limiter,
             model,
             limits,
-        }
+            jobs: local_jobs.clone(),
+        };
+        local_jobs.start(state.clone(), concurrency);
+        state
     }
 
     /// Builds the adapters the configuration names.

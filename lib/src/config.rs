@@ -98,6 +98,19 @@ pub struct Config {
     pub jobs_queue_url: Option<String>,
     /// `CONVERSA_LOCAL_MODEL`: a GGUF file for the offline model.
     pub local_model: Option<PathBuf>,
+    /// `CONVERSA_CONTEXT_TOKENS`: the chat model's context window; known for OpenAI models, else 8192.
+    pub context_tokens: Option<u64>,
+    /// `CONVERSA_FILE_CONTEXT_SHARE`: the share of the context window that file text may fill (0–1).
+    pub file_context_share: f64,
+    /// `CONVERSA_INLINE_MAX_BYTES`: larger uploads to `POST /api/files` are processed as jobs.
+    pub inline_max_bytes: u64,
+    /// `CONVERSA_INLINE_MAX_PAGES`: PDFs with more pages are processed as jobs.
+    pub inline_max_pages: u32,
+    /// `CONVERSA_JOB_CONCURRENCY`: extraction jobs running at once.
+    pub job_concurrency: usize,
+    /// `CONVERSA_ORIGIN_SECRET`: when set, requests must carry it in `x-conversa-origin-verify`
+    /// (CloudFront adds it), and the client IP is taken from `x-conversa-client-ip`.
+    pub origin_secret: Option<String>,
 }
 
 impl Config {
@@ -279,7 +292,67 @@ impl Config {
             redis_url: get("REDIS_URL"),
             jobs_queue_url: get("CONVERSA_JOBS_QUEUE_URL"),
             local_model: get("CONVERSA_LOCAL_MODEL").map(PathBuf::from),
+            context_tokens: match get("CONVERSA_CONTEXT_TOKENS") {
+                None => None,
+                Some(s) => Some(parse(
+                    "CONVERSA_CONTEXT_TOKENS",
+                    Some(s),
+                    0u64,
+                    "a number of tokens",
+                )?)
+                .filter(|n| *n > 0),
+            },
+            file_context_share: {
+                let share: f64 = parse(
+                    "CONVERSA_FILE_CONTEXT_SHARE",
+                    get("CONVERSA_FILE_CONTEXT_SHARE"),
+                    0.5,
+                    "a number between 0 and 1",
+                )?;
+                if !(share > 0.0 && share <= 1.0) {
+                    return Err(ConfigError {
+                        var: "CONVERSA_FILE_CONTEXT_SHARE",
+                        message: format!("{share} is not between 0 and 1"),
+                    });
+                }
+                share
+            },
+            inline_max_bytes: parse(
+                "CONVERSA_INLINE_MAX_BYTES",
+                get("CONVERSA_INLINE_MAX_BYTES"),
+                2 * 1024 * 1024,
+                "a number of bytes",
+            )?,
+            inline_max_pages: parse(
+                "CONVERSA_INLINE_MAX_PAGES",
+                get("CONVERSA_INLINE_MAX_PAGES"),
+                50,
+                "a whole number",
+            )?,
+            job_concurrency: {
+                let n: usize = parse(
+                    "CONVERSA_JOB_CONCURRENCY",
+                    get("CONVERSA_JOB_CONCURRENCY"),
+                    2,
+                    "a whole number",
+                )?;
+                if n == 0 {
+                    return Err(ConfigError {
+                        var: "CONVERSA_JOB_CONCURRENCY",
+                        message: "must be at least 1".into(),
+                    });
+                }
+                n
+            },
+            origin_secret: get("CONVERSA_ORIGIN_SECRET"),
         })
+    }
+
+    /// The context window of `model`, in tokens.
+    pub fn context_window(&self, model: &str) -> u64 {
+        self.context_tokens
+            .or_else(|| crate::tokens::known_context_window(model))
+            .unwrap_or(8_192)
     }
 
     /// Whether a remote OpenAI-compatible provider is configured (a key or an endpoint).
@@ -328,6 +401,8 @@ mod tests {
             ("CONVERSA_RATE_LIMIT_PER_MINUTE", "x"),
             ("CONVERSA_STORE", "oracle"),
             ("CONVERSA_AUTH_TOKENS", "alice"),
+            ("CONVERSA_FILE_CONTEXT_SHARE", "1.5"),
+            ("CONVERSA_CONTEXT_TOKENS", "lots"),
         ] {
             let e = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(e.var, var);

@@ -345,6 +345,9 @@ pub struct FileMeta {
     pub pages: Option<u32>,
     /// Why extraction failed, in plain words.
     pub error: Option<String>,
+    /// A remark on the extraction (e.g. a scanned PDF without a text layer, a sheet that was cut).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// Extraction progress, 0–100, while `processing`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<u8>,

@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod config;
 pub mod domain;
 pub mod extract;
+pub mod jobs;
 pub mod limits;
 pub mod llm;
 pub mod local;

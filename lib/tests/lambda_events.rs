@@ -3,7 +3,6 @@
 //! comes back as a stream of body chunks), the others through the buffered path.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
 #![cfg(feature = "lambda")]
 
 use conversa::testing::{parse_sse, streamed_text, test_state, FakeOpenAi};
@@ -13,7 +12,9 @@ use lambda_http::{Context, LambdaEvent, Service, StreamAdapter};
 use serde_json::Value;
 
 fn event_text(name: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events").join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -48,7 +49,8 @@ async fn the_chat_function_streams_an_answer_to_a_function_url_event() {
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
     let state = test_state(&fake, dir.path(), &[]).await;
-    let (status, chunks) = stream_chat(conversa::api::chat::router(state.clone()), "chat-send.json").await;
+    let (status, chunks) =
+        stream_chat(conversa::api::chat::router(state.clone()), "chat-send.json").await;
     assert_eq!(status, 200);
     assert!(chunks.len() > 3, "the answer streams in pieces: {chunks:?}");
     let events = parse_sse(&chunks.concat());
@@ -56,10 +58,19 @@ async fn the_chat_function_streams_an_answer_to_a_function_url_event() {
     assert_eq!(streamed_text(&events), "Echo: What is in the report?");
     assert_eq!(events.last().unwrap().event, "done");
 
-    let (status, chunks) = stream_chat(conversa::api::chat::router(state.clone()), "chat-send-multipart.json").await;
+    let (status, chunks) = stream_chat(
+        conversa::api::chat::router(state.clone()),
+        "chat-send-multipart.json",
+    )
+    .await;
     assert_eq!(status, 200, "{chunks:?}");
     let events = parse_sse(&chunks.concat());
-    assert_eq!(events[0].data["files"].as_array().unwrap().len(), 1, "{:?}", events[0]);
+    assert_eq!(
+        events[0].data["files"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        events[0]
+    );
     assert_eq!(events.last().unwrap().event, "done");
 
     let (status, v) = buffered(conversa::api::chat::router(state), "chat-send-simple.json").await;
@@ -71,12 +82,23 @@ async fn the_chat_function_streams_an_answer_to_a_function_url_event() {
 async fn the_rate_limit_counts_the_function_url_source_ip() {
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let state = test_state(&fake, dir.path(), &[("CONVERSA_RATE_LIMIT_PER_MINUTE", "1")]).await;
-    let (status, _) = stream_chat(conversa::api::chat::router(state.clone()), "chat-send.json").await;
+    let state = test_state(
+        &fake,
+        dir.path(),
+        &[("CONVERSA_RATE_LIMIT_PER_MINUTE", "1")],
+    )
+    .await;
+    let (status, _) =
+        stream_chat(conversa::api::chat::router(state.clone()), "chat-send.json").await;
     assert_eq!(status, 200);
-    let (status, chunks) = stream_chat(conversa::api::chat::router(state.clone()), "chat-send.json").await;
+    let (status, chunks) =
+        stream_chat(conversa::api::chat::router(state.clone()), "chat-send.json").await;
     assert_eq!(status, 429, "{chunks:?}");
-    assert!(state.limiter.hit("ip:203.0.113.10", 1).await.is_ok_and(|d| d != conversa::limits::Decision::Allowed));
+    assert!(state
+        .limiter
+        .hit("ip:203.0.113.10", 1)
+        .await
+        .is_ok_and(|d| d != conversa::limits::Decision::Allowed));
 }
 
 #[tokio::test]
@@ -97,7 +119,12 @@ async fn the_conversations_and_files_functions_answer_their_events() {
     let (s, v) = buffered(conversations(), "conversations-list.json").await;
     assert_eq!(s, 200, "{v}");
     assert!(v["items"].is_array());
-    for name in ["conversations-get.json", "conversations-messages.json", "conversations-rename.json", "conversations-delete.json"] {
+    for name in [
+        "conversations-get.json",
+        "conversations-messages.json",
+        "conversations-rename.json",
+        "conversations-delete.json",
+    ] {
         let (s, v) = buffered(conversations(), name).await;
         assert_eq!(s, 404, "{name}: the placeholder id does not exist: {v}");
         assert_eq!(v["error"]["code"], "not_found");
@@ -109,4 +136,60 @@ async fn the_conversations_and_files_functions_answer_their_events() {
         let (s, v) = buffered(files(), name).await;
         assert_eq!(s, 404, "{name}: {v}");
     }
+}
+
+#[tokio::test]
+async fn behind_the_cdn_the_origin_secret_is_required_and_vouches_for_the_client_ip() {
+    let fake = FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cret-origin-value";
+    let state = test_state(
+        &fake,
+        dir.path(),
+        &[
+            ("CONVERSA_ORIGIN_SECRET", secret),
+            ("CONVERSA_RATE_LIMIT_PER_MINUTE", "1"),
+        ],
+    )
+    .await;
+    // Straight to the function URL, without the secret: refused.
+    let (s, v) = buffered(
+        conversa::api::conversations::router(state.clone()),
+        "health.json",
+    )
+    .await;
+    assert_eq!(s, 401, "{v}");
+
+    let with_headers = |ip: &str| {
+        let mut event: Value = serde_json::from_str(&event_text("chat-send-simple.json")).unwrap();
+        event["headers"]["x-conversa-origin-verify"] = secret.into();
+        event["headers"]["x-conversa-client-ip"] = ip.into();
+        lambda_http::request::from_str(&event.to_string()).unwrap()
+    };
+    let r = conversa::lambda::handle(
+        conversa::api::chat::router(state.clone()),
+        with_headers("198.51.100.7"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = conversa::lambda::handle(
+        conversa::api::chat::router(state.clone()),
+        with_headers("198.51.100.7"),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        429,
+        "the viewer's address is the rate-limit key"
+    );
+    let r = conversa::lambda::handle(
+        conversa::api::chat::router(state.clone()),
+        with_headers("198.51.100.8"),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        200,
+        "another viewer behind the same edge is not limited"
+    );
 }

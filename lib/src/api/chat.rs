@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{Auth, ClientKey};
-use super::{multipart, ApiError};
+use super::{multipart, ApiError, ErrorBody};
 use crate::domain::{ConversationId, FileId, Message, MessageStatus, Role, Timestamp};
 use crate::service::chat::{self, ChatInput, TurnEvent, MAX_FILES};
 use crate::AppState;
@@ -158,8 +158,6 @@ pub async fn send(
     let turn = chat::start(&state, &auth.owner, input).await?;
     Ok(super::sse::response(turn).into_response())
 }
-
-use super::ErrorBody;
 
 /// The same turn, answered as one JSON document when the answer is complete.
 #[utoipa::path(

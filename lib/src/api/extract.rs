@@ -59,7 +59,57 @@ impl FromRequestParts<AppState> for Auth {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
-/// The client's IP: from [`ClientIp`], else the socket, else unknown.
+/// Set by CloudFront: the viewer's address (trusted only with the origin secret).
+pub const CLIENT_IP_HEADER: &str = "x-conversa-client-ip";
+/// Set by CloudFront: the origin secret.
+pub const ORIGIN_VERIFY_HEADER: &str = "x-conversa-origin-verify";
+
+/// Whether the request carries the configured origin secret.
+pub fn origin_verified(headers: &axum::http::HeaderMap, secret: &str) -> bool {
+    headers
+        .get(ORIGIN_VERIFY_HEADER)
+        .is_some_and(|v| constant_time_eq(v.as_bytes(), secret.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses requests that did not come through the site's CDN when an origin secret is configured.
+pub async fn require_origin(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(secret) = &state.config.origin_secret {
+        if !origin_verified(request.headers(), secret) {
+            return ApiError::Unauthorized("Use the site's address to reach this service.".into())
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The client's IP: from the CDN's header when the origin secret vouches for it, else from
+/// [`ClientIp`] (the transport), else the socket, else unknown.
+pub fn client_ip_for(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+    if let Some(secret) = &state.config.origin_secret {
+        if origin_verified(&parts.headers, secret) {
+            let forwarded = parts
+                .headers
+                .get(CLIENT_IP_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
+            if forwarded.is_some() {
+                return forwarded;
+            }
+        }
+    }
+    client_ip(parts)
+}
+
+/// The client's IP as the transport saw it: from [`ClientIp`], else the socket.
 pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
     if let Some(ClientIp(ip)) = parts.extensions.get::<ClientIp>() {
         return Some(*ip);
@@ -82,7 +132,7 @@ impl FromRequestParts<AppState> for ClientKey {
         if auth.authenticated {
             return Ok(ClientKey(format!("user:{}", auth.owner.as_str())));
         }
-        Ok(ClientKey(match client_ip(parts) {
+        Ok(ClientKey(match client_ip_for(parts, state) {
             Some(ip) => format!("ip:{ip}"),
             None => "ip:unknown".into(),
         }))

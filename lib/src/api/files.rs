@@ -49,9 +49,10 @@ pub struct FileText {
     pub text: String,
 }
 
-/// Uploads one file; its text is extracted before the answer.
+/// Uploads one file. Small files are extracted before the answer (201, `ready`); large ones are
+/// processed in the background (202, `processing` with `progress`; poll `GET /api/files/{id}`).
 #[utoipa::path(post, path = "/api/files", tag = "files", request_body(content = UploadForm, content_type = "multipart/form-data"),
-    responses((status = 201, body = FileMeta), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 201, body = FileMeta), (status = 202, body = FileMeta), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
@@ -77,9 +78,15 @@ pub async fn upload(
         ),
         None => None,
     };
-    let prepared = svc::prepare(&state, upload).await?;
-    let meta = svc::persist(&state, &auth.owner, prepared, conversation.as_ref()).await?;
-    Ok((StatusCode::CREATED, axum::Json(meta)))
+    let (queued, meta) = svc::upload(&state, &auth.owner, upload, conversation.as_ref()).await?;
+    Ok((
+        if queued {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::CREATED
+        },
+        axum::Json(meta),
+    ))
 }
 
 /// A file's metadata.

@@ -49,6 +49,10 @@ pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("This method is not allowed here.".into())
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::require_origin,
+        ))
         .layer(cors())
         .with_state(state)
 }

@@ -54,3 +54,81 @@ pub fn turn_stream(turn: Turn) -> impl Stream<Item = Result<Event, Infallible>> 
 pub fn response(turn: Turn) -> Sse<impl Stream<Item = Result<Event, Infallible>> + Send + 'static> {
     Sse::new(turn_stream(turn)).keep_alive(KeepAlive::new().interval(PING_INTERVAL).text("ping"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ConversationId, MessageId};
+    use crate::service::chat::TurnMeta;
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+
+    fn turn() -> (tokio::sync::mpsc::UnboundedSender<TurnEvent>, Turn) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let meta = TurnMeta {
+            conversation_id: ConversationId::from("c1"),
+            user_message_id: MessageId::from("u1"),
+            assistant_message_id: MessageId::from("a1"),
+            created_conversation: true,
+            files: vec![],
+        };
+        (tx, Turn { meta, events: rx })
+    }
+
+    async fn next_text(body: &mut axum::body::Body) -> String {
+        let frame = body.frame().await.unwrap().unwrap();
+        String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_stream_is_pinged_every_15_seconds() {
+        let (tx, t) = turn();
+        let mut body = response(t).into_response().into_body();
+        assert!(next_text(&mut body).await.starts_with("event: meta\n"));
+        // Nothing for 15 s: a comment line keeps proxies and clients from timing out.
+        let ping = tokio::spawn(async move {
+            let text = next_text(&mut body).await;
+            (text, body)
+        });
+        tokio::time::advance(PING_INTERVAL + std::time::Duration::from_millis(10)).await;
+        let (text, mut body) = ping.await.unwrap();
+        assert_eq!(text, ": ping\n\n");
+        tx.send(TurnEvent::Token("Hi".into())).unwrap();
+        assert_eq!(
+            next_text(&mut body).await,
+            "event: token\ndata: {\"text\":\"Hi\"}\n\n"
+        );
+    }
+
+    #[test]
+    fn events_have_the_contract_shapes() {
+        let e = |ev: TurnEvent| {
+            let (tx, t) = turn();
+            tx.send(ev).unwrap();
+            drop(tx);
+            t
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let text = rt.block_on(async {
+            let t = e(TurnEvent::Done {
+                message_id: MessageId::from("a1"),
+                finish_reason: "stop".into(),
+                usage: crate::llm::Usage {
+                    prompt_tokens: 812,
+                    completion_tokens: 143,
+                },
+            });
+            let body = response(t).into_response().into_body();
+            String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap()
+        });
+        let events = crate::testing::parse_sse(&text);
+        assert_eq!(events[1].event, "done");
+        assert_eq!(
+            events[1].data,
+            serde_json::json!({"message_id": "a1", "finish_reason": "stop", "usage": {"prompt_tokens": 812, "completion_tokens": 143}})
+        );
+    }
+}

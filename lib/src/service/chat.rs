@@ -216,11 +216,13 @@ pub async fn start(state: &AppState, owner: &Owner, input: ChatInput) -> Result<
     };
     state.store.add_message(owner, &user_message).await?;
 
-    let messages = super::context::build(state, owner, &history, &text, &file_metas).await?;
+    let model = input
+        .model
+        .unwrap_or_else(|| state.config.chat_model.clone());
+    let messages =
+        super::context::build(state, owner, &model, &history, &text, &file_metas).await?;
     let request = ChatRequest {
-        model: input
-            .model
-            .unwrap_or_else(|| state.config.chat_model.clone()),
+        model,
         messages,
         max_tokens: state.config.max_answer_tokens,
         temperature: None,
@@ -249,7 +251,7 @@ pub async fn start(state: &AppState, owner: &Owner, input: ChatInput) -> Result<
         prompt_estimate: request
             .messages
             .iter()
-            .map(|m| crate::tokens::estimate(&m.joined_text()))
+            .map(|m| crate::tokens::count(&request.model, &m.joined_text()))
             .sum(),
     };
     tokio::spawn(answer.run(request, tx, title_job));

@@ -7,7 +7,7 @@ use super::human_size;
 use crate::api::ApiError;
 use crate::blobs::keys;
 use crate::domain::{ConversationId, FileId, FileMeta, FileStatus, Owner, Timestamp};
-use crate::extract::{self, ExtractError, Extracted};
+use crate::extract::{self, Detected, ExtractError, Extracted};
 use crate::AppState;
 
 /// A file as it arrived.
@@ -59,63 +59,224 @@ pub fn too_large(filename: &str, size: u64, limit: u64) -> ApiError {
     ))
 }
 
-/// Checks, detects and extracts one upload. Nothing is stored.
-pub async fn prepare(state: &AppState, upload: Upload) -> Result<Prepared, ApiError> {
-    let filename = clean_filename(&upload.filename);
-    let size = upload.bytes.len() as u64;
-    if size > state.config.max_upload_bytes {
-        return Err(too_large(&filename, size, state.config.max_upload_bytes));
-    }
-    if size == 0 {
-        return Err(ApiError::Unprocessable(format!("{filename} is empty")));
-    }
+/// Detects and extracts bytes off the async workers, under the time limit (longer for jobs).
+/// `progress` receives 0–100 while extraction goes on, when the extractor reports it.
+pub async fn extract_bytes(
+    state: &AppState,
+    filename: &str,
+    content_type: Option<&str>,
+    bytes: Bytes,
+    progress: Option<tokio::sync::mpsc::UnboundedSender<u8>>,
+) -> Result<(Detected, Extracted), ApiError> {
     let limits = state.limits.clone();
-    let timeout = limits.timeout;
-    let bytes = upload.bytes.clone();
-    let name = filename.clone();
-    let claimed = upload.content_type.clone();
+    let timeout = if progress.is_some() {
+        limits.timeout * 10
+    } else {
+        limits.timeout
+    };
+    let name = filename.to_owned();
+    let claimed = content_type.map(str::to_owned);
     let work = tokio::task::spawn_blocking(move || {
         let detected = extract::detect(&bytes, &name, claimed.as_deref())?;
         let out = extract::extract(detected.file_type, &bytes, &limits)?;
+        if let Some(p) = progress {
+            let _ = p.send(100);
+        }
         Ok::<_, ExtractError>((detected, out))
     });
-    let (detected, extracted) = match tokio::time::timeout(timeout, work).await {
-        Err(_) => {
-            return Err(ApiError::Unprocessable(format!(
-                "{filename} took longer than {} seconds to read and was stopped",
-                timeout.as_secs()
-            )))
-        }
+    match tokio::time::timeout(timeout, work).await {
+        Err(_) => Err(ApiError::Unprocessable(format!(
+            "{filename} took longer than {} seconds to read and was stopped",
+            timeout.as_secs()
+        ))),
         Ok(Err(join)) => {
             tracing::error!(error = %join, "extraction panicked");
-            return Err(ApiError::Unprocessable(format!(
+            Err(ApiError::Unprocessable(format!(
                 "{filename} could not be read (the document is malformed)"
-            )));
+            )))
         }
-        Ok(Ok(Err(e))) => return Err(prefix(&filename, e)),
-        Ok(Ok(Ok(v))) => v,
-    };
-    let char_count = extracted.text.chars().count() as u64;
-    let meta = FileMeta {
+        Ok(Ok(Err(e))) => Err(prefix(filename, e)),
+        Ok(Ok(Ok(v))) => Ok(v),
+    }
+}
+
+fn new_meta(
+    filename: String,
+    content_type: String,
+    size: u64,
+    file_type: crate::domain::FileType,
+    status: FileStatus,
+) -> FileMeta {
+    FileMeta {
         id: FileId::generate(),
         conversation_id: None,
         filename,
-        content_type: detected.content_type,
+        content_type,
         size,
-        file_type: detected.file_type,
-        status: FileStatus::Ready,
-        char_count: Some(char_count),
-        token_count: Some(crate::tokens::estimate(&extracted.text)),
-        pages: extracted.pages,
+        file_type,
+        status,
+        char_count: None,
+        token_count: None,
+        pages: None,
         error: None,
+        note: None,
         progress: None,
         created_at: Timestamp::now(),
-    };
+    }
+}
+
+/// Fills a record from what extraction produced (counts, pages, note) and marks it ready.
+fn fill(state: &AppState, meta: &mut FileMeta, extracted: &Extracted) {
+    meta.status = FileStatus::Ready;
+    meta.char_count = Some(extracted.text.chars().count() as u64);
+    meta.token_count = Some(crate::tokens::count(
+        &state.config.chat_model,
+        &extracted.text,
+    ));
+    meta.pages = extracted.pages;
+    meta.note = extracted.note.clone();
+    meta.error = None;
+    meta.progress = None;
+}
+
+/// Checks the size, detects and extracts one upload. Nothing is stored.
+pub async fn prepare(state: &AppState, upload: Upload) -> Result<Prepared, ApiError> {
+    let filename = clean_filename(&upload.filename);
+    let size = check_size(state, &filename, upload.bytes.len() as u64)?;
+    let (detected, extracted) = extract_bytes(
+        state,
+        &filename,
+        upload.content_type.as_deref(),
+        upload.bytes.clone(),
+        None,
+    )
+    .await?;
+    let mut meta = new_meta(
+        filename,
+        detected.content_type,
+        size,
+        detected.file_type,
+        FileStatus::Ready,
+    );
+    fill(state, &mut meta, &extracted);
     Ok(Prepared {
         meta,
         original: upload.bytes,
         extracted,
     })
+}
+
+fn check_size(state: &AppState, filename: &str, size: u64) -> Result<u64, ApiError> {
+    if size > state.config.max_upload_bytes {
+        return Err(too_large(filename, size, state.config.max_upload_bytes));
+    }
+    if size == 0 {
+        return Err(ApiError::Unprocessable(format!("{filename} is empty")));
+    }
+    Ok(size)
+}
+
+/// A cheap count of a PDF's pages from its bytes (page objects that are not compressed away).
+pub fn pdf_page_hint(bytes: &[u8]) -> usize {
+    let mut n = 0;
+    for pat in [&b"/Type/Page"[..], &b"/Type /Page"[..]] {
+        let mut i = 0;
+        while let Some(pos) = bytes[i..].windows(pat.len()).position(|w| w == pat) {
+            let after = i + pos + pat.len();
+            if bytes.get(after) != Some(&b's') {
+                n += 1;
+            }
+            i = after;
+        }
+    }
+    n
+}
+
+/// Whether an upload is large enough to be processed as a background job.
+pub fn is_large(state: &AppState, file_type: crate::domain::FileType, bytes: &[u8]) -> bool {
+    bytes.len() as u64 > state.config.inline_max_bytes
+        || (file_type == crate::domain::FileType::Pdf
+            && pdf_page_hint(bytes) > state.config.inline_max_pages as usize)
+}
+
+/// `POST /api/files`: small files are extracted before the answer (`201`, ready); large ones are
+/// stored, queued and answered at once (`202`, processing, with `progress`).
+pub async fn upload(
+    state: &AppState,
+    owner: &Owner,
+    upload: Upload,
+    conversation: Option<&ConversationId>,
+) -> Result<(bool, FileMeta), ApiError> {
+    let filename = clean_filename(&upload.filename);
+    let size = check_size(state, &filename, upload.bytes.len() as u64)?;
+    let bytes = upload.bytes.clone();
+    let name = filename.clone();
+    let claimed = upload.content_type.clone();
+    let detected =
+        tokio::task::spawn_blocking(move || extract::detect(&bytes, &name, claimed.as_deref()))
+            .await
+            .map_err(|e| ApiError::Internal(format!("detection task: {e}")))?
+            .map_err(|e| prefix(&filename, e))?;
+    if !is_large(state, detected.file_type, &upload.bytes) {
+        let prepared = prepare(state, upload).await?;
+        return Ok((false, persist(state, owner, prepared, conversation).await?));
+    }
+    let mut meta = new_meta(
+        filename,
+        detected.content_type,
+        size,
+        detected.file_type,
+        FileStatus::Processing,
+    );
+    meta.progress = Some(0);
+    meta.conversation_id = conversation.cloned();
+    state
+        .blobs
+        .put(
+            &keys::original(owner, &meta.id),
+            upload.bytes,
+            &meta.content_type,
+        )
+        .await?;
+    state.store.put_file(owner, &meta).await?;
+    let job = crate::jobs::Job {
+        owner: owner.as_str().to_owned(),
+        file_id: meta.id.clone(),
+    };
+    if let Err(e) = state.jobs.enqueue(job).await {
+        let _ = state.store.delete_file(owner, &meta.id).await;
+        let _ = state
+            .blobs
+            .delete_prefix(&keys::file_prefix(owner, &meta.id))
+            .await;
+        return Err(e.into());
+    }
+    Ok((true, meta))
+}
+
+/// Stores extracted text (and a prepared image) for a record and marks it ready.
+pub async fn store_extracted(
+    state: &AppState,
+    owner: &Owner,
+    meta: &mut FileMeta,
+    extracted: Extracted,
+) -> Result<(), ApiError> {
+    fill(state, meta, &extracted);
+    state
+        .blobs
+        .put(
+            &keys::text(owner, &meta.id),
+            Bytes::from(extracted.text.into_bytes()),
+            "text/plain; charset=utf-8",
+        )
+        .await?;
+    if let Some(img) = extracted.image {
+        state
+            .blobs
+            .put(&keys::image(owner, &meta.id), img.data, &img.mime)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Names the file in extraction errors that do not already.

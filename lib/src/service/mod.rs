@@ -4,6 +4,7 @@ pub mod chat;
 pub mod context;
 pub mod conversations;
 pub mod files;
+pub mod retrieval;
 pub mod title;
 
 /// Sizes in people's words: `14.2 MB`, `512 KB`, `90 bytes`.

@@ -43,6 +43,7 @@ fn file(conv: Option<&ConversationId>, name: &str) -> FileMeta {
         token_count: Some(3),
         pages: None,
         error: None,
+        note: None,
         progress: None,
         created_at: Timestamp::now(),
     }

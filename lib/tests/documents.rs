@@ -1,0 +1,257 @@
+//! Large files as background jobs, and context that fits: a 300-page PDF is processed with visible
+//! progress, and a question about page 250 gets that page into the model's context.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use conversa::testing::{
+    body_text, last_user_text, multipart, parse_sse, pdf_with_pages, streamed_text, test_state,
+    FakeOpenAi,
+};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn manual_pages() -> Vec<String> {
+    (1..=300)
+        .map(|p| {
+            if p == 250 {
+                "The secret ingredient of the house soup is saffron from La Mancha.".to_owned()
+            } else {
+                format!(
+                    "Page {p} covers quarterly logistics, shipping routes and warehouse capacity."
+                )
+            }
+        })
+        .collect()
+}
+
+async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
+    let r = app.clone().oneshot(req).await.unwrap();
+    let s = r.status();
+    (s, body_text(r).await)
+}
+
+#[tokio::test]
+async fn a_300_page_pdf_is_a_job_with_progress_and_page_250_reaches_the_context() {
+    let fake = FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = test_state(&fake, dir.path(), &[("CONVERSA_CONTEXT_TOKENS", "4000")]).await;
+    let app = conversa::api::router(state.clone());
+    let pages = manual_pages();
+    let pdf = pdf_with_pages(&pages.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let (ct, body) = multipart(&[("file", Some("manual.pdf"), Some("application/pdf"), &pdf)]);
+    let (s, b) = send(
+        &app,
+        Request::post("/api/files")
+            .header(header::CONTENT_TYPE, ct)
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let meta: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(meta["status"], "processing");
+    assert_eq!(meta["progress"], 0);
+    let id = meta["id"].as_str().unwrap().to_owned();
+
+    let mut seen_progress = Vec::new();
+    let mut ready = Value::Null;
+    for _ in 0..600 {
+        let (_, b) = send(
+            &app,
+            Request::get(format!("/api/files/{id}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        let v: Value = serde_json::from_str(&b).unwrap();
+        if v["status"] == "processing" {
+            seen_progress.push(v["progress"].as_u64().unwrap());
+        } else {
+            ready = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["pages"], 300);
+    assert!(ready["progress"].is_null());
+    assert!(ready["token_count"].as_u64().unwrap() > 3000, "{ready}");
+    assert!(!seen_progress.is_empty() && seen_progress.iter().all(|p| *p < 100));
+
+    // The whole manual does not fit in a 4,000-token window: the page that answers does.
+    let (s, b) = send(
+        &app,
+        Request::post("/api/chat/send")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({ "message": "What is the secret ingredient of the soup?", "file_ids": [id] }).to_string()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(parse_sse(&b).last().unwrap().event, "done");
+    let sent = last_user_text(&fake.chat_requests().pop().unwrap());
+    assert!(sent.contains("saffron from La Mancha"), "{sent}");
+    assert!(
+        sent.contains("[page 250]"),
+        "chunks are labelled with their page"
+    );
+    assert!(
+        sent.contains("manual.pdf is too long to send whole"),
+        "the model is told what was left out"
+    );
+    assert!(
+        conversa::tokens::estimate(&sent) < 2500,
+        "file text stays within its share of the window"
+    );
+}
+
+#[tokio::test]
+async fn small_files_are_read_before_the_answer_and_whole() {
+    let fake = FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = test_state(&fake, dir.path(), &[]).await;
+    let app = conversa::api::router(state);
+    let pdf = pdf_with_pages(&["First page.", "Second page."]);
+    let (ct, body) = multipart(&[
+        ("message", None, None, b"read it"),
+        ("files", Some("two.pdf"), None, &pdf),
+    ]);
+    let (s, b) = send(
+        &app,
+        Request::post("/api/chat/send")
+            .header(header::CONTENT_TYPE, ct)
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let answer = streamed_text(&parse_sse(&b));
+    assert!(
+        answer.contains("[page 1]")
+            && answer.contains("First page.")
+            && answer.contains("[page 2]")
+            && answer.contains("Second page."),
+        "{answer}"
+    );
+    assert!(!answer.contains("too long to send whole"));
+}
+
+#[tokio::test]
+async fn unfinished_jobs_resume_after_a_restart() {
+    let fake = FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let owner = conversa::domain::Owner::local();
+    let id;
+    {
+        // A server that stored and queued a file, then stopped before its workers ran it.
+        let state = test_state(&fake, dir.path(), &[("CONVERSA_INLINE_MAX_BYTES", "10")]).await;
+        let mut meta = conversa::domain::FileMeta {
+            id: conversa::domain::FileId::generate(),
+            conversation_id: None,
+            filename: "notes.txt".into(),
+            content_type: "text/plain".into(),
+            size: 20,
+            file_type: conversa::domain::FileType::Text,
+            status: conversa::domain::FileStatus::Processing,
+            char_count: None,
+            token_count: None,
+            pages: None,
+            error: None,
+            note: None,
+            progress: Some(0),
+            created_at: conversa::domain::Timestamp::now(),
+        };
+        id = meta.id.clone();
+        state
+            .blobs
+            .put(
+                &conversa::blobs::keys::original(&owner, &id),
+                "resume me please, ok".into(),
+                "text/plain",
+            )
+            .await
+            .unwrap();
+        meta.size = 20;
+        state.store.put_file(&owner, &meta).await.unwrap();
+        let job = conversa::jobs::Job {
+            owner: owner.as_str().into(),
+            file_id: id.clone(),
+        };
+        std::fs::create_dir_all(dir.path().join("jobs")).unwrap();
+        std::fs::write(
+            dir.path().join("jobs").join(format!("{id}.json")),
+            serde_json::to_vec(&job).unwrap(),
+        )
+        .unwrap();
+    }
+    let state = test_state(&fake, dir.path(), &[]).await;
+    let mut status = String::new();
+    for _ in 0..200 {
+        let m = state.store.get_file(&owner, &id).await.unwrap().unwrap();
+        status = m.status.as_str().to_owned();
+        if status != "processing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, "ready");
+    let text = conversa::service::files::text(&state, &owner, &id)
+        .await
+        .unwrap();
+    assert_eq!(text, "resume me please, ok");
+    assert!(
+        !dir.path().join("jobs").join(format!("{id}.json")).exists(),
+        "a finished job is forgotten"
+    );
+}
+
+#[tokio::test]
+async fn a_job_that_fails_says_why_and_the_chat_refuses_the_file() {
+    let fake = FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = test_state(&fake, dir.path(), &[("CONVERSA_INLINE_MAX_BYTES", "100")]).await;
+    let app = conversa::api::router(state);
+    let mut broken = b"%PDF-1.4\n".to_vec();
+    broken.extend(std::iter::repeat_n(b'x', 500));
+    let (ct, body) = multipart(&[("file", Some("broken.pdf"), None, &broken)]);
+    let (s, b) = send(
+        &app,
+        Request::post("/api/files")
+            .header(header::CONTENT_TYPE, ct)
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = serde_json::from_str::<Value>(&b).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, b) = send(
+        &app,
+        Request::post("/api/chat/send")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({ "message": "summarise", "file_ids": [id] }).to_string(),
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b.contains("broken.pdf"));
+    let (_, b) = send(
+        &app,
+        Request::get(format!("/api/files/{id}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["status"], "failed");
+    assert!(v["error"].as_str().unwrap().contains("broken.pdf"), "{v}");
+}
