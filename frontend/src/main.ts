@@ -339,7 +339,7 @@ class App {
     };
     this.input.value = "";
     this.autosize();
-    this.attachments.clear();
+    this.attachments.clearSent();
     this.clearComposerError();
     await this.runTurn(input);
   }

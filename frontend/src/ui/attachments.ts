@@ -149,20 +149,20 @@ export class Attachments {
     this.onChange();
   }
 
-  remove(a: Attachment): void {
+  /** Drops an attachment; its preview URL is kept only when the message that shows it went out. */
+  remove(a: Attachment, sent = false): void {
     a.upload?.abort();
     window.clearTimeout(a.pollTimer);
     this.items = this.items.filter((x) => x !== a);
     a.el.remove();
-    // The preview URL is kept when the file went out with a message (the message shows it).
-    if (a.previewUrl && a.state !== "ready") URL.revokeObjectURL(a.previewUrl);
+    if (a.previewUrl && !(sent && a.state === "ready")) URL.revokeObjectURL(a.previewUrl);
     this.container.hidden = this.items.length === 0;
     this.onChange();
   }
 
-  /** Removes everything (after the message went out). */
-  clear(): void {
-    for (const a of [...this.items]) this.remove(a);
+  /** Removes everything after the message went out with the ready ones. */
+  clearSent(): void {
+    for (const a of [...this.items]) this.remove(a, true);
   }
 
   private renderChip(a: Attachment): void {
