@@ -30,6 +30,7 @@ function pdfText(buf) {
 export async function startMockApi(env) {
   const [host, portStr] = env.CONVERSA_BIND.split(":");
   const maxBytes = Number(env.CONVERSA_MAX_UPLOAD_BYTES || 10485760);
+  const inlineMax = Number(env.CONVERSA_INLINE_MAX_BYTES || 4 * 1048576);
   const limitPerMinute = Number(env.CONVERSA_RATE_LIMIT_PER_MINUTE ?? 30);
   const upstream = env.OPENAI_BASE_URL;
   const staticDir = env.CONVERSA_FRONTEND_DIR;
@@ -268,6 +269,18 @@ export async function startMockApi(env) {
       if (!file || typeof file === "string") return fail(res, 400, "bad_request", "missing file field");
       const r2 = await ingest(file, form.get("conversation_id"));
       if (r2.error) return fail(res, ...r2.error);
+      if (r2.file.size > inlineMax) {
+        // Pretend to extract in the background: processing → 50% → ready.
+        const f = r2.file;
+        f.status = "processing";
+        f.progress = 0;
+        setTimeout(() => (f.progress = 50), 400);
+        setTimeout(() => {
+          f.status = "ready";
+          delete f.progress;
+        }, 900);
+        return send(res, 202, meta(f));
+      }
       return send(res, 201, meta(r2.file));
     }
     if ((r = m(/^\/api\/files\/([^/]+)(\/download|\/text)?$/)) && req.method === "GET") {
