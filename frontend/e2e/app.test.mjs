@@ -180,6 +180,7 @@ describe("conversa in the browser", () => {
       id,
     );
     assert.equal(await page.textContent("#conv-title"), "My renamed chat");
+    assert.equal(await item.locator(".conv-rename").getAttribute("aria-label"), "Rename “My renamed chat”");
     const conv = await (await api(`/api/conversations/${encodeURIComponent(id)}`)).json();
     assert.equal(conv.title, "My renamed chat");
 

@@ -21,6 +21,13 @@ export interface SidebarEvents {
   onNavigate(): void;
 }
 
+/** Names the item's controls after its current title. */
+function labelItem(li: HTMLElement, title: string): void {
+  li.querySelector(".conv-link")?.setAttribute("title", title);
+  li.querySelector(".conv-rename")?.setAttribute("aria-label", `Rename “${title}”`);
+  li.querySelector(".conv-delete")?.setAttribute("aria-label", `Delete “${title}”`);
+}
+
 export class Sidebar {
   private pager: CursorPager<Conversation>;
   private query = "";
@@ -133,9 +140,10 @@ export class Sidebar {
     this.pager.update({ ...c, title });
     const li = this.list.querySelector<HTMLElement>(`li[data-id="${CSS.escape(id)}"]`);
     const link = li?.querySelector<HTMLElement>(".conv-link .conv-title");
-    if (link) {
+    if (li && link) {
       link.textContent = title;
-      li!.classList.add("title-flash");
+      labelItem(li, title);
+      li.classList.add("title-flash");
     } else {
       this.render();
     }
@@ -166,7 +174,7 @@ export class Sidebar {
       if (li && li.dataset.editing !== "1") {
         const t = li.querySelector<HTMLElement>(".conv-title");
         if (t && t.textContent !== c.title) t.textContent = c.title;
-        li.querySelector(".conv-link")?.setAttribute("title", c.title);
+        labelItem(li, c.title);
       } else if (!li) {
         li = this.item(c);
       }
@@ -189,12 +197,13 @@ export class Sidebar {
       h("span", { class: "conv-title", text: c.title }),
     );
     link.addEventListener("click", () => this.events.onNavigate());
-    const rename = h("button", { type: "button", class: "icon-btn conv-rename", "aria-label": `Rename “${c.title}”` }, icon("edit"));
-    const del = h("button", { type: "button", class: "icon-btn conv-delete", "aria-label": `Delete “${c.title}”` }, icon("trash"));
+    const rename = h("button", { type: "button", class: "icon-btn conv-rename" }, icon("edit"));
+    const del = h("button", { type: "button", class: "icon-btn conv-delete" }, icon("trash"));
     rename.addEventListener("click", () => this.startRename(li));
     del.addEventListener("click", () => void this.confirmDelete(li));
     const actions = h("div", { class: "conv-actions" }, rename, del);
     li.append(link, actions);
+    labelItem(li, c.title);
     return li;
   }
 
