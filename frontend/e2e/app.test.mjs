@@ -164,6 +164,26 @@ describe("conversa in the browser", () => {
     await page.close();
   });
 
+  it("shows the title from the stream's title event", async () => {
+    const page = await openApp();
+    // Hold back the re-read of the conversation after `done`, so only the SSE event can show the title.
+    await page.route(/\/api\/conversations\/[^/?]+$/, async (route) => {
+      if (route.request().method() === "GET") await new Promise((r) => setTimeout(r, 8000));
+      await route.continue().catch(() => undefined);
+    });
+    const started = Date.now();
+    await sendMessage(page, "A MEDIUM_STREAM answer please TITLE:Live_title");
+    await page.waitForFunction(
+      () => [...document.querySelectorAll("#conv-list .conv-title")].some((e) => e.textContent === "Live title"),
+      null,
+      { timeout: 7000 },
+    );
+    assert.ok(Date.now() - started < 8000, "the title came before the held-back re-read");
+    assert.equal(await page.textContent("#conv-title"), "Live title");
+    await page.unrouteAll({ behavior: "ignoreErrors" });
+    await page.close();
+  });
+
   it("renames a conversation inline", async () => {
     const page = await openApp();
     await sendMessage(page, "Hello there TITLE:Rename");

@@ -1,6 +1,8 @@
 // A fake OpenAI-compatible provider for the end-to-end tests. Its answers depend on the request:
 //   - a quote of the attached document when the context holds a "ZEBRA-" marker sentence;
 //   - SLOW_STREAM: a long answer streamed slowly (to press Stop midway);
+//   - MEDIUM_STREAM: an answer of about two seconds (the title is ready before it ends, so the
+//     server sends the `title` event);
 //   - MALICIOUS_OUTPUT: Markdown/HTML that tries to run script;
 //   - FAIL_UPSTREAM: HTTP 500 from the provider;
 //   - SHOWCASE: Markdown with a table, code and math (for screenshots);
@@ -73,6 +75,11 @@ export function answerFor(messages) {
     const parts = [];
     for (let i = 1; i <= 400; i++) parts.push(`word${i} `);
     return { kind: "text", parts, delay: 60 };
+  }
+  if (last.includes("MEDIUM_STREAM")) {
+    const parts = [];
+    for (let i = 1; i <= 40; i++) parts.push(`step${i} `);
+    return { kind: "text", parts, delay: 50 };
   }
   if (last.includes("SHOWCASE") || /summari[sz]e .*by region/i.test(last)) return { kind: "text", parts: chunks(SHOWCASE_MARKDOWN, 6), delay: 4 };
   const m = /ZEBRA-\d+[^\n]*?(?:\.|$)/m.exec(all);
