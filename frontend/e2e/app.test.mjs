@@ -268,6 +268,12 @@ describe("conversa in the browser", () => {
     await page.waitForFunction(() => document.querySelector(".msg-assistant:last-of-type .copy-code")?.textContent === "Copied");
     const copied = await page.evaluate(() => navigator.clipboard.readText());
     assert.match(copied, /^def growth\(rate: float, quarters: int\) -> float:/);
+    // The whole answer copies as its Markdown source.
+    await answer.locator(".copy-answer").click();
+    await page.waitForFunction(() => [...document.querySelectorAll(".copy-answer")].pop()?.textContent === "Copied");
+    const source = await page.evaluate(() => navigator.clipboard.readText());
+    assert.match(source, /^Here is a summary of \*\*Q4\*\* by region:/);
+    assert.match(source, /\$\$\n/);
     await page.close();
   });
 

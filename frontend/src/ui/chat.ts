@@ -25,6 +25,21 @@ export function shownFromMeta(f: FileMeta): ShownFile {
 
 const STICK_THRESHOLD_PX = 48;
 
+/** The Markdown source of each answer shown, for its Copy button. */
+const answerSource = new WeakMap<HTMLElement, string>();
+
+/** Adds the actions row (Copy) under a finished answer. */
+function addAnswerActions(el: HTMLElement, text: string): void {
+  if (!text) return;
+  answerSource.set(el, text);
+  el.querySelector(".msg-actions")?.remove();
+  const copy = h("button", { type: "button", class: "btn btn-small copy-answer", text: "Copy" });
+  copy.setAttribute("aria-label", "Copy the answer as Markdown");
+  const content = el.querySelector(".msg-content");
+  const row = h("div", { class: "msg-actions" }, copy);
+  content?.after(row);
+}
+
 export class ChatView {
   /** Whether new content scrolls the view (false once the user scrolls up). */
   private stick = true;
@@ -43,6 +58,18 @@ export class ChatView {
       this.scrollToBottom(true);
     });
     list.addEventListener("click", (e) => {
+      const answerBtn = (e.target as Element).closest<HTMLButtonElement>(".copy-answer");
+      if (answerBtn) {
+        const msg = answerBtn.closest<HTMLElement>(".msg-assistant");
+        const text = msg ? answerSource.get(msg) : undefined;
+        if (text) {
+          copyText(text).then(
+            () => this.flash(answerBtn, "Copied"),
+            () => this.flash(answerBtn, "Copy failed"),
+          );
+        }
+        return;
+      }
       const btn = (e.target as Element).closest<HTMLButtonElement>(".copy-code");
       if (!btn) return;
       const code = btn.closest(".code-block")?.querySelector("pre code");
@@ -119,6 +146,7 @@ export class ChatView {
     const el = this.assistantShell(m.id);
     const body = el.querySelector<HTMLElement>(".msg-content")!;
     body.append(renderMarkdown(m.content));
+    addAnswerActions(el, m.content);
     if (m.status === "incomplete") {
       el.append(h("p", { class: "msg-note", text: "This answer was interrupted before it finished." }));
     } else if (m.status === "error") {
@@ -235,6 +263,7 @@ export class StreamingAnswer {
     else this.content.replaceChildren();
     this.content.setAttribute("aria-busy", "false");
     this.el.classList.remove("streaming");
+    addAnswerActions(this.el, this.text);
   }
 
   note(text: string, kind: "info" | "error" = "info"): HTMLElement {
