@@ -1,0 +1,207 @@
+/** HTTP client for the Conversa API: JSON routes, uploads with progress, and the chat stream. */
+
+import type { AppConfig } from "./config";
+import { ApiError, STREAM_INTERRUPTED, errorFromBody, errorFromResponse, toApiError } from "./errors";
+import { readSse } from "./sse";
+import type { Conversation, DoneEvent, FileMeta, Health, Message, MetaEvent, Page, TitleEvent } from "./types";
+import { buildListUrl } from "./pagination";
+
+export interface ChatRequest {
+  message: string;
+  conversationId?: string | null;
+  fileIds?: string[];
+  model?: string;
+}
+
+export interface ChatHandlers {
+  onMeta?(meta: MetaEvent): void;
+  onToken?(text: string): void;
+  onTitle?(title: TitleEvent): void;
+  onDone?(done: DoneEvent): void;
+}
+
+export interface UploadHandle {
+  promise: Promise<FileMeta>;
+  abort(): void;
+}
+
+/** Called with every network-level failure, so the app can check the server's health at once. */
+export type NetworkFailureListener = () => void;
+
+export class Api {
+  private readonly base: string;
+  onNetworkFailure: NetworkFailureListener | null = null;
+
+  constructor(config: AppConfig) {
+    this.base = config.apiBase;
+  }
+
+  url(path: string): string {
+    return this.base + path;
+  }
+
+  private async request<T>(path: string, init: RequestInit = {}): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(this.url(path), init);
+    } catch (e) {
+      if ((e as Error).name === "AbortError") throw e;
+      this.onNetworkFailure?.();
+      throw toApiError(e);
+    }
+    if (!res.ok) throw await errorFromResponse(res);
+    if (res.status === 204) return undefined as T;
+    return (await res.json()) as T;
+  }
+
+  health(): Promise<Health> {
+    // /health answers 503 with the same body when degraded: read it either way.
+    return fetch(this.url("/health"), { cache: "no-store" }).then(async (res) => {
+      try {
+        return (await res.json()) as Health;
+      } catch {
+        if (!res.ok) throw await errorFromResponse(res);
+        return { status: "ok" };
+      }
+    });
+  }
+
+  listConversations(opts: { limit?: number; cursor?: string | null; q?: string }, signal?: AbortSignal) {
+    return this.request<Page<Conversation>>(buildListUrl("/api/conversations", opts), { signal });
+  }
+
+  getConversation(id: string) {
+    return this.request<Conversation>(`/api/conversations/${encodeURIComponent(id)}`);
+  }
+
+  /** All messages of a conversation, oldest first (follows the cursor when the server pages them). */
+  async listMessages(id: string): Promise<Message[]> {
+    const out: Message[] = [];
+    let cursor: string | null = null;
+    for (let i = 0; i < 100; i++) {
+      const path = buildListUrl(`/api/conversations/${encodeURIComponent(id)}/messages`, { limit: 200, cursor });
+      const page: Page<Message> | Message[] = await this.request(path);
+      if (Array.isArray(page)) return page;
+      out.push(...page.items);
+      if (!page.next_cursor || page.items.length === 0) break;
+      cursor = page.next_cursor;
+    }
+    return out;
+  }
+
+  renameConversation(id: string, title: string) {
+    return this.request<Conversation>(`/api/conversations/${encodeURIComponent(id)}`, {
+      method: "PATCH",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ title }),
+    });
+  }
+
+  deleteConversation(id: string) {
+    return this.request<void>(`/api/conversations/${encodeURIComponent(id)}`, { method: "DELETE" });
+  }
+
+  getFile(id: string) {
+    return this.request<FileMeta>(`/api/files/${encodeURIComponent(id)}`, { cache: "no-store" });
+  }
+
+  downloadUrl(id: string): string {
+    return this.url(`/api/files/${encodeURIComponent(id)}/download`);
+  }
+
+  /** Uploads one file with XMLHttpRequest, reporting the fraction of bytes sent (0–1). */
+  uploadFile(file: File, conversationId: string | null, onProgress: (fraction: number) => void): UploadHandle {
+    const xhr = new XMLHttpRequest();
+    const promise = new Promise<FileMeta>((resolve, reject) => {
+      const form = new FormData();
+      form.append("file", file, file.name);
+      if (conversationId) form.append("conversation_id", conversationId);
+      xhr.open("POST", this.url("/api/files"));
+      xhr.responseType = "text";
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable && e.total > 0) onProgress(e.loaded / e.total);
+      };
+      xhr.onload = () => {
+        if (xhr.status >= 200 && xhr.status < 300) {
+          try {
+            resolve(JSON.parse(xhr.responseText) as FileMeta);
+          } catch {
+            reject(new ApiError(xhr.status, "internal", "The server's answer could not be read"));
+          }
+        } else {
+          reject(errorFromBody(xhr.status, xhr.responseText, xhr.getResponseHeader("Retry-After")));
+        }
+      };
+      xhr.onerror = () => {
+        this.onNetworkFailure?.();
+        reject(toApiError(new Error("network error during upload")));
+      };
+      xhr.onabort = () => reject(new DOMException("Upload cancelled", "AbortError"));
+      xhr.send(form);
+    });
+    return { promise, abort: () => xhr.abort() };
+  }
+
+  /**
+   * Sends a chat turn and reads the SSE answer. Resolves when `done` arrives; rejects with an
+   * ApiError on a refusal, an `error` event or a stream that ends early, and with an AbortError
+   * when `signal` aborts.
+   */
+  async sendChat(req: ChatRequest, handlers: ChatHandlers, signal: AbortSignal): Promise<DoneEvent> {
+    const form = new FormData();
+    form.append("message", req.message);
+    if (req.conversationId) form.append("conversation_id", req.conversationId);
+    for (const id of req.fileIds ?? []) form.append("file_ids", id);
+    if (req.model) form.append("model", req.model);
+    let res: Response;
+    try {
+      res = await fetch(this.url("/api/chat/send"), {
+        method: "POST",
+        body: form,
+        headers: { Accept: "text/event-stream" },
+        signal,
+      });
+    } catch (e) {
+      if ((e as Error).name === "AbortError") throw e;
+      this.onNetworkFailure?.();
+      throw toApiError(e);
+    }
+    if (!res.ok) throw await errorFromResponse(res);
+    if (!res.body) throw new ApiError(res.status, STREAM_INTERRUPTED, "empty response");
+    try {
+      for await (const ev of readSse(res.body)) {
+        let data: unknown;
+        try {
+          data = JSON.parse(ev.data);
+        } catch {
+          continue; // not JSON: ignore rather than break the answer
+        }
+        switch (ev.event) {
+          case "meta":
+            handlers.onMeta?.(data as MetaEvent);
+            break;
+          case "token":
+            handlers.onToken?.((data as { text?: string }).text ?? "");
+            break;
+          case "title":
+            handlers.onTitle?.(data as TitleEvent);
+            break;
+          case "done":
+            handlers.onDone?.(data as DoneEvent);
+            return data as DoneEvent;
+          case "error": {
+            const d = data as { code?: string; message?: string };
+            throw new ApiError(200, d.code || "upstream_error", d.message || "");
+          }
+          default:
+            break;
+        }
+      }
+    } catch (e) {
+      if (e instanceof ApiError) throw e;
+      if ((e as Error).name === "AbortError" || signal.aborted) throw e;
+      throw new ApiError(0, STREAM_INTERRUPTED, (e as Error).message);
+    }
+    throw new ApiError(0, STREAM_INTERRUPTED, "the stream ended without a final event");
+  }
+}

@@ -1,0 +1,438 @@
+/** Conversa web app: wires the API client, the sidebar, the message view and the composer. */
+
+import "./styles.css";
+import { Api } from "./api";
+import { loadConfig, type AppConfig } from "./config";
+import { describeError, technicalDetail, toApiError, type ApiError } from "./errors";
+import { namePastedFile, ACCEPT_ATTR, formatBytes } from "./files";
+import { conversationIdFromHash, hashForConversation } from "./router";
+import { applyTheme, initialTheme, saveTheme, type Theme } from "./theme";
+import type { Conversation } from "./types";
+import { Attachments } from "./ui/attachments";
+import { ChatView, shownFromMeta, type ShownFile, type StreamingAnswer } from "./ui/chat";
+import { $, h } from "./ui/dom";
+import { HealthMonitor } from "./ui/health";
+import { Sidebar } from "./ui/sidebar";
+
+const NEW_TITLE = "New conversation";
+
+interface TurnInput {
+  text: string;
+  fileIds: string[];
+  shown: ShownFile[];
+}
+
+class App {
+  private conversationId: string | null = null;
+  private streaming: { controller: AbortController; answer: StreamingAnswer } | null = null;
+  private rateLimitedUntil = 0;
+  private rateTimer: number | undefined;
+  private openSeq = 0;
+
+  private readonly api: Api;
+  private readonly sidebar: Sidebar;
+  private readonly chat: ChatView;
+  private readonly attachments: Attachments;
+  private readonly health: HealthMonitor;
+
+  private readonly input = $("composer-input") as HTMLTextAreaElement;
+  private readonly sendBtn = $("send") as HTMLButtonElement;
+  private readonly stopBtn = $("stop") as HTMLButtonElement;
+  private readonly composerStatus = $("composer-status");
+  private readonly composerError = $("composer-error");
+  private readonly title = $("conv-title");
+  private readonly app = $("app");
+
+  constructor(private readonly config: AppConfig) {
+    this.api = new Api(config);
+    this.health = new HealthMonitor(this.api, $("banner"), $("model"), (reachable) => {
+      if (reachable) void this.sidebar.reload();
+    });
+    this.api.onNetworkFailure = () => void this.health.check();
+    this.sidebar = new Sidebar(
+      this.api,
+      $("conv-list") as HTMLUListElement,
+      $("conv-sentinel"),
+      $("conv-status"),
+      $("conv-scroll"),
+      $("search") as HTMLInputElement,
+      $("confirm-dialog") as HTMLDialogElement,
+      {
+        onDeleted: (id) => {
+          if (id === this.conversationId) this.newChat();
+        },
+        onRenamed: (conv) => {
+          if (conv.id === this.conversationId) this.setTitle(conv.title);
+        },
+        onNavigate: () => this.closeDrawer(),
+      },
+    );
+    this.chat = new ChatView(this.api, $("messages"), $("message-list"), $("empty"), $("jump") as HTMLButtonElement);
+    this.attachments = new Attachments(
+      this.api,
+      $("chips"),
+      () => this.config.maxUploadBytes,
+      () => this.conversationId,
+      () => this.updateComposer(),
+      (msg) => this.showComposerError(msg),
+    );
+    this.bind();
+  }
+
+  start(): void {
+    this.health.start();
+    void this.sidebar.reload();
+    void this.route();
+    this.updateComposer();
+  }
+
+  // ---- wiring -------------------------------------------------------------------------------
+
+  private bind(): void {
+    window.addEventListener("hashchange", () => void this.route());
+    $("new-chat").addEventListener("click", () => {
+      this.newChat();
+      this.closeDrawer();
+    });
+    $("composer").addEventListener("submit", (e) => {
+      e.preventDefault();
+      void this.send();
+    });
+    this.stopBtn.addEventListener("click", () => this.stop());
+    this.input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        void this.send();
+      }
+    });
+    this.input.addEventListener("input", () => {
+      this.autosize();
+      this.updateComposer();
+    });
+    this.input.addEventListener("paste", (e) => {
+      const files = Array.from(e.clipboardData?.files ?? []);
+      if (files.length === 0) return;
+      e.preventDefault();
+      this.attachments.add(files.map((f, i) => namePastedFile(f, i)));
+    });
+    document.addEventListener("keydown", (e) => {
+      if (e.key !== "Escape" || e.defaultPrevented) return;
+      if ((document.querySelector("dialog[open]") as HTMLDialogElement | null) !== null) return;
+      if (this.streaming) {
+        e.preventDefault();
+        this.stop();
+      } else if (this.app.classList.contains("drawer-open")) {
+        this.closeDrawer();
+        $("menu").focus();
+      }
+    });
+
+    const fileInput = $("file-input") as HTMLInputElement;
+    fileInput.accept = ACCEPT_ATTR;
+    $("attach").addEventListener("click", () => fileInput.click());
+    fileInput.addEventListener("change", () => {
+      this.attachments.add(Array.from(fileInput.files ?? []));
+      fileInput.value = "";
+      this.input.focus();
+    });
+    $("file-limit").textContent = `up to ${formatBytes(this.config.maxUploadBytes)} each`;
+
+    // Drag and drop anywhere on the page.
+    const overlay = $("drop-overlay");
+    let depth = 0;
+    const hasFiles = (e: DragEvent) => Array.from(e.dataTransfer?.types ?? []).includes("Files");
+    document.addEventListener("dragenter", (e) => {
+      if (!hasFiles(e)) return;
+      depth++;
+      overlay.hidden = false;
+    });
+    document.addEventListener("dragleave", (e) => {
+      if (!hasFiles(e)) return;
+      depth = Math.max(0, depth - 1);
+      if (depth === 0) overlay.hidden = true;
+    });
+    document.addEventListener("dragover", (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      if (e.dataTransfer) e.dataTransfer.dropEffect = "copy";
+    });
+    document.addEventListener("drop", (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      depth = 0;
+      overlay.hidden = true;
+      this.attachments.add(Array.from(e.dataTransfer?.files ?? []));
+      this.input.focus();
+    });
+
+    // Theme.
+    const themeBtn = $("theme");
+    const showTheme = (t: Theme) => {
+      const other = t === "dark" ? "light" : "dark";
+      themeBtn.setAttribute("aria-label", `Switch to ${other} theme`);
+      themeBtn.title = `Switch to ${other} theme`;
+      themeBtn.dataset.theme = t;
+    };
+    showTheme(initialTheme());
+    themeBtn.addEventListener("click", () => {
+      const next: Theme = document.documentElement.dataset.theme === "light" ? "dark" : "light";
+      applyTheme(next);
+      saveTheme(next);
+      showTheme(next);
+    });
+
+    // Drawer on small screens.
+    $("menu").addEventListener("click", () => {
+      if (this.app.classList.contains("drawer-open")) this.closeDrawer();
+      else this.openDrawer();
+    });
+    $("backdrop").addEventListener("click", () => this.closeDrawer());
+  }
+
+  private openDrawer(): void {
+    this.app.classList.add("drawer-open");
+    $("menu").setAttribute("aria-expanded", "true");
+    $("backdrop").hidden = false;
+    ($("search") as HTMLInputElement).focus();
+  }
+
+  private closeDrawer(): void {
+    if (!this.app.classList.contains("drawer-open")) return;
+    this.app.classList.remove("drawer-open");
+    $("menu").setAttribute("aria-expanded", "false");
+    $("backdrop").hidden = true;
+  }
+
+  private autosize(): void {
+    this.input.style.height = "auto";
+    this.input.style.height = `${Math.min(this.input.scrollHeight, 240)}px`;
+  }
+
+  private setTitle(title: string): void {
+    this.title.textContent = title;
+    document.title = title && title !== NEW_TITLE ? `${title} · Conversa` : "Conversa";
+  }
+
+  // ---- navigation ---------------------------------------------------------------------------
+
+  private async route(): Promise<void> {
+    const id = conversationIdFromHash(location.hash);
+    if (id && id === this.conversationId) return; // we set it ourselves
+    if (id) await this.open(id);
+    else this.newChat(false);
+  }
+
+  private newChat(updateHash = true): void {
+    this.streaming?.controller.abort();
+    this.openSeq++;
+    this.conversationId = null;
+    if (updateHash && location.hash !== "#/") history.pushState(null, "", hashForConversation(null));
+    this.sidebar.setActive(null);
+    this.chat.clear();
+    this.setTitle(NEW_TITLE);
+    this.updateComposer();
+    this.input.focus();
+  }
+
+  private async open(id: string): Promise<void> {
+    this.streaming?.controller.abort();
+    const seq = ++this.openSeq;
+    this.conversationId = id;
+    this.sidebar.setActive(id);
+    this.setTitle(this.sidebar.titleOf(id) ?? "");
+    this.chat.showLoading();
+    this.updateComposer();
+    try {
+      const [conv, messages] = await Promise.all([this.api.getConversation(id), this.api.listMessages(id)]);
+      if (seq !== this.openSeq) return;
+      this.setTitle(conv.title);
+      this.sidebar.setTitle(conv.id, conv.title);
+      this.chat.renderHistory(messages);
+    } catch (e) {
+      if (seq !== this.openSeq) return;
+      const err = toApiError(e);
+      if (err.code === "not_found") {
+        this.setTitle("Not found");
+        this.chat.showNotice("This conversation doesn't exist (it may have been deleted).", {
+          label: "Start a new chat",
+          run: () => this.newChat(),
+        });
+      } else {
+        this.chat.showNotice(`Couldn't open this conversation. ${describeError(err)}`, {
+          label: "Try again",
+          run: () => void this.open(id),
+        });
+      }
+    }
+  }
+
+  /** Re-reads a conversation after a turn (the title may have landed after the stream). */
+  private async refreshConversation(id: string, attempt = 0): Promise<void> {
+    let conv: Conversation;
+    try {
+      conv = await this.api.getConversation(id);
+    } catch {
+      return;
+    }
+    this.sidebar.upsertFirst(conv);
+    if (id === this.conversationId) this.setTitle(conv.title);
+    if (conv.title === NEW_TITLE && attempt < 4) {
+      window.setTimeout(() => void this.refreshConversation(id, attempt + 1), 1000 * 2 ** attempt);
+    }
+  }
+
+  // ---- composer ----------------------------------------------------------------------------
+
+  private updateComposer(): void {
+    const streaming = !!this.streaming;
+    const waitingFiles = this.attachments.busy;
+    const limited = this.rateLimitedUntil > Date.now();
+    const hasContent = this.input.value.trim() !== "" || this.attachments.ready.length > 0;
+    this.sendBtn.hidden = streaming;
+    this.stopBtn.hidden = !streaming;
+    this.sendBtn.disabled = streaming || waitingFiles || limited || !hasContent;
+    let status = "";
+    if (limited) {
+      const s = Math.ceil((this.rateLimitedUntil - Date.now()) / 1000);
+      status = `Too many messages. You can send again in ${s} s.`;
+    } else if (waitingFiles) status = "Waiting for files to finish uploading…";
+    if (this.composerStatus.textContent !== status) this.composerStatus.textContent = status;
+  }
+
+  private showComposerError(message: string): void {
+    this.composerError.replaceChildren(h("span", { text: message }));
+    const close = h("button", { type: "button", class: "btn btn-small", text: "Dismiss" });
+    close.addEventListener("click", () => this.clearComposerError());
+    this.composerError.append(close);
+    this.composerError.hidden = false;
+  }
+
+  private clearComposerError(): void {
+    this.composerError.hidden = true;
+    this.composerError.replaceChildren();
+  }
+
+  private startRateLimit(seconds: number, onTick?: (left: number) => void): void {
+    this.rateLimitedUntil = Date.now() + seconds * 1000;
+    window.clearInterval(this.rateTimer);
+    const tick = () => {
+      const left = Math.max(0, Math.ceil((this.rateLimitedUntil - Date.now()) / 1000));
+      onTick?.(left);
+      this.updateComposer();
+      if (left <= 0) window.clearInterval(this.rateTimer);
+    };
+    this.rateTimer = window.setInterval(tick, 1000);
+    tick();
+  }
+
+  // ---- chat turns --------------------------------------------------------------------------
+
+  private async send(): Promise<void> {
+    if (this.streaming || this.attachments.busy || this.rateLimitedUntil > Date.now()) return;
+    const text = this.input.value.trim();
+    const ready = this.attachments.ready;
+    if (!text && ready.length === 0) return;
+    const input: TurnInput = {
+      text,
+      fileIds: ready.map((a) => a.meta!.id),
+      shown: ready.map((a) => ({ ...shownFromMeta(a.meta!), previewUrl: a.previewUrl })),
+    };
+    this.input.value = "";
+    this.autosize();
+    this.attachments.clearSent();
+    this.clearComposerError();
+    await this.runTurn(input);
+  }
+
+  private stop(): void {
+    this.streaming?.controller.abort();
+  }
+
+  private async runTurn(input: TurnInput): Promise<void> {
+    const userEl = this.chat.addUserMessage(input.text, input.shown);
+    const answer = this.chat.startAnswer();
+    const controller = new AbortController();
+    this.streaming = { controller, answer };
+    this.updateComposer();
+    let convId = this.conversationId;
+    const openSeq = this.openSeq;
+    try {
+      await this.api.sendChat(
+        { message: input.text, conversationId: convId, fileIds: input.fileIds },
+        {
+          onMeta: (meta) => {
+            convId = meta.conversation_id;
+            userEl.dataset.id = meta.user_message_id;
+            answer.setId(meta.assistant_message_id);
+            if (openSeq !== this.openSeq) return;
+            if (this.conversationId !== convId) {
+              this.conversationId = convId;
+              history.pushState(null, "", hashForConversation(convId));
+            }
+            if (meta.created_conversation) {
+              const now = new Date().toISOString();
+              this.sidebar.upsertFirst({ id: convId, title: NEW_TITLE, message_count: 1, created_at: now, updated_at: now });
+            }
+            this.sidebar.setActive(convId);
+          },
+          onToken: (t) => answer.append(t),
+          onTitle: (t) => {
+            this.sidebar.setTitle(t.conversation_id, t.title);
+            if (t.conversation_id === this.conversationId) this.setTitle(t.title);
+          },
+        },
+        controller.signal,
+      );
+      answer.finish();
+    } catch (e) {
+      answer.finish();
+      if ((e as Error).name === "AbortError" || controller.signal.aborted) {
+        answer.note(answer.text ? "Stopped." : "Stopped before the answer started.");
+        answer.el.classList.add("msg-stopped");
+      } else {
+        this.showTurnError(answer, userEl, input, toApiError(e));
+      }
+    } finally {
+      if (this.streaming?.controller === controller) this.streaming = null;
+      this.updateComposer();
+      if (convId) void this.refreshConversation(convId);
+      if (openSeq === this.openSeq) this.input.focus();
+    }
+  }
+
+  private showTurnError(answer: StreamingAnswer, userEl: HTMLElement, input: TurnInput, err: ApiError): void {
+    answer.el.classList.add("msg-failed");
+    const note = answer.note(describeError(err), "error");
+    note.dataset.code = err.code;
+    const retry = h("button", { type: "button", class: "btn btn-small retry", text: "Retry" });
+    retry.addEventListener("click", () => {
+      if (this.streaming) return;
+      userEl.remove();
+      answer.el.remove();
+      void this.runTurn(input);
+    });
+    note.append(retry);
+    const detail = technicalDetail(err);
+    if (detail) {
+      note.append(h("details", { class: "msg-note-details" }, h("summary", { text: "Details" }), h("code", { text: detail })));
+    }
+    if (err.code === "rate_limited") {
+      const wait = err.retryAfter ?? 10;
+      retry.disabled = true;
+      const text = note.querySelector(".msg-note-text")!;
+      this.startRateLimit(wait, (left) => {
+        text.textContent = describeError({ ...err, code: err.code, retryAfter: left });
+        retry.disabled = left > 0;
+        if (left <= 0) text.textContent = "You can send again now.";
+      });
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  applyTheme(initialTheme());
+  const config = await loadConfig();
+  new App(config).start();
+}
+
+void main();

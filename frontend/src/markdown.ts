@@ -1,0 +1,209 @@
+/**
+ * Model output → safe DOM: Markdown (GFM) with `marked`, code highlighted with highlight.js,
+ * math ($…$, $$…$$, \(…\), \[…\]) typeset with KaTeX. The HTML from `marked` goes through the
+ * sanitizer first; math and the code-block toolbars are added afterwards by this module's own
+ * code, so nothing the model wrote reaches the DOM unsanitized.
+ */
+
+import { Marked, type Tokens, type TokenizerAndRendererExtension } from "marked";
+import type katexType from "katex";
+import hljs from "highlight.js/lib/core";
+import bash from "highlight.js/lib/languages/bash";
+import c from "highlight.js/lib/languages/c";
+import cpp from "highlight.js/lib/languages/cpp";
+import css from "highlight.js/lib/languages/css";
+import diff from "highlight.js/lib/languages/diff";
+import go from "highlight.js/lib/languages/go";
+import java from "highlight.js/lib/languages/java";
+import javascript from "highlight.js/lib/languages/javascript";
+import json from "highlight.js/lib/languages/json";
+import markdownLang from "highlight.js/lib/languages/markdown";
+import python from "highlight.js/lib/languages/python";
+import rust from "highlight.js/lib/languages/rust";
+import sql from "highlight.js/lib/languages/sql";
+import typescript from "highlight.js/lib/languages/typescript";
+import xml from "highlight.js/lib/languages/xml";
+import yaml from "highlight.js/lib/languages/yaml";
+import plaintext from "highlight.js/lib/languages/plaintext";
+import { sanitizeToFragment } from "./sanitize";
+
+const LANGUAGES = {
+  bash, c, cpp, css, diff, go, java, javascript, json, markdown: markdownLang, python, rust, sql,
+  typescript, xml, yaml, plaintext,
+};
+for (const [name, lang] of Object.entries(LANGUAGES)) hljs.registerLanguage(name, lang);
+hljs.registerAliases(["sh", "shell", "zsh", "console"], { languageName: "bash" });
+hljs.registerAliases(["html", "svg"], { languageName: "xml" });
+hljs.registerAliases(["text", "txt"], { languageName: "plaintext" });
+
+export function escapeHtml(s: string): string {
+  return s
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/'/g, "&#39;");
+}
+
+function mathPlaceholder(tex: string, display: boolean): string {
+  const cls = display ? "math math-display" : "math math-inline";
+  const tag = display ? "div" : "span";
+  return `<${tag} class="${cls}" data-tex="${escapeHtml(tex)}">${escapeHtml(tex)}</${tag}>`;
+}
+
+interface MathToken extends Tokens.Generic {
+  text: string;
+  display: boolean;
+}
+
+const blockMath: TokenizerAndRendererExtension = {
+  name: "blockMath",
+  level: "block",
+  start(src: string) {
+    const m = /(?:^|\n)[ \t]{0,3}(?:\$\$|\\\[)/.exec(src);
+    return m ? m.index + (m[0].startsWith("\n") ? 1 : 0) : undefined;
+  },
+  tokenizer(src: string) {
+    const m =
+      /^[ \t]{0,3}\$\$([\s\S]+?)\$\$[ \t]*(?:\n+|$)/.exec(src) ??
+      /^[ \t]{0,3}\\\[([\s\S]+?)\\\][ \t]*(?:\n+|$)/.exec(src);
+    if (!m) return undefined;
+    return { type: "blockMath", raw: m[0], text: m[1]!.trim(), display: true } as MathToken;
+  },
+  renderer(token) {
+    return mathPlaceholder((token as MathToken).text, true) + "\n";
+  },
+};
+
+const inlineMath: TokenizerAndRendererExtension = {
+  name: "inlineMath",
+  level: "inline",
+  start(src: string) {
+    const m = /\$|\\\(/.exec(src);
+    return m ? m.index : undefined;
+  },
+  tokenizer(src: string) {
+    let m = /^\$\$((?:\\[\s\S]|[^\\$])+?)\$\$/.exec(src);
+    if (m) return { type: "inlineMath", raw: m[0], text: m[1]!.trim(), display: true } as MathToken;
+    // $…$: no space just inside the dollars and no digit right after the closing one,
+    // so that "costs $5 and $10" stays text.
+    m = /^\$(?![\s$])((?:\\[\s\S]|[^\\$\n])+?)(?<!\s)\$(?!\d)/.exec(src);
+    if (m) return { type: "inlineMath", raw: m[0], text: m[1]!, display: false } as MathToken;
+    m = /^\\\(([\s\S]+?)\\\)/.exec(src);
+    if (m) return { type: "inlineMath", raw: m[0], text: m[1]!.trim(), display: false } as MathToken;
+    return undefined;
+  },
+  renderer(token) {
+    const t = token as MathToken;
+    return mathPlaceholder(t.text, t.display);
+  },
+};
+
+const marked = new Marked({
+  gfm: true,
+  breaks: false,
+  extensions: [blockMath, inlineMath],
+  renderer: {
+    code({ text, lang }: Tokens.Code) {
+      const language = (lang ?? "").trim().split(/\s+/)[0]!.toLowerCase();
+      const known = /^[\w+#.-]+$/.test(language) && hljs.getLanguage(language);
+      const body = known
+        ? hljs.highlight(text, { language, ignoreIllegals: true }).value
+        : escapeHtml(text);
+      const cls = language && /^[\w+#.-]+$/.test(language) ? ` class="hljs language-${language}"` : ` class="hljs"`;
+      return `<pre><code${cls}>${body}</code></pre>\n`;
+    },
+  },
+});
+
+let katex: typeof katexType | null = null;
+let katexLoading: Promise<void> | null = null;
+
+/**
+ * Loads KaTeX (and its stylesheet) on first use: most answers have no math, so it stays out of
+ * the main bundle. Until it has loaded, formulas show as their TeX source.
+ */
+export function loadKatex(): Promise<void> {
+  katexLoading ??= Promise.all([import("katex"), import("katex/dist/katex.min.css")]).then(([m]) => {
+    katex = m.default;
+  });
+  return katexLoading;
+}
+
+function typesetMath(root: ParentNode): void {
+  const pending = Array.from(root.querySelectorAll<HTMLElement>(".math[data-tex]:not([data-typeset])"));
+  if (pending.length === 0) return;
+  if (!katex) {
+    // Typeset what is on the page once KaTeX arrives.
+    loadKatex().then(
+      () => typesetMath(document),
+      () => undefined,
+    );
+    return;
+  }
+  for (const el of pending) {
+    el.setAttribute("data-typeset", "");
+    const tex = el.getAttribute("data-tex") ?? "";
+    const display = el.classList.contains("math-display");
+    try {
+      katex.render(tex, el, {
+        displayMode: display,
+        throwOnError: false,
+        trust: false,
+        strict: "ignore",
+        maxSize: 50,
+        maxExpand: 500,
+        output: "htmlAndMathml",
+      });
+    } catch {
+      el.textContent = tex;
+    }
+  }
+}
+
+function addCodeToolbars(root: ParentNode): void {
+  for (const pre of Array.from(root.querySelectorAll("pre"))) {
+    if (pre.parentElement?.classList.contains("code-block")) continue;
+    const code = pre.querySelector("code");
+    const lang = /language-([\w+#.-]+)/.exec(code?.className ?? "")?.[1] ?? "";
+    const wrap = document.createElement("div");
+    wrap.className = "code-block";
+    const head = document.createElement("div");
+    head.className = "code-head";
+    const label = document.createElement("span");
+    label.className = "code-lang";
+    label.textContent = lang || "code";
+    const btn = document.createElement("button");
+    btn.type = "button";
+    btn.className = "copy-code";
+    btn.textContent = "Copy";
+    btn.setAttribute("aria-label", `Copy ${lang || "code"} to clipboard`);
+    head.append(label, btn);
+    pre.replaceWith(wrap);
+    wrap.append(head, pre);
+  }
+}
+
+/** Blocks that may scroll sideways are reachable by keyboard. */
+function makeScrollablesFocusable(root: ParentNode): void {
+  for (const el of Array.from(root.querySelectorAll("pre, table, .math-display"))) {
+    el.setAttribute("tabindex", "0");
+  }
+}
+
+/** Renders Markdown from the model into a sanitized fragment. */
+export function renderMarkdown(src: string): DocumentFragment {
+  const html = marked.parse(src, { async: false }) as string;
+  const frag = sanitizeToFragment(html);
+  typesetMath(frag);
+  addCodeToolbars(frag);
+  makeScrollablesFocusable(frag);
+  return frag;
+}
+
+/** The same as `renderMarkdown`, serialized (for tests and previews). */
+export function renderMarkdownToHtml(src: string): string {
+  const div = document.createElement("div");
+  div.append(renderMarkdown(src));
+  return div.innerHTML;
+}

@@ -1,0 +1,71 @@
+/** Shapes of the Conversa HTTP API (v1), as the client uses them. */
+
+export interface Conversation {
+  id: string;
+  title: string;
+  message_count: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export type FileStatus = "processing" | "ready" | "failed";
+export type FileType = "pdf" | "docx" | "xlsx" | "xls" | "ods" | "csv" | "text" | "json" | "image";
+
+export interface FileMeta {
+  id: string;
+  conversation_id: string | null;
+  filename: string;
+  content_type: string;
+  size: number;
+  file_type: FileType;
+  status: FileStatus;
+  char_count: number | null;
+  token_count: number | null;
+  pages: number | null;
+  error: string | null;
+  created_at: string;
+  /** Extraction progress 0–100 while `status` is `processing`, when the server reports it. */
+  progress?: number | null;
+}
+
+export interface Message {
+  id: string;
+  conversation_id: string;
+  role: "user" | "assistant";
+  content: string;
+  files: FileMeta[];
+  token_count: number | null;
+  status: "complete" | "incomplete" | "error";
+  created_at: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+export interface Health {
+  status: "ok" | "degraded" | string;
+  checks?: Record<string, string>;
+  version?: string;
+  model?: string;
+}
+
+export interface MetaEvent {
+  conversation_id: string;
+  user_message_id: string;
+  assistant_message_id: string;
+  created_conversation: boolean;
+  files: FileMeta[];
+}
+
+export interface TitleEvent {
+  conversation_id: string;
+  title: string;
+}
+
+export interface DoneEvent {
+  message_id: string;
+  finish_reason: string;
+  usage?: { prompt_tokens: number; completion_tokens: number };
+}

@@ -1,0 +1,280 @@
+/**
+ * The message column: past messages, the answer being streamed (rendered as Markdown once per
+ * frame), attachments with download links, copy buttons on code, and an auto-scroll that follows
+ * the answer until the user scrolls up.
+ */
+
+import type { Api } from "../api";
+import { fileTypeLabel, formatBytes } from "../files";
+import { renderMarkdown } from "../markdown";
+import type { FileMeta, Message } from "../types";
+import { copyText, h, icon } from "./dom";
+
+/** A file as shown on a message: from the server, or an attachment just sent. */
+export interface ShownFile {
+  id: string | null;
+  filename: string;
+  file_type: string;
+  size: number;
+  previewUrl?: string | null;
+}
+
+export function shownFromMeta(f: FileMeta): ShownFile {
+  return { id: f.id, filename: f.filename, file_type: f.file_type, size: f.size };
+}
+
+const STICK_THRESHOLD_PX = 48;
+
+/** The Markdown source of each answer shown, for its Copy button. */
+const answerSource = new WeakMap<HTMLElement, string>();
+
+/** Adds the actions row (Copy) under a finished answer. */
+function addAnswerActions(el: HTMLElement, text: string): void {
+  if (!text) return;
+  answerSource.set(el, text);
+  el.querySelector(".msg-actions")?.remove();
+  const copy = h("button", { type: "button", class: "btn btn-small copy-answer", text: "Copy" });
+  copy.setAttribute("aria-label", "Copy the answer as Markdown");
+  const content = el.querySelector(".msg-content");
+  const row = h("div", { class: "msg-actions" }, copy);
+  content?.after(row);
+}
+
+export class ChatView {
+  /** Whether new content scrolls the view (false once the user scrolls up). */
+  private stick = true;
+  private lastScrollTop = 0;
+
+  constructor(
+    private readonly api: Api,
+    private readonly scroller: HTMLElement,
+    private readonly list: HTMLElement,
+    private readonly empty: HTMLElement,
+    private readonly jump: HTMLButtonElement,
+  ) {
+    scroller.addEventListener("scroll", () => this.onScroll(), { passive: true });
+    jump.addEventListener("click", () => {
+      this.stick = true;
+      this.scrollToBottom(true);
+    });
+    list.addEventListener("click", (e) => {
+      const answerBtn = (e.target as Element).closest<HTMLButtonElement>(".copy-answer");
+      if (answerBtn) {
+        const msg = answerBtn.closest<HTMLElement>(".msg-assistant");
+        const text = msg ? answerSource.get(msg) : undefined;
+        if (text) {
+          copyText(text).then(
+            () => this.flash(answerBtn, "Copied"),
+            () => this.flash(answerBtn, "Copy failed"),
+          );
+        }
+        return;
+      }
+      const btn = (e.target as Element).closest<HTMLButtonElement>(".copy-code");
+      if (!btn) return;
+      const code = btn.closest(".code-block")?.querySelector("pre code");
+      if (!code) return;
+      copyText(code.textContent ?? "").then(
+        () => this.flash(btn, "Copied"),
+        () => this.flash(btn, "Copy failed"),
+      );
+    });
+  }
+
+  private flash(btn: HTMLButtonElement, text: string): void {
+    btn.textContent = text;
+    window.setTimeout(() => (btn.textContent = "Copy"), 1500);
+  }
+
+  private onScroll(): void {
+    const el = this.scroller;
+    const distance = el.scrollHeight - el.scrollTop - el.clientHeight;
+    if (el.scrollTop < this.lastScrollTop - 2 && distance > STICK_THRESHOLD_PX) this.stick = false;
+    else if (distance <= STICK_THRESHOLD_PX) this.stick = true;
+    this.lastScrollTop = el.scrollTop;
+    this.jump.hidden = this.stick || distance <= STICK_THRESHOLD_PX;
+  }
+
+  /** Scrolls to the newest content if the user hasn't scrolled away (or when forced). */
+  scrollToBottom(force = false): void {
+    if (!force && !this.stick) {
+      this.jump.hidden = false;
+      return;
+    }
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.lastScrollTop = this.scroller.scrollTop;
+    this.jump.hidden = true;
+  }
+
+  private updateEmpty(): void {
+    this.empty.hidden = this.list.childElementCount > 0;
+  }
+
+  clear(): void {
+    this.list.replaceChildren();
+    this.stick = true;
+    this.jump.hidden = true;
+    this.updateEmpty();
+  }
+
+  showLoading(): void {
+    this.list.replaceChildren(h("p", { class: "notice", role: "status", text: "Loading conversation…" }));
+    this.updateEmpty();
+  }
+
+  showNotice(text: string, action?: { label: string; run: () => void }): void {
+    const p = h("div", { class: "notice notice-error", role: "alert" }, h("span", { text }));
+    if (action) {
+      const b = h("button", { type: "button", class: "btn btn-small", text: action.label });
+      b.addEventListener("click", action.run);
+      p.append(b);
+    }
+    this.list.replaceChildren(p);
+    this.updateEmpty();
+  }
+
+  renderHistory(messages: Message[]): void {
+    this.list.replaceChildren(...messages.map((m) => this.messageEl(m)));
+    this.updateEmpty();
+    this.stick = true;
+    this.scrollToBottom(true);
+  }
+
+  private messageEl(m: Message): HTMLElement {
+    const files = (m.files ?? []).map(shownFromMeta);
+    if (m.role === "user") return this.userEl(m.content, files, m.id);
+    const el = this.assistantShell(m.id);
+    const body = el.querySelector<HTMLElement>(".msg-content")!;
+    body.append(renderMarkdown(m.content));
+    addAnswerActions(el, m.content);
+    if (m.status === "incomplete") {
+      el.append(h("p", { class: "msg-note", text: "This answer was interrupted before it finished." }));
+    } else if (m.status === "error") {
+      el.classList.add("msg-failed");
+      el.append(h("p", { class: "msg-note msg-note-error", text: "The model failed to answer this message." }));
+    }
+    return el;
+  }
+
+  private userEl(text: string, files: ShownFile[], id?: string): HTMLElement {
+    const el = h(
+      "article",
+      { class: "msg msg-user", "data-id": id ?? null, "aria-label": "Your message" },
+      files.length ? this.filesEl(files) : null,
+      text ? h("div", { class: "msg-content msg-text", text }) : null,
+    );
+    return el;
+  }
+
+  private assistantShell(id?: string): HTMLElement {
+    return h(
+      "article",
+      { class: "msg msg-assistant", "data-id": id ?? null, "aria-label": "Answer" },
+      h("div", { class: "msg-avatar", "aria-hidden": "true" }, icon("spark")),
+      h("div", { class: "msg-content markdown" }),
+    );
+  }
+
+  private filesEl(files: ShownFile[]): HTMLElement {
+    return h(
+      "ul",
+      { class: "msg-files", "aria-label": "Attachments" },
+      ...files.map((f) => {
+        const label = `${fileTypeLabel(f.file_type)} · ${formatBytes(f.size)}`;
+        const href = f.id ? this.api.downloadUrl(f.id) : null;
+        const preview =
+          f.file_type === "image" && (f.previewUrl || href)
+            ? h("img", { class: "file-thumb", src: f.previewUrl || href, alt: f.filename, loading: "lazy" })
+            : h("span", { class: `chip-icon ft-${f.file_type}`, "aria-hidden": "true", text: fileTypeLabel(f.file_type).slice(0, 4) });
+        const name = href
+          ? h("a", { class: "file-name", href, download: f.filename, title: `Download ${f.filename}`, text: f.filename })
+          : h("span", { class: "file-name", text: f.filename });
+        return h(
+          "li",
+          { class: "msg-file" },
+          preview,
+          h("span", { class: "file-body" }, name, h("span", { class: "file-meta", text: label })),
+        );
+      }),
+    );
+  }
+
+  /** Shows the user's message at once, before the server has answered. */
+  addUserMessage(text: string, files: ShownFile[]): HTMLElement {
+    const el = this.userEl(text, files);
+    this.list.append(el);
+    this.updateEmpty();
+    this.stick = true;
+    this.scrollToBottom(true);
+    return el;
+  }
+
+  /** Starts an answer that will be filled token by token. */
+  startAnswer(): StreamingAnswer {
+    const el = this.assistantShell();
+    this.list.append(el);
+    this.updateEmpty();
+    this.scrollToBottom();
+    return new StreamingAnswer(el, () => this.scrollToBottom());
+  }
+}
+
+/** The answer being streamed. */
+export class StreamingAnswer {
+  text = "";
+  private frame = 0;
+  private readonly content: HTMLElement;
+
+  constructor(
+    readonly el: HTMLElement,
+    private readonly onGrow: () => void,
+  ) {
+    this.content = el.querySelector<HTMLElement>(".msg-content")!;
+    this.content.setAttribute("aria-live", "polite");
+    this.content.setAttribute("aria-busy", "true");
+    this.content.append(h("span", { class: "typing", role: "img", "aria-label": "Writing the answer" }, h("i"), h("i"), h("i")));
+    el.classList.add("streaming");
+  }
+
+  append(t: string): void {
+    this.text += t;
+    if (!this.frame) {
+      this.frame = requestAnimationFrame(() => {
+        this.frame = 0;
+        this.render();
+      });
+    }
+  }
+
+  private render(): void {
+    this.content.replaceChildren(renderMarkdown(this.text));
+    this.onGrow();
+  }
+
+  setId(id: string): void {
+    this.el.dataset.id = id;
+  }
+
+  /** Ends the stream: renders the last text and clears the busy state. */
+  finish(): void {
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    if (this.text) this.render();
+    else this.content.replaceChildren();
+    this.content.setAttribute("aria-busy", "false");
+    this.el.classList.remove("streaming");
+    addAnswerActions(this.el, this.text);
+  }
+
+  note(text: string, kind: "info" | "error" = "info"): HTMLElement {
+    this.el.querySelector(".msg-note")?.remove();
+    const p = h("div", {
+      class: `msg-note${kind === "error" ? " msg-note-error" : ""}`,
+      role: kind === "error" ? "alert" : "status",
+    });
+    p.append(h("span", { class: "msg-note-text", text }));
+    this.el.append(p);
+    this.onGrow();
+    return p;
+  }
+}
