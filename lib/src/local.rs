@@ -71,3 +71,20 @@ pub fn init_tracing() {
         )
         .try_init();
 }
+
+/// Completes on Ctrl-C or SIGTERM (how a terminal, a service manager or a container asks a process
+/// to stop).
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

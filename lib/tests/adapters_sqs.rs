@@ -66,6 +66,7 @@ async fn the_worker_processes_queued_files() {
         token_count: None,
         pages: None,
         error: None,
+        note: None,
         progress: None,
         created_at: Timestamp::now(),
     };

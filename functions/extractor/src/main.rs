@@ -23,22 +23,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .clone()
         .ok_or("CONVERSA_JOBS_QUEUE_URL: required by the extractor")?;
     let state = AppState::from_config(config).await?;
-    jobs::sqs::run_worker(state, jobs::sqs::client().await, queue, stopped()).await?;
+    jobs::sqs::run_worker(
+        state,
+        jobs::sqs::client().await,
+        queue,
+        local::shutdown_signal(),
+    )
+    .await?;
     Ok(())
-}
-
-/// Completes on Ctrl-C or SIGTERM (how a container is asked to stop).
-async fn stopped() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
 }

@@ -30,9 +30,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         println!("Conversa API is running at http://{addr}/api (no frontend build found; run `npm run build` in frontend/)");
     }
-    local::serve(listener, local::app(state), async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    local::serve(listener, local::app(state), local::shutdown_signal()).await?;
     Ok(())
 }

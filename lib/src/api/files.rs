@@ -240,7 +240,14 @@ pub async fn complete(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, axum::Json<FileMeta>), ApiError> {
     let (queued, meta) = svc::complete_upload(&state, &auth.owner, &FileId::from(id)).await?;
-    Ok((if queued { StatusCode::ACCEPTED } else { StatusCode::OK }, axum::Json(meta)))
+    Ok((
+        if queued {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        },
+        axum::Json(meta),
+    ))
 }
 
 #[cfg(test)]

@@ -56,13 +56,18 @@ pub async fn run(state: &AppState, job: &Job) -> Result<(), ApiError> {
     let owner = Owner::new(job.owner.clone());
     // Progress from the extractor goes to the record at most every 5 points.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u8>();
-    let (progress_state, progress_owner, progress_id) = (state.clone(), owner.clone(), job.file_id.clone());
+    let (progress_state, progress_owner, progress_id) =
+        (state.clone(), owner.clone(), job.file_id.clone());
     let reporter = tokio::spawn(async move {
         let mut last = 0u8;
         while let Some(p) = rx.recv().await {
             if p >= last.saturating_add(5) && p < 100 {
                 last = p;
-                if let Ok(Some(mut m)) = progress_state.store.get_file(&progress_owner, &progress_id).await {
+                if let Ok(Some(mut m)) = progress_state
+                    .store
+                    .get_file(&progress_owner, &progress_id)
+                    .await
+                {
                     if m.status == FileStatus::Processing {
                         m.progress = Some(p);
                         let _ = progress_state.store.put_file(&progress_owner, &m).await;

@@ -7,9 +7,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use aws_sdk_sqs::Client;
 use super::{Job, JobError, JobQueue};
 use crate::AppState;
+use aws_sdk_sqs::Client;
 
 /// What can go wrong with the queue.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,13 @@ pub async fn client() -> Client {
 /// Sends one job.
 pub async fn enqueue(client: &Client, queue_url: &str, job: &Job) -> Result<(), QueueError> {
     let body = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
-    client.send_message().queue_url(queue_url).message_body(body).send().await.map_err(unavailable)?;
+    client
+        .send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .send()
+        .await
+        .map_err(unavailable)?;
     Ok(())
 }
 
@@ -44,14 +50,19 @@ pub struct SqsJobs {
 impl SqsJobs {
     /// A queue at `queue_url`, with a client from the process's AWS configuration.
     pub async fn from_env(queue_url: String) -> Self {
-        Self { client: client().await, queue_url }
+        Self {
+            client: client().await,
+            queue_url,
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl JobQueue for SqsJobs {
     async fn enqueue(&self, job: Job) -> Result<(), JobError> {
-        enqueue(&self.client, &self.queue_url, &job).await.map_err(|e| JobError::Unavailable(e.0))
+        enqueue(&self.client, &self.queue_url, &job)
+            .await
+            .map_err(|e| JobError::Unavailable(e.0))
     }
 }
 

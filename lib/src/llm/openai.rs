@@ -126,7 +126,7 @@ fn map_error(e: OpenAIError) -> LlmError {
             message: format!(
                 "{} {}",
                 resp.status_code.as_u16(),
-                resp.api_error.message.trim()
+                provider_message(&resp.api_error.message)
             ),
         },
         OpenAIError::Reqwest(e) => LlmError::Unreachable(if e.is_timeout() {
@@ -161,6 +161,25 @@ fn map_error(e: OpenAIError) -> LlmError {
     }
 }
 
+/// The provider's own words: servers that answer an error with a raw JSON body get their
+/// `error.message` (or `message`) taken out of it.
+fn provider_message(raw: &str) -> String {
+    let raw = raw.trim();
+    if raw.starts_with('{') {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(raw) {
+            let found = v
+                .pointer("/error/message")
+                .or_else(|| v.get("message"))
+                .or_else(|| v.get("error").filter(|e| e.is_string()))
+                .and_then(|m| m.as_str());
+            if let Some(m) = found {
+                return m.trim().to_owned();
+            }
+        }
+    }
+    raw.chars().take(300).collect()
+}
+
 fn finish_name(r: &FinishReason) -> &'static str {
     match r {
         FinishReason::Stop => "stop",
@@ -174,7 +193,8 @@ fn finish_name(r: &FinishReason) -> &'static str {
 #[async_trait]
 impl ChatModel for OpenAiModel {
     fn describe(&self) -> String {
-        format!("{} at {}", self.default_model, self.base_url)
+        // The model only: an endpoint's address can carry credentials or internal host names.
+        self.default_model.clone()
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
@@ -264,5 +284,25 @@ impl ChatModel for OpenAiModel {
             }
         });
         Ok(stream.boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn provider_messages_are_taken_out_of_json_bodies() {
+        assert_eq!(
+            super::provider_message(r#"{"error":{"message":"overloaded","type":"server_error"}}"#),
+            "overloaded"
+        );
+        assert_eq!(
+            super::provider_message(r#"{"message":"bad gateway"}"#),
+            "bad gateway"
+        );
+        assert_eq!(
+            super::provider_message("upstream connect error"),
+            "upstream connect error"
+        );
+        assert_eq!(super::provider_message(&"x".repeat(1000)).len(), 300);
     }
 }

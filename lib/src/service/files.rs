@@ -519,13 +519,20 @@ pub async fn complete_upload(
     if meta.status != FileStatus::Processing {
         return Ok((false, meta));
     }
-    let bytes = state.blobs.get(&keys::original(owner, id)).await?.ok_or_else(|| {
-        ApiError::BadRequest(
-            "The file has not arrived yet: PUT its bytes to upload_url, then complete.".into(),
-        )
-    })?;
+    let bytes = state
+        .blobs
+        .get(&keys::original(owner, id))
+        .await?
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "The file has not arrived yet: PUT its bytes to upload_url, then complete.".into(),
+            )
+        })?;
     if is_large(state, meta.file_type, &bytes) {
-        let job = crate::jobs::Job { owner: owner.as_str().to_owned(), file_id: id.clone() };
+        let job = crate::jobs::Job {
+            owner: owner.as_str().to_owned(),
+            file_id: id.clone(),
+        };
         state.jobs.enqueue(job).await?;
         let mut meta = meta;
         meta.progress = Some(0);
@@ -550,22 +557,32 @@ pub async fn process_upload(
     if meta.status != FileStatus::Processing {
         return Ok(meta);
     }
-    let bytes = state.blobs.get(&keys::original(owner, id)).await?.ok_or_else(|| {
-        ApiError::BadRequest(
-            "The file has not arrived yet: PUT its bytes to upload_url, then complete.".into(),
-        )
-    })?;
+    let bytes = state
+        .blobs
+        .get(&keys::original(owner, id))
+        .await?
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "The file has not arrived yet: PUT its bytes to upload_url, then complete.".into(),
+            )
+        })?;
     meta.size = bytes.len() as u64;
     let outcome = if meta.size > MAX_PRESIGNED_BYTES {
         Err(too_large(&meta.filename, meta.size, MAX_PRESIGNED_BYTES))
     } else if meta.size == 0 {
-        Err(ApiError::Unprocessable(format!("{} is empty", meta.filename)))
+        Err(ApiError::Unprocessable(format!(
+            "{} is empty",
+            meta.filename
+        )))
     } else {
         let claimed = meta.content_type.clone();
         extract_bytes(state, &meta.filename, Some(&claimed), bytes, progress).await
     };
     // The user may have deleted the file meanwhile.
-    let Some(mut meta) = state.store.get_file(owner, id).await?.map(|m| FileMeta { size: meta.size, ..m }) else {
+    let Some(mut meta) = state.store.get_file(owner, id).await?.map(|m| FileMeta {
+        size: meta.size,
+        ..m
+    }) else {
         return Err(ApiError::NotFound("No such file.".into()));
     };
     match outcome {

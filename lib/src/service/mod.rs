@@ -19,7 +19,12 @@ pub fn human_size(bytes: u64) -> String {
             format!("{v:.1} MB")
         }
     } else if bytes >= 1024 {
-        format!("{} KB", bytes / 1024)
+        let v = b / 1024.0;
+        if (v - v.round()).abs() < 0.05 {
+            format!("{} KB", v.round())
+        } else {
+            format!("{v:.1} KB")
+        }
     } else {
         format!("{bytes} bytes")
     }
@@ -32,6 +37,7 @@ mod tests {
         assert_eq!(super::human_size(10 * 1024 * 1024), "10 MB");
         assert_eq!(super::human_size(14_889_779), "14.2 MB");
         assert_eq!(super::human_size(2048), "2 KB");
+        assert_eq!(super::human_size(4000), "3.9 KB");
         assert_eq!(super::human_size(90), "90 bytes");
     }
 }
