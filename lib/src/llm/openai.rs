@@ -28,7 +28,6 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// An OpenAI-compatible provider.
 pub struct OpenAiModel {
     client: Client<OpenAIConfig>,
-    base_url: String,
     default_model: String,
 }
 
@@ -54,7 +53,6 @@ impl OpenAiModel {
             .map_err(|e| LlmError::Invalid(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             client: Client::build(http, config),
-            base_url,
             default_model: default_model.to_owned(),
         })
     }
