@@ -172,8 +172,10 @@ fn docx_zip_bomb_is_refused_quickly() {
     // Ten parts of 1 MB of spaces: a few KB zipped, 10 MB unzipped.
     let filler = " ".repeat(1024 * 1024);
     let names: Vec<String> = (0..10).map(|i| format!("word/media/pad{i}.xml")).collect();
-    let mut parts: Vec<(&str, &str)> =
-        names.iter().map(|n| (n.as_str(), filler.as_str())).collect();
+    let mut parts: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| (n.as_str(), filler.as_str()))
+        .collect();
     let body = format!("<w:document {W}><w:body>{}</w:body></w:document>", p("x"));
     parts.push(("word/document.xml", &body));
     let bytes = zip_of(&parts);

@@ -1,7 +1,7 @@
 //! Type detection: binary families from their magic bytes (they must agree with the claimed type or
 //! extension), text families from the claimed type or extension (the bytes must be text).
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 
 use super::{Detected, ExtractError};
 use crate::domain::FileType;
@@ -112,7 +112,7 @@ const OTHER: &str = "application/octet-stream";
 /// Tells DOCX, XLSX and ODS apart by the entries of the zip (its central directory only: nothing is
 /// decompressed here).
 fn zip_family(bytes: &[u8]) -> Option<(FileType, &'static str)> {
-    let Ok(archive) = zip::ZipArchive::new(Cursor::new(bytes)) else {
+    let Ok(mut archive) = zip::ZipArchive::new(Cursor::new(bytes)) else {
         return Some((FileType::Text, OTHER));
     };
     let names: Vec<String> = archive
@@ -135,11 +135,12 @@ fn zip_family(bytes: &[u8]) -> Option<(FileType, &'static str)> {
         ));
     }
     if names.contains(&"content.xml") {
-        // The mimetype entry (stored first, uncompressed) says which OpenDocument this is.
-        let spreadsheet = bytes.get(..256).is_some_and(|head| {
-            head.windows(45)
-                .any(|w| w == b"application/vnd.oasis.opendocument.spreadsheet")
-        });
+        // The mimetype entry says which OpenDocument this is (text, spreadsheet, …).
+        let mut mimetype = String::new();
+        if let Ok(entry) = archive.by_name("mimetype") {
+            let _ = entry.take(128).read_to_string(&mut mimetype);
+        }
+        let spreadsheet = mimetype.trim() == "application/vnd.oasis.opendocument.spreadsheet";
         if spreadsheet {
             return Some((
                 FileType::Ods,

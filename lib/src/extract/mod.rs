@@ -212,6 +212,9 @@ fn extract_unguarded(
         FileType::Json => text::json(bytes)?,
         FileType::Image => image::extract(bytes, limits)?,
     };
+    if out.text.trim().is_empty() && out.image.is_none() && out.note.is_none() {
+        out.note = Some(format!("This {} contains no text.", family_name(file_type)));
+    }
     cut_to(&mut out, limits.max_chars);
     Ok(out)
 }

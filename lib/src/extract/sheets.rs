@@ -197,10 +197,28 @@ fn cell(d: &Data) -> String {
                 None => number(dt.as_f64()),
             }
         }
-        Data::DateTimeIso(s) => s.strip_suffix("T00:00:00").unwrap_or(s).to_owned(),
-        Data::DurationIso(s) => s.clone(),
+        Data::DateTimeIso(s) => s
+            .strip_suffix("T00:00:00")
+            .unwrap_or(s)
+            .replacen('T', " ", 1),
+        Data::DurationIso(s) => iso_duration(s).unwrap_or_else(|| s.clone()),
         Data::Error(e) => e.to_string(),
     }
+}
+
+/// `PT27H17M54S` → `27:17:54` (OpenDocument times and durations).
+fn iso_duration(s: &str) -> Option<String> {
+    let rest = s.strip_prefix("PT")?;
+    let (h, rest) = rest.split_once('H')?;
+    let (m, rest) = rest.split_once('M')?;
+    let sec = rest.strip_suffix('S')?;
+    let sec: f64 = sec.parse().ok()?;
+    Some(format!(
+        "{}:{:02}:{:02}",
+        h.parse::<u64>().ok()?,
+        m.parse::<u64>().ok()?,
+        sec.round() as u64
+    ))
 }
 
 /// Numbers as a spreadsheet shows them: at most 15 significant digits, no trailing zeros.
@@ -228,6 +246,13 @@ fn number(f: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso_durations_read_as_clock_times() {
+        assert_eq!(iso_duration("PT27H17M54S").as_deref(), Some("27:17:54"));
+        assert_eq!(iso_duration("PT00H00M12.4S").as_deref(), Some("0:00:12"));
+        assert_eq!(iso_duration("P1D"), None);
+    }
 
     #[test]
     fn numbers_read_like_a_spreadsheet_shows_them() {
