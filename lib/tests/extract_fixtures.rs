@@ -1,5 +1,6 @@
 //! Extraction of small documents built in the test (and two committed encrypted PDFs): what the text
 //! looks like for each family, and how hostile files are refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod extract_support;
 

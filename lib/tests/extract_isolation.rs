@@ -1,6 +1,7 @@
 //! Extraction in a child process: the result crosses the process boundary intact, errors come back
 //! as the same variants, and a child that runs past its time or memory is stopped with a clear
 //! error. The child is this test binary re-executed on the `child_entry` test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod extract_support;
 

@@ -3,6 +3,7 @@
 //! error) within a time limit and never panic. The short run is an ordinary test; the long one
 //! (`cargo test --test extract_smoke -- --ignored`, sized by `FUZZ_SMOKE_SECS`) is what
 //! `scripts/fuzz-smoke.sh` runs when cargo-fuzz and a nightly toolchain are not available.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod extract_support;
 

@@ -73,12 +73,17 @@ pub fn extract_isolated(
 }
 
 /// [`extract_isolated`] with an explicit program (tests run their own harness binary).
+///
+/// Inside an extraction child this extracts in-process: children never start children.
 pub fn extract_isolated_with(
     isolation: &Isolation,
     file_type: FileType,
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<Extracted, ExtractError> {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return super::extract(file_type, bytes, limits);
+    }
     let unavailable = |what: &str, e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "extraction child: {what}");
         ExtractError::Corrupt(format!(
@@ -203,7 +208,7 @@ fn find_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Runs the extraction child when this process is one ([`CHILD_ENV`] is set): call it first in
 /// every binary's `main` and exit with the code it returns. `None` means "not a child: carry on".
 ///
-/// ```no_run
+/// ```text
 /// fn main() {
 ///     if let Some(code) = conversa::extract::child_main() {
 ///         std::process::exit(code);

@@ -1,6 +1,6 @@
 //! Builders of small documents for the extraction tests: PDFs written by hand with a correct
 //! cross-reference table, OOXML packages written with the zip crate, PNGs with the image crate.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{Cursor, Write};
 
