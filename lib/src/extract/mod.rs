@@ -196,6 +196,16 @@ pub fn extract(
     }
 }
 
+/// Whether a family's parsers are heavy enough (and fed hostile input often enough) to run in a
+/// child process ([`extract_isolated`]) in production: PDF, DOCX and spreadsheets. Text, CSV, JSON
+/// and images are bounded before parsing and run in-process.
+pub fn prefers_isolation(file_type: FileType) -> bool {
+    matches!(
+        file_type,
+        FileType::Pdf | FileType::Docx | FileType::Xlsx | FileType::Xls | FileType::Ods
+    )
+}
+
 fn extract_unguarded(
     file_type: FileType,
     bytes: &[u8],
