@@ -4,7 +4,11 @@
 # seeded from corpus/ (scripts/corpus.sh) when present. Without them: the stable mutation runner
 # (lib/tests/extract_smoke.rs) for the same total time. Exits non-zero on a crash, a hang or an OOM.
 #
-# Usage: scripts/fuzz-smoke.sh [TARGET...]     FUZZ_INSTALL=1 installs cargo-fuzz when missing.
+# Usage: scripts/fuzz-smoke.sh [TARGET...]
+#   FUZZ_ENGINE=auto|libfuzzer|stable  (auto: libFuzzer when cargo-fuzz and nightly are there)
+#   FUZZ_INSTALL=1                     installs cargo-fuzz when missing
+# Cold cost: libFuzzer builds the library and its dependencies with coverage instrumentation on
+# nightly (tens of minutes on 2 cores); the stable runner reuses the debug test build.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,7 +25,12 @@ if have_nightly && ! have_cargo_fuzz && [[ "${FUZZ_INSTALL:-0}" == "1" ]]; then
   cargo install cargo-fuzz --locked
 fi
 
-if have_nightly && have_cargo_fuzz; then
+engine="${FUZZ_ENGINE:-auto}"
+if [[ "$engine" == "auto" ]]; then
+  if have_nightly && have_cargo_fuzz; then engine=libfuzzer; else engine=stable; fi
+fi
+
+if [[ "$engine" == "libfuzzer" ]]; then
   cd "$root/fuzz"
   for t in "${targets[@]}"; do
     seeds="$root/fuzz/corpus/$t"
@@ -42,8 +51,8 @@ if have_nightly && have_cargo_fuzz; then
       -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1
   done
 else
-  echo "fuzz-smoke: cargo-fuzz or nightly missing; running the stable mutation runner instead"
+  echo "fuzz-smoke: stable mutation runner (all families) for $((secs * ${#targets[@]}))s"
   total=$((secs * ${#targets[@]}))
   cd "$root"
-  FUZZ_SMOKE_SECS="$total" cargo test --release -p conversa --test extract_smoke -- --ignored --nocapture
+  FUZZ_SMOKE_SECS="$total" cargo test -p conversa --test extract_smoke -- --ignored --nocapture
 fi

@@ -26,8 +26,11 @@ fn peak_rss_kb() -> u64 {
 fn run(engine: &str, name: &str, bytes: &[u8]) -> Result<(String, u32), String> {
     match engine {
         "conversa" => {
+            // The benchmark measures reading, not the product's cutting policy: no row or text cap.
             let limits = Limits {
                 max_bytes: u64::MAX,
+                max_rows: usize::MAX,
+                max_chars: usize::MAX,
                 ..Limits::default()
             };
             let d = detect(bytes, name, None).map_err(|e| e.to_string())?;
@@ -51,7 +54,7 @@ fn run(engine: &str, name: &str, bytes: &[u8]) -> Result<(String, u32), String> 
             }
             Ok((s, pages.len() as u32))
         }
-        #[cfg(feature = "alternatives")]
+        #[cfg(feature = "oxide")]
         "pdf_oxide" => {
             let doc =
                 pdf_oxide::PdfDocument::from_bytes(bytes.to_vec()).map_err(|e| e.to_string())?;
