@@ -34,6 +34,9 @@ fi
 step "rust tests"
 cargo test --workspace --all-features
 
+step "fuzz smoke (every extraction target, briefly)"
+FUZZ_ENGINE="${FUZZ_ENGINE:-stable}" FUZZ_SECS="${FUZZ_SECS:-10}" bash scripts/fuzz-smoke.sh
+
 if [[ -f frontend/package.json ]]; then
   step "frontend"
   cargo build --all-features -p conversa-local

@@ -608,6 +608,8 @@ async fn a_zip_bomb_is_refused_quickly() {
         let mut zip = zip::ZipWriter::new(&mut buf);
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("[Content_Types].xml", opts).unwrap();
+        zip.write_all(br#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>"#).unwrap();
         zip.start_file("word/document.xml", opts).unwrap();
         let zeros = vec![b' '; 1024 * 1024];
         for _ in 0..260 {

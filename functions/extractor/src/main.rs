@@ -6,6 +6,9 @@ use conversa::{jobs, local, AppState, Config};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if let Some(code) = conversa::extract::child_main() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     local::init_tracing();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,7 @@
 //! Type detection: binary families from their magic bytes (they must agree with the claimed type or
 //! extension), text families from the claimed type or extension (the bytes must be text).
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 
 use super::{Detected, ExtractError};
 use crate::domain::FileType;
@@ -56,11 +56,14 @@ fn claimed(filename: &str, content_type: Option<&str>) -> Option<FileType> {
 
 /// What the bytes are, for binary families.
 fn sniff(bytes: &[u8]) -> Option<(FileType, &'static str)> {
+    // The header may follow up to 1 KB of junk; then the file must also end like a PDF, so that a
+    // text file that merely mentions "%PDF-" stays text.
+    let tail = &bytes[bytes.len().saturating_sub(2048)..];
     if bytes.starts_with(b"%PDF-")
-        || (bytes.len() > 5
-            && bytes[..bytes.len().min(1024)]
-                .windows(5)
-                .any(|w| w == b"%PDF-"))
+        || (bytes[..bytes.len().min(1024)]
+            .windows(5)
+            .any(|w| w == b"%PDF-")
+            && tail.windows(5).any(|w| w == b"%%EOF"))
     {
         return Some((FileType::Pdf, "application/pdf"));
     }
@@ -77,7 +80,7 @@ fn sniff(bytes: &[u8]) -> Option<(FileType, &'static str)> {
         return Some((FileType::Image, "image/gif"));
     }
     if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
-        return Some((FileType::Xls, "application/vnd.ms-excel"));
+        return Some(ole_family(bytes));
     }
     if bytes.starts_with(b"PK\x03\x04") {
         return zip_family(bytes);
@@ -85,33 +88,67 @@ fn sniff(bytes: &[u8]) -> Option<(FileType, &'static str)> {
     None
 }
 
-/// Tells DOCX, XLSX and ODS apart by the entries of the zip.
+/// OLE compound files: an Excel 97-2003 workbook, an encrypted Office Open XML document (which
+/// lives in such a container), or something else (legacy Word, PowerPoint, MSI…).
+fn ole_family(bytes: &[u8]) -> (FileType, &'static str) {
+    let has = |name: &str| {
+        let utf16: Vec<u8> = name.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        bytes.windows(utf16.len()).any(|w| w == utf16.as_slice())
+    };
+    if has("EncryptedPackage") {
+        return (FileType::Xlsx, ENCRYPTED_OOXML);
+    }
+    if has("Workbook") || has("Book") {
+        return (FileType::Xls, "application/vnd.ms-excel");
+    }
+    (FileType::Text, OTHER)
+}
+
+/// Marks an encrypted Office Open XML document in [`sniff`]'s answer.
+const ENCRYPTED_OOXML: &str = "application/x-encrypted-ooxml";
+/// Marks a container that is no document this product reads (zip, other OLE files).
+const OTHER: &str = "application/octet-stream";
+
+/// Tells DOCX, XLSX and ODS apart by the entries of the zip (its central directory only: nothing is
+/// decompressed here).
 fn zip_family(bytes: &[u8]) -> Option<(FileType, &'static str)> {
-    let archive = zip::ZipArchive::new(Cursor::new(bytes)).ok()?;
+    let Ok(mut archive) = zip::ZipArchive::new(Cursor::new(bytes)) else {
+        return Some((FileType::Text, OTHER));
+    };
     let names: Vec<String> = archive
         .file_names()
         .filter_map(Result::ok)
         .map(|n| n.into_owned())
         .collect();
-    if names.iter().any(|n| n.starts_with("word/")) {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let has_types = names.contains(&"[Content_Types].xml");
+    if has_types && names.iter().any(|n| n.starts_with("word/")) {
         return Some((
             FileType::Docx,
             "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         ));
     }
-    if names.iter().any(|n| n.starts_with("xl/")) {
+    if has_types && names.iter().any(|n| n.starts_with("xl/")) {
         return Some((
             FileType::Xlsx,
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         ));
     }
-    if names.iter().any(|n| n == "mimetype") && names.iter().any(|n| n == "content.xml") {
-        return Some((
-            FileType::Ods,
-            "application/vnd.oasis.opendocument.spreadsheet",
-        ));
+    if names.contains(&"content.xml") {
+        // The mimetype entry says which OpenDocument this is (text, spreadsheet, …).
+        let mut mimetype = String::new();
+        if let Ok(entry) = archive.by_name("mimetype") {
+            let _ = entry.take(128).read_to_string(&mut mimetype);
+        }
+        let spreadsheet = mimetype.trim() == "application/vnd.oasis.opendocument.spreadsheet";
+        if spreadsheet {
+            return Some((
+                FileType::Ods,
+                "application/vnd.oasis.opendocument.spreadsheet",
+            ));
+        }
     }
-    Some((FileType::Text, "application/zip"))
+    Some((FileType::Text, OTHER))
 }
 
 fn is_text(bytes: &[u8]) -> bool {
@@ -138,8 +175,11 @@ pub fn detect(
     let claim = claimed(filename, content_type);
     let sniffed = sniff(bytes);
     match (sniffed, claim) {
-        (Some((_, "application/zip")), _) => Err(ExtractError::Unsupported(format!(
-            "{filename} is a zip archive, not a document this assistant reads (PDF, DOCX, XLSX, XLS, ODS, CSV, text, JSON, images)"
+        (Some((_, ENCRYPTED_OOXML)), _) => Err(ExtractError::Encrypted(format!(
+            "{filename} is password-protected; remove the password and upload it again"
+        ))),
+        (Some((_, OTHER)), _) => Err(ExtractError::Unsupported(format!(
+            "{filename} is an archive or a legacy Office file, not a document this assistant reads (PDF, DOCX, XLSX, XLS, ODS, CSV, text, JSON, images)"
         ))),
         (Some((found, ct)), Some(want)) if found == want => Ok(Detected { file_type: found, content_type: ct.to_owned() }),
         (Some((found, _)), Some(want)) => Err(ExtractError::Mismatch(format!(
@@ -183,6 +223,36 @@ mod tests {
         assert!(matches!(e, ExtractError::Mismatch(_)), "{e:?}");
         let e = detect(b"\x89PNG\r\n\x1a\n....", "report.pdf", None).unwrap_err();
         assert!(matches!(e, ExtractError::Mismatch(_)), "{e:?}");
+    }
+
+    #[test]
+    fn containers_that_are_no_document_are_refused() {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.start_file("notes.txt", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(b"hello").unwrap();
+        let plain_zip = w.finish().unwrap().into_inner();
+        let e = detect(&plain_zip, "report.docx", None).unwrap_err();
+        assert!(matches!(e, ExtractError::Unsupported(_)), "{e:?}");
+        let e = detect(&plain_zip, "archive.zip", None).unwrap_err();
+        assert!(matches!(e, ExtractError::Unsupported(_)), "{e:?}");
+        // A legacy Word file is an OLE container with no workbook stream.
+        let mut doc = vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+        doc.extend("WordDocument".encode_utf16().flat_map(u16::to_le_bytes));
+        let e = detect(&doc, "old.doc", None).unwrap_err();
+        assert!(matches!(e, ExtractError::Unsupported(_)), "{e:?}");
+        // An encrypted DOCX/XLSX lives in an OLE container too.
+        let mut enc = vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+        enc.extend("EncryptedPackage".encode_utf16().flat_map(u16::to_le_bytes));
+        let e = detect(&enc, "secret.xlsx", None).unwrap_err();
+        assert!(matches!(e, ExtractError::Encrypted(_)), "{e:?}");
+    }
+
+    #[test]
+    fn a_text_file_that_mentions_a_pdf_header_stays_text() {
+        let d = detect(b"notes: files start with %PDF-1.7\n", "notes.txt", None).unwrap();
+        assert_eq!(d.file_type, FileType::Text);
     }
 
     #[test]

@@ -1,33 +1,9 @@
-//! Extraction per family.
+//! Text families: plain text (UTF-8, UTF-16 with BOM, Windows-1252/Latin-1 fallback), CSV (delimiter
+//! and encoding detected, rendered as a pipe table, cut with a note when long) and JSON
+//! (pretty-printed).
 
-use std::io::{Cursor, Read};
-
-use super::{ExtractError, Extracted, Limits, PreparedImage};
-use crate::domain::FileType;
-
-pub(super) fn extract(
-    file_type: FileType,
-    bytes: &[u8],
-    limits: &Limits,
-) -> Result<Extracted, ExtractError> {
-    let mut out = match file_type {
-        FileType::Pdf => pdf(bytes, limits)?,
-        FileType::Docx => docx(bytes, limits)?,
-        FileType::Xlsx | FileType::Xls | FileType::Ods => sheets(file_type, bytes, limits)?,
-        FileType::Csv | FileType::Text => Extracted {
-            text: decode_text(bytes),
-            ..Default::default()
-        },
-        FileType::Json => json(bytes)?,
-        FileType::Image => image(bytes, limits)?,
-    };
-    if out.text.chars().count() > limits.max_chars {
-        let cut: String = out.text.chars().take(limits.max_chars).collect();
-        out.text = cut;
-        out.note = Some(format!("Text cut at {} characters.", limits.max_chars));
-    }
-    Ok(out)
-}
+use super::markdown;
+use super::{ExtractError, Extracted, Limits};
 
 /// UTF-8, UTF-16 with BOM, else Windows-1252 (a superset of Latin-1).
 pub(super) fn decode_text(bytes: &[u8]) -> String {
@@ -41,7 +17,14 @@ pub(super) fn decode_text(bytes: &[u8]) -> String {
     }
 }
 
-fn json(bytes: &[u8]) -> Result<Extracted, ExtractError> {
+pub(super) fn plain(bytes: &[u8]) -> Extracted {
+    Extracted {
+        text: decode_text(bytes).replace("\r\n", "\n"),
+        ..Default::default()
+    }
+}
+
+pub(super) fn json(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     let text = decode_text(bytes);
     let value: serde_json::Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
         .map_err(|e| ExtractError::Corrupt(format!("this JSON file is not valid JSON: {e}")))?;
@@ -53,183 +36,139 @@ fn json(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     })
 }
 
-/// Refuses zip archives whose entries would expand past the limits, before any parser reads them.
-pub(super) fn check_zip(bytes: &[u8], limits: &Limits) -> Result<(), ExtractError> {
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|_| {
-        ExtractError::Corrupt("the document is damaged (its zip structure cannot be read)".into())
-    })?;
-    if archive.len() > limits.max_zip_entries {
-        return Err(ExtractError::TooLarge(format!(
-            "the document has {} parts; the limit is {}",
-            archive.len(),
-            limits.max_zip_entries
-        )));
-    }
-    let mut total: u64 = 0;
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(|_| {
-            ExtractError::Corrupt("the document is damaged (a part cannot be read)".into())
-        })?;
-        if entry.encrypted() {
-            return Err(ExtractError::Encrypted(
-                "the document is password-protected".into(),
-            ));
+/// The delimiter that splits the first lines into the most, and most consistent, fields.
+fn sniff_delimiter(text: &str) -> u8 {
+    let sample: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(20)
+        .collect();
+    let mut best = (b',', 0usize);
+    for d in [b',', b';', b'\t', b'|'] {
+        let counts: Vec<usize> = sample
+            .iter()
+            .map(|l| {
+                let mut r = csv::ReaderBuilder::new()
+                    .delimiter(d)
+                    .has_headers(false)
+                    .flexible(true)
+                    .from_reader(l.as_bytes());
+                r.records()
+                    .next()
+                    .and_then(Result::ok)
+                    .map_or(0, |rec| rec.len())
+            })
+            .collect();
+        let Some(&first) = counts.first() else {
+            continue;
+        };
+        if first < 2 {
+            continue;
         }
-        // Count what really comes out, not what the header claims.
-        let budget = limits.max_decompressed_bytes.saturating_sub(total) + 1;
-        let n =
-            std::io::copy(&mut (&mut entry).take(budget), &mut std::io::sink()).map_err(|_| {
-                ExtractError::Corrupt(
-                    "the document is damaged (a part cannot be decompressed)".into(),
-                )
-            })?;
-        total += n;
-        if total > limits.max_decompressed_bytes {
-            return Err(ExtractError::TooLarge(format!(
-                "the document expands to more than {} MB; it is refused as a possible zip bomb",
-                limits.max_decompressed_bytes / (1024 * 1024)
-            )));
+        // Lines that agree with the first line's field count, times that count.
+        let agree = counts.iter().filter(|&&c| c == first).count();
+        let score = agree * 100 + first;
+        if score > best.1 {
+            best = (d, score);
         }
     }
-    Ok(())
+    best.0
 }
 
-fn pdf(bytes: &[u8], _limits: &Limits) -> Result<Extracted, ExtractError> {
-    let doc = pdf_extract::extract_text_from_mem_by_pages(bytes).map_err(|e| {
-        let msg = e.to_string();
-        if msg.to_ascii_lowercase().contains("encrypt") {
-            ExtractError::Encrypted("the PDF is password-protected".into())
-        } else {
-            ExtractError::Corrupt("the PDF is damaged or not readable".into())
+pub(super) fn csv(bytes: &[u8], limits: &Limits) -> Result<Extracted, ExtractError> {
+    let text = decode_text(bytes);
+    let text = text.trim_start_matches('\u{feff}');
+    let delimiter = sniff_delimiter(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let max_rows = limits.max_rows.max(1);
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut total = 0usize;
+    for rec in reader.records() {
+        let Ok(rec) = rec else {
+            // A malformed line (bad quoting) is kept as text rather than refusing the file.
+            continue;
+        };
+        if rec.iter().all(|c| c.trim().is_empty()) {
+            continue;
         }
-    })?;
-    let pages = doc.len() as u32;
-    let mut text = String::new();
-    for (i, page) in doc.iter().enumerate() {
-        if !text.is_empty() {
-            text.push_str("\n\n");
+        total += 1;
+        if rows.len() < max_rows {
+            rows.push(rec.iter().map(str::to_owned).collect());
         }
-        text.push_str(&format!("[page {}]\n", i + 1));
-        text.push_str(page.trim());
     }
-    let note = doc.iter().all(|p| p.trim().is_empty()).then(|| {
-        "This PDF has no text layer (it looks scanned); its text could not be read.".to_owned()
-    });
+    if rows.is_empty() {
+        return Ok(Extracted {
+            text: text.to_owned(),
+            ..Default::default()
+        });
+    }
+    let mut out = String::new();
+    markdown::table(&rows, &mut out);
+    let note = if total > rows.len() {
+        out.push_str(&format!("\n[{} more rows not shown]\n", total - rows.len()));
+        Some(format!(
+            "The first {} of {total} rows are shown ({} cut).",
+            rows.len(),
+            total - rows.len()
+        ))
+    } else {
+        None
+    };
     Ok(Extracted {
-        text,
-        pages: Some(pages),
-        image: None,
+        text: out,
         note,
-    })
-}
-
-fn docx(bytes: &[u8], limits: &Limits) -> Result<Extracted, ExtractError> {
-    check_zip(bytes, limits)?;
-    let doc = docx_rs::read_docx(bytes).map_err(|_| {
-        ExtractError::Corrupt("the DOCX document is damaged or not readable".into())
-    })?;
-    let mut text = String::new();
-    for child in doc.document.children {
-        if let docx_rs::DocumentChild::Paragraph(p) = child {
-            text.push_str(&p.raw_text());
-            text.push('\n');
-        }
-    }
-    Ok(Extracted {
-        text,
         ..Default::default()
     })
 }
 
-fn sheets(file_type: FileType, bytes: &[u8], limits: &Limits) -> Result<Extracted, ExtractError> {
-    use calamine::{Data, Reader};
-    if file_type != FileType::Xls {
-        check_zip(bytes, limits)?;
-    }
-    let mut wb = calamine::open_workbook_auto_from_rs(Cursor::new(bytes.to_vec()))
-        .map_err(|_| ExtractError::Corrupt("the spreadsheet is damaged or not readable".into()))?;
-    let names = wb.sheet_names().to_vec();
-    let mut text = String::new();
-    for name in &names {
-        let range = wb
-            .worksheet_range(name)
-            .map_err(|_| ExtractError::Corrupt(format!("the sheet {name} cannot be read")))?;
-        text.push_str(&format!("## Sheet: {name}\n\n"));
-        for row in range.rows() {
-            let cells: Vec<String> = row
-                .iter()
-                .map(|c| match c {
-                    Data::Empty => String::new(),
-                    other => other.to_string(),
-                })
-                .collect();
-            if cells.iter().all(String::is_empty) {
-                continue;
-            }
-            text.push_str("| ");
-            text.push_str(&cells.join(" | "));
-            text.push_str(" |\n");
-        }
-        text.push('\n');
-    }
-    Ok(Extracted {
-        text,
-        pages: Some(names.len() as u32),
-        ..Default::default()
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn image(bytes: &[u8], limits: &Limits) -> Result<Extracted, ExtractError> {
-    let reader = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|_| ExtractError::Corrupt("the image cannot be read".into()))?;
-    let format = reader
-        .format()
-        .ok_or_else(|| ExtractError::Corrupt("the image format is not recognised".into()))?;
-    let (w, h) = reader
-        .into_dimensions()
-        .map_err(|_| ExtractError::Corrupt("the image is damaged".into()))?;
-    if u64::from(w) * u64::from(h) > limits.max_image_pixels {
-        return Err(ExtractError::TooLarge(format!(
-            "the image is {w}×{h} pixels; the limit is {} megapixels",
-            limits.max_image_pixels / 1_000_000
-        )));
+    #[test]
+    fn encodings_are_detected() {
+        assert_eq!(decode_text("héllo".as_bytes()), "héllo");
+        assert_eq!(decode_text(b"caf\xe9"), "café");
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("hé".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        assert_eq!(decode_text(&utf16), "hé");
     }
-    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
-    let mut lim = image::Limits::default();
-    lim.max_alloc = Some(limits.max_image_pixels * 4 + 1024);
-    reader.limits(lim);
-    let img = reader
-        .decode()
-        .map_err(|_| ExtractError::Corrupt("the image is damaged".into()))?;
-    let side = limits.max_image_side;
-    let img = if img.width() > side || img.height() > side {
-        img.resize(side, side, image::imageops::FilterType::Triangle)
-    } else {
-        img
-    };
-    let mut out = Cursor::new(Vec::new());
-    let (fmt, mime) = if img.color().has_alpha() {
-        (image::ImageFormat::Png, "image/png")
-    } else {
-        (image::ImageFormat::Jpeg, "image/jpeg")
-    };
-    let img = if fmt == image::ImageFormat::Jpeg {
-        image::DynamicImage::ImageRgb8(img.to_rgb8())
-    } else {
-        img
-    };
-    img.write_to(&mut out, fmt)
-        .map_err(|_| ExtractError::Corrupt("the image cannot be re-encoded".into()))?;
-    Ok(Extracted {
-        text: String::new(),
-        pages: None,
-        image: Some(PreparedImage {
-            mime: mime.to_owned(),
-            data: out.into_inner().into(),
-            width: img.width(),
-            height: img.height(),
-        }),
-        note: None,
-    })
+
+    #[test]
+    fn csv_delimiters_are_detected_and_rendered_as_a_table() {
+        let out = csv(b"name;price\nTea;1,50\nCoffee;2,00\n", &Limits::default()).unwrap();
+        assert_eq!(
+            out.text,
+            "| name | price |\n| --- | --- |\n| Tea | 1,50 |\n| Coffee | 2,00 |\n"
+        );
+        let out = csv(b"a\tb\n1\t2\n", &Limits::default()).unwrap();
+        assert!(out.text.starts_with("| a | b |"), "{}", out.text);
+        let out = csv(b"x,\"y, z\"\n1,2\n", &Limits::default()).unwrap();
+        assert!(out.text.contains("| y, z |"), "{}", out.text);
+    }
+
+    #[test]
+    fn long_csv_is_cut_with_a_note() {
+        let mut data = String::from("n,sq\n");
+        for i in 0..100 {
+            data.push_str(&format!("{i},{}\n", i * i));
+        }
+        let limits = Limits {
+            max_rows: 10,
+            ..Limits::default()
+        };
+        let out = csv(data.as_bytes(), &limits).unwrap();
+        assert_eq!(
+            out.note.as_deref(),
+            Some("The first 10 of 101 rows are shown (91 cut).")
+        );
+        assert!(out.text.contains("| 8 | 64 |"));
+        assert!(!out.text.contains("| 9 | 81 |"));
+    }
 }

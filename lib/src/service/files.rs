@@ -78,7 +78,14 @@ pub async fn extract_bytes(
     let claimed = content_type.map(str::to_owned);
     let work = tokio::task::spawn_blocking(move || {
         let detected = extract::detect(&bytes, &name, claimed.as_deref())?;
-        let out = extract::extract(detected.file_type, &bytes, &limits)?;
+        // Heavy parsers run in a child process with a memory and time cap when this binary can
+        // serve as its own child: a parser that loops or balloons is killed, the server stays up.
+        let out =
+            if extract::isolation_available() && extract::prefers_isolation(detected.file_type) {
+                extract::extract_isolated(detected.file_type, &bytes, &limits)?
+            } else {
+                extract::extract(detected.file_type, &bytes, &limits)?
+            };
         if let Some(p) = progress {
             let _ = p.send(100);
         }

@@ -1,0 +1,117 @@
+//! Extraction in a child process: the result crosses the process boundary intact, errors come back
+//! as the same variants, and a child that runs past its time or memory is stopped with a clear
+//! error. The child is this test binary re-executed on the `child_entry` test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod extract_support;
+
+use std::time::{Duration, Instant};
+
+use conversa::domain::FileType;
+use conversa::extract::{
+    child_main, extract, extract_isolated_with, ExtractError, Isolation, Limits,
+};
+use extract_support::*;
+
+/// In a child (CONVERSA_EXTRACT_CHILD=1) this runs the extraction and exits; in a normal test run
+/// it does nothing.
+#[test]
+fn child_entry() {
+    if let Some(code) = child_main() {
+        std::process::exit(code);
+    }
+}
+
+fn isolation() -> Isolation {
+    Isolation {
+        program: std::env::current_exe().unwrap(),
+        args: vec![
+            "child_entry".into(),
+            "--exact".into(),
+            "--nocapture".into(),
+            "--test-threads=1".into(),
+        ],
+    }
+}
+
+#[test]
+fn isolated_results_equal_in_process_results() {
+    let cases: Vec<(FileType, Vec<u8>)> = vec![
+        (
+            FileType::Pdf,
+            pdf_with_pages(&["first page", "second page"]),
+        ),
+        (FileType::Docx, docx(&p("hello from a document"))),
+        (FileType::Image, png(40, 30)),
+        (FileType::Csv, b"a,b\n1,2\n".to_vec()),
+    ];
+    for (t, bytes) in cases {
+        let limits = Limits::default();
+        let inside = extract(t, &bytes, &limits).unwrap();
+        let outside = extract_isolated_with(&isolation(), t, &bytes, &limits).unwrap();
+        assert_eq!(inside, outside, "{t:?}");
+    }
+}
+
+#[test]
+fn isolated_errors_keep_their_kind() {
+    let e = extract_isolated_with(
+        &isolation(),
+        FileType::Pdf,
+        include_bytes!("fixtures/encrypted-user-password.pdf"),
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, ExtractError::Encrypted(_)), "{e:?}");
+    let e =
+        extract_isolated_with(&isolation(), FileType::Json, b"{", &Limits::default()).unwrap_err();
+    assert!(matches!(e, ExtractError::Corrupt(_)), "{e:?}");
+}
+
+#[test]
+fn a_child_past_its_time_is_killed() {
+    // A large image takes a while to decode and downscale; the limit is far shorter.
+    let bytes = png(4000, 4000);
+    let limits = Limits {
+        timeout: Duration::from_millis(30),
+        ..Limits::default()
+    };
+    let started = Instant::now();
+    let e = extract_isolated_with(&isolation(), FileType::Image, &bytes, &limits).unwrap_err();
+    assert!(matches!(e, ExtractError::Timeout(_)), "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_child_past_its_memory_is_stopped_with_a_clear_error() {
+    // Decoding 5000×5000 RGB needs 75 MB, then as much again to convert and downscale; the child gets far less address space than that
+    // on top of what the test binary itself maps.
+    let bytes = png(5000, 5000);
+    let limits = Limits {
+        child_memory_bytes: 96 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let e = extract_isolated_with(&isolation(), FileType::Image, &bytes, &limits).unwrap_err();
+    assert!(matches!(e, ExtractError::TooLarge(_)), "{e:?}");
+    assert!(e.to_string().contains("memory"), "{e}");
+    // With room enough, the same file is read.
+    let roomy = Limits {
+        child_memory_bytes: 2048 * 1024 * 1024,
+        ..Limits::default()
+    };
+    assert!(extract_isolated_with(&isolation(), FileType::Image, &bytes, &roomy).is_ok());
+}
+
+#[test]
+fn a_missing_program_is_a_clear_error_not_a_panic() {
+    let iso = Isolation {
+        program: "/nonexistent/conversa-child".into(),
+        args: Vec::new(),
+    };
+    let e = extract_isolated_with(&iso, FileType::Text, b"hi", &Limits::default()).unwrap_err();
+    assert!(e.to_string().contains("could not be read"), "{e}");
+}
