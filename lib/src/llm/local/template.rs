@@ -533,8 +533,8 @@ mod tests {
         let t = smol();
         let messages = [
             msg(ChatRole::System, "S"),
-            msg(ChatRole::User, &"a".repeat(100)),
-            msg(ChatRole::Assistant, &"b".repeat(100)),
+            msg(ChatRole::User, &"k".repeat(100)),
+            msg(ChatRole::Assistant, &"j".repeat(100)),
             msg(ChatRole::User, &"c".repeat(100)),
             msg(ChatRole::Assistant, &"d".repeat(100)),
             msg(ChatRole::User, "question"),
@@ -552,7 +552,7 @@ mod tests {
             .filter(|&&i| i >= 1000)
             .map(|&i| char::from_u32(i - 1000).unwrap())
             .collect();
-        assert!(!text.contains('a') && !text.contains('b'));
+        assert!(!text.contains('k') && !text.contains('j'));
         assert!(text.contains(&"c".repeat(100)) && text.contains("question"));
         assert!(text.starts_with("system\nS"));
         assert!(!p.truncated);
