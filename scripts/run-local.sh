@@ -9,6 +9,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# Two malloc arenas: the model's threads otherwise each keep freed memory (see BENCHMARKS.md).
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 
 if [[ -z "${OPENAI_API_KEY:-}" && -z "${OPENAI_BASE_URL:-}" && -z "${CONVERSA_LOCAL_MODEL:-}" ]]; then
     scripts/fetch-model.sh
