@@ -141,7 +141,7 @@ impl LocalModel {
             .and_then(|v| v.to_u32().ok())
             .map_or(2048, |n| n as usize);
         // The rotary tables of the candle model cover MAX_SEQ_LEN positions.
-        let context_window = trained.min(MAX_SEQ_LEN);
+        let context_window = trained.clamp(16, MAX_SEQ_LEN);
         let weights = match format {
             WeightFormat::AsStored => ModelWeights::from_gguf(content, &mut reader, &Device::Cpu),
             WeightFormat::Q4_1AsQ8_0 => {
@@ -225,7 +225,7 @@ impl LocalModel {
             .map_or(DEFAULT_MAX_ANSWER_TOKENS, |n| n as usize);
         Params {
             // Leave at least half the window to the prompt.
-            max_new: asked.clamp(1, window / 2),
+            max_new: asked.clamp(1, (window / 2).max(1)),
             temperature: request
                 .temperature
                 .map_or(DEFAULT_TEMPERATURE, |t| f64::from(t.max(0.0))),
@@ -256,7 +256,7 @@ fn generate(
     cancel: &AtomicBool,
 ) -> Result<(), LlmError> {
     let tok = &shared.tokenizer;
-    let budget = shared.context_window - params.max_new;
+    let budget = shared.context_window.saturating_sub(params.max_new);
     let prompt = shared
         .template
         .build(&request.messages, budget, &|t: &str| tok.encode(t))
