@@ -10,14 +10,14 @@ for tool in cargo node npm; do
   command -v "$tool" >/dev/null || { echo "run: $tool is required" >&2; exit 1; }
 done
 
-if [[ -f frontend/package.json ]]; then
-  echo "[run] building the frontend" >&2
-  (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
-fi
+echo "[run] building the frontend" >&2
+(cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
 
-if [[ -z "${OPENAI_API_KEY:-}" && -z "${OPENAI_BASE_URL:-}" && -f scripts/fetch-model.sh ]]; then
+if [[ -z "${OPENAI_API_KEY:-}" && -z "${OPENAI_BASE_URL:-}" && -z "${CONVERSA_LOCAL_MODEL:-}" ]]; then
   bash scripts/fetch-model.sh >&2
 fi
+# Two malloc arenas: the model's threads otherwise each keep the memory they freed (BENCHMARKS.md).
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 
 echo "[run] building conversa-local (release)" >&2
 exec cargo run --release --quiet -p conversa-local

@@ -22,14 +22,11 @@ bash scripts/services.sh start >/dev/null
 # Adapter suites and the Lambda emulator test fail instead of skipping when a service or tool is missing.
 export CONVERSA_REQUIRE_SERVICES=1
 
-if [[ -f scripts/corpus.sh ]]; then
-  step "real-world documents"
-  bash scripts/corpus.sh
-fi
-if [[ -f scripts/fetch-model.sh ]]; then
-  step "offline model"
-  bash scripts/fetch-model.sh
-fi
+step "real-world documents"
+bash scripts/corpus.sh
+
+step "offline model"
+bash scripts/fetch-model.sh
 
 step "rust tests"
 cargo test --workspace --all-features
@@ -37,9 +34,7 @@ cargo test --workspace --all-features
 step "fuzz smoke (every extraction target, briefly)"
 FUZZ_ENGINE="${FUZZ_ENGINE:-stable}" FUZZ_SECS="${FUZZ_SECS:-10}" bash scripts/fuzz-smoke.sh
 
-if [[ -f frontend/package.json ]]; then
-  step "frontend"
-  cargo build --all-features -p conversa-local
-  export CONVERSA_LOCAL_BIN="$CARGO_TARGET_DIR/debug/conversa-local"
-  (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run build && npm run test:e2e)
-fi
+step "frontend: unit and browser tests"
+cargo build --all-features -p conversa-local
+export CONVERSA_LOCAL_BIN="$CARGO_TARGET_DIR/debug/conversa-local"
+(cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run test:e2e)

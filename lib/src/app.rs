@@ -146,7 +146,7 @@ impl AppState {
                 config.openai_api_key = Some(read_parameter(&name).await?);
             }
         }
-        let model = build_model(&config)?;
+        let model = build_model(&config).await?;
         #[cfg(feature = "sqs")]
         let queue = config.jobs_queue_url.clone();
         #[allow(unused_mut)]
@@ -193,19 +193,66 @@ async fn read_parameter(_name: &str) -> Result<String, BuildError> {
 }
 
 /// The remote OpenAI-compatible provider when configured; otherwise the local model when built in.
-fn build_model(config: &Config) -> Result<Arc<dyn ChatModel>, BuildError> {
-    let remote = || -> Result<Arc<dyn ChatModel>, BuildError> {
-        Ok(Arc::new(
-            crate::llm::openai::OpenAiModel::new(
-                config.openai_api_key.as_deref(),
-                config.openai_base_url.as_deref(),
-                &config.chat_model,
-            )
-            .map_err(|e| BuildError(format!("OPENAI_BASE_URL: {e}")))?,
-        ))
-    };
+async fn build_model(config: &Config) -> Result<Arc<dyn ChatModel>, BuildError> {
     if config.uses_remote_model() {
-        return remote();
+        return remote_model(config);
     }
-    remote()
+    local_model(config).await
+}
+
+fn remote_model(config: &Config) -> Result<Arc<dyn ChatModel>, BuildError> {
+    Ok(Arc::new(
+        crate::llm::openai::OpenAiModel::new(
+            config.openai_api_key.as_deref(),
+            config.openai_base_url.as_deref(),
+            &config.chat_model,
+        )
+        .map_err(|e| BuildError(format!("OPENAI_BASE_URL: {e}")))?,
+    ))
+}
+
+/// The in-process GGUF model: `CONVERSA_LOCAL_MODEL`, else the default file. A missing file stops the
+/// start and says what to do, rather than falling back to a remote provider that has no key and would
+/// fail every chat.
+#[cfg(feature = "local-model")]
+async fn local_model(config: &Config) -> Result<Arc<dyn ChatModel>, BuildError> {
+    use crate::llm::local::{LocalModel, DEFAULT_MODEL_PATH, FETCH_SCRIPT};
+    let path = config
+        .local_model
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(DEFAULT_MODEL_PATH));
+    if !path.is_file() {
+        let what = if config.local_model.is_some() {
+            format!("CONVERSA_LOCAL_MODEL: {} does not exist", path.display())
+        } else {
+            format!(
+                "no model: the default local model {} is missing and CONVERSA_LOCAL_MODEL is not set",
+                path.display()
+            )
+        };
+        return Err(BuildError(format!(
+            "{what}. Run {FETCH_SCRIPT} to fetch SmolLM2-135M-Instruct (98 MB), point \
+             CONVERSA_LOCAL_MODEL at a GGUF chat model, or set OPENAI_API_KEY or OPENAI_BASE_URL to use \
+             a remote provider."
+        )));
+    }
+    let model = LocalModel::load_async(path)
+        .await
+        .map_err(|e| BuildError(e.to_string()))?;
+    tracing::info!(
+        model = model.name(),
+        path = %model.path().display(),
+        load_ms = model.load_time().as_millis() as u64,
+        context_window = model.context_window(),
+        "local model loaded"
+    );
+    Ok(Arc::new(model))
+}
+
+/// Without the local model built in (the Lambda functions), the remote default: chats need
+/// `OPENAI_API_KEY` or `OPENAI_BASE_URL`.
+#[cfg(not(feature = "local-model"))]
+async fn local_model(config: &Config) -> Result<Arc<dyn ChatModel>, BuildError> {
+    tracing::warn!("no model configured: set OPENAI_API_KEY or OPENAI_BASE_URL");
+    remote_model(config)
 }

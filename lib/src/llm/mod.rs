@@ -8,6 +8,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
+#[cfg(feature = "local-model")]
+pub mod local;
 pub mod openai;
 
 /// What can go wrong when calling a model.
