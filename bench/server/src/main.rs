@@ -458,17 +458,23 @@ async fn run(o: Options) -> anyhow::Result<()> {
             );
         }
         println!();
-        let added = |m: &Measured, f: fn(&Samples) -> u64| {
-            (f(&m.ttft) as f64 - f(&direct.ttft) as f64).max(1.0)
-        };
         for m in &measured[2..] {
+            let ratio = |ours: u64, theirs: u64, base: u64| {
+                let ours = ours as f64 - base as f64;
+                let theirs = theirs as f64 - base as f64;
+                if ours >= 1_000.0 && theirs > 0.0 {
+                    format!("{:.1}×", theirs / ours)
+                } else {
+                    "— (one of the two adds under 1 µs here)".to_owned()
+                }
+            };
             println!(
-                "{} adds {:.1}× what Conversa adds to TTFT at p50 and {:.1}× at p99; per token p99, {:.1}×.",
+                "{} adds, compared with what Conversa adds: time to first token p50 {}, p99 {}; per token p50 {}, p99 {}.",
                 m.target.name,
-                added(m, Samples::p50) / added(conversa, Samples::p50),
-                added(m, Samples::p99) / added(conversa, Samples::p99),
-                (m.per_token.p99() as f64 - direct.per_token.p99() as f64).max(1.0)
-                    / (conversa.per_token.p99() as f64 - direct.per_token.p99() as f64).max(1.0),
+                ratio(conversa.ttft.p50(), m.ttft.p50(), direct.ttft.p50()),
+                ratio(conversa.ttft.p99(), m.ttft.p99(), direct.ttft.p99()),
+                ratio(conversa.per_token.p50(), m.per_token.p50(), direct.per_token.p50()),
+                ratio(conversa.per_token.p99(), m.per_token.p99(), direct.per_token.p99()),
             );
         }
         println!();

@@ -45,15 +45,23 @@ impl Samples {
     }
 }
 
-/// Nanoseconds as microseconds with one decimal.
+/// Nanoseconds as microseconds with one decimal, or as milliseconds from 10 ms up.
 pub fn us(ns: u64) -> String {
-    format!("{:.1} µs", ns as f64 / 1_000.0)
+    if ns >= 10_000_000 {
+        format!("{:.1} ms", ns as f64 / 1_000_000.0)
+    } else {
+        format!("{:.1} µs", ns as f64 / 1_000.0)
+    }
 }
 
-/// A signed difference of two nanosecond values, as microseconds.
+/// A signed difference of two nanosecond values, like [`us`].
 pub fn us_diff(a: u64, b: u64) -> String {
     let d = a as f64 - b as f64;
-    format!("{:+.1} µs", d / 1_000.0)
+    if d.abs() >= 10_000_000.0 {
+        format!("{:+.1} ms", d / 1_000_000.0)
+    } else {
+        format!("{:+.1} µs", d / 1_000.0)
+    }
 }
 
 /// Nanoseconds as milliseconds with two decimals.
@@ -79,7 +87,9 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(us(1_500), "1.5 µs");
+        assert_eq!(us(12_340_000), "12.3 ms");
         assert_eq!(us_diff(1_000, 3_000), "-2.0 µs");
+        assert_eq!(us_diff(30_000_000, 0), "+30.0 ms");
         assert_eq!(ms(2_500_000), "2.50 ms");
     }
 }
