@@ -47,6 +47,9 @@ attached, their text appears in <file> blocks; cite file names and pages when yo
 pub struct StreamResult {
     /// Request sent to first token received.
     pub ttft_ns: Option<u64>,
+    /// Request sent to Conversa's `meta` event received (everything the server does before it
+    /// calls the model).
+    pub meta_ns: Option<u64>,
     /// Each token's arrival minus its writing by the model.
     pub token_latency_ns: Vec<u64>,
     /// Tokens received.
@@ -220,6 +223,7 @@ fn handle_event(
                 let t = v["text"].as_str().unwrap_or("");
                 tokens(t, now, start, result)?;
             }
+            "meta" => result.meta_ns = Some(now.saturating_sub(start)),
             "done" => result.done = true,
             "error" => return Err(format!("error event: {data}")),
             _ => {}
@@ -263,6 +267,7 @@ mod tests {
         handle_event(Protocol::Conversa, token, 110, 0, &mut r).unwrap();
         handle_event(Protocol::Conversa, b"event: done\ndata: {}", 120, 0, &mut r).unwrap();
         assert_eq!((r.ttft_ns, r.tokens, r.done), (Some(110), 1, true));
+        assert_eq!(r.meta_ns, Some(100));
         assert!(handle_event(Protocol::Conversa, b"event: error\ndata: {}", 1, 0, &mut r).is_err());
     }
 

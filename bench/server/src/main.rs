@@ -132,6 +132,7 @@ fn main() -> anyhow::Result<()> {
 struct Measured {
     target: Target,
     ttft: Samples,
+    meta: Samples,
     per_token: Samples,
     streams: u32,
     failures: Vec<String>,
@@ -139,6 +140,7 @@ struct Measured {
 
 fn measure(target: &Target, results: &[StreamResult], plan_tokens: u32) -> Measured {
     let mut ttft = Vec::new();
+    let mut meta = Vec::new();
     let mut per_token = Vec::new();
     let mut failures = Vec::new();
     for r in results {
@@ -154,11 +156,13 @@ fn measure(target: &Target, results: &[StreamResult], plan_tokens: u32) -> Measu
             continue;
         }
         ttft.extend(r.ttft_ns);
+        meta.extend(r.meta_ns);
         per_token.extend_from_slice(&r.token_latency_ns);
     }
     Measured {
         target: target.clone(),
         ttft: Samples::new(ttft),
+        meta: Samples::new(meta),
         per_token: Samples::new(per_token),
         streams: results.len() as u32,
         failures,
@@ -419,6 +423,11 @@ async fn run(o: Options) -> anyhow::Result<()> {
                 .saturating_sub(direct.per_token.p99())
                 < 50_000
         ),
+    );
+    println!(
+        "| of which before `meta` (request, store, context; the model not yet called) | | | {} | {} | | | |",
+        us(conversa.meta.p50()),
+        us(conversa.meta.p99()),
     );
     println!();
     println!(
