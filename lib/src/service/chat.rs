@@ -200,10 +200,15 @@ pub async fn start(state: &AppState, owner: &Owner, input: ChatInput) -> Result<
     for p in prepared {
         file_metas.push(files::persist(state, owner, p, Some(&conversation.id)).await?);
     }
-    let history = state
-        .store
-        .recent_messages(owner, &conversation.id, state.config.history_messages)
-        .await?;
+    // A new conversation has no history: no need to ask the store.
+    let history = if created {
+        Vec::new()
+    } else {
+        state
+            .store
+            .recent_messages(owner, &conversation.id, state.config.history_messages)
+            .await?
+    };
     let user_message = Message {
         id: MessageId::generate(),
         conversation_id: conversation.id.clone(),
