@@ -322,5 +322,6 @@ async fn a_configured_remote_provider_takes_precedence() {
     })
     .unwrap();
     let state = conversa::AppState::from_config(config).await.unwrap();
-    assert!(state.model.describe().contains("127.0.0.1:9"));
+    // The remote default model answers, not the local one.
+    assert_eq!(state.model.describe(), "gpt-4o");
 }

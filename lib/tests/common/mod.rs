@@ -29,12 +29,15 @@ pub fn unique(tag: &str) -> String {
     format!("conversa-test-{tag}-{}", uuid::Uuid::now_v7().simple())
 }
 
-/// A configuration from pairs, as the environment would give it.
+/// A configuration from pairs, as the environment would give it. These suites test adapters, not
+/// models: a provider endpoint is named (never called) so no local model is needed.
 pub fn config(pairs: &[(&str, &str)]) -> Config {
-    let map: HashMap<String, String> = pairs
+    let mut map: HashMap<String, String> = pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    map.entry("OPENAI_BASE_URL".into())
+        .or_insert_with(|| "http://127.0.0.1:9/v1".into());
     Config::from_lookup(|k| map.get(k).cloned()).unwrap()
 }
 
