@@ -75,13 +75,17 @@ async fn a_300_page_pdf_is_a_job_with_progress_and_page_250_reaches_the_context(
             ready = v;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(ready["status"], "ready", "{ready}");
     assert_eq!(ready["pages"], 300);
     assert!(ready["progress"].is_null());
     assert!(ready["token_count"].as_u64().unwrap() > 3000, "{ready}");
     assert!(!seen_progress.is_empty() && seen_progress.iter().all(|p| *p < 100));
+    assert!(
+        seen_progress.iter().any(|p| (5..100).contains(p)),
+        "progress moves page by page while the job runs: {seen_progress:?}"
+    );
 
     // The whole manual does not fit in a 4,000-token window: the page that answers does.
     let (s, b) = send(

@@ -81,6 +81,17 @@ pub fn extract_isolated_with(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<Extracted, ExtractError> {
+    extract_isolated_reporting(isolation, file_type, bytes, limits, None)
+}
+
+/// [`extract_isolated_with`], passing the child's progress (0–100) to `progress` as it comes.
+pub fn extract_isolated_reporting(
+    isolation: &Isolation,
+    file_type: FileType,
+    bytes: &[u8],
+    limits: &Limits,
+    progress: Option<&(dyn Fn(u8) + Sync)>,
+) -> Result<Extracted, ExtractError> {
     if std::env::var_os(CHILD_ENV).is_some() {
         return super::extract(file_type, bytes, limits);
     }
@@ -121,7 +132,7 @@ pub fn extract_isolated_with(
             }
         });
         let out = scope.spawn(move || stdout.map(|s| read_bounded(s, MAX_OUTPUT)));
-        let err = scope.spawn(move || stderr.map(|s| read_bounded(s, 64 * 1024)));
+        let err = scope.spawn(move || stderr.map(|s| read_stderr(s, 64 * 1024, progress)));
 
         let deadline = started + limits.timeout;
         let mut pause = Duration::from_millis(1);
@@ -194,6 +205,36 @@ fn cpu_exhausted(_status: &std::process::ExitStatus) -> bool {
     false
 }
 
+/// Starts the child's progress lines on stderr.
+const PROGRESS_PREFIX: &str = "\u{1e}progress ";
+
+/// Reads the child's stderr: progress lines go to the parent's progress sink, the rest is kept
+/// (bounded) for diagnostics.
+fn read_stderr(r: impl Read, max: usize, progress: Option<&(dyn Fn(u8) + Sync)>) -> Vec<u8> {
+    use std::io::BufRead;
+    let mut out = Vec::new();
+    for line in std::io::BufReader::new(r)
+        .split(b'\n')
+        .map_while(Result::ok)
+    {
+        let text = String::from_utf8_lossy(&line);
+        if let Some(n) = text
+            .strip_prefix(PROGRESS_PREFIX)
+            .and_then(|n| n.trim().parse::<u8>().ok())
+        {
+            if let Some(sink) = progress {
+                sink(n);
+            }
+            continue;
+        }
+        if out.len() < max {
+            out.extend_from_slice(&line);
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
 fn read_bounded(mut r: impl Read, max: usize) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = (&mut r).take(max as u64).read_to_end(&mut out);
@@ -248,7 +289,11 @@ fn run_child() -> Result<(), String> {
         serde_json::from_slice(&input[..newline]).map_err(|e| format!("header: {e}"))?;
     limit_self(memory, header.limits.timeout);
     let bytes = &input[newline + 1..];
-    let result = super::extract(header.file_type, bytes, &header.limits);
+    // Progress goes to stderr as `PROGRESS_PREFIX N` lines, which the parent reads as they come.
+    let result = super::with_progress(
+        |p| eprintln!("{PROGRESS_PREFIX}{p}"),
+        || super::extract(header.file_type, bytes, &header.limits),
+    );
     let json = serde_json::to_vec(&result).map_err(|e| format!("result: {e}"))?;
     let mut stdout = std::io::stdout().lock();
     stdout

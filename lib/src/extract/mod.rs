@@ -177,8 +177,38 @@ mod text;
 mod zipsafe;
 
 pub use detect::detect;
+
+/// Where extraction reports how far it got (0–100): set per thread by [`with_progress`].
+type ProgressSink = Box<dyn Fn(u8)>;
+
+thread_local! {
+    static PROGRESS: std::cell::RefCell<Option<ProgressSink>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `body` with `sink` receiving progress (0–100) from the extractors on this thread (PDFs
+/// report page by page).
+pub fn with_progress<R>(sink: impl Fn(u8) + 'static, body: impl FnOnce() -> R) -> R {
+    PROGRESS.with(|p| *p.borrow_mut() = Some(Box::new(sink)));
+    let out = body();
+    PROGRESS.with(|p| *p.borrow_mut() = None);
+    out
+}
+
+/// Reports that `done` of `total` units are read (a no-op without a sink).
+pub(crate) fn report_progress(done: usize, total: usize) {
+    if total == 0 {
+        return;
+    }
+    let pct = (done.saturating_mul(100) / total).min(99) as u8;
+    PROGRESS.with(|p| {
+        if let Some(sink) = p.borrow().as_ref() {
+            sink(pct);
+        }
+    });
+}
 pub use isolate::{
-    child_main, extract_isolated, extract_isolated_with, isolation_available, Isolation, CHILD_ENV,
+    child_main, extract_isolated, extract_isolated_reporting, extract_isolated_with,
+    isolation_available, Isolation, CHILD_ENV,
 };
 
 /// Extracts the text (or prepares the image) of a file whose type was decided by [`detect`], in

@@ -24,6 +24,7 @@ pub(super) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, Extrac
     let mut failed = 0usize;
     let mut chars = 0usize;
     for (i, (&number, _)) in pages.iter().enumerate() {
+        super::report_progress(i, total);
         if i >= limits.max_pages as usize {
             notes.push(format!(
                 "Only the first {} of {total} pages were read.",

@@ -68,23 +68,39 @@ pub async fn extract_bytes(
     bytes: Bytes,
     progress: Option<tokio::sync::mpsc::UnboundedSender<u8>>,
 ) -> Result<(Detected, Extracted), ApiError> {
-    let limits = state.limits.clone();
-    let timeout = if progress.is_some() {
-        limits.timeout * 10
-    } else {
-        limits.timeout
-    };
+    let mut limits = state.limits.clone();
+    if progress.is_some() {
+        // Background jobs may take longer than a request.
+        limits.timeout *= 10;
+    }
+    // Just above the child's own kill, so its clearer error wins.
+    let timeout = limits.timeout + std::time::Duration::from_secs(2);
     let name = filename.to_owned();
     let claimed = content_type.map(str::to_owned);
     let work = tokio::task::spawn_blocking(move || {
         let detected = extract::detect(&bytes, &name, claimed.as_deref())?;
+        let report = progress.clone();
+        let sink = move |p: u8| {
+            if let Some(tx) = &report {
+                let _ = tx.send(p);
+            }
+        };
         // Heavy parsers run in a child process with a memory and time cap when this binary can
         // serve as its own child: a parser that loops or balloons is killed, the server stays up.
         let out =
             if extract::isolation_available() && extract::prefers_isolation(detected.file_type) {
-                extract::extract_isolated(detected.file_type, &bytes, &limits)?
+                let isolation = extract::Isolation::current_exe()?;
+                extract::extract_isolated_reporting(
+                    &isolation,
+                    detected.file_type,
+                    &bytes,
+                    &limits,
+                    Some(&sink),
+                )?
             } else {
-                extract::extract(detected.file_type, &bytes, &limits)?
+                extract::with_progress(sink, || {
+                    extract::extract(detected.file_type, &bytes, &limits)
+                })?
             };
         if let Some(p) = progress {
             let _ = p.send(100);
