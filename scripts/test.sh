@@ -35,6 +35,6 @@ step "fuzz smoke (every extraction target, briefly)"
 FUZZ_ENGINE="${FUZZ_ENGINE:-stable}" FUZZ_SECS="${FUZZ_SECS:-10}" bash scripts/fuzz-smoke.sh
 
 step "frontend: unit and browser tests"
-cargo build --all-features -p conversa-local
+# The server binary the Rust tests above just built.
 export CONVERSA_LOCAL_BIN="$CARGO_TARGET_DIR/debug/conversa-local"
 (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run test:e2e)
