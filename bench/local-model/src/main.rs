@@ -143,6 +143,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         tokio::task::spawn_blocking(move || LocalModel::load_with(&load_path, weights)).await??;
     let load = started.elapsed();
     let rss_loaded = status_mb("VmRSS:").unwrap_or(0.0);
+    let peak_loading = status_mb("VmHWM:").unwrap_or(0.0);
 
     let short = "Write a short story about a lighthouse keeper who finds a message in a bottle.";
     let paragraph = "The quarterly report shows revenue growth in every region, with the strongest \
@@ -195,7 +196,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("|---|---|");
     println!("| load (open, parse, weights) | {} ms |", load.as_millis());
     println!(
-        "| RSS before load / after load / peak | {rss_before:.0} / {rss_loaded:.0} / {peak:.0} MB |"
+        "| RSS before load / after load / peak while loading / peak | {rss_before:.0} / {rss_loaded:.0} / {peak_loading:.0} / {peak:.0} MB |"
     );
     let s_prompt = short_runs.first().map_or(0, |r| r.prompt_tokens);
     let l_prompt = long_runs.first().map_or(0, |r| r.prompt_tokens);

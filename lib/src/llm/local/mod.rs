@@ -15,16 +15,17 @@ use async_trait::async_trait;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::LogitsProcessor;
-use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
 use futures::StreamExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::{ChatEvent, ChatModel, ChatRequest, ChatStream, LlmError, Usage};
 
+pub mod llama;
 pub mod requant;
 pub mod template;
 pub mod tokenizer;
 
+use llama::{Llama, MAX_SEQ_LEN};
 use template::ChatTemplate;
 use tokenizer::{GgufTokenizer, StreamDecoder};
 
@@ -64,7 +65,7 @@ pub enum WeightFormat {
 
 /// The model, loaded once.
 struct Shared {
-    weights: ModelWeights,
+    weights: Llama,
     tokenizer: GgufTokenizer,
     template: ChatTemplate,
     context_window: usize,
@@ -140,13 +141,13 @@ impl LocalModel {
             .get("llama.context_length")
             .and_then(|v| v.to_u32().ok())
             .map_or(2048, |n| n as usize);
-        // The rotary tables of the candle model cover MAX_SEQ_LEN positions.
+        // The rotary tables cover MAX_SEQ_LEN positions.
         let context_window = trained.clamp(16, MAX_SEQ_LEN);
         let weights = match format {
-            WeightFormat::AsStored => ModelWeights::from_gguf(content, &mut reader, &Device::Cpu),
+            WeightFormat::AsStored => Llama::from_gguf(content, &mut reader, &Device::Cpu),
             WeightFormat::Q4_1AsQ8_0 => {
                 let (mut virtual_file, _) = requant::requantize_q4_1(&mut content, reader);
-                ModelWeights::from_gguf(content, &mut virtual_file, &Device::Cpu)
+                Llama::from_gguf(content, &mut virtual_file, &Device::Cpu)
             }
         }
         .map_err(|e| invalid(path, e))?;
@@ -272,18 +273,17 @@ fn generate(
     let stops = shared.template.stop_ids();
     let mut model = shared.weights.clone();
     let device = Device::Cpu;
-    let forward =
-        |model: &mut ModelWeights, ids: &[u32], pos: usize| -> Result<Vec<f32>, LlmError> {
-            let input = Tensor::new(ids, &device)
-                .and_then(|t| t.unsqueeze(0))
-                .map_err(failed)?;
-            model
-                .forward(&input, pos)
-                .and_then(|l| l.squeeze(0))
-                .and_then(|l| l.to_dtype(candle_core::DType::F32))
-                .and_then(|l| l.to_vec1::<f32>())
-                .map_err(failed)
-        };
+    let forward = |model: &mut Llama, ids: &[u32], pos: usize| -> Result<Vec<f32>, LlmError> {
+        let input = Tensor::new(ids, &device)
+            .and_then(|t| t.unsqueeze(0))
+            .map_err(failed)?;
+        model
+            .forward(&input, pos)
+            .and_then(|l| l.squeeze(0))
+            .and_then(|l| l.to_dtype(candle_core::DType::F32))
+            .and_then(|l| l.to_vec1::<f32>())
+            .map_err(failed)
+    };
 
     let mut pos = 0usize;
     let mut logits = Vec::new();
