@@ -175,6 +175,7 @@ pub async fn start(state: &AppState, owner: &Owner, input: ChatInput) -> Result<
 
     // Everything is valid: store.
     let now = Timestamp::now();
+    // A new conversation is stored together with its first message, below.
     let (conversation, created) = match existing {
         Some(c) => (c, false),
         None => {
@@ -185,7 +186,6 @@ pub async fn start(state: &AppState, owner: &Owner, input: ChatInput) -> Result<
                 created_at: now,
                 updated_at: now,
             };
-            state.store.create_conversation(owner, &c).await?;
             (c, true)
         }
     };
@@ -197,6 +197,7 @@ pub async fn start(state: &AppState, owner: &Owner, input: ChatInput) -> Result<
         }
         file_metas.push(meta);
     }
+    let uploaded_from = file_metas.len();
     for p in prepared {
         file_metas.push(files::persist(state, owner, p, Some(&conversation.id)).await?);
     }
@@ -219,7 +220,27 @@ pub async fn start(state: &AppState, owner: &Owner, input: ChatInput) -> Result<
         status: MessageStatus::Complete,
         created_at: now,
     };
-    state.store.add_message(owner, &user_message).await?;
+    let stored = if created {
+        state
+            .store
+            .start_conversation(owner, &conversation, &user_message)
+            .await
+    } else {
+        state.store.add_message(owner, &user_message).await
+    };
+    if let Err(e) = stored {
+        if created {
+            // Files uploaded with this turn would belong to a conversation that does not exist.
+            for f in &file_metas[uploaded_from..] {
+                let _ = state.store.delete_file(owner, &f.id).await;
+                let _ = state
+                    .blobs
+                    .delete_prefix(&crate::blobs::keys::file_prefix(owner, &f.id))
+                    .await;
+            }
+        }
+        return Err(e.into());
+    }
 
     let model = input
         .model

@@ -61,7 +61,42 @@ pub async fn run_all(store: &dyn Store) {
     search_matches_titles_and_messages(store).await;
     titles(store).await;
     messages(store).await;
+    a_conversation_starts_with_its_first_message(store).await;
     files_and_delete(store).await;
+}
+
+async fn a_conversation_starts_with_its_first_message(store: &dyn Store) {
+    let owner = unique_owner("starter");
+    let c = conversation(DEFAULT_TITLE, 6_000_000);
+    let mut first = message(&c.id, Role::User, "hello there", 6_000_007);
+    first.files = vec![file(Some(&c.id), "notes.txt")];
+    store.start_conversation(&owner, &c, &first).await.unwrap();
+    let got = store
+        .get_conversation(&owner, &c.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.message_count, 1);
+    assert_eq!(got.created_at, c.created_at);
+    assert_eq!(got.updated_at, first.created_at);
+    let page = PageRequest {
+        limit: 10,
+        cursor: None,
+    };
+    let listed = store.list_messages(&owner, &c.id, &page).await.unwrap();
+    assert_eq!(listed.items, vec![first.clone()]);
+    // Nobody else sees it, and starting the same conversation twice fails without a second message.
+    assert_eq!(
+        store
+            .get_conversation(&unique_owner("other"), &c.id)
+            .await
+            .unwrap(),
+        None
+    );
+    let again = message(&c.id, Role::User, "again", 6_000_008);
+    assert!(store.start_conversation(&owner, &c, &again).await.is_err());
+    let listed = store.list_messages(&owner, &c.id, &page).await.unwrap();
+    assert_eq!(listed.items.len(), 1, "a failed start adds no message");
 }
 
 async fn conversations_are_owner_scoped(store: &dyn Store) {

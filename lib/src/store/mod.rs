@@ -58,6 +58,19 @@ pub trait Store: Send + Sync {
         conversation: &Conversation,
     ) -> Result<(), StoreError>;
 
+    /// Inserts a new conversation with its first message (`add_message`'s effects included), in one
+    /// transaction where the store has them: a turn never leaves an empty conversation behind, and the
+    /// embedded store answers in one round trip.
+    async fn start_conversation(
+        &self,
+        owner: &Owner,
+        conversation: &Conversation,
+        first: &Message,
+    ) -> Result<(), StoreError> {
+        self.create_conversation(owner, conversation).await?;
+        self.add_message(owner, first).await
+    }
+
     /// One conversation.
     async fn get_conversation(
         &self,

@@ -121,6 +121,74 @@ impl SqliteStore {
     }
 }
 
+fn insert_conversation(
+    c: &Connection,
+    owner: &Owner,
+    conv: &Conversation,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO conversations (owner, id, title, title_is_default, message_count, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            owner.as_str(),
+            conv.id.as_str(),
+            conv.title,
+            conv.title == DEFAULT_TITLE,
+            conv.message_count as i64,
+            conv.created_at.to_rfc3339(),
+            conv.updated_at.to_rfc3339()
+        ])
+    })
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Inserts a message and counts it on its conversation (inside the caller's transaction).
+fn append_message(
+    c: &Connection,
+    owner: &Owner,
+    m: &Message,
+    files_json: &str,
+) -> Result<(), StoreError> {
+    let n = c
+        .prepare_cached(
+            "UPDATE conversations SET message_count = message_count + 1, updated_at = MAX(updated_at, ?3) WHERE owner = ?1 AND id = ?2",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                owner.as_str(),
+                m.conversation_id.as_str(),
+                m.created_at.to_rfc3339()
+            ])
+        })
+        .map_err(unavailable)?;
+    if n == 0 {
+        return Err(StoreError::Corrupt(format!(
+            "conversation {} does not exist",
+            m.conversation_id
+        )));
+    }
+    c.prepare_cached(&format!(
+        "INSERT INTO messages (owner, {MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))
+    .and_then(|mut st| {
+        st.execute(params![
+            owner.as_str(),
+            m.id.as_str(),
+            m.conversation_id.as_str(),
+            m.role.as_str(),
+            m.content,
+            files_json,
+            m.token_count as i64,
+            m.status.as_str(),
+            m.created_at.to_rfc3339()
+        ])
+    })
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 fn ts(s: String) -> Result<Timestamp, StoreError> {
     Timestamp::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {s}")))
 }
@@ -198,21 +266,24 @@ impl Store for SqliteStore {
         conv: &Conversation,
     ) -> Result<(), StoreError> {
         let (owner, conv) = (owner.clone(), conv.clone());
+        self.with(move |c| insert_conversation(c, &owner, &conv))
+            .await
+    }
+
+    async fn start_conversation(
+        &self,
+        owner: &Owner,
+        conv: &Conversation,
+        first: &Message,
+    ) -> Result<(), StoreError> {
+        let (owner, conv, first) = (owner.clone(), conv.clone(), first.clone());
+        let files =
+            serde_json::to_string(&first.files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.with(move |c| {
-            c.execute(
-                "INSERT INTO conversations (owner, id, title, title_is_default, message_count, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    owner.as_str(),
-                    conv.id.as_str(),
-                    conv.title,
-                    conv.title == DEFAULT_TITLE,
-                    conv.message_count as i64,
-                    conv.created_at.to_rfc3339(),
-                    conv.updated_at.to_rfc3339()
-                ],
-            )
-            .map_err(unavailable)?;
-            Ok(())
+            let tx = c.transaction().map_err(unavailable)?;
+            insert_conversation(&tx, &owner, &conv)?;
+            append_message(&tx, &owner, &first, &files)?;
+            tx.commit().map_err(unavailable)
         })
         .await
     }
@@ -353,30 +424,7 @@ impl Store for SqliteStore {
             serde_json::to_string(&m.files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.with(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
-            let n = tx
-                .execute(
-                    "UPDATE conversations SET message_count = message_count + 1, updated_at = MAX(updated_at, ?3) WHERE owner = ?1 AND id = ?2",
-                    params![owner.as_str(), m.conversation_id.as_str(), m.created_at.to_rfc3339()],
-                )
-                .map_err(unavailable)?;
-            if n == 0 {
-                return Err(StoreError::Corrupt(format!("conversation {} does not exist", m.conversation_id)));
-            }
-            tx.execute(
-                &format!("INSERT INTO messages (owner, {MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-                params![
-                    owner.as_str(),
-                    m.id.as_str(),
-                    m.conversation_id.as_str(),
-                    m.role.as_str(),
-                    m.content,
-                    files,
-                    m.token_count as i64,
-                    m.status.as_str(),
-                    m.created_at.to_rfc3339()
-                ],
-            )
-            .map_err(unavailable)?;
+            append_message(&tx, &owner, &m, &files)?;
             tx.commit().map_err(unavailable)
         })
         .await
