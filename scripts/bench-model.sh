@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks the in-process local model: load time, time to first token, decode tokens/s, peak memory.
 # Fetches the default model if needed, builds the benchmark in release, runs it with both weight formats
-# and both thread settings. Extra arguments go to bench-local-model (e.g. --model PATH --runs 5).
+# and both thread settings, then the bare decoder against candle-transformers' quantized_llama side by
+# side. Extra arguments go to bench-local-model (e.g. --model PATH --runs 5).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -28,5 +29,17 @@ for weights in q8_0 as-stored; do
         else
             RAYON_NUM_THREADS=1 "$bin" "${model[@]}" --weights "$weights" "$@"
         fi
+    done
+done
+
+echo
+echo "## bare decoder: Conversa's against candle-transformers' quantized_llama (same Q8_0 weights, all threads)"
+echo "954-token prompt in 128-token chunks, then 128 greedy tokens; each run in its own process, alternating."
+echo
+echo "| decoder | load | RSS before / after load / peak | prompt | decode |"
+echo "|---|---|---|---|---|"
+for round in 1 2 3; do
+    for decoder in candle conversa; do
+        "$bin" "${model[@]}" --decoder "$decoder" --tokens 128
     done
 done

@@ -3,6 +3,11 @@
 //!
 //! `bench-local-model [--model PATH] [--tokens N] [--runs R] [--weights as-stored|q8_0]`; prints a
 //! Markdown table.
+//!
+//! `bench-local-model --decoder conversa|candle [--model PATH] [--tokens N]` measures the bare decoder
+//! instead (no tokenizer, no chat template, greedy): Conversa's own (`llm::local::llama`) or
+//! candle-transformers' `quantized_llama` as the baseline, on the same re-encoded weights. Run each in
+//! its own process: the peak memory is the process's.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -112,12 +117,84 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// Either decoder, behind one `forward`.
+enum Decoder {
+    Conversa(conversa::llm::local::llama::Llama),
+    Candle(candle_transformers::models::quantized_llama::ModelWeights),
+}
+
+impl Decoder {
+    fn forward(&mut self, ids: &[u32], pos: usize) -> Result<u32, Box<dyn Error>> {
+        let input = candle_core::Tensor::new(ids, &candle_core::Device::Cpu)?.unsqueeze(0)?;
+        let logits = match self {
+            Self::Conversa(m) => m.forward(&input, pos)?,
+            Self::Candle(m) => m.forward(&input, pos)?,
+        };
+        Ok(logits
+            .squeeze(0)?
+            .argmax(candle_core::D::Minus1)?
+            .to_scalar::<u32>()?)
+    }
+}
+
+/// The bare decoder: load, a 954-token prompt in 128-token chunks (as the server feeds it), then
+/// `tokens` greedy tokens.
+fn bare(path: &std::path::Path, which: &str, tokens: usize) -> Result<(), Box<dyn Error>> {
+    use candle_core::quantized::gguf_file;
+    use conversa::llm::local::requant::requantize_q4_1;
+
+    let rss_before = status_mb("VmRSS:").unwrap_or(0.0);
+    let started = Instant::now();
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut content = gguf_file::Content::read(&mut reader)?;
+    let (mut file, _) = requantize_q4_1(&mut content, reader);
+    let device = candle_core::Device::Cpu;
+    let mut model = match which {
+        "conversa" => Decoder::Conversa(conversa::llm::local::llama::Llama::from_gguf(
+            content, &mut file, &device,
+        )?),
+        "candle" => Decoder::Candle(
+            candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+                content, &mut file, &device,
+            )?,
+        ),
+        other => return Err(format!("unknown decoder {other}").into()),
+    };
+    let load = started.elapsed();
+    let rss_loaded = status_mb("VmRSS:").unwrap_or(0.0);
+
+    let prompt: Vec<u32> = (0..954u32).map(|i| 1 + (i * 7_919) % 40_000).collect();
+    let started = Instant::now();
+    let mut pos = 0;
+    let mut next = 0;
+    for chunk in prompt.chunks(128) {
+        next = model.forward(chunk, pos)?;
+        pos += chunk.len();
+    }
+    let prefill = started.elapsed();
+    let started = Instant::now();
+    for _ in 0..tokens {
+        next = model.forward(&[next], pos)?;
+        pos += 1;
+    }
+    let decode = started.elapsed();
+    let peak = status_mb("VmHWM:").unwrap_or(0.0);
+    println!(
+        "| {which} | {} ms | {rss_before:.0} / {rss_loaded:.0} / {peak:.0} MB | {} ms | {:.1} tokens/s |",
+        load.as_millis(),
+        prefill.as_millis(),
+        tokens as f64 / decode.as_secs_f64()
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let mut path = PathBuf::from(DEFAULT_MODEL_PATH);
     let mut tokens = 128u32;
     let mut runs = 3usize;
     let mut weights = WeightFormat::default();
+    let mut decoder = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let value = args.next().ok_or(format!("{a} needs a value"))?;
@@ -125,6 +202,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             "--model" => path = PathBuf::from(value),
             "--tokens" => tokens = value.parse()?,
             "--runs" => runs = value.parse()?,
+            "--decoder" => decoder = Some(value),
             "--weights" => {
                 weights = match value.as_str() {
                     "as-stored" => WeightFormat::AsStored,
@@ -134,6 +212,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
             }
             other => return Err(format!("unknown argument {other}").into()),
         }
+    }
+
+    if let Some(which) = decoder {
+        return tokio::task::spawn_blocking(move || {
+            bare(&path, &which, tokens as usize).map_err(|e| e.to_string())
+        })
+        .await?
+        .map_err(Into::into);
     }
 
     let rss_before = status_mb("VmRSS:").unwrap_or(0.0);
