@@ -290,3 +290,42 @@ fn text_is_cut_at_the_character_limit() {
     assert_eq!(out.text.chars().count(), 10);
     assert_eq!(out.note.as_deref(), Some("Text cut at 10 characters."));
 }
+
+/// The progress values `with_progress` receives while `bytes` is extracted in this process.
+fn progress_of(file_type: FileType, bytes: &[u8]) -> Vec<u8> {
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = seen.clone();
+    conversa::extract::with_progress(
+        move |p| sink.borrow_mut().push(p),
+        || run(file_type, bytes).unwrap(),
+    );
+    let values = seen.borrow().clone();
+    values
+}
+
+#[test]
+fn docx_and_spreadsheets_report_rising_progress() {
+    let rising = |v: &[u8]| v.windows(2).all(|w| w[0] < w[1]) && v.iter().all(|p| *p < 100);
+
+    let body: String = (0..400)
+        .map(|i| p(&format!("Paragraph {i} of a long report.")))
+        .collect();
+    let v = progress_of(FileType::Docx, &docx(&body));
+    assert!(rising(&v), "{v:?}");
+    assert!(v.len() >= 50, "paragraph by paragraph: {v:?}");
+    assert!(*v.last().unwrap() >= 90, "{v:?}");
+
+    // One sheet: the rows count, against the sheet's declared dimension.
+    let rows: Vec<Vec<String>> = (0..300).map(|r| vec![s("x"), n(f64::from(r))]).collect();
+    let v = progress_of(FileType::Xlsx, &xlsx(&[("Only", rows.clone())]));
+    assert!(rising(&v), "{v:?}");
+    assert!(v.len() >= 50, "row by row: {v:?}");
+
+    // Two sheets: the second sheet starts at 50.
+    let v = progress_of(FileType::Xlsx, &xlsx(&[("A", rows.clone()), ("B", rows)]));
+    assert!(rising(&v), "{v:?}");
+    assert!(
+        v.contains(&50) && v.iter().any(|p| (1..50).contains(p)) && *v.last().unwrap() > 90,
+        "{v:?}"
+    );
+}
