@@ -329,3 +329,27 @@ fn docx_and_spreadsheets_report_rising_progress() {
         "{v:?}"
     );
 }
+
+#[test]
+fn pdf_with_a_wrong_startxref_is_read_through_a_rebuilt_xref() {
+    let good =
+        pdf_with_streams(&["BT /F1 12 Tf 72 720 Td (Rebuilt from the objects) Tj ET".into()]);
+    let text = String::from_utf8_lossy(&good).into_owned();
+    let at = text.rfind("startxref\n").unwrap() + "startxref\n".len();
+    let end = at + text[at..].find('\n').unwrap();
+    // The table's offset points into the middle of an object, as after a bad edit.
+    let broken = format!("{}17{}", &text[..at], &text[end..]);
+    let out = run(FileType::Pdf, broken.as_bytes()).unwrap();
+    assert_eq!(out.pages, Some(1));
+    assert!(
+        out.text.contains("Rebuilt from the objects"),
+        "{}",
+        out.text
+    );
+    // Without any object there is nothing to rebuild from.
+    let empty = b"%PDF-1.4\nnothing here\ntrailer\n<< /Root 1 0 R >>\nstartxref\n9\n%%EOF\n";
+    assert!(matches!(
+        run(FileType::Pdf, empty),
+        Err(ExtractError::Corrupt(_))
+    ));
+}
