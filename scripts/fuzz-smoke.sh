@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Fuzz smoke for CI: runs each extraction fuzz target briefly (FUZZ_SECS, default 20 s each).
-# With cargo-fuzz and a nightly toolchain: libFuzzer on fuzz/fuzz_targets/{pdf,docx,sheets,image,detect},
-# seeded from corpus/ (scripts/corpus.sh) when present. Without them: the stable mutation runner
-# (lib/tests/extract_smoke.rs) for the same total time. Exits non-zero on a crash, a hang or an OOM.
+# Fuzz smoke for CI: runs each extraction fuzz target briefly (FUZZ_SECS, default 20 s each) and
+# exits non-zero on a crash, a hang or an OOM.
+#
+# libFuzzer (cargo-fuzz, fuzz/fuzz_targets/{pdf,docx,sheets,image,detect}) when cargo-fuzz is there:
+# on the nightly toolchain when installed, else on stable with RUSTC_BOOTSTRAP=1 (cargo-fuzz needs
+# nightly-only flags). Seeds come from corpus/ (scripts/corpus.sh) when present; new inputs and
+# crash artifacts go under fuzz/corpus/ and fuzz/artifacts/ (both git-ignored). Without cargo-fuzz:
+# the stable mutation runner (lib/tests/extract_smoke.rs) for the same total time.
 #
 # Usage: scripts/fuzz-smoke.sh [TARGET...]
-#   FUZZ_ENGINE=auto|libfuzzer|stable  (auto: libFuzzer when cargo-fuzz and nightly are there)
-#   FUZZ_INSTALL=1                     installs cargo-fuzz when missing
-# Cold cost: libFuzzer builds the library and its dependencies with coverage instrumentation on
-# nightly (tens of minutes on 2 cores); the stable runner reuses the debug test build.
+#   FUZZ_ENGINE=auto|libfuzzer|stable  auto: libFuzzer when cargo-fuzz is (or gets) installed
+#   FUZZ_INSTALL=1                     installs cargo-fuzz (`cargo install cargo-fuzz --locked`)
+#   FUZZ_TOOLCHAIN=nightly|stable      default: nightly when installed, else stable
+#   FUZZ_SANITIZER=none|address        default: none (the parsers are safe Rust; see BENCHMARKS.md)
+#   FUZZ_TARGET_DIR=DIR                default: $HOME/.cache/conversa-fuzz-target
+#   FUZZ_SECS=N                        seconds per target (default 20)
+# Cold cost: the libFuzzer build compiles the library and its dependencies with coverage
+# instrumentation in release mode; BENCHMARKS.md ("Fuzzing") has the measured times. The stable
+# runner reuses the debug test build.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,35 +30,78 @@ fi
 have_nightly() { rustup run nightly rustc --version >/dev/null 2>&1; }
 have_cargo_fuzz() { cargo fuzz --version >/dev/null 2>&1; }
 
-if have_nightly && ! have_cargo_fuzz && [[ "${FUZZ_INSTALL:-0}" == "1" ]]; then
+engine="${FUZZ_ENGINE:-auto}"
+if [[ "$engine" != "stable" ]] && ! have_cargo_fuzz && [[ "${FUZZ_INSTALL:-0}" == "1" ]]; then
   cargo install cargo-fuzz --locked
 fi
-
-engine="${FUZZ_ENGINE:-auto}"
 if [[ "$engine" == "auto" ]]; then
-  if have_nightly && have_cargo_fuzz; then engine=libfuzzer; else engine=stable; fi
+  if have_cargo_fuzz; then engine=libfuzzer; else engine=stable; fi
 fi
 
 if [[ "$engine" == "libfuzzer" ]]; then
+  if ! have_cargo_fuzz; then
+    echo "fuzz-smoke: cargo-fuzz is missing (FUZZ_INSTALL=1 installs it)" >&2
+    exit 2
+  fi
+  toolchain="${FUZZ_TOOLCHAIN:-}"
+  if [[ -z "$toolchain" ]]; then
+    if have_nightly; then toolchain=nightly; else toolchain=stable; fi
+  fi
+  if [[ "$toolchain" != "nightly" ]]; then
+    # cargo-fuzz passes -Z flags; a stable compiler accepts them with this switch.
+    export RUSTC_BOOTSTRAP=1
+  fi
+  export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/conversa-fuzz-target}"
+  build=(-O --debug-assertions --sanitizer "${FUZZ_SANITIZER:-none}")
   cd "$root/fuzz"
+  echo "fuzz-smoke: building ${targets[*]} (libFuzzer, $toolchain, ${build[*]}) in $CARGO_TARGET_DIR"
+  started=$(date +%s)
+  for t in "${targets[@]}"; do
+    cargo "+$toolchain" fuzz build "${build[@]}" "$t"
+  done
+  echo "fuzz-smoke: built in $(($(date +%s) - started))s"
+
+  failed=()
   for t in "${targets[@]}"; do
     seeds="$root/fuzz/corpus/$t"
-    mkdir -p "$seeds"
+    mkdir -p "$seeds" "$root/fuzz/artifacts/$t"
     if [[ -d "$root/corpus" ]]; then
-      case "$t" in
-        pdf) pattern='*.pdf' ;;
-        docx) pattern='*.docx' ;;
-        sheets) pattern='*.xls*' ;;
-        image) pattern='*.png' ;;
-        *) pattern='*' ;;
-      esac
-      find "$root/corpus" -path '*/.archives' -prune -o -type f -name "$pattern" -size -300k -print0 |
-        xargs -0 -r cp -n -t "$seeds" 2>/dev/null || true
+      # The sheets and detect targets read their first byte as a selector: seeds get the byte that
+      # picks their own family (sheets: 0 XLSX/XLSB, 1 XLS, 2 ODS; detect: an index into NAMES).
+      while IFS= read -r -d '' f; do
+        ext="${f##*.}"
+        case "$t:$ext" in
+          pdf:pdf | docx:docx) prefix='' ;;
+          sheets:xlsx | sheets:xlsm | sheets:xlsb) prefix='\x00' ;;
+          sheets:xls) prefix='\x01' ;;
+          sheets:ods) prefix='\x02' ;;
+          detect:pdf) prefix='\x00' ;;
+          detect:docx) prefix='\x01' ;;
+          detect:xlsx) prefix='\x02' ;;
+          detect:ods) prefix='\x04' ;;
+          *) continue ;;
+        esac
+        rel="${f#"$root/corpus/"}"
+        out="$seeds/seed-${rel//\//_}"
+        [[ -e "$out" ]] || { printf "$prefix"; cat "$f"; } >"$out"
+      done < <(find "$root/corpus" -path '*/.archives' -prune -o -type f -size -300k -print0)
     fi
-    echo "fuzz-smoke: $t for ${secs}s (libFuzzer)"
-    cargo +nightly fuzz run "$t" "$seeds" -- \
-      -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1
+    if [[ "$t" == image ]]; then
+      base64 -d >"$seeds/seed-1x1.png" <<<'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='
+      base64 -d >"$seeds/seed-1x1.gif" <<<'R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7'
+    fi
+    echo "fuzz-smoke: $t for ${secs}s (libFuzzer, $(find "$seeds" -type f | wc -l) inputs)"
+    if ! cargo "+$toolchain" fuzz run "${build[@]}" "$t" "$seeds" -- \
+      -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len=1048576 \
+      -print_final_stats=1 -artifact_prefix="$root/fuzz/artifacts/$t/"; then
+      failed+=("$t")
+    fi
   done
+  if [[ ${#failed[@]} -gt 0 ]]; then
+    echo "fuzz-smoke: FAILED: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
+    exit 1
+  fi
+  echo "fuzz-smoke: ${targets[*]}: no crash"
 else
   echo "fuzz-smoke: stable mutation runner (all families) for $((secs * ${#targets[@]}))s"
   total=$((secs * ${#targets[@]}))

@@ -6,6 +6,9 @@ use conversa::domain::FileType;
 use conversa::extract::{extract, Limits};
 use libfuzzer_sys::fuzz_target;
 
+mod common;
+
 fuzz_target!(|data: &[u8]| {
+    common::tolerate_dependency_panics();
     let _ = extract(FileType::Image, data, &Limits::default());
 });

@@ -6,7 +6,10 @@ use conversa::domain::FileType;
 use conversa::extract::{extract, Limits};
 use libfuzzer_sys::fuzz_target;
 
+mod common;
+
 fuzz_target!(|data: &[u8]| {
+    common::tolerate_dependency_panics();
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };

@@ -1,7 +1,10 @@
-//! Large files as background jobs, and context that fits: a 300-page PDF is processed with visible
-//! progress, and a question about page 250 gets that page into the model's context.
+//! Large files as background jobs, and context that fits: a 300-page PDF, a long DOCX and a large
+//! XLSX are processed with visible progress, and a question about page 250 gets that page into the
+//! model's context.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+mod extract_support;
 
 use std::time::Duration;
 
@@ -34,18 +37,12 @@ async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
     (s, body_text(r).await)
 }
 
-#[tokio::test]
-async fn a_300_page_pdf_is_a_job_with_progress_and_page_250_reaches_the_context() {
-    let fake = FakeOpenAi::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let state = test_state(&fake, dir.path(), &[("CONVERSA_CONTEXT_TOKENS", "4000")]).await;
-    let app = conversa::api::router(state.clone());
-    let pages = manual_pages();
-    let pdf = pdf_with_pages(&pages.iter().map(String::as_str).collect::<Vec<_>>());
-
-    let (ct, body) = multipart(&[("file", Some("manual.pdf"), Some("application/pdf"), &pdf)]);
+/// Uploads `bytes` as a background job (202) and polls the record until it is no longer
+/// processing: its id, the final record and every `progress` value seen meanwhile.
+async fn run_job(app: &axum::Router, name: &str, bytes: &[u8]) -> (String, Value, Vec<u64>) {
+    let (ct, body) = multipart(&[("file", Some(name), None, bytes)]);
     let (s, b) = send(
-        &app,
+        app,
         Request::post("/api/files")
             .header(header::CONTENT_TYPE, ct)
             .body(Body::from(body))
@@ -59,10 +56,10 @@ async fn a_300_page_pdf_is_a_job_with_progress_and_page_250_reaches_the_context(
     let id = meta["id"].as_str().unwrap().to_owned();
 
     let mut seen_progress = Vec::new();
-    let mut ready = Value::Null;
-    for _ in 0..600 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
         let (_, b) = send(
-            &app,
+            app,
             Request::get(format!("/api/files/{id}"))
                 .body(Body::empty())
                 .unwrap(),
@@ -72,11 +69,23 @@ async fn a_300_page_pdf_is_a_job_with_progress_and_page_250_reaches_the_context(
         if v["status"] == "processing" {
             seen_progress.push(v["progress"].as_u64().unwrap());
         } else {
-            ready = v;
-            break;
+            return (id, v, seen_progress);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    panic!("{name} still processing after 120 s; progress seen: {seen_progress:?}");
+}
+
+#[tokio::test]
+async fn a_300_page_pdf_is_a_job_with_progress_and_page_250_reaches_the_context() {
+    let fake = FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = test_state(&fake, dir.path(), &[("CONVERSA_CONTEXT_TOKENS", "4000")]).await;
+    let app = conversa::api::router(state.clone());
+    let pages = manual_pages();
+    let pdf = pdf_with_pages(&pages.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let (id, ready, seen_progress) = run_job(&app, "manual.pdf", &pdf).await;
     assert_eq!(ready["status"], "ready", "{ready}");
     assert_eq!(ready["pages"], 300);
     assert!(ready["progress"].is_null());
@@ -112,6 +121,74 @@ async fn a_300_page_pdf_is_a_job_with_progress_and_page_250_reaches_the_context(
         conversa::tokens::estimate(&sent) < 2500,
         "file text stays within its share of the window"
     );
+}
+
+/// Every value seen while processing is below 100, never goes down, and at least one is strictly
+/// between 0 and 100.
+fn assert_intermediate_progress(name: &str, seen: &[u64]) {
+    assert!(seen.iter().all(|p| *p < 100), "{name}: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "{name}: progress never goes back: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|p| (1..100).contains(p)),
+        "{name}: progress moves while the job runs: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_long_docx_and_a_large_xlsx_report_progress_as_jobs() {
+    use extract_support as doc;
+    let fake = FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = test_state(&fake, dir.path(), &[("CONVERSA_INLINE_MAX_BYTES", "1000")]).await;
+    let app = conversa::api::router(state);
+
+    // 30,000 paragraphs (about 3 MB of document.xml).
+    let mut body = String::new();
+    for i in 0..30_000 {
+        if i % 500 == 0 {
+            body.push_str(&doc::p_styled(
+                "Heading1",
+                &format!("Chapter {}", i / 500 + 1),
+            ));
+        }
+        body.push_str(&doc::p(&format!(
+            "Paragraph {i} of the handbook: shipping routes, warehouse capacity and staff rotas."
+        )));
+    }
+    let docx = doc::docx(&body);
+    let (_, ready, seen) = run_job(&app, "handbook.docx", &docx).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(ready["progress"].is_null());
+    assert_intermediate_progress("docx", &seen);
+
+    // 3 sheets of 12,000 rows × 4 columns.
+    let sheets: Vec<(String, Vec<Vec<String>>)> = (1..=3)
+        .map(|s| {
+            let rows = (0..12_000)
+                .map(|r| {
+                    vec![
+                        doc::s(&format!("item {s}-{r}")),
+                        doc::n(f64::from(r)),
+                        doc::date(40_000 + r),
+                        doc::n(f64::from(r) * 1.5),
+                    ]
+                })
+                .collect();
+            (format!("Sheet{s}"), rows)
+        })
+        .collect();
+    let named: Vec<(&str, Vec<Vec<String>>)> = sheets
+        .iter()
+        .map(|(n, rows)| (n.as_str(), rows.clone()))
+        .collect();
+    let xlsx = doc::xlsx(&named);
+    let (_, ready, seen) = run_job(&app, "ledger.xlsx", &xlsx).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["pages"], 3);
+    assert_intermediate_progress("xlsx", &seen);
 }
 
 #[tokio::test]

@@ -236,3 +236,29 @@ fn pdfs_that_open_with_an_empty_password_are_read() {
         );
     }
 }
+
+/// PDFs whose cross-reference table or trailer is broken (lopdf refuses them as they are; PyMuPDF
+/// repairs them): read through the rebuilt cross-reference table.
+#[test]
+fn pdfs_with_a_broken_xref_are_read_after_a_rebuild() {
+    let Some(dir) = corpus_dir() else { return };
+    for (name, phrase) in [
+        // One page without a text layer.
+        ("pypdf-7.1.0/resources/issue-297.pdf", "[page 1]"),
+        (
+            "pypdf-7.1.0/resources/selenium-pypdf-issue-177.pdf",
+            "Hello World",
+        ),
+        ("pypdf-7.1.0/resources/toy.pdf", "Something[cited]"),
+    ] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let out = conversa::extract::extract(
+            conversa::domain::FileType::Pdf,
+            &bytes,
+            &conversa::extract::Limits::default(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(out.pages, Some(1), "{name}");
+        assert!(out.text.contains(phrase), "{name}: {}", out.text);
+    }
+}

@@ -290,3 +290,66 @@ fn text_is_cut_at_the_character_limit() {
     assert_eq!(out.text.chars().count(), 10);
     assert_eq!(out.note.as_deref(), Some("Text cut at 10 characters."));
 }
+
+/// The progress values `with_progress` receives while `bytes` is extracted in this process.
+fn progress_of(file_type: FileType, bytes: &[u8]) -> Vec<u8> {
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = seen.clone();
+    conversa::extract::with_progress(
+        move |p| sink.borrow_mut().push(p),
+        || run(file_type, bytes).unwrap(),
+    );
+    let values = seen.borrow().clone();
+    values
+}
+
+#[test]
+fn docx_and_spreadsheets_report_rising_progress() {
+    let rising = |v: &[u8]| v.windows(2).all(|w| w[0] < w[1]) && v.iter().all(|p| *p < 100);
+
+    let body: String = (0..400)
+        .map(|i| p(&format!("Paragraph {i} of a long report.")))
+        .collect();
+    let v = progress_of(FileType::Docx, &docx(&body));
+    assert!(rising(&v), "{v:?}");
+    assert!(v.len() >= 50, "paragraph by paragraph: {v:?}");
+    assert!(*v.last().unwrap() >= 90, "{v:?}");
+
+    // One sheet: the rows count, against the sheet's declared dimension.
+    let rows: Vec<Vec<String>> = (0..300).map(|r| vec![s("x"), n(f64::from(r))]).collect();
+    let v = progress_of(FileType::Xlsx, &xlsx(&[("Only", rows.clone())]));
+    assert!(rising(&v), "{v:?}");
+    assert!(v.len() >= 50, "row by row: {v:?}");
+
+    // Two sheets: the second sheet starts at 50.
+    let v = progress_of(FileType::Xlsx, &xlsx(&[("A", rows.clone()), ("B", rows)]));
+    assert!(rising(&v), "{v:?}");
+    assert!(
+        v.contains(&50) && v.iter().any(|p| (1..50).contains(p)) && *v.last().unwrap() > 90,
+        "{v:?}"
+    );
+}
+
+#[test]
+fn pdf_with_a_wrong_startxref_is_read_through_a_rebuilt_xref() {
+    let good =
+        pdf_with_streams(&["BT /F1 12 Tf 72 720 Td (Rebuilt from the objects) Tj ET".into()]);
+    let text = String::from_utf8_lossy(&good).into_owned();
+    let at = text.rfind("startxref\n").unwrap() + "startxref\n".len();
+    let end = at + text[at..].find('\n').unwrap();
+    // The table's offset points into the middle of an object, as after a bad edit.
+    let broken = format!("{}17{}", &text[..at], &text[end..]);
+    let out = run(FileType::Pdf, broken.as_bytes()).unwrap();
+    assert_eq!(out.pages, Some(1));
+    assert!(
+        out.text.contains("Rebuilt from the objects"),
+        "{}",
+        out.text
+    );
+    // Without any object there is nothing to rebuild from.
+    let empty = b"%PDF-1.4\nnothing here\ntrailer\n<< /Root 1 0 R >>\nstartxref\n9\n%%EOF\n";
+    assert!(matches!(
+        run(FileType::Pdf, empty),
+        Err(ExtractError::Corrupt(_))
+    ));
+}

@@ -49,7 +49,8 @@ pub(super) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, Extrac
         ExtractError::Corrupt("the DOCX document has no main document part".into())
     })?;
     let mut counters = Counters::default();
-    let body_blocks = parse_blocks(&body, &ctx)?;
+    // The main part is most of the work: it reports progress by the share of its XML parsed.
+    let body_blocks = parse_blocks(&body, &ctx, true)?;
 
     let mut headers = Vec::new();
     let mut footers = Vec::new();
@@ -62,7 +63,7 @@ pub(super) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, Extrac
             continue;
         };
         if let Some(x) = zip.text(&part(&r.target))? {
-            let text = render(&parse_blocks(&x, &ctx)?, &mut Counters::default());
+            let text = render(&parse_blocks(&x, &ctx, false)?, &mut Counters::default());
             if !text.trim().is_empty() && !target.contains(&text) {
                 target.push(text);
             }
@@ -346,7 +347,9 @@ struct Table {
 }
 
 /// Streams one part (body, header, footer) into blocks.
-fn parse_blocks(xml: &str, ctx: &Ctx<'_>) -> Result<Vec<Block>, ExtractError> {
+/// The blocks of one part. With `report`, progress goes out paragraph by paragraph as the share of
+/// `xml` consumed.
+fn parse_blocks(xml: &str, ctx: &Ctx<'_>, report: bool) -> Result<Vec<Block>, ExtractError> {
     let mut blocks = Vec::new();
     let mut paras: Vec<Para> = Vec::new();
     let mut tables: Vec<Table> = Vec::new();
@@ -465,6 +468,11 @@ fn parse_blocks(xml: &str, ctx: &Ctx<'_>) -> Result<Vec<Block>, ExtractError> {
                         }
                     }
                     "p" => {
+                        if report {
+                            let at =
+                                usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+                            super::report_progress(at, xml.len());
+                        }
                         let Some(mut p) = paras.pop() else { continue };
                         while let Some((target, start)) = p.links.pop() {
                             close_link(&mut p, target, start);
@@ -698,7 +706,7 @@ fn parse_notes(
                     let Some(fragment) = xml.get(s..end) else {
                         continue;
                     };
-                    let blocks = parse_blocks(fragment, ctx)?;
+                    let blocks = parse_blocks(fragment, ctx, false)?;
                     let text = render(&blocks, &mut Counters::default());
                     let text = text.trim();
                     if !text.is_empty() {

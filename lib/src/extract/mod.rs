@@ -183,25 +183,35 @@ type ProgressSink = Box<dyn Fn(u8)>;
 
 thread_local! {
     static PROGRESS: std::cell::RefCell<Option<ProgressSink>> = const { std::cell::RefCell::new(None) };
+    /// The last value passed to the sink: it only ever gets a higher one.
+    static LAST_PROGRESS: std::cell::Cell<Option<u8>> = const { std::cell::Cell::new(None) };
 }
 
-/// Runs `body` with `sink` receiving progress (0–100) from the extractors on this thread (PDFs
-/// report page by page).
+/// Runs `body` with `sink` receiving progress (0–100) from the extractors on this thread: PDFs
+/// report page by page, DOCX documents by the share of the main part parsed, spreadsheets by
+/// sheets and rows. The sink gets each value once, rising (at most 100 calls per run).
 pub fn with_progress<R>(sink: impl Fn(u8) + 'static, body: impl FnOnce() -> R) -> R {
     PROGRESS.with(|p| *p.borrow_mut() = Some(Box::new(sink)));
+    LAST_PROGRESS.with(|l| l.set(None));
     let out = body();
     PROGRESS.with(|p| *p.borrow_mut() = None);
+    LAST_PROGRESS.with(|l| l.set(None));
     out
 }
 
-/// Reports that `done` of `total` units are read (a no-op without a sink).
+/// Reports that `done` of `total` units are read (a no-op without a sink, or when the percentage
+/// has not risen since the last report). Never reports 100: the caller says when it is done.
 pub(crate) fn report_progress(done: usize, total: usize) {
     if total == 0 {
         return;
     }
     let pct = (done.saturating_mul(100) / total).min(99) as u8;
+    if LAST_PROGRESS.with(|l| l.get().is_some_and(|last| pct <= last)) {
+        return;
+    }
     PROGRESS.with(|p| {
         if let Some(sink) = p.borrow().as_ref() {
+            LAST_PROGRESS.with(|l| l.set(Some(pct)));
             sink(pct);
         }
     });

@@ -4,7 +4,7 @@
 
 use std::io::Cursor;
 
-use calamine::{open_workbook_from_rs, Data, Ods, Range, Reader, Xls, Xlsb, Xlsx};
+use calamine::{open_workbook_from_rs, Cell, Data, DataRef, Ods, Range, Reader, Xls, Xlsb, Xlsx};
 
 use super::markdown;
 use super::zipsafe::{check_zip, Container};
@@ -40,9 +40,12 @@ pub(super) fn extract(
                     open_workbook_from_rs::<Xlsb<_>, _>(Cursor::new(bytes)).map_err(open_err)?;
                 read_all(wb, limits)?
             } else {
-                let wb =
+                let mut wb =
                     open_workbook_from_rs::<Xlsx<_>, _>(Cursor::new(bytes)).map_err(open_err)?;
-                read_all(wb, limits)?
+                let names = wb.sheet_names();
+                read_sheets(&names, limits, |name, progress| {
+                    xlsx_range(&mut wb, name, progress).map_err(|e| e.to_string())
+                })?
             }
         }
     };
@@ -74,15 +77,71 @@ where
     R::Error: std::fmt::Display,
 {
     let names = wb.sheet_names();
+    read_sheets(&names, limits, |name, _| {
+        wb.worksheet_range(name).map_err(|e| e.to_string())
+    })
+}
+
+/// An XLSX sheet's values, read cell by cell so that progress can follow the rows against the
+/// sheet's declared dimension (`progress(done, total)`); the same cells as calamine's
+/// `worksheet_range` (empty cells skipped, chart sheets empty).
+fn xlsx_range<RS: std::io::Read + std::io::Seek>(
+    wb: &mut Xlsx<RS>,
+    name: &str,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Range<Data>, calamine::XlsxError> {
+    let mut reader = match wb.worksheet_cells_reader(name) {
+        Ok(r) => r,
+        Err(calamine::XlsxError::NotAWorksheet(_)) => return Ok(Range::default()),
+        Err(e) => return Err(e),
+    };
+    let dim = reader.dimensions();
+    let rows = dim.end.0.saturating_sub(dim.start.0) as usize + 1;
+    let mut cells = Vec::new();
+    let mut last_row = u32::MAX;
+    while let Some(cell) = reader.next_cell()? {
+        let (row, _) = cell.get_position();
+        // Without a declared dimension (one row: `A1`) only whole sheets count.
+        if row != last_row && rows > 1 {
+            last_row = row;
+            progress(row.saturating_sub(dim.start.0) as usize, rows);
+        }
+        if !matches!(cell.get_value(), DataRef::Empty) {
+            cells.push(Cell::new(
+                cell.get_position(),
+                Data::from(cell.get_value().clone()),
+            ));
+        }
+    }
+    Ok(Range::from_sparse(cells))
+}
+
+/// Reads every sheet through `range_of(name, progress)`, reporting progress as sheets done plus
+/// the share of the current sheet that `range_of` reports.
+fn read_sheets(
+    names: &[String],
+    limits: &Limits,
+    mut range_of: impl FnMut(&str, &mut dyn FnMut(usize, usize)) -> Result<Range<Data>, String>,
+) -> Result<Extracted, ExtractError> {
+    // Units of progress per sheet.
+    const PER_SHEET: usize = 1000;
+    let all = names.len().saturating_mul(PER_SHEET);
     let mut text = String::new();
     let mut sections = Vec::new();
     let mut notes = Vec::new();
     let mut read = 0usize;
-    for name in &names {
-        let range = match wb.worksheet_range(name) {
+    for (i, name) in names.iter().enumerate() {
+        let base = i.saturating_mul(PER_SHEET);
+        super::report_progress(base, all);
+        let mut within = |done: usize, total: usize| {
+            if let Some(part) = done.min(total).saturating_mul(PER_SHEET).checked_div(total) {
+                super::report_progress(base.saturating_add(part), all);
+            }
+        };
+        let range = match range_of(name, &mut within) {
             Ok(r) => r,
             Err(e) => {
-                if e.to_string().to_ascii_lowercase().contains("password") {
+                if e.to_ascii_lowercase().contains("password") {
                     return Err(encrypted());
                 }
                 // Chart sheets and damaged sheets: say so, keep the others.

@@ -168,7 +168,7 @@ pub fn tbl(rows: &[&[&str]]) -> String {
 }
 
 /// An XLSX of the given sheets; each sheet is rows of cells, each cell raw `<c>` XML without the
-/// reference (it is added). Style 1 is a date format (numFmtId 14).
+/// reference (it is added), under a `<dimension>` as Excel writes it. Style 1 is a date format (numFmtId 14).
 pub fn xlsx(sheets: &[(&str, Vec<Vec<String>>)]) -> Vec<u8> {
     let mut ct = String::from(
         r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/styles.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>"#,
@@ -187,6 +187,9 @@ pub fn xlsx(sheets: &[(&str, Vec<Vec<String>>)]) -> Vec<u8> {
             r#"<sheet name="{name}" sheetId="{n}" r:id="rId{n}"/>"#
         ));
         wb_rels.push_str(&format!(r#"<Relationship Id="rId{n}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet{n}.xml"/>"#));
+        let width = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let last_col = (b'A' + (width - 1) as u8) as char;
+        let dimension = format!("<dimension ref=\"A1:{last_col}{}\"/>", rows.len().max(1));
         let mut data = String::new();
         for (r, row) in rows.iter().enumerate() {
             data.push_str(&format!("<row r=\"{}\">", r + 1));
@@ -201,7 +204,7 @@ pub fn xlsx(sheets: &[(&str, Vec<Vec<String>>)]) -> Vec<u8> {
         }
         parts.push((
             format!("xl/worksheets/sheet{n}.xml"),
-            format!(r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>{data}</sheetData></worksheet>"#),
+            format!(r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">{dimension}<sheetData>{data}</sheetData></worksheet>"#),
         ));
     }
     ct.push_str("</Types>");
