@@ -31,8 +31,23 @@ have_nightly() { rustup run nightly rustc --version >/dev/null 2>&1; }
 have_cargo_fuzz() { cargo fuzz --version >/dev/null 2>&1; }
 
 engine="${FUZZ_ENGINE:-auto}"
+# FUZZ_DEADLINE (epoch seconds): the install and the instrumented build must end by then; when the
+# time runs out, the stable mutation runner fuzzes instead (a warning says so).
+time_left() { echo $(( ${FUZZ_DEADLINE:-0} - $(date +%s) )); }
+bounded() {
+  if [[ -z "${FUZZ_DEADLINE:-}" ]]; then "$@"; return; fi
+  local left
+  left=$(time_left)
+  if (( left < 60 )); then return 124; fi
+  timeout "$left" "$@"
+}
+fall_back() {
+  echo "fuzz-smoke: WARNING: $1; the stable mutation runner fuzzes instead of libFuzzer" >&2
+  engine=stable
+}
+
 if [[ "$engine" != "stable" ]] && ! have_cargo_fuzz && [[ "${FUZZ_INSTALL:-0}" == "1" ]]; then
-  cargo install cargo-fuzz --locked
+  bounded cargo install cargo-fuzz --locked || fall_back "cargo-fuzz could not be installed in time"
 fi
 if [[ "$engine" == "auto" ]]; then
   if have_cargo_fuzz; then engine=libfuzzer; else engine=stable; fi
@@ -51,16 +66,26 @@ if [[ "$engine" == "libfuzzer" ]]; then
     # cargo-fuzz passes -Z flags; a stable compiler accepts them with this switch.
     export RUSTC_BOOTSTRAP=1
   fi
-  export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/conversa-fuzz-target}"
+  fuzz_target_dir="${FUZZ_TARGET_DIR:-$HOME/.cache/conversa-fuzz-target}"
   build=(-O --debug-assertions --sanitizer "${FUZZ_SANITIZER:-none}")
   cd "$root/fuzz"
-  echo "fuzz-smoke: building ${targets[*]} (libFuzzer, $toolchain, ${build[*]}) in $CARGO_TARGET_DIR"
+  echo "fuzz-smoke: building ${targets[*]} (libFuzzer, $toolchain, ${build[*]}) in $fuzz_target_dir"
   started=$(date +%s)
   for t in "${targets[@]}"; do
-    cargo "+$toolchain" fuzz build "${build[@]}" "$t"
+    rc=0
+    CARGO_TARGET_DIR="$fuzz_target_dir" bounded cargo "+$toolchain" fuzz build "${build[@]}" "$t" || rc=$?
+    if [[ $rc -eq 124 ]]; then
+      fall_back "the libFuzzer build did not finish before FUZZ_DEADLINE"
+      break
+    elif [[ $rc -ne 0 ]]; then
+      exit "$rc"
+    fi
   done
-  echo "fuzz-smoke: built in $(($(date +%s) - started))s"
+  if [[ "$engine" == "libfuzzer" ]]; then echo "fuzz-smoke: built in $(($(date +%s) - started))s"; fi
+fi
 
+if [[ "$engine" == "libfuzzer" ]]; then
+  export CARGO_TARGET_DIR="$fuzz_target_dir"
   failed=()
   for t in "${targets[@]}"; do
     seeds="$root/fuzz/corpus/$t"
@@ -103,6 +128,7 @@ if [[ "$engine" == "libfuzzer" ]]; then
   fi
   echo "fuzz-smoke: ${targets[*]}: no crash"
 else
+  unset RUSTC_BOOTSTRAP
   echo "fuzz-smoke: stable mutation runner (all families) for $((secs * ${#targets[@]}))s"
   total=$((secs * ${#targets[@]}))
   cd "$root"
