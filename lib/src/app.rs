@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::blobs::BlobStore;
-use crate::config::{BlobsKind, Config, LimiterKind, StoreKind};
+use crate::config::{BlobsKind, Config, LimiterKind};
 use crate::extract::Limits;
 use crate::jobs::local::LocalJobs;
 use crate::jobs::JobQueue;
@@ -66,36 +66,7 @@ impl AppState {
 
     /// Builds the adapters the configuration names.
     pub async fn from_config(config: Config) -> Result<Self, BuildError> {
-        let store: Arc<dyn Store> = match config.store {
-            #[cfg(feature = "sqlite")]
-            StoreKind::Sqlite => Arc::new(
-                crate::store::sqlite::SqliteStore::open(&config.data_dir.join("conversa.db"))
-                    .map_err(|e| {
-                        BuildError(format!("CONVERSA_DATA_DIR: cannot open the database: {e}"))
-                    })?,
-            ),
-            #[cfg(feature = "dynamodb")]
-            StoreKind::DynamoDb => Arc::new(
-                crate::store::dynamodb::DynamoStore::from_env(config.dynamodb_table.clone()).await,
-            ),
-            #[cfg(feature = "mongodb")]
-            StoreKind::MongoDb => {
-                let uri = config.mongodb_uri.as_deref().ok_or_else(|| {
-                    BuildError("MONGODB_URI: required when CONVERSA_STORE=mongodb".into())
-                })?;
-                Arc::new(
-                    crate::store::mongodb::MongoStore::connect(uri, &config.mongodb_db)
-                        .await
-                        .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?,
-                )
-            }
-            #[allow(unreachable_patterns)]
-            other => {
-                return Err(BuildError(format!(
-                    "CONVERSA_STORE: {other:?} is not built into this binary"
-                )))
-            }
-        };
+        let store = build_store(&config).await?;
         let blobs: Arc<dyn BlobStore> = match config.blobs {
             BlobsKind::Local => Arc::new(
                 crate::blobs::local::LocalBlobs::new(config.data_dir.join("blobs"))
@@ -158,6 +129,50 @@ impl AppState {
         }
         Ok(state)
     }
+}
+
+/// The store the configuration names; a clear error when that store is not compiled in.
+#[cfg(any(feature = "sqlite", feature = "dynamodb", feature = "mongodb"))]
+async fn build_store(config: &Config) -> Result<Arc<dyn Store>, BuildError> {
+    Ok(match config.store {
+        #[cfg(feature = "sqlite")]
+        crate::config::StoreKind::Sqlite => Arc::new(
+            crate::store::sqlite::SqliteStore::open(&config.data_dir.join("conversa.db")).map_err(
+                |e| BuildError(format!("CONVERSA_DATA_DIR: cannot open the database: {e}")),
+            )?,
+        ),
+        #[cfg(feature = "dynamodb")]
+        crate::config::StoreKind::DynamoDb => Arc::new(
+            crate::store::dynamodb::DynamoStore::from_env(config.dynamodb_table.clone()).await,
+        ),
+        #[cfg(feature = "mongodb")]
+        crate::config::StoreKind::MongoDb => {
+            let uri = config.mongodb_uri.as_deref().ok_or_else(|| {
+                BuildError("MONGODB_URI: required when CONVERSA_STORE=mongodb".into())
+            })?;
+            Arc::new(
+                crate::store::mongodb::MongoStore::connect(uri, &config.mongodb_db)
+                    .await
+                    .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?,
+            )
+        }
+        #[allow(unreachable_patterns)]
+        other => {
+            return Err(BuildError(format!(
+                "CONVERSA_STORE: {other:?} is not built into this binary"
+            )))
+        }
+    })
+}
+
+/// Built without any store (e.g. only the local model for a benchmark): nothing to open.
+#[cfg(not(any(feature = "sqlite", feature = "dynamodb", feature = "mongodb")))]
+async fn build_store(config: &Config) -> Result<Arc<dyn Store>, BuildError> {
+    Err(BuildError(format!(
+        "CONVERSA_STORE: {:?} is not built into this binary (it has no store: build it with the \
+         `sqlite`, `dynamodb` or `mongodb` feature)",
+        config.store
+    )))
 }
 
 /// The OpenAI key from an SSM SecureString (`OPENAI_API_KEY_PARAMETER`), read once at cold start.

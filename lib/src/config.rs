@@ -111,6 +111,10 @@ pub struct Config {
     pub inline_max_pages: u32,
     /// `CONVERSA_JOB_CONCURRENCY`: extraction jobs running at once.
     pub job_concurrency: usize,
+    /// `CONVERSA_DOWNLOAD_REDIRECT_BYTES`: when the blob store can sign URLs (S3), downloads of files
+    /// at least this large answer `302` to a short-lived presigned URL instead of carrying the bytes
+    /// (0, the default: every download). Smaller ones are served through the API.
+    pub download_redirect_bytes: u64,
     /// `CONVERSA_ORIGIN_SECRET`: when set, requests must carry it in `x-conversa-origin-verify`
     /// (CloudFront adds it), and the client IP is taken from `x-conversa-client-ip`.
     pub origin_secret: Option<String>,
@@ -333,6 +337,12 @@ impl Config {
                 50,
                 "a whole number",
             )?,
+            download_redirect_bytes: parse(
+                "CONVERSA_DOWNLOAD_REDIRECT_BYTES",
+                get("CONVERSA_DOWNLOAD_REDIRECT_BYTES"),
+                0,
+                "a number of bytes",
+            )?,
             job_concurrency: {
                 let n: usize = parse(
                     "CONVERSA_JOB_CONCURRENCY",
@@ -394,6 +404,7 @@ mod tests {
         assert_eq!(c.rate_limit_per_minute, 30);
         assert!(!c.uses_remote_model());
         assert_eq!(c.store, StoreKind::Sqlite);
+        assert_eq!(c.download_redirect_bytes, 0);
     }
 
     #[test]
@@ -407,6 +418,7 @@ mod tests {
             ("CONVERSA_AUTH_TOKENS", "alice"),
             ("CONVERSA_FILE_CONTEXT_SHARE", "1.5"),
             ("CONVERSA_CONTEXT_TOKENS", "lots"),
+            ("CONVERSA_DOWNLOAD_REDIRECT_BYTES", "-5"),
         ] {
             let e = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(e.var, var);

@@ -157,8 +157,14 @@ struct Api {
 }
 
 fn state_with(blobs: Arc<dyn BlobStore>) -> Api {
+    state_with_config(blobs, &[])
+}
+
+fn state_with_config(blobs: Arc<dyn BlobStore>, pairs: &[(&str, &str)]) -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let config = common::config(&[("CONVERSA_DATA_DIR", dir.path().to_str().unwrap())]);
+    let mut pairs = pairs.to_vec();
+    pairs.push(("CONVERSA_DATA_DIR", dir.path().to_str().unwrap()));
+    let config = common::config(&pairs);
     let store = Arc::new(conversa::store::sqlite::SqliteStore::in_memory().unwrap());
     let limiter = Arc::new(conversa::limits::memory::MemoryLimiter::new());
     let model = Arc::new(
@@ -363,6 +369,168 @@ async fn presign_refuses_what_it_cannot_take() {
         .send()
         .await
         .unwrap();
+}
+
+// ---- downloads: a redirect to a presigned GET where storage can sign ----
+
+const ALICE: &str = "Bearer alice-token-0123456789abcdef";
+const BOB: &str = "Bearer bob-token-0123456789abcdef0000";
+const TOKENS: &str = "alice:alice-token-0123456789abcdef,bob:bob-token-0123456789abcdef0000";
+
+/// `Authorization: <auth>`, unless `auth` is empty (a store without tokens).
+fn authorized(req: axum::http::request::Builder, auth: &str) -> axum::http::request::Builder {
+    if auth.is_empty() {
+        req
+    } else {
+        req.header("authorization", auth)
+    }
+}
+
+impl Api {
+    async fn send(&self, req: Request<Body>) -> axum::response::Response {
+        conversa::api::files::router(self.state.clone())
+            .oneshot(req)
+            .await
+            .unwrap()
+    }
+
+    /// Uploads through `POST /api/files` as `auth`; the new file's id.
+    async fn upload_as(&self, auth: &str, filename: &str, bytes: &[u8]) -> String {
+        let (ct, body) =
+            conversa::testing::multipart(&[("file", Some(filename), Some("text/plain"), bytes)]);
+        let res = self
+            .send(
+                authorized(Request::post("/api/files"), auth)
+                    .header("content-type", ct)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let meta: Value = serde_json::from_slice(&bytes).unwrap();
+        meta["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn download_as(&self, auth: &str, id: &str) -> axum::response::Response {
+        self.send(
+            authorized(Request::get(format!("/api/files/{id}/download")), auth)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+async fn drop_all(client: &aws_sdk_s3::Client, blobs: &S3Blobs) {
+    for owner in ["alice/", "bob/", "local/"] {
+        blobs.delete_prefix(owner).await.unwrap();
+    }
+    client
+        .delete_bucket()
+        .bucket(blobs.bucket())
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn downloads_redirect_to_a_presigned_url_after_the_owner_check() {
+    let Some((client, blobs)) = bucket("download redirect").await else {
+        return;
+    };
+    let api = state_with_config(Arc::new(blobs.clone()), &[("CONVERSA_AUTH_TOKENS", TOKENS)]);
+    let content = "Quarterly numbers: revenue grew 12%.\n".repeat(400);
+    let id = api
+        .upload_as(ALICE, "q4 notes.txt", content.as_bytes())
+        .await;
+
+    // Another user's file is 404, with no URL to follow.
+    let res = api.download_as(BOB, &id).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(res.headers().get("location").is_none());
+    let res = api.download_as(ALICE, "no-such-file").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    let res = api.download_as(ALICE, &id).await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    assert!(
+        location.starts_with(endpoint.trim_end_matches('/')),
+        "{location} is on {endpoint}"
+    );
+    assert!(location.contains("X-Amz-Expires=300"), "{location}");
+
+    // What a browser does with the redirect: a plain GET of the URL, no credentials of ours.
+    let got = reqwest::Client::new().get(&location).send().await.unwrap();
+    assert_eq!(got.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        got.headers()["content-disposition"].to_str().unwrap(),
+        "attachment; filename=\"q4 notes.txt\"; filename*=UTF-8''q4%20notes.txt"
+    );
+    assert_eq!(got.bytes().await.unwrap().as_ref(), content.as_bytes());
+    drop_all(&client, &blobs).await;
+}
+
+#[tokio::test]
+async fn downloads_under_the_redirect_threshold_are_served_directly() {
+    let Some((client, blobs)) = bucket("download threshold").await else {
+        return;
+    };
+    let api = state_with_config(
+        Arc::new(blobs.clone()),
+        &[("CONVERSA_DOWNLOAD_REDIRECT_BYTES", "1000")],
+    );
+    let small = api.upload_as("", "small.txt", b"just a few bytes").await;
+    let res = api.download_as("", &small).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment; filename=\"small.txt\""));
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(bytes.as_ref(), b"just a few bytes");
+
+    let large = api
+        .upload_as("", "large.txt", "0123456789".repeat(100).as_bytes())
+        .await;
+    let res = api.download_as("", &large).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::FOUND,
+        "1,000 bytes reach the threshold"
+    );
+    drop_all(&client, &blobs).await;
+}
+
+#[tokio::test]
+async fn local_disk_downloads_carry_the_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = conversa::blobs::local::LocalBlobs::new(dir.path()).unwrap();
+    let api = state_with_config(Arc::new(blobs), &[("CONVERSA_AUTH_TOKENS", TOKENS)]);
+    let content = "Quarterly numbers.\n".repeat(100);
+    let id = api
+        .upload_as(ALICE, "q4 notes.txt", content.as_bytes())
+        .await;
+    let res = api.download_as(BOB, &id).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = api.download_as(ALICE, &id).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get("location").is_none());
+    assert_eq!(
+        res.headers()["content-disposition"],
+        "attachment; filename=\"q4 notes.txt\"; filename*=UTF-8''q4%20notes.txt"
+    );
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(bytes.as_ref(), content.as_bytes());
 }
 
 #[tokio::test]

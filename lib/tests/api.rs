@@ -1009,6 +1009,12 @@ async fn health_index_and_openapi_describe_the_service() {
     assert!(doc["paths"]["/api/conversations/{id}"]["patch"].is_object());
     assert!(doc["paths"]["/api/conversations/{id}"]["delete"].is_object());
     assert!(doc["components"]["schemas"]["FileMeta"]["properties"]["file_type"].is_object());
+    let download = &doc["paths"]["/api/files/{id}/download"]["get"]["responses"];
+    assert!(
+        download["302"]["headers"]["Location"].is_object(),
+        "the redirect to storage is documented: {download}"
+    );
+    assert!(download["200"].is_object() && download["404"].is_object());
 }
 
 #[tokio::test]

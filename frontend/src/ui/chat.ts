@@ -181,6 +181,8 @@ export class ChatView {
       { class: "msg-files", "aria-label": "Attachments" },
       ...files.map((f) => {
         const label = `${fileTypeLabel(f.file_type)} · ${formatBytes(f.size)}`;
+        // Plain link and <img>, never fetch(): on AWS the API answers 302 to a presigned S3 URL on
+        // another origin, which navigation and images follow without CORS; S3 sends the file name.
         const href = f.id ? this.api.downloadUrl(f.id) : null;
         const preview =
           f.file_type === "image" && (f.previewUrl || href)

@@ -104,50 +104,45 @@ pub async fn get_one(
     ))
 }
 
-/// `attachment; filename="…"; filename*=UTF-8''…` for any file name.
-fn content_disposition(filename: &str) -> String {
-    let ascii: String = filename
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let mut encoded = String::new();
-    for b in filename.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            encoded.push(b as char);
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
-    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
-}
-
-/// The original bytes.
+/// The original bytes. Where storage can sign URLs (S3), the answer is `302 Found` to a presigned
+/// URL valid for 5 minutes that downloads the file as an attachment under its name (files under
+/// `CONVERSA_DOWNLOAD_REDIRECT_BYTES` are served directly); on local disk, the bytes themselves.
 #[utoipa::path(get, path = "/api/files/{id}/download", tag = "files", params(("id" = String, Path)),
-    responses((status = 200, description = "The file as uploaded", content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The file as uploaded", content_type = "application/octet-stream", body = Vec<u8>,
+            headers(("Content-Disposition" = String, description = "`attachment` with the file's name"))),
+        (status = 302, description = "Download the file from storage: `Location` is a presigned URL that works for 5 minutes and \
+            answers the bytes with `Content-Disposition: attachment` and the file's name",
+            headers(("Location" = String, description = "The presigned URL"))),
+        (status = 404, body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (meta, bytes) = svc::original(&state, &auth.owner, &FileId::from(id)).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, meta.content_type.clone()),
-            (
-                header::CONTENT_DISPOSITION,
-                content_disposition(&meta.filename),
-            ),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-        ],
-        bytes,
-    )
-        .into_response())
+    match svc::download(&state, &auth.owner, &FileId::from(id)).await? {
+        svc::Download::Redirect(request) => Ok((
+            StatusCode::FOUND,
+            [
+                (header::LOCATION, request.url),
+                // The URL expires: neither the browser nor CloudFront may keep this answer.
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+            ],
+        )
+            .into_response()),
+        svc::Download::Bytes(meta, bytes) => Ok((
+            [
+                (header::CONTENT_TYPE, meta.content_type.clone()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    crate::blobs::attachment_disposition(&meta.filename),
+                ),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            ],
+            bytes,
+        )
+            .into_response()),
+    }
 }
 
 /// The extracted text.
@@ -254,7 +249,7 @@ pub async fn complete(
 mod tests {
     #[test]
     fn dispositions_are_safe_for_any_name() {
-        let d = super::content_disposition("rapport \"final\" é.pdf");
+        let d = crate::blobs::attachment_disposition("rapport \"final\" é.pdf");
         assert!(
             d.starts_with("attachment; filename=\"rapport _final_ _.pdf\""),
             "{d}"

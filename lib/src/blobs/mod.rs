@@ -76,6 +76,30 @@ pub trait BlobStore: Send + Sync {
     }
 }
 
+/// `attachment; filename="…"; filename*=UTF-8''…` for any file name (RFC 6266: an ASCII fallback, then
+/// the exact name percent-encoded). Served with downloads, and asked of S3 for presigned ones.
+pub fn attachment_disposition(filename: &str) -> String {
+    let ascii: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for b in filename.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
 /// Key layout shared by every adapter.
 pub mod keys {
     use crate::domain::{FileId, Owner};

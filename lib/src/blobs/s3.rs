@@ -230,22 +230,12 @@ impl BlobStore for S3Blobs {
         expires: Duration,
     ) -> Result<Option<PresignedRequest>, BlobError> {
         check(key)?;
-        let safe: String = filename
-            .chars()
-            .map(|c| {
-                if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
         let req = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .response_content_disposition(format!("attachment; filename=\"{safe}\""))
+            .response_content_disposition(super::attachment_disposition(filename))
             .presigned(Self::presigning(expires)?)
             .await
             .map_err(unavailable)?;

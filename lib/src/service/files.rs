@@ -370,19 +370,41 @@ pub async fn get(state: &AppState, owner: &Owner, id: &FileId) -> Result<FileMet
         .ok_or_else(|| ApiError::NotFound("No such file.".into()))
 }
 
-/// The bytes as uploaded.
-pub async fn original(
-    state: &AppState,
-    owner: &Owner,
-    id: &FileId,
-) -> Result<(FileMeta, Bytes), ApiError> {
+/// How long a presigned download URL works: enough to start the download, short enough that a
+/// leaked link soon stops working.
+pub const DOWNLOAD_TTL: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// What `GET /api/files/{id}/download` answers.
+#[derive(Debug)]
+pub enum Download {
+    /// The client fetches the bytes itself from this presigned URL (S3): no size limit on the way.
+    Redirect(PresignedRequest),
+    /// The bytes, served through the API (local disk, or files under the redirect threshold).
+    Bytes(FileMeta, Bytes),
+}
+
+/// The original bytes of one of `owner`'s files, or where to get them. The owner check comes first:
+/// another user's file is 404, never a URL. When the blob store can sign URLs and the file is at
+/// least `CONVERSA_DOWNLOAD_REDIRECT_BYTES`, the answer is a short-lived presigned `GET` that
+/// downloads as an attachment under the file's name (a Lambda response carries at most ~6 MB).
+pub async fn download(state: &AppState, owner: &Owner, id: &FileId) -> Result<Download, ApiError> {
     let meta = get(state, owner, id).await?;
+    let key = keys::original(owner, id);
+    if meta.size >= state.config.download_redirect_bytes {
+        if let Some(request) = state
+            .blobs
+            .presign_get(&key, &meta.filename, DOWNLOAD_TTL)
+            .await?
+        {
+            return Ok(Download::Redirect(request));
+        }
+    }
     let bytes = state
         .blobs
-        .get(&keys::original(owner, id))
+        .get(&key)
         .await?
         .ok_or_else(|| ApiError::NotFound("The file's content is no longer stored.".into()))?;
-    Ok((meta, bytes))
+    Ok(Download::Bytes(meta, bytes))
 }
 
 /// The extracted text (empty for images and files still processing).
