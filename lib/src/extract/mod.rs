@@ -166,6 +166,7 @@ mod b64 {
     }
 }
 
+mod cfb;
 mod detect;
 mod docx;
 mod image;

@@ -6,6 +6,7 @@ use std::io::Cursor;
 
 use calamine::{open_workbook_from_rs, Cell, Data, DataRef, Ods, Range, Reader, Xls, Xlsb, Xlsx};
 
+use super::cfb;
 use super::markdown;
 use super::zipsafe::{check_zip, Container};
 use super::{ExtractError, Extracted, Limits, Section};
@@ -21,6 +22,13 @@ pub(super) fn extract(
             if is_encrypted_ooxml(bytes) {
                 return Err(encrypted());
             }
+            // calamine follows the container's sector chains without a loop check: refuse a
+            // looping or out-of-range chain before it allocates without end.
+            cfb::check(bytes).map_err(|damage| {
+                ExtractError::Corrupt(format!(
+                    "the spreadsheet is damaged or not readable ({damage})"
+                ))
+            })?;
             let wb = open_workbook_from_rs::<Xls<_>, _>(Cursor::new(bytes)).map_err(open_err)?;
             read_all(wb, limits)?
         }
