@@ -136,6 +136,46 @@ fn an_xls_whose_sector_chain_loops_is_refused_in_process() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
+/// Found by the `sheets` fuzz target: an XLS sheet whose DIMENSIONS record declares about a billion
+/// cells made calamine 0.38 reserve 31 GB up front, and the failed allocation aborted the process.
+/// With the patched calamine (vendor/calamine) the declared size is a hint only: the file gives text
+/// or a clear error, in-process, at once.
+#[test]
+fn an_xls_declaring_a_billion_cells_does_not_reserve_them() {
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/xls-huge-dimensions.xls"),
+    )
+    .unwrap();
+    let started = Instant::now();
+    match extract(FileType::Xls, &bytes, &Limits::default()) {
+        Ok(x) => assert!(
+            x.text.len() < 10 * bytes.len(),
+            "{} bytes of text",
+            x.text.len()
+        ),
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// Found by the `sheets` fuzz target: an OLE container with a zip appended passed the zip checks as an
+/// XLSX, and calamine's password probe followed its sector chains into gigabytes. It is refused as
+/// damaged before calamine sees it.
+#[test]
+fn an_ole_container_posing_as_xlsx_is_refused_at_once() {
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/xlsx-ole-polyglot.xlsx"),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let e = extract(FileType::Xlsx, &bytes, &Limits::default()).unwrap_err();
+    assert!(matches!(e, ExtractError::Corrupt(_)), "{e:?}");
+    assert!(e.to_string().contains("OLE container"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
 /// The same file isolated: the child refuses it the same way (no longer by hitting its memory
 /// limit).
 #[test]

@@ -17,7 +17,7 @@
 use std::fmt;
 use std::ops::Range;
 
-const SIGNATURE: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+pub(super) const SIGNATURE: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
 const HEADER_LEN: usize = 512;
 /// Sector ids at or above this are markers, not sectors (calamine's `RESERVED_SECTORS`).
 const RESERVED: u32 = 0xFFFF_FFFA;

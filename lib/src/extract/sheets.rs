@@ -38,6 +38,19 @@ pub(super) fn extract(
             read_all(wb, limits)?
         }
         _ => {
+            // An OLE container is not an XLSX/XLSB, though a zip can be appended to one: calamine
+            // would follow its sector chains (unchecked) looking for a password. Encrypted OOXML is
+            // such a container.
+            if bytes.starts_with(&cfb::SIGNATURE) {
+                if is_encrypted_ooxml(bytes) {
+                    return Err(encrypted());
+                }
+                return Err(ExtractError::Corrupt(
+                    "the spreadsheet is damaged or not readable (an OLE container, not a workbook \
+                     package)"
+                        .into(),
+                ));
+            }
             check_zip(bytes, limits)?;
             let binary = Container::open(bytes, limits)?
                 .names()
