@@ -77,6 +77,10 @@ if [[ "$engine" == "libfuzzer" ]]; then
     if [[ $rc -eq 124 ]]; then
       fall_back "the libFuzzer build did not finish before FUZZ_DEADLINE"
       break
+    elif [[ $rc -ne 0 && "$toolchain" != nightly ]]; then
+      # Stable only takes cargo-fuzz's flags through RUSTC_BOOTSTRAP, which a toolchain may refuse.
+      fall_back "the libFuzzer build failed on the $toolchain toolchain"
+      break
     elif [[ $rc -ne 0 ]]; then
       exit "$rc"
     fi
