@@ -26,8 +26,11 @@ async fn bucket(what: &str) -> Option<(aws_sdk_s3::Client, S3Blobs)> {
     Some((client.clone(), S3Blobs::new(client, name)))
 }
 
+/// Empties the bucket under the owners' prefixes the tests use, then deletes it.
 async fn drop_bucket(client: &aws_sdk_s3::Client, blobs: &S3Blobs) {
-    blobs.delete_prefix("local/").await.unwrap();
+    for owner in ["alice/", "bob/", "local/"] {
+        blobs.delete_prefix(owner).await.unwrap();
+    }
     client
         .delete_bucket()
         .bucket(blobs.bucket())
@@ -424,18 +427,6 @@ impl Api {
     }
 }
 
-async fn drop_all(client: &aws_sdk_s3::Client, blobs: &S3Blobs) {
-    for owner in ["alice/", "bob/", "local/"] {
-        blobs.delete_prefix(owner).await.unwrap();
-    }
-    client
-        .delete_bucket()
-        .bucket(blobs.bucket())
-        .send()
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn downloads_redirect_to_a_presigned_url_after_the_owner_check() {
     let Some((client, blobs)) = bucket("download redirect").await else {
@@ -473,7 +464,7 @@ async fn downloads_redirect_to_a_presigned_url_after_the_owner_check() {
         "attachment; filename=\"q4 notes.txt\"; filename*=UTF-8''q4%20notes.txt"
     );
     assert_eq!(got.bytes().await.unwrap().as_ref(), content.as_bytes());
-    drop_all(&client, &blobs).await;
+    drop_bucket(&client, &blobs).await;
 }
 
 #[tokio::test]
@@ -506,7 +497,7 @@ async fn downloads_under_the_redirect_threshold_are_served_directly() {
         StatusCode::FOUND,
         "1,000 bytes reach the threshold"
     );
-    drop_all(&client, &blobs).await;
+    drop_bucket(&client, &blobs).await;
 }
 
 #[tokio::test]

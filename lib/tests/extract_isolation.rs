@@ -116,11 +116,18 @@ fn a_missing_program_is_a_clear_error_not_a_panic() {
     assert!(e.to_string().contains("could not be read"), "{e}");
 }
 
-fn looping_xls() -> Vec<u8> {
+/// A file of `lib/tests/fixtures/`.
+fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xls-fat-cycle.xls"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
     )
     .unwrap()
+}
+
+fn looping_xls() -> Vec<u8> {
+    fixture("xls-fat-cycle.xls")
 }
 
 /// Found by the `sheets` fuzz target: an XLS whose FAT chain loops makes calamine 0.38 append
@@ -142,11 +149,7 @@ fn an_xls_whose_sector_chain_loops_is_refused_in_process() {
 /// or a clear error, in-process, at once.
 #[test]
 fn an_xls_declaring_a_billion_cells_does_not_reserve_them() {
-    let bytes = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/xls-huge-dimensions.xls"),
-    )
-    .unwrap();
+    let bytes = fixture("xls-huge-dimensions.xls");
     let started = Instant::now();
     match extract(FileType::Xls, &bytes, &Limits::default()) {
         Ok(x) => assert!(
@@ -164,11 +167,7 @@ fn an_xls_declaring_a_billion_cells_does_not_reserve_them() {
 /// damaged before calamine sees it.
 #[test]
 fn an_ole_container_posing_as_xlsx_is_refused_at_once() {
-    let bytes = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/xlsx-ole-polyglot.xlsx"),
-    )
-    .unwrap();
+    let bytes = fixture("xlsx-ole-polyglot.xlsx");
     let started = Instant::now();
     let e = extract(FileType::Xlsx, &bytes, &Limits::default()).unwrap_err();
     assert!(matches!(e, ExtractError::Corrupt(_)), "{e:?}");
