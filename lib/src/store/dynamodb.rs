@@ -130,6 +130,49 @@ fn file_sk(id: &FileId) -> String {
     format!("F#{}", id.as_str())
 }
 
+/// The stored form of a conversation.
+fn conversation_record(owner: &Owner, c: &Conversation) -> Item {
+    let updated = c.updated_at.to_rfc3339();
+    let mut item = key(user_pk(owner), conversation_sk(&c.id));
+    item.extend([
+        ("gsi1pk".to_owned(), s(updated_pk(owner))),
+        ("gsi1sk".to_owned(), s(updated_sk(&updated, c.id.as_str()))),
+        ("id".to_owned(), s(c.id.as_str())),
+        ("title".to_owned(), s(c.title.clone())),
+        (
+            "title_default".to_owned(),
+            AttributeValue::Bool(c.title == DEFAULT_TITLE),
+        ),
+        ("message_count".to_owned(), n(c.message_count)),
+        ("created_at".to_owned(), s(c.created_at.to_rfc3339())),
+        ("updated_at".to_owned(), s(updated)),
+    ]);
+    item
+}
+
+/// The stored form of a message, and the pointer that finds it by id.
+fn message_records(owner: &Owner, m: &Message) -> Result<(Item, Item), StoreError> {
+    let files = serde_json::to_string(&m.files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let msk = message_sk(m);
+    let mut message = key(messages_pk(owner, &m.conversation_id), msk.clone());
+    message.extend([
+        ("id".to_owned(), s(m.id.as_str())),
+        ("conversation_id".to_owned(), s(m.conversation_id.as_str())),
+        ("role".to_owned(), s(m.role.as_str())),
+        ("content".to_owned(), s(m.content.clone())),
+        ("files".to_owned(), s(files)),
+        ("token_count".to_owned(), n(m.token_count)),
+        ("status".to_owned(), s(m.status.as_str())),
+        ("created_at".to_owned(), s(m.created_at.to_rfc3339())),
+    ]);
+    let mut pointer = key(user_pk(owner), pointer_sk(&m.id));
+    pointer.extend([
+        ("conversation_id".to_owned(), s(m.conversation_id.as_str())),
+        ("msk".to_owned(), s(msk)),
+    ]);
+    Ok((message, pointer))
+}
+
 fn key(pk: String, sk: String) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
@@ -188,6 +231,18 @@ fn is_conditional<E: ProvideErrorMetadata>(e: &E) -> bool {
 }
 
 impl DynamoStore {
+    /// A transaction step that writes `item` only if no item has its key yet.
+    fn put_new(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
+        build(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build(),
+        )
+        .map(|p| TransactWriteItem::builder().put(p).build())
+    }
+
     /// Uses an SDK client and a table (which must exist: see [`ensure_table`]).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
@@ -465,30 +520,41 @@ impl Store for DynamoStore {
     }
 
     async fn create_conversation(&self, owner: &Owner, c: &Conversation) -> Result<(), StoreError> {
-        let updated = c.updated_at.to_rfc3339();
-        let mut item = key(user_pk(owner), conversation_sk(&c.id));
-        item.extend([
-            ("gsi1pk".to_owned(), s(updated_pk(owner))),
-            ("gsi1sk".to_owned(), s(updated_sk(&updated, c.id.as_str()))),
-            ("id".to_owned(), s(c.id.as_str())),
-            ("title".to_owned(), s(c.title.clone())),
-            (
-                "title_default".to_owned(),
-                AttributeValue::Bool(c.title == DEFAULT_TITLE),
-            ),
-            ("message_count".to_owned(), n(c.message_count)),
-            ("created_at".to_owned(), s(c.created_at.to_rfc3339())),
-            ("updated_at".to_owned(), s(updated)),
-        ]);
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(conversation_record(owner, c)))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn start_conversation(
+        &self,
+        owner: &Owner,
+        c: &Conversation,
+        first: &Message,
+    ) -> Result<(), StoreError> {
+        // What create_conversation + add_message leave behind, written in one transaction.
+        let started = Conversation {
+            message_count: c.message_count + 1,
+            updated_at: c.updated_at.max(first.created_at),
+            ..c.clone()
+        };
+        let (message, pointer) = message_records(owner, first)?;
+        let mut transaction = self.client.transact_write_items();
+        for item in [conversation_record(owner, &started), message, pointer] {
+            transaction = transaction.transact_items(self.put_new(item)?);
+        }
+        match transaction.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if (0..3).any(|i| condition_failed_at(&e, i)) => Err(StoreError::Corrupt(
+                format!("conversation {} or its first message already exists", c.id),
+            )),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn get_conversation(
@@ -679,35 +745,7 @@ impl Store for DynamoStore {
     }
 
     async fn add_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
-        let files =
-            serde_json::to_string(&m.files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let msk = message_sk(m);
-        let mut message = key(messages_pk(owner, &m.conversation_id), msk.clone());
-        message.extend([
-            ("id".to_owned(), s(m.id.as_str())),
-            ("conversation_id".to_owned(), s(m.conversation_id.as_str())),
-            ("role".to_owned(), s(m.role.as_str())),
-            ("content".to_owned(), s(m.content.clone())),
-            ("files".to_owned(), s(files)),
-            ("token_count".to_owned(), n(m.token_count)),
-            ("status".to_owned(), s(m.status.as_str())),
-            ("created_at".to_owned(), s(m.created_at.to_rfc3339())),
-        ]);
-        let mut pointer = key(user_pk(owner), pointer_sk(&m.id));
-        pointer.extend([
-            ("conversation_id".to_owned(), s(m.conversation_id.as_str())),
-            ("msk".to_owned(), s(msk)),
-        ]);
-        let put = |item: Item| {
-            build(
-                Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build(),
-            )
-            .map(|p| TransactWriteItem::builder().put(p).build())
-        };
+        let (message, pointer) = message_records(owner, m)?;
         let missing =
             || StoreError::Corrupt(format!("conversation {} does not exist", m.conversation_id));
         for _ in 0..ATTEMPTS {
@@ -741,8 +779,8 @@ impl Store for DynamoStore {
                 .client
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().update(update).build())
-                .transact_items(put(message.clone())?)
-                .transact_items(put(pointer.clone())?)
+                .transact_items(self.put_new(message.clone())?)
+                .transact_items(self.put_new(pointer.clone())?)
                 .send()
                 .await;
             match result {
