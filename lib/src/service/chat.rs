@@ -232,11 +232,7 @@ pub async fn start(state: &AppState, owner: &Owner, input: ChatInput) -> Result<
         if created {
             // Files uploaded with this turn would belong to a conversation that does not exist.
             for f in &file_metas[uploaded_from..] {
-                let _ = state.store.delete_file(owner, &f.id).await;
-                let _ = state
-                    .blobs
-                    .delete_prefix(&crate::blobs::keys::file_prefix(owner, &f.id))
-                    .await;
+                files::discard(state, owner, &f.id).await;
             }
         }
         return Err(e.into());

@@ -267,14 +267,20 @@ pub async fn upload(
         file_id: meta.id.clone(),
     };
     if let Err(e) = state.jobs.enqueue(job).await {
-        let _ = state.store.delete_file(owner, &meta.id).await;
-        let _ = state
-            .blobs
-            .delete_prefix(&keys::file_prefix(owner, &meta.id))
-            .await;
+        discard(state, owner, &meta.id).await;
         return Err(e.into());
     }
     Ok((true, meta))
+}
+
+/// Removes a file's record and bytes after a later step failed (best effort: the error that
+/// caused it is what the caller reports).
+pub(super) async fn discard(state: &AppState, owner: &Owner, id: &FileId) {
+    let _ = state.store.delete_file(owner, id).await;
+    let _ = state
+        .blobs
+        .delete_prefix(&keys::file_prefix(owner, id))
+        .await;
 }
 
 /// Stores extracted text (and a prepared image) for a record and marks it ready.
