@@ -10,6 +10,8 @@ pub mod app;
 pub mod aws;
 pub mod blobs;
 pub mod config;
+#[cfg(any(test, feature = "test-support"))]
+pub mod contract;
 pub mod domain;
 pub mod extract;
 pub mod jobs;

@@ -1,55 +1,64 @@
 //! The DynamoDB store and rate limiter against a real DynamoDB API (moto locally, `AWS_ENDPOINT_URL`),
-//! each run in its own table.
+//! each test in its own table.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: failing loudly is their job
 #![cfg(feature = "dynamodb")]
 
 mod common;
 
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
+use conversa::contract::Subject;
 use conversa::domain::*;
 use conversa::limits::dynamodb::DynamoLimiter;
-use conversa::store::dynamodb::{ensure_table, DynamoStore};
+use conversa::store::dynamodb::{ensure_table, DynamoStore, Table};
 use conversa::store::{PageRequest, Store};
 
-async fn table(what: &str) -> Option<(Client, String)> {
-    common::service("AWS_ENDPOINT_URL", what)?;
+/// A fresh table, or `None` when DynamoDB is not configured.
+async fn table() -> Option<Table> {
+    common::service("AWS_ENDPOINT_URL", "DynamoDB")?;
     let client = Client::new(conversa::aws::sdk_config().await);
     let name = common::unique("ddb");
     ensure_table(&client, &name).await.unwrap();
-    Some((client, name))
+    Some(Table::new(client, name))
 }
 
-async fn drop_table(client: &Client, name: &str) {
-    client.delete_table().table_name(name).send().await.unwrap();
+async fn drop_table(table: Table) {
+    table
+        .client()
+        .delete_table()
+        .table_name(table.name())
+        .send()
+        .await
+        .unwrap();
 }
 
-#[tokio::test]
-async fn the_store_passes_the_contract() {
-    let Some((client, name)) = table("dynamodb store contract").await else {
-        return;
-    };
-    let store = DynamoStore::new(client.clone(), &name);
-    conversa::store::contract::run_all(&store).await;
-    drop_table(&client, &name).await;
+/// An adapter on a fresh table that is dropped after the check.
+async fn subject<T>(adapter: impl FnOnce(Table) -> T) -> Option<Subject<T>> {
+    let table = table().await?;
+    Some(Subject::new(adapter(table.clone())).with_teardown(drop_table(table)))
 }
+
+conversa::store_contract_tests!(store, subject(DynamoStore::new));
 
 #[tokio::test]
 async fn the_limiter_passes_the_contract() {
-    let Some((client, name)) = table("dynamodb limiter contract").await else {
+    let Some(table) = table().await else {
         return;
     };
-    let limiter = DynamoLimiter::new(client.clone(), &name);
+    let limiter = DynamoLimiter::new(table.client().clone(), table.name());
     conversa::limits::contract::run_all(&limiter).await;
-    drop_table(&client, &name).await;
+    drop_table(table).await;
 }
 
 #[tokio::test]
 async fn deleting_a_long_conversation_removes_every_item() {
-    let Some((client, name)) = table("dynamodb batch delete").await else {
+    let Some(table) = table().await else {
         return;
     };
-    let store = DynamoStore::new(client.clone(), &name);
+    let store = DynamoStore::new(table.clone());
     let owner = Owner::new("batch@example.com");
     let conv = Conversation {
         id: ConversationId::generate(),
@@ -59,19 +68,20 @@ async fn deleting_a_long_conversation_removes_every_item() {
         updated_at: Timestamp::from_millis(1_000),
     };
     store.create_conversation(&owner, &conv).await.unwrap();
+    let message = |i: i64, at: i64| Message {
+        id: MessageId::generate(),
+        conversation_id: conv.id.clone(),
+        role: Role::User,
+        content: format!("message {i}"),
+        files: vec![],
+        token_count: 2,
+        status: MessageStatus::Complete,
+        created_at: Timestamp::from_millis(at),
+    };
     let mut ids = Vec::new();
     // More than one batch of 25 deletes (each message has a pointer item too).
     for i in 0..40 {
-        let m = Message {
-            id: MessageId::generate(),
-            conversation_id: conv.id.clone(),
-            role: Role::User,
-            content: format!("message {i}"),
-            files: vec![],
-            token_count: 2,
-            status: MessageStatus::Complete,
-            created_at: Timestamp::from_millis(2_000 + i),
-        };
+        let m = message(i, 2_000 + i);
         store.add_message(&owner, &m).await.unwrap();
         ids.push(m.id);
     }
@@ -80,20 +90,15 @@ async fn deleting_a_long_conversation_removes_every_item() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(got.message_count, 40);
-    assert_eq!(got.updated_at, Timestamp::from_millis(2_039));
+    assert_eq!(
+        (got.message_count, got.updated_at),
+        (40, Timestamp::from_millis(2_039))
+    );
     // An older message (a clock behind) does not move updated_at back.
-    let late = Message {
-        id: MessageId::generate(),
-        conversation_id: conv.id.clone(),
-        role: Role::Assistant,
-        content: "late".into(),
-        files: vec![],
-        token_count: 1,
-        status: MessageStatus::Complete,
-        created_at: Timestamp::from_millis(1_500),
-    };
-    store.add_message(&owner, &late).await.unwrap();
+    store
+        .add_message(&owner, &message(40, 1_500))
+        .await
+        .unwrap();
     let got = store
         .get_conversation(&owner, &conv.id)
         .await
@@ -112,9 +117,10 @@ async fn deleting_a_long_conversation_removes_every_item() {
     for id in &ids {
         assert_eq!(store.get_message(&owner, id).await.unwrap(), None);
     }
-    let left = client
+    let left = table
+        .client()
         .scan()
-        .table_name(&name)
+        .table_name(table.name())
         .send()
         .await
         .unwrap()
@@ -132,33 +138,97 @@ async fn deleting_a_long_conversation_removes_every_item() {
         .await
         .unwrap();
     assert!(page.items.is_empty());
-    drop_table(&client, &name).await;
+    drop_table(table).await;
+}
+
+/// A file item and a message item exactly as written before the store had its own records (the
+/// API's JSON of `FileMeta` in `body` and `files`).
+#[tokio::test]
+async fn items_written_in_the_earlier_format_read_back() {
+    let Some(table) = table().await else {
+        return;
+    };
+    let store = DynamoStore::new(table.clone());
+    let owner = Owner::new("old@example.com");
+    let body = r#"{"id":"f-old","conversation_id":"c-old","filename":"notes.txt","content_type":"text/plain","size":12,"file_type":"text","status":"ready","char_count":12,"token_count":3,"pages":null,"error":null,"created_at":"2026-02-28T10:00:00.123Z"}"#;
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let at = "2026-02-28T10:00:00.123Z";
+    let items: Vec<HashMap<String, AttributeValue>> = vec![
+        HashMap::from([
+            ("pk".into(), s("U#old@example.com")),
+            ("sk".into(), s("F#f-old")),
+            ("id".into(), s("f-old")),
+            ("conversation_id".into(), s("c-old")),
+            ("body".into(), s(body)),
+        ]),
+        HashMap::from([
+            ("pk".into(), s("U#old@example.com#C#c-old")),
+            ("sk".into(), s(&format!("M#{at}#m-old"))),
+            ("id".into(), s("m-old")),
+            ("conversation_id".into(), s("c-old")),
+            ("role".into(), s("user")),
+            ("content".into(), s("hi")),
+            ("files".into(), s(&format!("[{body}]"))),
+            ("token_count".into(), AttributeValue::N("1".into())),
+            ("status".into(), s("complete")),
+            ("created_at".into(), s(at)),
+        ]),
+        HashMap::from([
+            ("pk".into(), s("U#old@example.com")),
+            ("sk".into(), s("MSG#m-old")),
+            ("conversation_id".into(), s("c-old")),
+            ("msk".into(), s(&format!("M#{at}#m-old"))),
+        ]),
+    ];
+    for item in items {
+        table
+            .client()
+            .put_item()
+            .table_name(table.name())
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
+    let file = store
+        .get_file(&owner, &FileId::from("f-old"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(file.filename, "notes.txt");
+    let message = store
+        .get_message(&owner, &MessageId::from("m-old"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(message.files, vec![file]);
+    drop_table(table).await;
 }
 
 #[tokio::test]
 async fn from_config_builds_the_dynamodb_store_and_limiter() {
-    let Some((client, name)) = table("dynamodb from_config").await else {
+    let Some(table) = table().await else {
         return;
     };
     let state = common::build(&[
         ("CONVERSA_STORE", "dynamodb"),
         ("CONVERSA_LIMITER", "dynamodb"),
-        ("CONVERSA_DYNAMODB_TABLE", &name),
+        ("CONVERSA_DYNAMODB_TABLE", table.name()),
     ])
     .await
     .unwrap();
     state.store.health().await.unwrap();
     state.limiter.health().await.unwrap();
-    drop_table(&client, &name).await;
+    drop_table(table).await;
 }
 
 #[tokio::test]
 async fn an_unreachable_table_is_unavailable() {
-    if common::service("AWS_ENDPOINT_URL", "dynamodb missing table").is_none() {
+    if common::service("AWS_ENDPOINT_URL", "DynamoDB").is_none() {
         return;
     }
     let client = Client::new(conversa::aws::sdk_config().await);
-    let store = DynamoStore::new(client, common::unique("absent"));
+    let store = DynamoStore::new(Table::new(client, common::unique("absent")));
     assert!(matches!(
         store.health().await,
         Err(conversa::store::StoreError::Unavailable(_))

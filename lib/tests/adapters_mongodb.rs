@@ -1,27 +1,81 @@
-//! The MongoDB store against a real MongoDB-wire server (`MONGODB_URI`), each run in its own database.
+//! The MongoDB store against a real MongoDB-wire server (`MONGODB_URI`), each test in its own
+//! database.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: failing loudly is their job
 #![cfg(feature = "mongodb")]
 
 mod common;
 
+use conversa::contract::Subject;
+use conversa::domain::{FileId, MessageId, Owner};
 use conversa::store::mongodb::MongoStore;
+use conversa::store::Store;
+use mongodb::bson::doc;
 
-#[tokio::test]
-async fn the_store_passes_the_contract() {
-    let Some(uri) = common::service("MONGODB_URI", "mongodb store contract") else {
-        return;
-    };
+/// A store on a fresh database with the database's name, or `None` when MongoDB is not configured.
+async fn store() -> Option<(MongoStore, String, String)> {
+    let uri = common::service("MONGODB_URI", "MongoDB")?;
     let db = common::unique("mongo").replace('-', "_");
-    let store = MongoStore::connect(&uri, &db).await.unwrap();
-    conversa::store::contract::run_all(&store).await;
+    Some((MongoStore::connect(&uri, &db).await.unwrap(), uri, db))
+}
+
+async fn drop_database(uri: String, db: String) {
     let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
     client.database(&db).drop().await.unwrap();
 }
 
+conversa::store_contract_tests!(contract, async {
+    let (store, uri, db) = store().await?;
+    Some(Subject::new(store).with_teardown(drop_database(uri, db)))
+});
+
+/// A file document and a message document exactly as written before the store had its own records
+/// (the API's JSON of `FileMeta` in `body` and `files`).
+#[tokio::test]
+async fn documents_written_in_the_earlier_format_read_back() {
+    let Some((store, uri, db)) = store().await else {
+        return;
+    };
+    let body = r#"{"id":"f-old","conversation_id":"c-old","filename":"notes.txt","content_type":"text/plain","size":12,"file_type":"text","status":"ready","char_count":12,"token_count":3,"pages":null,"error":null,"created_at":"2026-02-28T10:00:00.123Z"}"#;
+    let database = mongodb::Client::with_uri_str(&uri)
+        .await
+        .unwrap()
+        .database(&db);
+    database
+        .collection("files")
+        .insert_one(
+            doc! {"_id": "f-old", "owner": "local", "conversation_id": "c-old", "body": body},
+        )
+        .await
+        .unwrap();
+    database
+        .collection("messages")
+        .insert_one(doc! {
+            "_id": "m-old", "owner": "local", "conversation_id": "c-old", "role": "user",
+            "content": "hi", "files": format!("[{body}]"), "token_count": 1_i64,
+            "status": "complete", "created_at": "2026-02-28T10:00:00.123Z",
+        })
+        .await
+        .unwrap();
+    let owner = Owner::local();
+    let file = store
+        .get_file(&owner, &FileId::from("f-old"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(file.filename, "notes.txt");
+    let message = store
+        .get_message(&owner, &MessageId::from("m-old"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(message.files, vec![file]);
+    drop_database(uri, db).await;
+}
+
 #[tokio::test]
 async fn from_config_builds_the_mongodb_store() {
-    let Some(uri) = common::service("MONGODB_URI", "mongodb from_config") else {
+    let Some(uri) = common::service("MONGODB_URI", "MongoDB") else {
         return;
     };
     let db = common::unique("cfg").replace('-', "_");
@@ -35,8 +89,7 @@ async fn from_config_builds_the_mongodb_store() {
     .await
     .unwrap();
     state.store.health().await.unwrap();
-    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
-    client.database(&db).drop().await.unwrap();
+    drop_database(uri, db).await;
 }
 
 #[tokio::test]

@@ -1,11 +1,41 @@
-//! The contract every `Store` adapter passes. Each adapter's tests call [`run_all`] on a fresh,
-//! empty store; the checks use unique ids, so a shared server is fine too.
+//! The contract every `Store` adapter passes, one test per check through
+//! [`store_contract_tests!`](crate::store_contract_tests). The checks use unique owners and ids, so
+//! a shared server is fine.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test suite: failing loudly is its job
+
+use std::sync::Arc;
 
 use crate::domain::*;
 
 use super::{PageRequest, Store, StoreError};
+
+/// One `#[tokio::test]` per check of the `Store` contract, in `mod $name`, against the adapter the
+/// setup (an `async` block giving `Option<Subject<_>>`) builds.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($name:ident, $setup:expr) => {
+        $crate::__contract_tests!(store; $name, $setup;
+            health_answers,
+            conversations_are_owner_scoped,
+            lists_newest_first_with_stable_cursors,
+            a_cursor_it_did_not_issue_is_refused,
+            search_matches_titles_and_messages,
+            search_treats_wildcards_literally,
+            the_automatic_title_lands_without_moving_updated_at,
+            a_users_title_wins_over_the_automatic_one,
+            messages_are_counted_and_paged_oldest_first,
+            recent_messages_are_the_last_ones_oldest_first,
+            an_answer_is_updated_in_place,
+            messages_are_owner_scoped,
+            a_conversation_starts_with_its_first_message,
+            starting_a_conversation_twice_adds_nothing,
+            file_records_keep_every_field,
+            deleting_a_conversation_removes_its_messages_and_files,
+            deleting_a_file_says_whether_it_existed,
+        );
+    };
+}
 
 fn conversation(title: &str, at: i64) -> Conversation {
     Conversation {
@@ -53,53 +83,51 @@ fn unique_owner(tag: &str) -> Owner {
     Owner::new(format!("{tag}-{}", uuid::Uuid::now_v7().simple()))
 }
 
-/// Runs every check.
-pub async fn run_all(store: &dyn Store) {
-    store.health().await.expect("health");
-    conversations_are_owner_scoped(store).await;
-    lists_newest_first_with_stable_cursors(store).await;
-    search_matches_titles_and_messages(store).await;
-    titles(store).await;
-    messages(store).await;
-    a_conversation_starts_with_its_first_message(store).await;
-    files_and_delete(store).await;
-}
-
-async fn a_conversation_starts_with_its_first_message(store: &dyn Store) {
-    let owner = unique_owner("starter");
-    let c = conversation(DEFAULT_TITLE, 6_000_000);
-    let mut first = message(&c.id, Role::User, "hello there", 6_000_007);
-    first.files = vec![file(Some(&c.id), "notes.txt")];
-    store.start_conversation(&owner, &c, &first).await.unwrap();
-    let got = store
-        .get_conversation(&owner, &c.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(got.message_count, 1);
-    assert_eq!(got.created_at, c.created_at);
-    assert_eq!(got.updated_at, first.created_at);
-    let page = PageRequest {
-        limit: 10,
+fn first_page(limit: u32) -> PageRequest {
+    PageRequest {
+        limit,
         cursor: None,
-    };
-    let listed = store.list_messages(&owner, &c.id, &page).await.unwrap();
-    assert_eq!(listed.items, vec![first.clone()]);
-    // Nobody else sees it, and starting the same conversation twice fails without a second message.
-    assert_eq!(
-        store
-            .get_conversation(&unique_owner("other"), &c.id)
-            .await
-            .unwrap(),
-        None
-    );
-    let again = message(&c.id, Role::User, "again", 6_000_008);
-    assert!(store.start_conversation(&owner, &c, &again).await.is_err());
-    let listed = store.list_messages(&owner, &c.id, &page).await.unwrap();
-    assert_eq!(listed.items.len(), 1, "a failed start adds no message");
+    }
 }
 
-async fn conversations_are_owner_scoped(store: &dyn Store) {
+async fn search(store: &dyn Store, owner: &Owner, q: &str) -> Vec<ConversationId> {
+    let page = store
+        .list_conversations(owner, &first_page(50), Some(q))
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = page.items.into_iter().map(|c| c.id).collect();
+    ids.sort();
+    ids
+}
+
+/// A conversation with five messages (the first with a file), oldest first.
+async fn talk(store: &dyn Store, owner: &Owner) -> (Conversation, Vec<Message>) {
+    let c = conversation(DEFAULT_TITLE, 5_000_000);
+    store.create_conversation(owner, &c).await.unwrap();
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let role = if i % 2 == 0 {
+            Role::User
+        } else {
+            Role::Assistant
+        };
+        let mut m = message(&c.id, role, &format!("m{i}"), 5_001_000 + i);
+        if i == 0 {
+            m.files = vec![file(Some(&c.id), "a.txt")];
+        }
+        store.add_message(owner, &m).await.unwrap();
+        made.push(m);
+    }
+    (c, made)
+}
+
+/// The store answers a health check.
+pub async fn health_answers(store: Arc<dyn Store>) {
+    store.health().await.expect("health");
+}
+
+/// Another owner neither sees nor changes a conversation; an unknown id reads as absent.
+pub async fn conversations_are_owner_scoped(store: Arc<dyn Store>) {
     let (alice, bob) = (unique_owner("alice"), unique_owner("bob"));
     let c = conversation(DEFAULT_TITLE, 1_000_000);
     store.create_conversation(&alice, &c).await.unwrap();
@@ -126,25 +154,19 @@ async fn conversations_are_owner_scoped(store: &dyn Store) {
         .unwrap()
         .is_none());
     let page = store
-        .list_conversations(
-            &bob,
-            &PageRequest {
-                limit: 50,
-                cursor: None,
-            },
-            None,
-        )
+        .list_conversations(&bob, &first_page(50), None)
         .await
         .unwrap();
     assert!(page.items.is_empty());
-    assert!(store
-        .get_conversation(&alice, &c.id)
-        .await
-        .unwrap()
-        .is_some());
+    assert_eq!(
+        store.get_conversation(&alice, &c.id).await.unwrap(),
+        Some(c)
+    );
 }
 
-async fn lists_newest_first_with_stable_cursors(store: &dyn Store) {
+/// Conversations list by `updated_at` then id, newest first, and a conversation created between
+/// two page reads does not shift the later pages.
+pub async fn lists_newest_first_with_stable_cursors(store: Arc<dyn Store>) {
     let owner = unique_owner("lister");
     let mut made = Vec::new();
     for i in 0..7 {
@@ -153,8 +175,7 @@ async fn lists_newest_first_with_stable_cursors(store: &dyn Store) {
         store.create_conversation(&owner, &c).await.unwrap();
         made.push(c);
     }
-    let mut expected = made.clone();
-    expected.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
+    made.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
 
     let mut seen = Vec::new();
     let mut cursor = None;
@@ -173,7 +194,6 @@ async fn lists_newest_first_with_stable_cursors(store: &dyn Store) {
             .unwrap();
         pages += 1;
         if pages == 1 {
-            // A conversation created between two page reads must not shift the later pages.
             store
                 .create_conversation(&owner, &conversation("late", 9_000_000))
                 .await
@@ -188,23 +208,33 @@ async fn lists_newest_first_with_stable_cursors(store: &dyn Store) {
     assert_eq!(pages, 3);
     assert_eq!(
         seen.iter().map(|c| &c.id).collect::<Vec<_>>(),
-        expected.iter().map(|c| &c.id).collect::<Vec<_>>()
+        made.iter().map(|c| &c.id).collect::<Vec<_>>()
     );
-
-    let bad = store
-        .list_conversations(
-            &owner,
-            &PageRequest {
-                limit: 3,
-                cursor: Some("not-a-cursor".into()),
-            },
-            None,
-        )
-        .await;
-    assert!(matches!(bad, Err(StoreError::InvalidCursor)), "{bad:?}");
 }
 
-async fn search_matches_titles_and_messages(store: &dyn Store) {
+/// A cursor this store did not issue is refused as such (never read as "from the start").
+pub async fn a_cursor_it_did_not_issue_is_refused(store: Arc<dyn Store>) {
+    let owner = unique_owner("cursor");
+    let bad = PageRequest {
+        limit: 3,
+        cursor: Some("not-a-cursor".into()),
+    };
+    let conversations = store.list_conversations(&owner, &bad, None).await;
+    assert!(
+        matches!(conversations, Err(StoreError::InvalidCursor)),
+        "{conversations:?}"
+    );
+    let messages = store
+        .list_messages(&owner, &ConversationId::generate(), &bad)
+        .await;
+    assert!(
+        matches!(messages, Err(StoreError::InvalidCursor)),
+        "{messages:?}"
+    );
+}
+
+/// Search finds a word in a title or in any message, whatever its case.
+pub async fn search_matches_titles_and_messages(store: Arc<dyn Store>) {
     let owner = unique_owner("searcher");
     let a = conversation("Quarterly Report Q4", 3_000_000);
     let b = conversation("Holiday plans", 3_001_000);
@@ -212,61 +242,36 @@ async fn search_matches_titles_and_messages(store: &dyn Store) {
     for x in [&a, &b, &c] {
         store.create_conversation(&owner, x).await.unwrap();
     }
-    store
-        .add_message(
-            &owner,
-            &message(
-                &b.id,
-                Role::User,
-                "Where is the REPORT about 100% growth?",
-                3_003_000,
-            ),
-        )
-        .await
-        .unwrap();
-    let page = store
-        .list_conversations(
-            &owner,
-            &PageRequest {
-                limit: 50,
-                cursor: None,
-            },
-            Some("report"),
-        )
-        .await
-        .unwrap();
-    let mut ids: Vec<_> = page.items.iter().map(|c| c.id.clone()).collect();
-    ids.sort();
+    let said = message(&b.id, Role::User, "Where is the REPORT?", 3_003_000);
+    store.add_message(&owner, &said).await.unwrap();
     let mut want = vec![a.id.clone(), b.id.clone()];
     want.sort();
-    assert_eq!(ids, want);
-    let page = store
-        .list_conversations(
-            &owner,
-            &PageRequest {
-                limit: 50,
-                cursor: None,
-            },
-            Some("100%"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(page.items.len(), 1, "a % in the query is literal");
-    let page = store
-        .list_conversations(
-            &owner,
-            &PageRequest {
-                limit: 50,
-                cursor: None,
-            },
-            Some("zzz"),
-        )
-        .await
-        .unwrap();
-    assert!(page.items.is_empty());
+    assert_eq!(search(&*store, &owner, "report").await, want);
+    assert!(search(&*store, &owner, "zzz").await.is_empty());
+    assert!(
+        search(&*store, &unique_owner("x"), "report")
+            .await
+            .is_empty(),
+        "another owner's conversations are not searched"
+    );
 }
 
-async fn titles(store: &dyn Store) {
+/// `%`, `_` and regular-expression characters in a query match themselves.
+pub async fn search_treats_wildcards_literally(store: Arc<dyn Store>) {
+    let owner = unique_owner("wildcards");
+    let a = conversation("Growth of 100% (a.k.a. doubling)", 3_100_000);
+    let b = conversation("Growth of 1000", 3_101_000);
+    for x in [&a, &b] {
+        store.create_conversation(&owner, x).await.unwrap();
+    }
+    assert_eq!(search(&*store, &owner, "100%").await, vec![a.id.clone()]);
+    assert_eq!(search(&*store, &owner, "(a.k.a.").await, vec![a.id.clone()]);
+    assert!(search(&*store, &owner, "1_0").await.is_empty());
+    assert!(search(&*store, &owner, "a.k.a.*x").await.is_empty());
+}
+
+/// The automatic title replaces the default one and does not move `updated_at`.
+pub async fn the_automatic_title_lands_without_moving_updated_at(store: Arc<dyn Store>) {
     let owner = unique_owner("titler");
     let c = conversation(DEFAULT_TITLE, 4_000_000);
     store.create_conversation(&owner, &c).await.unwrap();
@@ -277,11 +282,20 @@ async fn titles(store: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!(got.title, "Auto");
-    assert_eq!(
-        got.updated_at, c.updated_at,
-        "the automatic title does not move updated_at"
+    assert_eq!(got.updated_at, c.updated_at);
+    assert!(
+        !store.set_auto_title(&owner, &c.id, "Again").await.unwrap(),
+        "an automatic title lands once"
     );
+    assert!(!store
+        .set_auto_title(&unique_owner("x"), &c.id, "Theirs")
+        .await
+        .unwrap());
+}
 
+/// A rename sets the title and moves `updated_at`; an automatic title never replaces it.
+pub async fn a_users_title_wins_over_the_automatic_one(store: Arc<dyn Store>) {
+    let owner = unique_owner("renamer");
     let d = conversation(DEFAULT_TITLE, 4_000_000);
     store.create_conversation(&owner, &d).await.unwrap();
     let renamed = store
@@ -291,39 +305,30 @@ async fn titles(store: &dyn Store) {
         .unwrap();
     assert_eq!(renamed.title, "Mine");
     assert_eq!(renamed.updated_at, Timestamp::from_millis(4_500_000));
-    assert!(
-        !store.set_auto_title(&owner, &d.id, "Auto").await.unwrap(),
-        "a user's title wins"
-    );
+    assert!(!store.set_auto_title(&owner, &d.id, "Auto").await.unwrap());
+    let got = store
+        .get_conversation(&owner, &d.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.title, "Mine");
+    let back = store
+        .rename_conversation(&owner, &d.id, "Older", Timestamp::from_millis(4_100_000))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        store
-            .get_conversation(&owner, &d.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .title,
-        "Mine"
+        back.updated_at,
+        Timestamp::from_millis(4_500_000),
+        "updated_at never moves back"
     );
 }
 
-async fn messages(store: &dyn Store) {
+/// Messages count on their conversation, move its `updated_at`, and page oldest first with their
+/// files intact.
+pub async fn messages_are_counted_and_paged_oldest_first(store: Arc<dyn Store>) {
     let owner = unique_owner("talker");
-    let c = conversation(DEFAULT_TITLE, 5_000_000);
-    store.create_conversation(&owner, &c).await.unwrap();
-    let mut made = Vec::new();
-    for i in 0..5 {
-        let role = if i % 2 == 0 {
-            Role::User
-        } else {
-            Role::Assistant
-        };
-        let mut m = message(&c.id, role, &format!("m{i}"), 5_001_000 + i);
-        if i == 0 {
-            m.files = vec![file(Some(&c.id), "a.txt")];
-        }
-        store.add_message(&owner, &m).await.unwrap();
-        made.push(m);
-    }
+    let (c, made) = talk(&*store, &owner).await;
     let got = store
         .get_conversation(&owner, &c.id)
         .await
@@ -333,14 +338,7 @@ async fn messages(store: &dyn Store) {
     assert_eq!(got.updated_at, Timestamp::from_millis(5_001_004));
 
     let first = store
-        .list_messages(
-            &owner,
-            &c.id,
-            &PageRequest {
-                limit: 2,
-                cursor: None,
-            },
-        )
+        .list_messages(&owner, &c.id, &first_page(2))
         .await
         .unwrap();
     assert_eq!(first.items, made[..2].to_vec());
@@ -357,11 +355,32 @@ async fn messages(store: &dyn Store) {
         .unwrap();
     assert_eq!(second.items, made[2..].to_vec());
     assert!(second.next_cursor.is_none());
+}
 
-    let recent = store.recent_messages(&owner, &c.id, 3).await.unwrap();
-    assert_eq!(recent, made[2..].to_vec());
+/// The most recent messages come back oldest first.
+pub async fn recent_messages_are_the_last_ones_oldest_first(store: Arc<dyn Store>) {
+    let owner = unique_owner("recent");
+    let (c, made) = talk(&*store, &owner).await;
+    assert_eq!(
+        store.recent_messages(&owner, &c.id, 3).await.unwrap(),
+        made[2..].to_vec()
+    );
+    assert_eq!(
+        store.recent_messages(&owner, &c.id, 50).await.unwrap(),
+        made
+    );
+    assert!(store
+        .recent_messages(&owner, &c.id, 0)
+        .await
+        .unwrap()
+        .is_empty());
+}
 
-    let mut answer = made[4].clone();
+/// An answer's content, token count and status are replaced in place.
+pub async fn an_answer_is_updated_in_place(store: Arc<dyn Store>) {
+    let owner = unique_owner("updater");
+    let (c, made) = talk(&*store, &owner).await;
+    let mut answer = made[3].clone();
     answer.content = "finished".into();
     answer.status = MessageStatus::Incomplete;
     answer.token_count = 9;
@@ -370,32 +389,91 @@ async fn messages(store: &dyn Store) {
         store.get_message(&owner, &answer.id).await.unwrap(),
         Some(answer.clone())
     );
+    let listed = store
+        .list_messages(&owner, &c.id, &first_page(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.items[3], answer);
+    assert_eq!(listed.items.len(), 5, "an update adds no message");
+}
+
+/// Another owner reads none of a conversation's messages.
+pub async fn messages_are_owner_scoped(store: Arc<dyn Store>) {
+    let owner = unique_owner("private");
+    let (c, made) = talk(&*store, &owner).await;
+    let other = unique_owner("x");
+    assert_eq!(store.get_message(&other, &made[0].id).await.unwrap(), None);
+    assert!(store
+        .list_messages(&other, &c.id, &first_page(10))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(store
+        .recent_messages(&other, &c.id, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A conversation started with its first message has it counted and listed.
+pub async fn a_conversation_starts_with_its_first_message(store: Arc<dyn Store>) {
+    let owner = unique_owner("starter");
+    let c = conversation(DEFAULT_TITLE, 6_000_000);
+    let mut first = message(&c.id, Role::User, "hello there", 6_000_007);
+    first.files = vec![file(Some(&c.id), "notes.txt")];
+    store.start_conversation(&owner, &c, &first).await.unwrap();
+    let got = store
+        .get_conversation(&owner, &c.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.message_count, 1);
+    assert_eq!(got.created_at, c.created_at);
+    assert_eq!(got.updated_at, first.created_at);
+    let listed = store
+        .list_messages(&owner, &c.id, &first_page(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.items, vec![first]);
     assert_eq!(
         store
-            .get_message(&unique_owner("x"), &answer.id)
+            .get_conversation(&unique_owner("other"), &c.id)
             .await
             .unwrap(),
         None
     );
-    let other = store
-        .list_messages(
-            &unique_owner("x"),
-            &c.id,
-            &PageRequest {
-                limit: 10,
-                cursor: None,
-            },
-        )
-        .await
-        .unwrap();
-    assert!(other.items.is_empty());
 }
 
-async fn files_and_delete(store: &dyn Store) {
-    let owner = unique_owner("filer");
+/// Starting the same conversation twice fails and leaves no second message.
+pub async fn starting_a_conversation_twice_adds_nothing(store: Arc<dyn Store>) {
+    let owner = unique_owner("twice");
     let c = conversation(DEFAULT_TITLE, 6_000_000);
-    store.create_conversation(&owner, &c).await.unwrap();
-    let mut f = file(None, "report.pdf");
+    let first = message(&c.id, Role::User, "hello", 6_000_007);
+    store.start_conversation(&owner, &c, &first).await.unwrap();
+    let again = message(&c.id, Role::User, "again", 6_000_008);
+    assert!(store.start_conversation(&owner, &c, &again).await.is_err());
+    let listed = store
+        .list_messages(&owner, &c.id, &first_page(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1, "a failed start adds no message");
+    let got = store
+        .get_conversation(&owner, &c.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.message_count, 1);
+}
+
+/// A file record reads back with every field, is replaced whole, and is the owner's only.
+pub async fn file_records_keep_every_field(store: Arc<dyn Store>) {
+    let owner = unique_owner("filer");
+    let mut f = file(None, "report \"q4\" é.pdf");
+    f.status = FileStatus::Processing;
+    f.progress = Some(40);
+    f.pages = Some(12);
+    f.note = Some("page 3 is a scan".into());
     store.put_file(&owner, &f).await.unwrap();
     assert_eq!(
         store.get_file(&owner, &f.id).await.unwrap(),
@@ -405,14 +483,23 @@ async fn files_and_delete(store: &dyn Store) {
         store.get_file(&unique_owner("x"), &f.id).await.unwrap(),
         None
     );
-    f.conversation_id = Some(c.id.clone());
+    f.conversation_id = Some(ConversationId::generate());
     f.status = FileStatus::Failed;
+    f.progress = None;
+    f.note = None;
     f.error = Some("damaged".into());
     store.put_file(&owner, &f).await.unwrap();
-    assert_eq!(
-        store.get_file(&owner, &f.id).await.unwrap(),
-        Some(f.clone())
-    );
+    assert_eq!(store.get_file(&owner, &f.id).await.unwrap(), Some(f));
+}
+
+/// Deleting a conversation removes its messages and file records and returns the files; files of
+/// other conversations stay, and a second delete finds nothing.
+pub async fn deleting_a_conversation_removes_its_messages_and_files(store: Arc<dyn Store>) {
+    let owner = unique_owner("deleter");
+    let c = conversation(DEFAULT_TITLE, 6_000_000);
+    store.create_conversation(&owner, &c).await.unwrap();
+    let attached = file(Some(&c.id), "report.pdf");
+    store.put_file(&owner, &attached).await.unwrap();
     let loose = file(None, "loose.txt");
     store.put_file(&owner, &loose).await.unwrap();
     store
@@ -425,21 +512,11 @@ async fn files_and_delete(store: &dyn Store) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        deleted.iter().map(|f| &f.id).collect::<Vec<_>>(),
-        vec![&f.id]
-    );
+    assert_eq!(deleted, vec![attached.clone()]);
     assert_eq!(store.get_conversation(&owner, &c.id).await.unwrap(), None);
-    assert_eq!(store.get_file(&owner, &f.id).await.unwrap(), None);
+    assert_eq!(store.get_file(&owner, &attached.id).await.unwrap(), None);
     assert!(store
-        .list_messages(
-            &owner,
-            &c.id,
-            &PageRequest {
-                limit: 10,
-                cursor: None
-            }
-        )
+        .list_messages(&owner, &c.id, &first_page(10))
         .await
         .unwrap()
         .items
@@ -453,6 +530,15 @@ async fn files_and_delete(store: &dyn Store) {
         .await
         .unwrap()
         .is_none());
-    assert!(store.delete_file(&owner, &loose.id).await.unwrap());
-    assert!(!store.delete_file(&owner, &loose.id).await.unwrap());
+}
+
+/// Deleting a file record says whether it existed, for its owner only.
+pub async fn deleting_a_file_says_whether_it_existed(store: Arc<dyn Store>) {
+    let owner = unique_owner("unfiler");
+    let f = file(None, "gone.txt");
+    store.put_file(&owner, &f).await.unwrap();
+    assert!(!store.delete_file(&unique_owner("x"), &f.id).await.unwrap());
+    assert!(store.delete_file(&owner, &f.id).await.unwrap());
+    assert!(!store.delete_file(&owner, &f.id).await.unwrap());
+    assert_eq!(store.get_file(&owner, &f.id).await.unwrap(), None);
 }

@@ -15,16 +15,20 @@
 //! everything else reads the table with strongly consistent reads.
 //!
 //! A message is written in one `TransactWriteItems` with the conversation's `message_count` and
-//! `updated_at` (optimistic: the update is conditioned on the `updated_at` it read, and retried).
+//! `updated_at` (optimistic: the update is conditioned on the `updated_at` it read, and retried:
+//! [`DynamoStore::optimistic`]). Every multi-page read follows `LastEvaluatedKey` through one pager
+//! ([`Pages`]). File metadata is stored as the JSON of `store::record::FileRecord`.
 //! Search (`q`) walks the owner's conversations newest first and reads each one's messages until the
 //! page is full: DynamoDB has no case-insensitive substring index, and at one person's scale (hundreds
 //! of conversations) this is acceptable; a search index is the next step if it is not.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
@@ -32,10 +36,12 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::{cursor, PageRequest, Store, StoreError};
+use super::cursor::page;
+use super::record::{self, Fields};
+use super::{PageRequest, Store, StoreError};
 use crate::domain::{
-    Conversation, ConversationId, FileId, FileMeta, Message, MessageId, MessageStatus, Owner, Page,
-    Role, Timestamp, DEFAULT_TITLE,
+    Conversation, ConversationId, FileId, FileMeta, Message, MessageId, Owner, Page, Timestamp,
+    DEFAULT_TITLE,
 };
 
 /// An item as the SDK holds it.
@@ -50,11 +56,124 @@ const MAX_ID_BYTES: usize = 512;
 /// Attempts of an optimistic update before giving up.
 const ATTEMPTS: usize = 8;
 
+/// A DynamoDB table and the client that reaches it (the store and the rate limiter share one).
+#[derive(Clone)]
+pub struct Table {
+    client: Client,
+    name: String,
+}
+
+impl Table {
+    /// Uses an SDK client and a table (which must exist: see [`ensure_table`]).
+    pub fn new(client: Client, name: impl Into<String>) -> Self {
+        Self {
+            client,
+            name: name.into(),
+        }
+    }
+
+    /// A client from the process's AWS configuration.
+    pub async fn from_env(name: impl Into<String>) -> Self {
+        Self::new(Client::new(crate::aws::sdk_config().await), name)
+    }
+
+    /// The SDK client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A cheap round trip proving the table answers (a read of a key that never exists).
+    pub async fn health(&self) -> Result<(), StoreError> {
+        self.get_item(key("HEALTH".into(), "HEALTH".into()))
+            .await
+            .map(|_| ())
+    }
+
+    /// One item by key, read consistently.
+    async fn get_item(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
+    /// A query on this table.
+    fn query(&self) -> QueryFluentBuilder {
+        self.client.query().table_name(&self.name)
+    }
+}
+
+/// The pages of a query, one `Query` call each, following `LastEvaluatedKey` to the end.
+struct Pages {
+    query: QueryFluentBuilder,
+    start: Option<Item>,
+    done: bool,
+}
+
+impl Pages {
+    fn new(query: QueryFluentBuilder) -> Self {
+        Self {
+            query,
+            start: None,
+            done: false,
+        }
+    }
+
+    /// The next page's items; `None` after the last page.
+    async fn next(&mut self) -> Result<Option<Vec<Item>>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let out = self
+            .query
+            .clone()
+            .set_exclusive_start_key(self.start.take())
+            .send()
+            .await
+            .map_err(unavailable)?;
+        match out.last_evaluated_key {
+            Some(k) if !k.is_empty() => self.start = Some(k),
+            _ => self.done = true,
+        }
+        Ok(Some(out.items.unwrap_or_default()))
+    }
+
+    /// Every item, page after page, until at least `enough` are gathered or the query ends.
+    async fn collect(mut self, enough: usize) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        while items.len() < enough {
+            match self.next().await? {
+                Some(page) => items.extend(page),
+                None => break,
+            }
+        }
+        Ok(items)
+    }
+}
+
+/// What one try of an optimistic update came to.
+enum Attempt<T> {
+    /// It was written.
+    Done(T),
+    /// Another writer changed the conversation first: read it again and retry.
+    Conflict,
+}
+
 /// Conversations, messages and file records in one DynamoDB table.
 #[derive(Clone)]
 pub struct DynamoStore {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 fn unavailable<E: ProvideErrorMetadata + std::error::Error>(e: E) -> StoreError {
@@ -90,8 +209,7 @@ fn get_n(item: &Item, k: &str) -> Result<i64, StoreError> {
 }
 
 fn get_ts(item: &Item, k: &str) -> Result<Timestamp, StoreError> {
-    let v = get_s(item, k)?;
-    Timestamp::parse(v).ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {v}")))
+    record::time(get_s(item, k)?)
 }
 
 fn id_ok(id: &str) -> bool {
@@ -152,7 +270,7 @@ fn conversation_record(owner: &Owner, c: &Conversation) -> Item {
 
 /// The stored form of a message, and the pointer that finds it by id.
 fn message_records(owner: &Owner, m: &Message) -> Result<(Item, Item), StoreError> {
-    let files = serde_json::to_string(&m.files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let files = record::files_json(&m.files)?;
     let msk = message_sk(m);
     let mut message = key(messages_pk(owner, &m.conversation_id), msk.clone());
     message.extend([
@@ -177,35 +295,21 @@ fn key(pk: String, sk: String) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
 
-fn conversation_from(item: &Item) -> Result<Conversation, StoreError> {
-    Ok(Conversation {
-        id: get_s(item, "id")?.into(),
-        title: get_s(item, "title")?.to_owned(),
-        message_count: get_n(item, "message_count")?.max(0) as u64,
-        created_at: get_ts(item, "created_at")?,
-        updated_at: get_ts(item, "updated_at")?,
-    })
+impl Fields for Item {
+    const ID: &'static str = "id";
+
+    fn text(&self, name: &str) -> Result<String, StoreError> {
+        get_s(self, name).map(str::to_owned)
+    }
+
+    fn whole(&self, name: &str) -> Result<i64, StoreError> {
+        get_n(self, name)
+    }
 }
 
-fn message_from(item: &Item) -> Result<Message, StoreError> {
-    let role = get_s(item, "role")?;
-    let status = get_s(item, "status")?;
-    Ok(Message {
-        id: get_s(item, "id")?.into(),
-        conversation_id: get_s(item, "conversation_id")?.into(),
-        role: Role::parse(role).ok_or_else(|| StoreError::Corrupt(format!("bad role {role}")))?,
-        content: get_s(item, "content")?.to_owned(),
-        files: serde_json::from_str(get_s(item, "files")?)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        token_count: get_n(item, "token_count")?.max(0) as u64,
-        status: MessageStatus::parse(status)
-            .ok_or_else(|| StoreError::Corrupt(format!("bad status {status}")))?,
-        created_at: get_ts(item, "created_at")?,
-    })
-}
-
-fn file_from(item: &Item) -> Result<FileMeta, StoreError> {
-    serde_json::from_str(get_s(item, "body")?).map_err(|e| StoreError::Corrupt(e.to_string()))
+/// Converts every item of a read.
+fn all<T>(items: &[Item], from: fn(&Item) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+    items.iter().map(from).collect()
 }
 
 /// Whether a transaction was cancelled because the condition of item `index` failed.
@@ -230,43 +334,56 @@ fn is_conditional<E: ProvideErrorMetadata>(e: &E) -> bool {
     e.code() == Some("ConditionalCheckFailedException")
 }
 
+/// The `SET` clause that moves a conversation's `updated_at` (and its index key with it), and the
+/// condition that nobody moved it since it was read; values from [`bump`].
+const BUMP_SET: &str = "updated_at = :u, gsi1sk = :g";
+const BUMP_CONDITION: &str = "updated_at = :old";
+
+/// The values of [`BUMP_SET`] and [`BUMP_CONDITION`]: `updated_at` moves to `at`, never back, from
+/// what `current` holds.
+fn bump(
+    id: &ConversationId,
+    current: &Item,
+    at: Timestamp,
+) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let old = get_ts(current, "updated_at")?;
+    let new = old.max(at).to_rfc3339();
+    Ok(HashMap::from([
+        (":g".to_owned(), s(updated_sk(&new, id.as_str()))),
+        (":u".to_owned(), s(new)),
+        (":old".to_owned(), s(old.to_rfc3339())),
+    ]))
+}
+
 impl DynamoStore {
+    /// Keeps its records in `table` (which must exist: see [`ensure_table`]).
+    pub fn new(table: Table) -> Self {
+        Self { table }
+    }
+
+    /// A client from the process's AWS configuration.
+    pub async fn from_env(table: impl Into<String>) -> Self {
+        Self::new(Table::from_env(table).await)
+    }
+
+    fn client(&self) -> &Client {
+        &self.table.client
+    }
+
+    fn name(&self) -> &str {
+        &self.table.name
+    }
+
     /// A transaction step that writes `item` only if no item has its key yet.
     fn put_new(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
         build(
             Put::builder()
-                .table_name(&self.table)
+                .table_name(self.name())
                 .set_item(Some(item))
                 .condition_expression("attribute_not_exists(pk)")
                 .build(),
         )
         .map(|p| TransactWriteItem::builder().put(p).build())
-    }
-
-    /// Uses an SDK client and a table (which must exist: see [`ensure_table`]).
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-
-    /// A client from the process's AWS configuration.
-    pub async fn from_env(table: impl Into<String>) -> Self {
-        Self::new(Client::new(crate::aws::sdk_config().await), table)
-    }
-
-    async fn get_item(&self, key: Item) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(out.item)
     }
 
     async fn conversation_item(
@@ -277,32 +394,26 @@ impl DynamoStore {
         if !id_ok(id.as_str()) {
             return Ok(None);
         }
-        self.get_item(key(user_pk(owner), conversation_sk(id)))
+        self.table
+            .get_item(key(user_pk(owner), conversation_sk(id)))
             .await
     }
 
-    /// Reads a whole query, page after page, until `enough` items are gathered or it ends.
-    async fn query_all(
-        &self,
-        q: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
-        enough: usize,
-    ) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = q
-                .clone()
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() && items.len() < enough => start = Some(k),
-                _ => break,
-            }
+    async fn pointer(&self, owner: &Owner, id: &MessageId) -> Result<Option<Item>, StoreError> {
+        if !id_ok(id.as_str()) {
+            return Ok(None);
         }
-        Ok(items)
+        self.table
+            .get_item(key(user_pk(owner), pointer_sk(id)))
+            .await
+    }
+
+    /// A query of a conversation's messages, oldest first.
+    fn messages_query(&self, owner: &Owner, conversation: &ConversationId) -> QueryFluentBuilder {
+        self.table
+            .query()
+            .key_condition_expression("pk = :p")
+            .expression_attribute_values(":p", s(messages_pk(owner, conversation)))
     }
 
     /// Deletes keys 25 at a time, retrying what DynamoDB leaves unprocessed.
@@ -320,17 +431,18 @@ impl DynamoStore {
                     break;
                 }
                 let out = self
-                    .client
+                    .client()
                     .batch_write_item()
-                    .request_items(&self.table, requests)
+                    .request_items(self.name(), requests)
                     .send()
                     .await
                     .map_err(unavailable)?;
                 requests = out
                     .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
+                    .and_then(|mut m| m.remove(self.name()))
                     .unwrap_or_default();
                 if !requests.is_empty() {
+                    // Back off before retrying what DynamoDB throttled.
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                 }
             }
@@ -349,81 +461,68 @@ impl DynamoStore {
             return Ok(true);
         }
         let id = ConversationId::from(get_s(item, "id")?);
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :p")
-                .expression_attribute_values(":p", s(messages_pk(owner, &id)))
+        let mut pages = Pages::new(
+            self.messages_query(owner, &id)
                 .projection_expression("#c")
-                .expression_attribute_names("#c", "content")
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for m in out.items() {
+                .expression_attribute_names("#c", "content"),
+        );
+        while let Some(messages) = pages.next().await? {
+            for m in &messages {
                 if get_s(m, "content")?.to_lowercase().contains(needle) {
                     return Ok(true);
                 }
             }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(false),
+        }
+        Ok(false)
+    }
+
+    /// The conversations of `pages` that [`matches`](Self::matches) `needle`, in order, until
+    /// `enough` are found.
+    async fn search(
+        &self,
+        owner: &Owner,
+        mut pages: Pages,
+        needle: &str,
+        enough: usize,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let mut found = Vec::new();
+        while let Some(items) = pages.next().await? {
+            for item in &items {
+                if self.matches(owner, item, needle).await? {
+                    found.push(item.conversation()?);
+                    if found.len() >= enough {
+                        return Ok(found);
+                    }
+                }
             }
         }
+        Ok(found)
     }
 
-    async fn pointer(&self, owner: &Owner, id: &MessageId) -> Result<Option<Item>, StoreError> {
-        if !id_ok(id.as_str()) {
-            return Ok(None);
-        }
-        self.get_item(key(user_pk(owner), pointer_sk(id))).await
-    }
-
-    /// Moves `updated_at` forward to `at` (never back) with an optimistic condition; `extra` adds to
-    /// the `SET` clause (with its values). Returns the new item, or `None` when it does not exist.
-    async fn touch(
+    /// An optimistic update of a conversation: reads it, lets `write` try a change conditioned on
+    /// what it read, and starts again (up to [`ATTEMPTS`] times) when another writer changed it in
+    /// between. `None` when the conversation does not exist.
+    async fn optimistic<T, F, Fut>(
         &self,
         owner: &Owner,
         id: &ConversationId,
-        at: Timestamp,
-        set_extra: &str,
-        values: &[(&str, AttributeValue)],
-    ) -> Result<Option<Item>, StoreError> {
+        mut write: F,
+    ) -> Result<Option<T>, StoreError>
+    where
+        F: FnMut(Item) -> Fut,
+        Fut: Future<Output = Result<Attempt<T>, StoreError>>,
+    {
         for _ in 0..ATTEMPTS {
             let Some(current) = self.conversation_item(owner, id).await? else {
                 return Ok(None);
             };
-            let old = get_ts(&current, "updated_at")?;
-            let new = old.max(at).to_rfc3339();
-            let mut req = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key(user_pk(owner), conversation_sk(id))))
-                .update_expression(format!("SET updated_at = :u, gsi1sk = :g{set_extra}"))
-                .condition_expression("updated_at = :old")
-                .expression_attribute_values(":u", s(new.clone()))
-                .expression_attribute_values(":g", s(updated_sk(&new, id.as_str())))
-                .expression_attribute_values(":old", s(old.to_rfc3339()))
-                .return_values(ReturnValue::AllNew);
-            for (k, v) in values {
-                req = req.expression_attribute_values(*k, v.clone());
-            }
-            if set_extra.contains("#t") {
-                req = req.expression_attribute_names("#t", "title");
-            }
-            match req.send().await {
-                Ok(out) => return Ok(out.attributes),
-                Err(e) if e.as_service_error().is_some_and(is_conditional) => continue,
-                Err(e) => return Err(unavailable(e)),
+            if let Attempt::Done(written) = write(current).await? {
+                return Ok(Some(written));
             }
         }
-        Err(StoreError::Unavailable(
-            "the conversation kept changing while it was being updated".into(),
-        ))
+        Err(StoreError::Unavailable(format!(
+            "conversation {id} kept changing while it was being updated"
+        )))
     }
 }
 
@@ -514,15 +613,13 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
 #[async_trait]
 impl Store for DynamoStore {
     async fn health(&self) -> Result<(), StoreError> {
-        self.get_item(key("HEALTH".into(), "HEALTH".into()))
-            .await
-            .map(|_| ())
+        self.table.health().await
     }
 
     async fn create_conversation(&self, owner: &Owner, c: &Conversation) -> Result<(), StoreError> {
-        self.client
+        self.client()
             .put_item()
-            .table_name(&self.table)
+            .table_name(self.name())
             .set_item(Some(conversation_record(owner, c)))
             .condition_expression("attribute_not_exists(pk)")
             .send()
@@ -544,7 +641,7 @@ impl Store for DynamoStore {
             ..c.clone()
         };
         let (message, pointer) = message_records(owner, first)?;
-        let mut transaction = self.client.transact_write_items();
+        let mut transaction = self.client().transact_write_items();
         for item in [conversation_record(owner, &started), message, pointer] {
             transaction = transaction.transact_items(self.put_new(item)?);
         }
@@ -565,77 +662,45 @@ impl Store for DynamoStore {
         self.conversation_item(owner, id)
             .await?
             .as_ref()
-            .map(conversation_from)
+            .map(Item::conversation)
             .transpose()
     }
 
     async fn list_conversations(
         &self,
         owner: &Owner,
-        page: &PageRequest,
+        request: &PageRequest,
         query: Option<&str>,
     ) -> Result<Page<Conversation>, StoreError> {
-        let limit = page.limit.clamp(1, 200) as usize;
-        let after = page.cursor.as_deref().map(cursor::decode).transpose()?;
+        let after = request.after()?;
         let needle = query
             .map(str::trim)
             .filter(|q| !q.is_empty())
             .map(str::to_lowercase);
-        let mut q = self
-            .client
+        let q = self
+            .table
             .query()
-            .table_name(&self.table)
             .index_name(GSI)
             .scan_index_forward(false)
             .expression_attribute_values(":p", s(updated_pk(owner)));
-        q = match &after {
+        let q = match &after {
             Some((at, id)) => q
                 .key_condition_expression("gsi1pk = :p AND gsi1sk < :after")
                 .expression_attribute_values(":after", s(updated_sk(at, id))),
             None => q.key_condition_expression("gsi1pk = :p"),
         };
-        let mut items = Vec::new();
-        match &needle {
-            None => {
-                let q = q.limit(limit as i32 + 1);
-                for item in self.query_all(q, limit + 1).await? {
-                    items.push(conversation_from(&item)?);
-                }
-            }
+        let fetch = request.fetch();
+        let rows = match &needle {
+            None => all(
+                &Pages::new(q.limit(fetch as i32)).collect(fetch).await?,
+                Item::conversation,
+            )?,
             Some(needle) => {
-                let q = q.limit(100);
-                let mut start: Option<Item> = None;
-                'pages: loop {
-                    let out = q
-                        .clone()
-                        .set_exclusive_start_key(start.take())
-                        .send()
-                        .await
-                        .map_err(unavailable)?;
-                    for item in out.items() {
-                        if self.matches(owner, item, needle).await? {
-                            items.push(conversation_from(item)?);
-                            if items.len() > limit {
-                                break 'pages;
-                            }
-                        }
-                    }
-                    match out.last_evaluated_key {
-                        Some(k) if !k.is_empty() => start = Some(k),
-                        _ => break,
-                    }
-                }
+                self.search(owner, Pages::new(q.limit(100)), needle, fetch)
+                    .await?
             }
-        }
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items
-                .last()
-                .map(|l| cursor::encode(&l.updated_at.to_rfc3339(), l.id.as_str()))
-        } else {
-            None
         };
-        Ok(Page { items, next_cursor })
+        Ok(page(rows, request))
     }
 
     async fn rename_conversation(
@@ -645,16 +710,33 @@ impl Store for DynamoStore {
         title: &str,
         at: Timestamp,
     ) -> Result<Option<Conversation>, StoreError> {
-        let item = self
-            .touch(
-                owner,
-                id,
-                at,
-                ", #t = :t, title_default = :f",
-                &[(":t", s(title)), (":f", AttributeValue::Bool(false))],
-            )
+        let renamed = self
+            .optimistic(owner, id, |current| async move {
+                let mut values = bump(id, &current, at)?;
+                values.insert(":t".to_owned(), s(title));
+                values.insert(":f".to_owned(), AttributeValue::Bool(false));
+                let sent = self
+                    .client()
+                    .update_item()
+                    .table_name(self.name())
+                    .set_key(Some(key(user_pk(owner), conversation_sk(id))))
+                    .update_expression(format!("SET {BUMP_SET}, #t = :t, title_default = :f"))
+                    .condition_expression(BUMP_CONDITION)
+                    .expression_attribute_names("#t", "title")
+                    .set_expression_attribute_values(Some(values))
+                    .return_values(ReturnValue::AllNew)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(out) => Ok(Attempt::Done(out.attributes.unwrap_or_default())),
+                    Err(e) if e.as_service_error().is_some_and(is_conditional) => {
+                        Ok(Attempt::Conflict)
+                    }
+                    Err(e) => Err(unavailable(e)),
+                }
+            })
             .await?;
-        item.as_ref().map(conversation_from).transpose()
+        renamed.as_ref().map(Item::conversation).transpose()
     }
 
     async fn set_auto_title(
@@ -667,9 +749,9 @@ impl Store for DynamoStore {
             return Ok(false);
         }
         let result = self
-            .client
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.name())
             .set_key(Some(key(user_pk(owner), conversation_sk(id))))
             .update_expression("SET #t = :t, title_default = :f")
             .condition_expression("attribute_exists(pk) AND title_default = :yes")
@@ -695,48 +777,37 @@ impl Store for DynamoStore {
             return Ok(None);
         }
         // Children first, the conversation last: an interrupted delete can simply be retried.
-        let messages = self
-            .query_all(
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :p")
-                    .expression_attribute_values(":p", s(messages_pk(owner, id)))
-                    .projection_expression("pk, sk, id")
-                    .consistent_read(true),
-                usize::MAX,
-            )
-            .await?;
+        let messages = Pages::new(
+            self.messages_query(owner, id)
+                .projection_expression("pk, sk, id")
+                .consistent_read(true),
+        )
+        .collect(usize::MAX)
+        .await?;
         let mut keys = Vec::with_capacity(messages.len() * 2);
         for m in &messages {
             let mid = MessageId::from(get_s(m, "id")?);
             keys.push(key(user_pk(owner), pointer_sk(&mid)));
             keys.push(key(get_s(m, "pk")?.to_owned(), get_s(m, "sk")?.to_owned()));
         }
-        let file_items = self
-            .query_all(
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :p AND begins_with(sk, :f)")
-                    .filter_expression("conversation_id = :c")
-                    .expression_attribute_values(":p", s(user_pk(owner)))
-                    .expression_attribute_values(":f", s("F#"))
-                    .expression_attribute_values(":c", s(id.as_str()))
-                    .consistent_read(true),
-                usize::MAX,
-            )
-            .await?;
-        let mut files = Vec::with_capacity(file_items.len());
-        for f in &file_items {
-            let meta = file_from(f)?;
-            keys.push(key(user_pk(owner), file_sk(&meta.id)));
-            files.push(meta);
-        }
+        let file_items = Pages::new(
+            self.table
+                .query()
+                .key_condition_expression("pk = :p AND begins_with(sk, :f)")
+                .filter_expression("conversation_id = :c")
+                .expression_attribute_values(":p", s(user_pk(owner)))
+                .expression_attribute_values(":f", s("F#"))
+                .expression_attribute_values(":c", s(id.as_str()))
+                .consistent_read(true),
+        )
+        .collect(usize::MAX)
+        .await?;
+        let files = all(&file_items, Item::file)?;
+        keys.extend(files.iter().map(|f| key(user_pk(owner), file_sk(&f.id))));
         self.delete_keys(keys).await?;
-        self.client
+        self.client()
             .delete_item()
-            .table_name(&self.table)
+            .table_name(self.name())
             .set_key(Some(key(user_pk(owner), conversation_sk(id))))
             .send()
             .await
@@ -746,58 +817,46 @@ impl Store for DynamoStore {
 
     async fn add_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
         let (message, pointer) = message_records(owner, m)?;
-        let missing =
-            || StoreError::Corrupt(format!("conversation {} does not exist", m.conversation_id));
-        for _ in 0..ATTEMPTS {
-            let current = self
-                .conversation_item(owner, &m.conversation_id)
-                .await?
-                .ok_or_else(missing)?;
-            let old = get_ts(&current, "updated_at")?;
-            let new = old.max(m.created_at).to_rfc3339();
-            let update = build(
-                Update::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(key(
-                        user_pk(owner),
-                        conversation_sk(&m.conversation_id),
-                    )))
-                    .update_expression(
-                        "SET message_count = message_count + :one, updated_at = :u, gsi1sk = :g",
-                    )
-                    .condition_expression("updated_at = :old")
-                    .expression_attribute_values(":one", n(1))
-                    .expression_attribute_values(":u", s(new.clone()))
-                    .expression_attribute_values(
-                        ":g",
-                        s(updated_sk(&new, m.conversation_id.as_str())),
-                    )
-                    .expression_attribute_values(":old", s(old.to_rfc3339()))
-                    .build(),
-            )?;
-            let result = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().update(update).build())
-                .transact_items(self.put_new(message.clone())?)
-                .transact_items(self.put_new(pointer.clone())?)
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(()),
-                Err(e) if condition_failed_at(&e, 1) || condition_failed_at(&e, 2) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "message {} already exists",
-                        m.id
-                    )))
+        let conversation = &m.conversation_id;
+        let added = self
+            .optimistic(owner, conversation, |current| {
+                let (message, pointer) = (message.clone(), pointer.clone());
+                async move {
+                    let mut values = bump(conversation, &current, m.created_at)?;
+                    values.insert(":one".to_owned(), n(1));
+                    let update = build(
+                        Update::builder()
+                            .table_name(self.name())
+                            .set_key(Some(key(user_pk(owner), conversation_sk(conversation))))
+                            .update_expression(format!(
+                                "SET message_count = message_count + :one, {BUMP_SET}"
+                            ))
+                            .condition_expression(BUMP_CONDITION)
+                            .set_expression_attribute_values(Some(values))
+                            .build(),
+                    )?;
+                    let sent = self
+                        .client()
+                        .transact_write_items()
+                        .transact_items(TransactWriteItem::builder().update(update).build())
+                        .transact_items(self.put_new(message)?)
+                        .transact_items(self.put_new(pointer)?)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(_) => Ok(Attempt::Done(())),
+                        Err(e) if condition_failed_at(&e, 1) || condition_failed_at(&e, 2) => Err(
+                            StoreError::Corrupt(format!("message {} already exists", m.id)),
+                        ),
+                        Err(e) if condition_failed_at(&e, 0) => Ok(Attempt::Conflict),
+                        Err(e) => Err(unavailable(e)),
+                    }
                 }
-                Err(e) if condition_failed_at(&e, 0) => continue,
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
-        Err(StoreError::Unavailable(
-            "the conversation kept changing while a message was being added".into(),
-        ))
+            })
+            .await?;
+        added.ok_or_else(|| {
+            StoreError::Corrupt(format!("conversation {conversation} does not exist"))
+        })
     }
 
     async fn update_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
@@ -806,9 +865,9 @@ impl Store for DynamoStore {
         };
         let conversation = ConversationId::from(get_s(&pointer, "conversation_id")?);
         let result = self
-            .client
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.name())
             .set_key(Some(key(
                 messages_pk(owner, &conversation),
                 get_s(&pointer, "msk")?.to_owned(),
@@ -838,58 +897,40 @@ impl Store for DynamoStore {
             return Ok(None);
         };
         let conversation = ConversationId::from(get_s(&pointer, "conversation_id")?);
-        self.get_item(key(
-            messages_pk(owner, &conversation),
-            get_s(&pointer, "msk")?.to_owned(),
-        ))
-        .await?
-        .as_ref()
-        .map(message_from)
-        .transpose()
+        self.table
+            .get_item(key(
+                messages_pk(owner, &conversation),
+                get_s(&pointer, "msk")?.to_owned(),
+            ))
+            .await?
+            .as_ref()
+            .map(Item::message)
+            .transpose()
     }
 
     async fn list_messages(
         &self,
         owner: &Owner,
         conversation: &ConversationId,
-        page: &PageRequest,
+        request: &PageRequest,
     ) -> Result<Page<Message>, StoreError> {
-        let limit = page.limit.clamp(1, 200) as usize;
-        let after = page.cursor.as_deref().map(cursor::decode).transpose()?;
+        let after = request.after()?;
         if !id_ok(conversation.as_str()) {
-            return Ok(Page {
-                items: vec![],
-                next_cursor: None,
-            });
+            return Ok(page(vec![], request));
         }
+        let fetch = request.fetch();
         let q = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .expression_attribute_values(":p", s(messages_pk(owner, conversation)))
+            .messages_query(owner, conversation)
             .consistent_read(true)
-            .limit(limit as i32 + 1);
+            .limit(fetch as i32);
         let q = match &after {
             Some((at, id)) => q
                 .key_condition_expression("pk = :p AND sk > :after")
                 .expression_attribute_values(":after", s(format!("M#{at}#{id}"))),
-            None => q.key_condition_expression("pk = :p"),
+            None => q,
         };
-        let mut items = self
-            .query_all(q, limit + 1)
-            .await?
-            .iter()
-            .map(message_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items
-                .last()
-                .map(|l| cursor::encode(&l.created_at.to_rfc3339(), l.id.as_str()))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let rows = all(&Pages::new(q).collect(fetch).await?, Item::message)?;
+        Ok(page(rows, request))
     }
 
     async fn recent_messages(
@@ -902,36 +943,26 @@ impl Store for DynamoStore {
             return Ok(vec![]);
         }
         let q = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :p")
-            .expression_attribute_values(":p", s(messages_pk(owner, conversation)))
+            .messages_query(owner, conversation)
             .scan_index_forward(false)
             .consistent_read(true)
             .limit(limit.min(1000) as i32);
-        let mut items = self
-            .query_all(q, limit as usize)
-            .await?
-            .iter()
-            .take(limit as usize)
-            .map(message_from)
-            .collect::<Result<Vec<_>, _>>()?;
+        let newest = Pages::new(q).collect(limit as usize).await?;
+        let mut items = all(&newest[..newest.len().min(limit as usize)], Item::message)?;
         items.reverse();
         Ok(items)
     }
 
     async fn put_file(&self, owner: &Owner, f: &FileMeta) -> Result<(), StoreError> {
-        let body = serde_json::to_string(f).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut item = key(user_pk(owner), file_sk(&f.id));
         item.insert("id".to_owned(), s(f.id.as_str()));
-        item.insert("body".to_owned(), s(body));
+        item.insert("body".to_owned(), s(record::file_json(f)?));
         if let Some(c) = &f.conversation_id {
             item.insert("conversation_id".to_owned(), s(c.as_str()));
         }
-        self.client
+        self.client()
             .put_item()
-            .table_name(&self.table)
+            .table_name(self.name())
             .set_item(Some(item))
             .send()
             .await
@@ -943,10 +974,11 @@ impl Store for DynamoStore {
         if !id_ok(id.as_str()) {
             return Ok(None);
         }
-        self.get_item(key(user_pk(owner), file_sk(id)))
+        self.table
+            .get_item(key(user_pk(owner), file_sk(id)))
             .await?
             .as_ref()
-            .map(file_from)
+            .map(Item::file)
             .transpose()
     }
 
@@ -955,9 +987,9 @@ impl Store for DynamoStore {
             return Ok(false);
         }
         let out = self
-            .client
+            .client()
             .delete_item()
-            .table_name(&self.table)
+            .table_name(self.name())
             .set_key(Some(key(user_pk(owner), file_sk(id))))
             .return_values(ReturnValue::AllOld)
             .send()

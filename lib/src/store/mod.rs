@@ -1,7 +1,8 @@
 //! The `Store` port: conversations, messages and file metadata, always scoped by owner.
 //!
 //! Adapters: `sqlite` (embedded, the local default), and the cloud ones behind features.
-//! Every adapter passes the same contract suite (`store::contract`).
+//! Every adapter passes the same contract suite (`store::contract`) and keeps its data in the
+//! store's own record shapes (`store::record`), not in the API's.
 
 use async_trait::async_trait;
 
@@ -16,6 +17,7 @@ pub mod cursor;
 pub mod dynamodb;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;
+pub mod record;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

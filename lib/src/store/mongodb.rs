@@ -5,22 +5,27 @@
 //! Indexes: `(owner, updated_at desc, _id desc)` on conversations (the newest-first list and its
 //! keyset cursors), `(owner, conversation_id, created_at, _id)` on messages, `(owner,
 //! conversation_id)` on files. Timestamps are stored as fixed-width RFC 3339 strings (they sort in
-//! time order and read back exactly); message files and file records as JSON text, as in SQLite.
+//! time order and read back exactly); message files and file records as the JSON text of
+//! `store::record::FileRecord`, as in SQLite.
 //!
 //! Without multi-document transactions (a single-node server has none), adding a message first
 //! bumps the conversation (`$inc` + `$max`) and then inserts the message, undoing the bump if the
 //! insert fails.
 
+use std::future::IntoFuture;
+
 use ::mongodb::bson::{doc, Bson, Document};
 use ::mongodb::options::ReturnDocument;
-use ::mongodb::{Client, Collection, Database, IndexModel};
+use ::mongodb::{Client, Collection, Cursor, Database, IndexModel};
 use async_trait::async_trait;
 use futures::TryStreamExt;
 
-use super::{cursor, PageRequest, Store, StoreError};
+use super::cursor::{page, Keyset};
+use super::record::{self, Fields};
+use super::{PageRequest, Store, StoreError};
 use crate::domain::{
-    Conversation, ConversationId, FileId, FileMeta, Message, MessageId, MessageStatus, Owner, Page,
-    Role, Timestamp, DEFAULT_TITLE,
+    Conversation, ConversationId, FileId, FileMeta, Message, MessageId, Owner, Page, Timestamp,
+    DEFAULT_TITLE,
 };
 
 /// Conversations, messages and file records in one MongoDB database.
@@ -40,53 +45,84 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-fn get_str<'a>(d: &'a Document, k: &str) -> Result<&'a str, StoreError> {
-    d.get_str(k).map_err(|e| corrupt(format!("`{k}`: {e}")))
-}
+impl Fields for Document {
+    const ID: &'static str = "_id";
 
-/// Numbers may come back as 32- or 64-bit integers or doubles, depending on the server.
-fn get_count(d: &Document, k: &str) -> Result<u64, StoreError> {
-    match d.get(k) {
-        Some(Bson::Int32(v)) => Ok((*v).max(0) as u64),
-        Some(Bson::Int64(v)) => Ok((*v).max(0) as u64),
-        Some(Bson::Double(v)) if v.fract() == 0.0 => Ok(v.max(0.0) as u64),
-        other => Err(corrupt(format!("`{k}` is not a count: {other:?}"))),
+    fn text(&self, name: &str) -> Result<String, StoreError> {
+        match self.get(name) {
+            Some(Bson::String(v)) => Ok(v.clone()),
+            other => Err(corrupt(format!("`{name}` is not text: {other:?}"))),
+        }
+    }
+
+    /// Numbers may come back as 32- or 64-bit integers or doubles, depending on the server.
+    fn whole(&self, name: &str) -> Result<i64, StoreError> {
+        match self.get(name) {
+            Some(Bson::Int32(v)) => Ok(i64::from(*v)),
+            Some(Bson::Int64(v)) => Ok(*v),
+            Some(Bson::Double(v)) if v.fract() == 0.0 => Ok(*v as i64),
+            other => Err(corrupt(format!("`{name}` is not a count: {other:?}"))),
+        }
     }
 }
 
-fn get_ts(d: &Document, k: &str) -> Result<Timestamp, StoreError> {
-    let v = get_str(d, k)?;
-    Timestamp::parse(v).ok_or_else(|| corrupt(format!("bad timestamp {v}")))
+/// Every document a query finds, converted.
+async fn all<T>(
+    find: impl IntoFuture<Output = ::mongodb::error::Result<Cursor<Document>>>,
+    from: fn(&Document) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let docs: Vec<Document> = find
+        .await
+        .map_err(unavailable)?
+        .try_collect()
+        .await
+        .map_err(unavailable)?;
+    docs.iter().map(from).collect()
 }
 
-fn conversation_from(d: &Document) -> Result<Conversation, StoreError> {
-    Ok(Conversation {
-        id: get_str(d, "_id")?.into(),
-        title: get_str(d, "title")?.to_owned(),
-        message_count: get_count(d, "message_count")?,
-        created_at: get_ts(d, "created_at")?,
-        updated_at: get_ts(d, "updated_at")?,
-    })
+/// The one document a query finds (or changes), converted, or `None`.
+async fn one<T>(
+    found: impl IntoFuture<Output = ::mongodb::error::Result<Option<Document>>>,
+    from: fn(&Document) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    found
+        .await
+        .map_err(unavailable)?
+        .as_ref()
+        .map(from)
+        .transpose()
 }
 
-fn message_from(d: &Document) -> Result<Message, StoreError> {
-    let role = get_str(d, "role")?;
-    let status = get_str(d, "status")?;
-    Ok(Message {
-        id: get_str(d, "_id")?.into(),
-        conversation_id: get_str(d, "conversation_id")?.into(),
-        role: Role::parse(role).ok_or_else(|| corrupt(format!("bad role {role}")))?,
-        content: get_str(d, "content")?.to_owned(),
-        files: serde_json::from_str(get_str(d, "files")?).map_err(corrupt)?,
-        token_count: get_count(d, "token_count")?,
-        status: MessageStatus::parse(status)
-            .ok_or_else(|| corrupt(format!("bad status {status}")))?,
-        created_at: get_ts(d, "created_at")?,
-    })
-}
-
-fn file_from(d: &Document) -> Result<FileMeta, StoreError> {
-    serde_json::from_str(get_str(d, "body")?).map_err(corrupt)
+/// A keyset page of `collection`: the documents under `filter` past the request's cursor, ordered
+/// by the time `field` then `_id`, newest or oldest first.
+async fn keyset_page<T: Keyset>(
+    collection: &Collection<Document>,
+    filter: Document,
+    (field, newest_first): (&str, bool),
+    request: &PageRequest,
+    from: fn(&Document) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
+    let (past, order) = if newest_first {
+        ("$lt", -1)
+    } else {
+        ("$gt", 1)
+    };
+    let filter = match request.after()? {
+        Some((at, id)) => doc! {"$and": [filter, {"$or": [
+            {field: {past: &at}},
+            {field: &at, "_id": {past: &id}},
+        ]}]},
+        None => filter,
+    };
+    let rows = all(
+        collection
+            .find(filter)
+            .sort(doc! {field: order, "_id": order})
+            .limit(request.fetch() as i64),
+        from,
+    )
+    .await?;
+    Ok(page(rows, request))
 }
 
 /// `q` as a literal inside a regular expression.
@@ -103,10 +139,6 @@ fn regex_escape(q: &str) -> String {
 
 fn count(v: u64) -> Bson {
     Bson::Int64(i64::try_from(v).unwrap_or(i64::MAX))
-}
-
-async fn collect(cursor: ::mongodb::Cursor<Document>) -> Result<Vec<Document>, StoreError> {
-    cursor.try_collect().await.map_err(unavailable)
 }
 
 impl MongoStore {
@@ -158,20 +190,15 @@ impl MongoStore {
         owner: &Owner,
         pattern: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let docs = collect(
+        let mut ids: Vec<String> = all(
             self.messages
                 .find(
                     doc! {"owner": owner.as_str(), "content": {"$regex": pattern, "$options": "i"}},
                 )
-                .projection(doc! {"conversation_id": 1})
-                .await
-                .map_err(unavailable)?,
+                .projection(doc! {"conversation_id": 1}),
+            |d| d.text("conversation_id"),
         )
         .await?;
-        let mut ids: Vec<String> = docs
-            .iter()
-            .filter_map(|d| d.get_str("conversation_id").ok().map(str::to_owned))
-            .collect();
         ids.sort();
         ids.dedup();
         Ok(ids)
@@ -209,64 +236,40 @@ impl Store for MongoStore {
         owner: &Owner,
         id: &ConversationId,
     ) -> Result<Option<Conversation>, StoreError> {
-        self.conversations
-            .find_one(Self::by_id(owner, id.as_str()))
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(conversation_from)
-            .transpose()
+        one(
+            self.conversations.find_one(Self::by_id(owner, id.as_str())),
+            Document::conversation,
+        )
+        .await
     }
 
     async fn list_conversations(
         &self,
         owner: &Owner,
-        page: &PageRequest,
+        request: &PageRequest,
         query: Option<&str>,
     ) -> Result<Page<Conversation>, StoreError> {
-        let limit = page.limit.clamp(1, 200);
-        let after = page.cursor.as_deref().map(cursor::decode).transpose()?;
         let mut filter = doc! {"owner": owner.as_str()};
-        let mut and: Vec<Document> = Vec::new();
-        if let Some((at, id)) = after {
-            and.push(doc! {"$or": [
-                {"updated_at": {"$lt": &at}},
-                {"updated_at": &at, "_id": {"$lt": &id}},
-            ]});
-        }
         if let Some(q) = query.map(str::trim).filter(|q| !q.is_empty()) {
             let pattern = regex_escape(q);
             let ids = self.conversations_with_message(owner, &pattern).await?;
-            and.push(doc! {"$or": [
-                {"title": {"$regex": &pattern, "$options": "i"}},
-                {"_id": {"$in": ids}},
-            ]});
+            filter.insert(
+                "$or",
+                vec![
+                    doc! {"title": {"$regex": &pattern, "$options": "i"}},
+                    doc! {"_id": {"$in": ids}},
+                ],
+            );
         }
-        if !and.is_empty() {
-            filter.insert("$and", and);
-        }
-        let docs = collect(
-            self.conversations
-                .find(filter)
-                .sort(doc! {"updated_at": -1, "_id": -1})
-                .limit(i64::from(limit) + 1)
-                .await
-                .map_err(unavailable)?,
+        let order = ("updated_at", true);
+        keyset_page(
+            &self.conversations,
+            filter,
+            order,
+            request,
+            Document::conversation,
         )
-        .await?;
-        let mut items = docs
-            .iter()
-            .map(conversation_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|l| cursor::encode(&l.updated_at.to_rfc3339(), l.id.as_str()))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        .await
     }
 
     async fn rename_conversation(
@@ -276,20 +279,19 @@ impl Store for MongoStore {
         title: &str,
         at: Timestamp,
     ) -> Result<Option<Conversation>, StoreError> {
-        self.conversations
-            .find_one_and_update(
-                Self::by_id(owner, id.as_str()),
-                doc! {
-                    "$set": {"title": title, "title_default": false},
-                    "$max": {"updated_at": at.to_rfc3339()},
-                },
-            )
-            .return_document(ReturnDocument::After)
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(conversation_from)
-            .transpose()
+        one(
+            self.conversations
+                .find_one_and_update(
+                    Self::by_id(owner, id.as_str()),
+                    doc! {
+                        "$set": {"title": title, "title_default": false},
+                        "$max": {"updated_at": at.to_rfc3339()},
+                    },
+                )
+                .return_document(ReturnDocument::After),
+            Document::conversation,
+        )
+        .await
     }
 
     async fn set_auto_title(
@@ -325,16 +327,7 @@ impl Store for MongoStore {
             return Ok(None);
         }
         let children = doc! {"owner": owner.as_str(), "conversation_id": id.as_str()};
-        let files = collect(
-            self.files
-                .find(children.clone())
-                .await
-                .map_err(unavailable)?,
-        )
-        .await?
-        .iter()
-        .map(file_from)
-        .collect::<Result<Vec<_>, _>>()?;
+        let files = all(self.files.find(children.clone()), Document::file).await?;
         self.files
             .delete_many(children.clone())
             .await
@@ -347,7 +340,7 @@ impl Store for MongoStore {
     }
 
     async fn add_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
-        let files = serde_json::to_string(&m.files).map_err(corrupt)?;
+        let files = record::files_json(&m.files)?;
         let conv = Self::by_id(owner, m.conversation_id.as_str());
         let bumped = self
             .conversations
@@ -410,55 +403,22 @@ impl Store for MongoStore {
         owner: &Owner,
         id: &MessageId,
     ) -> Result<Option<Message>, StoreError> {
-        self.messages
-            .find_one(Self::by_id(owner, id.as_str()))
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(message_from)
-            .transpose()
+        one(
+            self.messages.find_one(Self::by_id(owner, id.as_str())),
+            Document::message,
+        )
+        .await
     }
 
     async fn list_messages(
         &self,
         owner: &Owner,
         conversation: &ConversationId,
-        page: &PageRequest,
+        request: &PageRequest,
     ) -> Result<Page<Message>, StoreError> {
-        let limit = page.limit.clamp(1, 200);
-        let after = page.cursor.as_deref().map(cursor::decode).transpose()?;
-        let mut filter = doc! {"owner": owner.as_str(), "conversation_id": conversation.as_str()};
-        if let Some((at, id)) = after {
-            filter.insert(
-                "$or",
-                vec![
-                    doc! {"created_at": {"$gt": &at}},
-                    doc! {"created_at": &at, "_id": {"$gt": &id}},
-                ],
-            );
-        }
-        let docs = collect(
-            self.messages
-                .find(filter)
-                .sort(doc! {"created_at": 1, "_id": 1})
-                .limit(i64::from(limit) + 1)
-                .await
-                .map_err(unavailable)?,
-        )
-        .await?;
-        let mut items = docs
-            .iter()
-            .map(message_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|l| cursor::encode(&l.created_at.to_rfc3339(), l.id.as_str()))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let filter = doc! {"owner": owner.as_str(), "conversation_id": conversation.as_str()};
+        let order = ("created_at", false);
+        keyset_page(&self.messages, filter, order, request, Document::message).await
     }
 
     async fn recent_messages(
@@ -470,25 +430,20 @@ impl Store for MongoStore {
         if limit == 0 {
             return Ok(vec![]);
         }
-        let docs = collect(
+        let mut items = all(
             self.messages
                 .find(doc! {"owner": owner.as_str(), "conversation_id": conversation.as_str()})
                 .sort(doc! {"created_at": -1, "_id": -1})
-                .limit(i64::from(limit))
-                .await
-                .map_err(unavailable)?,
+                .limit(i64::from(limit)),
+            Document::message,
         )
         .await?;
-        let mut items = docs
-            .iter()
-            .map(message_from)
-            .collect::<Result<Vec<_>, _>>()?;
         items.reverse();
         Ok(items)
     }
 
     async fn put_file(&self, owner: &Owner, f: &FileMeta) -> Result<(), StoreError> {
-        let body = serde_json::to_string(f).map_err(corrupt)?;
+        let body = record::file_json(f)?;
         let conversation = f
             .conversation_id
             .as_ref()
@@ -510,13 +465,11 @@ impl Store for MongoStore {
     }
 
     async fn get_file(&self, owner: &Owner, id: &FileId) -> Result<Option<FileMeta>, StoreError> {
-        self.files
-            .find_one(Self::by_id(owner, id.as_str()))
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(file_from)
-            .transpose()
+        one(
+            self.files.find_one(Self::by_id(owner, id.as_str())),
+            Document::file,
+        )
+        .await
     }
 
     async fn delete_file(&self, owner: &Owner, id: &FileId) -> Result<bool, StoreError> {

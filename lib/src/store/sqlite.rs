@@ -5,12 +5,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, Row};
 
-use super::{cursor, PageRequest, Store, StoreError};
+use super::cursor::page;
+use super::record::{self, Fields};
+use super::{PageRequest, Store, StoreError};
 use crate::domain::{
-    Conversation, ConversationId, FileId, FileMeta, Message, MessageId, MessageStatus, Owner, Page,
-    Role, Timestamp, DEFAULT_TITLE,
+    Conversation, ConversationId, FileId, FileMeta, Message, MessageId, Owner, Page, Timestamp,
+    DEFAULT_TITLE,
 };
 
 /// Migrations in order; `user_version` counts how many have run.
@@ -119,6 +121,19 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
+
+    /// The one row `sql` finds for an owner (`?1`) and an id (`?2`).
+    async fn by_id<T: Send + 'static>(
+        &self,
+        sql: String,
+        owner: &Owner,
+        id: &str,
+        read: Read<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let (owner, id) = (owner.as_str().to_owned(), id.to_owned());
+        self.with(move |c| query_one(c, &sql, params![owner, id], read))
+            .await
+    }
 }
 
 fn insert_conversation(
@@ -189,56 +204,62 @@ fn append_message(
     Ok(())
 }
 
-fn ts(s: String) -> Result<Timestamp, StoreError> {
-    Timestamp::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {s}")))
+impl Fields for Row<'_> {
+    const ID: &'static str = "id";
+
+    fn text(&self, name: &str) -> Result<String, StoreError> {
+        self.get(name)
+            .map_err(|e| StoreError::Corrupt(format!("`{name}`: {e}")))
+    }
+
+    fn whole(&self, name: &str) -> Result<i64, StoreError> {
+        self.get(name)
+            .map_err(|e| StoreError::Corrupt(format!("`{name}`: {e}")))
+    }
 }
 
-fn conversation_row(r: &Row<'_>) -> rusqlite::Result<(String, String, i64, String, String)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+/// Reads one row of a query.
+type Read<T> = fn(&Row<'_>) -> Result<T, StoreError>;
+
+/// A row of [`CONVERSATION_COLUMNS`].
+fn conversation(r: &Row<'_>) -> Result<Conversation, StoreError> {
+    r.conversation()
 }
 
-fn conversation(raw: (String, String, i64, String, String)) -> Result<Conversation, StoreError> {
-    Ok(Conversation {
-        id: raw.0.into(),
-        title: raw.1,
-        message_count: raw.2.max(0) as u64,
-        created_at: ts(raw.3)?,
-        updated_at: ts(raw.4)?,
-    })
+/// A row of [`MESSAGE_COLUMNS`].
+fn message(r: &Row<'_>) -> Result<Message, StoreError> {
+    r.message()
 }
 
-type RawMessage = (String, String, String, String, String, i64, String, String);
-
-fn message_row(r: &Row<'_>) -> rusqlite::Result<RawMessage> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ))
+/// A file row's `body`.
+fn file(r: &Row<'_>) -> Result<FileMeta, StoreError> {
+    r.file()
 }
 
-fn message(raw: RawMessage) -> Result<Message, StoreError> {
-    Ok(Message {
-        id: raw.0.into(),
-        conversation_id: raw.1.into(),
-        role: Role::parse(&raw.2)
-            .ok_or_else(|| StoreError::Corrupt(format!("bad role {}", raw.2)))?,
-        content: raw.3,
-        files: serde_json::from_str(&raw.4).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        token_count: raw.5.max(0) as u64,
-        status: MessageStatus::parse(&raw.6)
-            .ok_or_else(|| StoreError::Corrupt(format!("bad status {}", raw.6)))?,
-        created_at: ts(raw.7)?,
-    })
+/// Runs a query and reads every row it returns.
+fn query<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    read: Read<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = c.prepare_cached(sql).map_err(unavailable)?;
+    let mut rows = stmt.query(params).map_err(unavailable)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(unavailable)? {
+        out.push(read(row)?);
+    }
+    Ok(out)
 }
 
-fn file(body: String) -> Result<FileMeta, StoreError> {
-    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))
+/// The first row a query returns, or `None`.
+fn query_one<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    read: Read<T>,
+) -> Result<Option<T>, StoreError> {
+    Ok(query(c, sql, params, read)?.into_iter().next())
 }
 
 fn like_pattern(q: &str) -> String {
@@ -277,8 +298,7 @@ impl Store for SqliteStore {
         first: &Message,
     ) -> Result<(), StoreError> {
         let (owner, conv, first) = (owner.clone(), conv.clone(), first.clone());
-        let files =
-            serde_json::to_string(&first.files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let files = record::files_json(&first.files)?;
         self.with(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
             insert_conversation(&tx, &owner, &conv)?;
@@ -293,31 +313,21 @@ impl Store for SqliteStore {
         owner: &Owner,
         id: &ConversationId,
     ) -> Result<Option<Conversation>, StoreError> {
-        let (owner, id) = (owner.clone(), id.clone());
-        self.with(move |c| {
-            let raw = c
-                .query_row(
-                    &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE owner = ?1 AND id = ?2"),
-                    params![owner.as_str(), id.as_str()],
-                    conversation_row,
-                )
-                .optional()
-                .map_err(unavailable)?;
-            raw.map(conversation).transpose()
-        })
-        .await
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE owner = ?1 AND id = ?2"
+        );
+        self.by_id(sql, owner, id.as_str(), conversation).await
     }
 
     async fn list_conversations(
         &self,
         owner: &Owner,
-        page: &PageRequest,
-        query: Option<&str>,
+        request: &PageRequest,
+        search: Option<&str>,
     ) -> Result<Page<Conversation>, StoreError> {
-        let owner = owner.clone();
-        let limit = page.limit.clamp(1, 200);
-        let after = page.cursor.as_deref().map(cursor::decode).transpose()?;
-        let pattern = query
+        let (owner, request) = (owner.clone(), request.clone());
+        let after = request.after()?;
+        let pattern = search
             .map(str::trim)
             .filter(|q| !q.is_empty())
             .map(like_pattern);
@@ -329,21 +339,9 @@ impl Store for SqliteStore {
                  AND (?4 IS NULL OR title LIKE ?4 ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE m.owner = cv.owner AND m.conversation_id = cv.id AND m.content LIKE ?4 ESCAPE '\\')) \
                  ORDER BY updated_at DESC, id DESC LIMIT ?5"
             );
-            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
-            let rows = stmt
-                .query_map(params![owner.as_str(), after_key, after_id, pattern, i64::from(limit) + 1], conversation_row)
-                .map_err(unavailable)?;
-            let mut items = Vec::new();
-            for raw in rows {
-                items.push(conversation(raw.map_err(unavailable)?)?);
-            }
-            let next_cursor = if items.len() > limit as usize {
-                items.truncate(limit as usize);
-                items.last().map(|l| cursor::encode(&l.updated_at.to_rfc3339(), l.id.as_str()))
-            } else {
-                None
-            };
-            Ok(Page { items, next_cursor })
+            let fetch = request.fetch() as i64;
+            let rows = query(c, &sql, params![owner.as_str(), after_key, after_id, pattern, fetch], conversation)?;
+            Ok(page(rows, &request))
         })
         .await
     }
@@ -357,15 +355,12 @@ impl Store for SqliteStore {
     ) -> Result<Option<Conversation>, StoreError> {
         let (owner, id, title) = (owner.clone(), id.clone(), title.to_owned());
         self.with(move |c| {
-            let raw = c
-                .query_row(
-                    &format!("UPDATE conversations SET title = ?3, title_is_default = 0, updated_at = MAX(updated_at, ?4) WHERE owner = ?1 AND id = ?2 RETURNING {CONVERSATION_COLUMNS}"),
-                    params![owner.as_str(), id.as_str(), title, at.to_rfc3339()],
-                    conversation_row,
-                )
-                .optional()
-                .map_err(unavailable)?;
-            raw.map(conversation).transpose()
+            query_one(
+                c,
+                &format!("UPDATE conversations SET title = ?3, title_is_default = 0, updated_at = MAX(updated_at, ?4) WHERE owner = ?1 AND id = ?2 RETURNING {CONVERSATION_COLUMNS}"),
+                params![owner.as_str(), id.as_str(), title, at.to_rfc3339()],
+                conversation,
+            )
         })
         .await
     }
@@ -398,30 +393,34 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
             let n = tx
-                .execute("DELETE FROM conversations WHERE owner = ?1 AND id = ?2", params![owner.as_str(), id.as_str()])
+                .execute(
+                    "DELETE FROM conversations WHERE owner = ?1 AND id = ?2",
+                    params![owner.as_str(), id.as_str()],
+                )
                 .map_err(unavailable)?;
             if n == 0 {
                 return Ok(None);
             }
-            let bodies: Vec<String> = {
-                let mut stmt = tx
-                    .prepare("DELETE FROM files WHERE owner = ?1 AND conversation_id = ?2 RETURNING body")
-                    .map_err(unavailable)?;
-                let rows = stmt.query_map(params![owner.as_str(), id.as_str()], |r| r.get(0)).map_err(unavailable)?;
-                rows.collect::<Result<_, _>>().map_err(unavailable)?
-            };
-            tx.execute("DELETE FROM messages WHERE owner = ?1 AND conversation_id = ?2", params![owner.as_str(), id.as_str()])
-                .map_err(unavailable)?;
+            let files = query(
+                &tx,
+                "DELETE FROM files WHERE owner = ?1 AND conversation_id = ?2 RETURNING body",
+                params![owner.as_str(), id.as_str()],
+                file,
+            )?;
+            tx.execute(
+                "DELETE FROM messages WHERE owner = ?1 AND conversation_id = ?2",
+                params![owner.as_str(), id.as_str()],
+            )
+            .map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
-            bodies.into_iter().map(file).collect::<Result<Vec<_>, _>>().map(Some)
+            Ok(Some(files))
         })
         .await
     }
 
     async fn add_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
         let (owner, m) = (owner.clone(), m.clone());
-        let files =
-            serde_json::to_string(&m.files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let files = record::files_json(&m.files)?;
         self.with(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
             append_message(&tx, &owner, &m, &files)?;
@@ -448,52 +447,30 @@ impl Store for SqliteStore {
         owner: &Owner,
         id: &MessageId,
     ) -> Result<Option<Message>, StoreError> {
-        let (owner, id) = (owner.clone(), id.clone());
-        self.with(move |c| {
-            let raw = c
-                .query_row(
-                    &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE owner = ?1 AND id = ?2"),
-                    params![owner.as_str(), id.as_str()],
-                    message_row,
-                )
-                .optional()
-                .map_err(unavailable)?;
-            raw.map(message).transpose()
-        })
-        .await
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE owner = ?1 AND id = ?2");
+        self.by_id(sql, owner, id.as_str(), message).await
     }
 
     async fn list_messages(
         &self,
         owner: &Owner,
         conversation: &ConversationId,
-        page: &PageRequest,
+        request: &PageRequest,
     ) -> Result<Page<Message>, StoreError> {
-        let (owner, conv) = (owner.clone(), conversation.clone());
-        let limit = page.limit.clamp(1, 200);
-        let after = page.cursor.as_deref().map(cursor::decode).transpose()?;
+        let (owner, conv, request) = (owner.clone(), conversation.clone(), request.clone());
+        let after = request.after()?;
         self.with(move |c| {
             let (after_key, after_id) = after.unwrap_or_default();
-            let mut stmt = c
-                .prepare_cached(&format!(
+            let rows = query(
+                c,
+                &format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messages WHERE owner = ?1 AND conversation_id = ?2 \
                      AND (created_at > ?3 OR (created_at = ?3 AND id > ?4)) ORDER BY created_at, id LIMIT ?5"
-                ))
-                .map_err(unavailable)?;
-            let rows = stmt
-                .query_map(params![owner.as_str(), conv.as_str(), after_key, after_id, i64::from(limit) + 1], message_row)
-                .map_err(unavailable)?;
-            let mut items = Vec::new();
-            for raw in rows {
-                items.push(message(raw.map_err(unavailable)?)?);
-            }
-            let next_cursor = if items.len() > limit as usize {
-                items.truncate(limit as usize);
-                items.last().map(|l| cursor::encode(&l.created_at.to_rfc3339(), l.id.as_str()))
-            } else {
-                None
-            };
-            Ok(Page { items, next_cursor })
+                ),
+                params![owner.as_str(), conv.as_str(), after_key, after_id, request.fetch() as i64],
+                message,
+            )?;
+            Ok(page(rows, &request))
         })
         .await
     }
@@ -506,16 +483,14 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Message>, StoreError> {
         let (owner, conv) = (owner.clone(), conversation.clone());
         self.with(move |c| {
-            let mut stmt = c
-                .prepare_cached(&format!(
+            let mut items: Vec<Message> = query(
+                c,
+                &format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messages WHERE owner = ?1 AND conversation_id = ?2 ORDER BY created_at DESC, id DESC LIMIT ?3"
-                ))
-                .map_err(unavailable)?;
-            let rows = stmt.query_map(params![owner.as_str(), conv.as_str(), i64::from(limit)], message_row).map_err(unavailable)?;
-            let mut items = Vec::new();
-            for raw in rows {
-                items.push(message(raw.map_err(unavailable)?)?);
-            }
+                ),
+                params![owner.as_str(), conv.as_str(), i64::from(limit)],
+                message,
+            )?;
             items.reverse();
             Ok(items)
         })
@@ -524,7 +499,7 @@ impl Store for SqliteStore {
 
     async fn put_file(&self, owner: &Owner, f: &FileMeta) -> Result<(), StoreError> {
         let owner = owner.clone();
-        let body = serde_json::to_string(f).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body = record::file_json(f)?;
         let (id, conv) = (f.id.clone(), f.conversation_id.clone());
         self.with(move |c| {
             c.execute(
@@ -539,19 +514,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_file(&self, owner: &Owner, id: &FileId) -> Result<Option<FileMeta>, StoreError> {
-        let (owner, id) = (owner.clone(), id.clone());
-        self.with(move |c| {
-            let body: Option<String> = c
-                .query_row(
-                    "SELECT body FROM files WHERE owner = ?1 AND id = ?2",
-                    params![owner.as_str(), id.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(unavailable)?;
-            body.map(file).transpose()
-        })
-        .await
+        let sql = "SELECT body FROM files WHERE owner = ?1 AND id = ?2".to_owned();
+        self.by_id(sql, owner, id.as_str(), file).await
     }
 
     async fn delete_file(&self, owner: &Owner, id: &FileId) -> Result<bool, StoreError> {
@@ -572,12 +536,11 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::Subject;
 
-    #[tokio::test]
-    async fn passes_the_store_contract() {
-        let store = SqliteStore::in_memory().unwrap();
-        super::super::contract::run_all(&store).await;
-    }
+    crate::store_contract_tests!(contract, async {
+        Some(Subject::new(SqliteStore::in_memory().unwrap()))
+    });
 
     #[tokio::test]
     async fn survives_reopening() {
@@ -600,5 +563,39 @@ mod tests {
             store.get_conversation(&owner, &conv.id).await.unwrap(),
             Some(conv)
         );
+    }
+
+    /// A file row and a message's attachments exactly as written before the store had its own
+    /// records (the API's JSON of `FileMeta`).
+    #[tokio::test]
+    async fn rows_written_in_the_earlier_format_read_back() {
+        let store = SqliteStore::in_memory().unwrap();
+        let body = r#"{"id":"f-old","conversation_id":"c-old","filename":"notes.txt","content_type":"text/plain","size":12,"file_type":"text","status":"ready","char_count":12,"token_count":3,"pages":null,"error":null,"created_at":"2026-02-28T10:00:00.123Z"}"#;
+        let files = format!("[{body}]");
+        store
+            .with(move |c| {
+                c.execute_batch(&format!(
+                    "INSERT INTO conversations VALUES ('local', 'c-old', 'Old', 0, 1, '2026-02-28T10:00:00.123Z', '2026-02-28T10:00:00.123Z');
+                     INSERT INTO files VALUES ('local', 'f-old', 'c-old', '{body}');
+                     INSERT INTO messages VALUES ('local', 'm-old', 'c-old', 'user', 'hi', '{files}', 1, 'complete', '2026-02-28T10:00:00.123Z');"
+                ))
+                .map_err(unavailable)
+            })
+            .await
+            .unwrap();
+        let owner = Owner::local();
+        let file = store
+            .get_file(&owner, &FileId::from("f-old"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(file.filename, "notes.txt");
+        assert_eq!(file.created_at, Timestamp::from_millis(1_772_272_800_123));
+        let message = store
+            .get_message(&owner, &MessageId::from("m-old"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(message.files, vec![file]);
     }
 }

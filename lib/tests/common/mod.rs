@@ -1,27 +1,66 @@
-//! Helpers shared by the adapter tests: finding the real services, unique names, configurations.
+//! Helpers shared by the adapter tests: the one rule for a missing service, unique names,
+//! configurations.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use conversa::app::BuildError;
 use conversa::{AppState, Config};
 
-/// The value of `var` naming a running service; `None` (after saying loudly what is skipped) when it
-/// is not set, unless `CONVERSA_REQUIRE_SERVICES=1`, where a missing service fails the test.
-pub fn service(var: &str, what: &str) -> Option<String> {
-    match std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
-        Some(v) => Some(v),
-        None if std::env::var("CONVERSA_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("{what}: {var} is not set, and CONVERSA_REQUIRE_SERVICES=1 requires the service")
-        }
-        None => {
-            eprintln!(
-                "SKIPPED: {what}: {var} not set (run scripts/services.sh start and source its env)"
-            );
-            None
-        }
+/// Whether a missing service fails the test (`CONVERSA_REQUIRE_SERVICES=1`, as in CI).
+pub fn services_required() -> bool {
+    std::env::var("CONVERSA_REQUIRE_SERVICES").as_deref() == Ok("1")
+}
+
+/// The one rule for a service a test needs and cannot find: under `CONVERSA_REQUIRE_SERVICES=1` the
+/// test fails; otherwise it says `skipped: <service> not configured` with the reason, and the caller
+/// returns without checking anything.
+pub fn missing(service: &str, why: &str) {
+    if services_required() {
+        panic!("{service} not configured ({why}), and CONVERSA_REQUIRE_SERVICES=1 requires it");
     }
+    eprintln!("skipped: {service} not configured ({why})");
+}
+
+/// The value of `var` naming a running service, or `None` after [`missing`].
+pub fn service(var: &str, service: &str) -> Option<String> {
+    let value = std::env::var(var).ok().filter(|v| !v.trim().is_empty());
+    if value.is_none() {
+        missing(
+            service,
+            &format!(
+                "{var} is not set: run `bash scripts/services.sh start` and source \
+                 /tmp/conversa-services/env.sh"
+            ),
+        );
+    }
+    value
+}
+
+/// The local model's file (`CONVERSA_LOCAL_MODEL`, else the default path), or `None` after
+/// [`missing`].
+#[cfg(feature = "local-model")]
+pub fn local_model_file() -> Option<PathBuf> {
+    let path = std::env::var_os("CONVERSA_LOCAL_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(conversa::llm::local::DEFAULT_MODEL_PATH)
+        });
+    if path.is_file() {
+        return Some(path);
+    }
+    missing(
+        "the local model",
+        &format!(
+            "{} does not exist: run `bash scripts/fetch-model.sh`",
+            path.display()
+        ),
+    );
+    None
 }
 
 /// A name no other run uses (tables, buckets, databases): lowercase letters, digits and `-`.

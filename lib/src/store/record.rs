@@ -1,0 +1,364 @@
+//! The stored form of the records, apart from the API's types: each adapter reads its rows, items or
+//! documents into these structs and converts them here, so a change to the API's JSON is never a
+//! data migration, and a stored value is parsed in one place.
+//!
+//! File metadata (a file's row and a message's attachments) is stored as the JSON of
+//! [`FileRecord`], whose field names are fixed here. They are the names the API used when files were
+//! stored as its JSON, so rows written then read back unchanged.
+
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use crate::domain::{
+    Conversation, FileMeta, FileStatus, FileType, Message, MessageStatus, Role, Timestamp,
+};
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// A stored time (RFC 3339).
+pub fn time(s: &str) -> Result<Timestamp, StoreError> {
+    Timestamp::parse(s).ok_or_else(|| corrupt(format!("bad timestamp {s}")))
+}
+
+/// A stored count: negative values (never written) read as 0.
+fn count(n: i64) -> u64 {
+    n.max(0) as u64
+}
+
+/// A file's metadata as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// The file's id.
+    pub id: String,
+    /// The conversation it is attached to.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// The client's name for it.
+    pub filename: String,
+    /// The media type of the stored bytes.
+    pub content_type: String,
+    /// Bytes as uploaded.
+    pub size: u64,
+    /// The family (`pdf`, `docx`, …, the names of [`FileType::as_str`]).
+    pub file_type: String,
+    /// `processing`, `ready` or `failed`.
+    pub status: String,
+    /// Characters of extracted text.
+    #[serde(default)]
+    pub char_count: Option<u64>,
+    /// Tokens of extracted text.
+    #[serde(default)]
+    pub token_count: Option<u64>,
+    /// Pages or sheets.
+    #[serde(default)]
+    pub pages: Option<u32>,
+    /// Why extraction failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// A remark on the extraction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Extraction progress, 0–100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<u8>,
+    /// When it was uploaded (RFC 3339).
+    pub created_at: String,
+}
+
+impl From<&FileMeta> for FileRecord {
+    fn from(f: &FileMeta) -> Self {
+        Self {
+            id: f.id.as_str().to_owned(),
+            conversation_id: f.conversation_id.as_ref().map(|c| c.as_str().to_owned()),
+            filename: f.filename.clone(),
+            content_type: f.content_type.clone(),
+            size: f.size,
+            file_type: f.file_type.as_str().to_owned(),
+            status: f.status.as_str().to_owned(),
+            char_count: f.char_count,
+            token_count: f.token_count,
+            pages: f.pages,
+            error: f.error.clone(),
+            note: f.note.clone(),
+            progress: f.progress,
+            created_at: f.created_at.to_rfc3339(),
+        }
+    }
+}
+
+impl TryFrom<FileRecord> for FileMeta {
+    type Error = StoreError;
+
+    fn try_from(r: FileRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            file_type: FileType::parse(&r.file_type)
+                .ok_or_else(|| corrupt(format!("bad file type {}", r.file_type)))?,
+            status: FileStatus::parse(&r.status)
+                .ok_or_else(|| corrupt(format!("bad file status {}", r.status)))?,
+            created_at: time(&r.created_at)?,
+            id: r.id.into(),
+            conversation_id: r.conversation_id.map(Into::into),
+            filename: r.filename,
+            content_type: r.content_type,
+            size: r.size,
+            char_count: r.char_count,
+            token_count: r.token_count,
+            pages: r.pages,
+            error: r.error,
+            note: r.note,
+            progress: r.progress,
+        })
+    }
+}
+
+/// A file's metadata as the stored JSON text.
+pub fn file_json(f: &FileMeta) -> Result<String, StoreError> {
+    serde_json::to_string(&FileRecord::from(f)).map_err(corrupt)
+}
+
+/// A file's metadata from the stored JSON text.
+pub fn file_from_json(json: &str) -> Result<FileMeta, StoreError> {
+    serde_json::from_str::<FileRecord>(json)
+        .map_err(corrupt)?
+        .try_into()
+}
+
+/// A message's attachments as the stored JSON text (an array of [`FileRecord`]).
+pub fn files_json(files: &[FileMeta]) -> Result<String, StoreError> {
+    serde_json::to_string(&files.iter().map(FileRecord::from).collect::<Vec<_>>()).map_err(corrupt)
+}
+
+/// A message's attachments from the stored JSON text.
+pub fn files_from_json(json: &str) -> Result<Vec<FileMeta>, StoreError> {
+    serde_json::from_str::<Vec<FileRecord>>(json)
+        .map_err(corrupt)?
+        .into_iter()
+        .map(FileMeta::try_from)
+        .collect()
+}
+
+/// A stored row read by field name (a SQLite row, a DynamoDB item, a MongoDB document), and the
+/// records read from it.
+pub trait Fields {
+    /// The field that holds a record's id.
+    const ID: &'static str;
+
+    /// A text field.
+    fn text(&self, name: &str) -> Result<String, StoreError>;
+
+    /// A whole-number field.
+    fn whole(&self, name: &str) -> Result<i64, StoreError>;
+
+    /// The conversation stored in this row.
+    fn conversation(&self) -> Result<Conversation, StoreError> {
+        ConversationRecord {
+            id: self.text(Self::ID)?,
+            title: self.text("title")?,
+            message_count: self.whole("message_count")?,
+            created_at: self.text("created_at")?,
+            updated_at: self.text("updated_at")?,
+        }
+        .try_into()
+    }
+
+    /// The message stored in this row.
+    fn message(&self) -> Result<Message, StoreError> {
+        MessageRecord {
+            id: self.text(Self::ID)?,
+            conversation_id: self.text("conversation_id")?,
+            role: self.text("role")?,
+            content: self.text("content")?,
+            files: self.text("files")?,
+            token_count: self.whole("token_count")?,
+            status: self.text("status")?,
+            created_at: self.text("created_at")?,
+        }
+        .try_into()
+    }
+
+    /// The file metadata stored as JSON text in this row's `body`.
+    fn file(&self) -> Result<FileMeta, StoreError> {
+        file_from_json(&self.text("body")?)
+    }
+}
+
+/// A conversation as stored: what an adapter reads from its row before conversion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationRecord {
+    /// The id.
+    pub id: String,
+    /// The title.
+    pub title: String,
+    /// Messages counted on it.
+    pub message_count: i64,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl TryFrom<ConversationRecord> for Conversation {
+    type Error = StoreError;
+
+    fn try_from(r: ConversationRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: r.id.into(),
+            title: r.title,
+            message_count: count(r.message_count),
+            created_at: time(&r.created_at)?,
+            updated_at: time(&r.updated_at)?,
+        })
+    }
+}
+
+/// A message as stored: what an adapter reads from its row before conversion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRecord {
+    /// The id.
+    pub id: String,
+    /// Its conversation's id.
+    pub conversation_id: String,
+    /// `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+    /// The attachments' JSON ([`files_json`]).
+    pub files: String,
+    /// Tokens of the text.
+    pub token_count: i64,
+    /// `complete`, `incomplete` or `error`.
+    pub status: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl TryFrom<MessageRecord> for Message {
+    type Error = StoreError;
+
+    fn try_from(r: MessageRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            role: Role::parse(&r.role).ok_or_else(|| corrupt(format!("bad role {}", r.role)))?,
+            status: MessageStatus::parse(&r.status)
+                .ok_or_else(|| corrupt(format!("bad status {}", r.status)))?,
+            files: files_from_json(&r.files)?,
+            created_at: time(&r.created_at)?,
+            id: r.id.into(),
+            conversation_id: r.conversation_id.into(),
+            content: r.content,
+            token_count: count(r.token_count),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::domain::{ConversationId, FileId};
+
+    fn meta() -> FileMeta {
+        FileMeta {
+            id: FileId::from("0190a1b2-0000-7000-8000-000000000001"),
+            conversation_id: Some(ConversationId::from("c1")),
+            filename: "report.pdf".into(),
+            content_type: "application/pdf".into(),
+            size: 1234,
+            file_type: FileType::Pdf,
+            status: FileStatus::Ready,
+            char_count: Some(900),
+            token_count: Some(210),
+            pages: Some(3),
+            error: None,
+            note: Some("page 2 has no text layer".into()),
+            progress: None,
+            created_at: Timestamp::from_millis(1_772_272_800_123),
+        }
+    }
+
+    /// A file row exactly as the stores wrote it when they stored the API's JSON of `FileMeta`.
+    const STORED_BEFORE_RECORDS: &str = r#"{"id":"0190a1b2-0000-7000-8000-000000000001","conversation_id":"c1","filename":"report.pdf","content_type":"application/pdf","size":1234,"file_type":"pdf","status":"ready","char_count":900,"token_count":210,"pages":3,"error":null,"note":"page 2 has no text layer","created_at":"2026-02-28T10:00:00.123Z"}"#;
+
+    #[test]
+    fn a_file_row_written_before_records_reads_back() {
+        assert_eq!(file_from_json(STORED_BEFORE_RECORDS).unwrap(), meta());
+        let files = format!("[{STORED_BEFORE_RECORDS}]");
+        assert_eq!(files_from_json(&files).unwrap(), vec![meta()]);
+        assert_eq!(files_from_json("[]").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn records_round_trip_with_fixed_field_names() {
+        let json = file_json(&meta()).unwrap();
+        assert_eq!(file_from_json(&json).unwrap(), meta());
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["file_type"], "pdf");
+        assert_eq!(value["created_at"], "2026-02-28T10:00:00.123Z");
+        assert_eq!(
+            value,
+            serde_json::from_str::<serde_json::Value>(STORED_BEFORE_RECORDS).unwrap(),
+            "records are written in the shape already stored"
+        );
+    }
+
+    #[test]
+    fn optional_fields_may_be_absent() {
+        let minimal = r#"{"id":"f","filename":"a.txt","content_type":"text/plain","size":1,"file_type":"text","status":"processing","created_at":"2026-02-28T10:00:00.123Z"}"#;
+        let f = file_from_json(minimal).unwrap();
+        assert_eq!(f.conversation_id, None);
+        assert_eq!(f.status, FileStatus::Processing);
+        assert_eq!((f.char_count, f.pages, f.progress), (None, None, None));
+    }
+
+    #[test]
+    fn unknown_stored_values_are_corrupt_not_defaulted() {
+        let bad = STORED_BEFORE_RECORDS.replace("\"pdf\"", "\"tiff\"");
+        assert!(matches!(file_from_json(&bad), Err(StoreError::Corrupt(_))));
+        let message = MessageRecord {
+            id: "m".into(),
+            conversation_id: "c".into(),
+            role: "robot".into(),
+            content: String::new(),
+            files: "[]".into(),
+            token_count: 0,
+            status: "complete".into(),
+            created_at: "2026-02-28T10:00:00.123Z".into(),
+        };
+        assert!(matches!(
+            Message::try_from(message),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn stored_rows_convert_to_the_domain() {
+        let c = Conversation::try_from(ConversationRecord {
+            id: "c".into(),
+            title: "T".into(),
+            message_count: -1,
+            created_at: "2026-02-28T10:00:00.123Z".into(),
+            updated_at: "2026-02-28T10:00:01.000Z".into(),
+        })
+        .unwrap();
+        assert_eq!(c.message_count, 0);
+        assert_eq!(c.updated_at, Timestamp::from_millis(1_772_272_801_000));
+        let m = Message::try_from(MessageRecord {
+            id: "m".into(),
+            conversation_id: "c".into(),
+            role: "assistant".into(),
+            content: "hi".into(),
+            files: format!("[{STORED_BEFORE_RECORDS}]"),
+            token_count: 2,
+            status: "incomplete".into(),
+            created_at: "2026-02-28T10:00:00.123Z".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            (m.role, m.status),
+            (Role::Assistant, MessageStatus::Incomplete)
+        );
+        assert_eq!(m.files, vec![meta()]);
+    }
+}
