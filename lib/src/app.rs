@@ -7,7 +7,7 @@ use crate::config::{BlobsKind, Config, LimiterKind};
 use crate::extract::Limits;
 use crate::jobs::local::LocalJobs;
 use crate::jobs::JobQueue;
-use crate::limits::RateLimiter;
+use crate::limits::{RateLimit, RateLimiter};
 use crate::llm::ChatModel;
 use crate::store::Store;
 
@@ -20,8 +20,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// File bytes and extracted text.
     pub blobs: Arc<dyn BlobStore>,
-    /// Chat-turn counters.
-    pub limiter: Arc<dyn RateLimiter>,
+    /// Chat-turn rate limits (the counters under the policy, on the system clock).
+    pub limiter: RateLimit,
     /// The model that answers (and writes titles).
     pub model: Arc<dyn ChatModel>,
     /// Extraction bounds.
@@ -55,7 +55,7 @@ impl AppState {
             config: Arc::new(config),
             store,
             blobs,
-            limiter,
+            limiter: RateLimit::system(limiter),
             model,
             limits,
             jobs: local_jobs.clone(),

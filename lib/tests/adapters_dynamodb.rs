@@ -42,16 +42,7 @@ async fn subject<T>(adapter: impl FnOnce(Table) -> T) -> Option<Subject<T>> {
 }
 
 conversa::store_contract_tests!(store, subject(DynamoStore::new));
-
-#[tokio::test]
-async fn the_limiter_passes_the_contract() {
-    let Some(table) = table().await else {
-        return;
-    };
-    let limiter = DynamoLimiter::new(table.client().clone(), table.name());
-    conversa::limits::contract::run_all(&limiter).await;
-    drop_table(table).await;
-}
+conversa::limiter_contract_tests!(limiter, subject(DynamoLimiter::new));
 
 #[tokio::test]
 async fn deleting_a_long_conversation_removes_every_item() {

@@ -5,40 +5,43 @@
 
 mod common;
 
+use conversa::contract::Subject;
 use conversa::limits::redis::RedisLimiter;
+use conversa::limits::{RateLimiter, Window, KEEP_AFTER_SECS};
 
-#[tokio::test]
-async fn the_limiter_passes_the_contract() {
-    let Some(url) = common::service("REDIS_URL", "redis limiter contract") else {
-        return;
-    };
-    let limiter = RedisLimiter::connect(&url).await.unwrap();
-    conversa::limits::contract::run_all(&limiter).await;
+async fn limiter() -> Option<(RedisLimiter, String)> {
+    let url = common::service("REDIS_URL", "Redis")?;
+    Some((RedisLimiter::connect(&url).await.unwrap(), url))
 }
 
+conversa::limiter_contract_tests!(contract, async {
+    let (limiter, _) = limiter().await?;
+    Some(Subject::new(limiter))
+});
+
 #[tokio::test]
-async fn counters_expire_with_their_window() {
-    let Some(url) = common::service("REDIS_URL", "redis counter expiry") else {
+async fn counters_expire_after_their_window_and_the_margin() {
+    let Some((limiter, url)) = limiter().await else {
         return;
     };
-    let limiter = RedisLimiter::connect(&url).await.unwrap();
     let key = common::unique("ttl");
-    let now = chrono::Utc::now().timestamp_millis();
-    limiter.hit_at(&key, 5, now).await.unwrap();
+    // 20 s into a minute: 40 s are left, then the margin.
+    let window = Window::at(1_800_000_020_000);
+    limiter.increment(&key, &window).await.unwrap();
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let counter = RedisLimiter::counter_key(&key, conversa::limits::window(now).0);
     let ttl: i64 = redis::cmd("TTL")
-        .arg(&counter)
+        .arg(RedisLimiter::counter_key(&key, &window))
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!((60..=120).contains(&ttl), "ttl {ttl}");
+    let expected = 40 + KEEP_AFTER_SECS;
+    assert!((expected - 2..=expected).contains(&ttl), "ttl {ttl}");
 }
 
 #[tokio::test]
 async fn from_config_builds_the_redis_limiter() {
-    let Some(url) = common::service("REDIS_URL", "redis from_config") else {
+    let Some(url) = common::service("REDIS_URL", "Redis") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 #![cfg(feature = "lambda")]
 
+use std::sync::Arc;
+
+use conversa::limits::memory::MemoryLimiter;
+use conversa::limits::{Decision, ManualClock, RateLimit};
 use conversa::testing::{parse_sse, streamed_text, test_state, FakeOpenAi};
 use futures::StreamExt;
 use lambda_http::request::LambdaRequest;
@@ -82,23 +86,27 @@ async fn the_chat_function_streams_an_answer_to_a_function_url_event() {
 async fn the_rate_limit_counts_the_function_url_source_ip() {
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let state = test_state(
+    let mut state = test_state(
         &fake,
         dir.path(),
         &[("CONVERSA_RATE_LIMIT_PER_MINUTE", "1")],
     )
     .await;
+    // A clock that stands still: both requests fall in one window whenever the test runs.
+    state.limiter = RateLimit::new(
+        Arc::new(MemoryLimiter::new()),
+        Arc::new(ManualClock::at(1_800_000_000_000)),
+    );
     let (status, _) =
         stream_chat(conversa::api::chat::router(state.clone()), "chat-send.json").await;
     assert_eq!(status, 200);
     let (status, chunks) =
         stream_chat(conversa::api::chat::router(state.clone()), "chat-send.json").await;
     assert_eq!(status, 429, "{chunks:?}");
-    assert!(state
-        .limiter
-        .hit("ip:203.0.113.10", 1)
-        .await
-        .is_ok_and(|d| d != conversa::limits::Decision::Allowed));
+    assert!(matches!(
+        state.limiter.check("ip:203.0.113.10", 1).await,
+        Ok(Decision::Limited { .. })
+    ));
 }
 
 #[tokio::test]

@@ -1,41 +1,28 @@
-//! The contract every `RateLimiter` adapter passes. Each adapter's tests call [`run_all`]; the
-//! checks use unique keys, so a shared server is fine too. Time is injected through [`ClockedLimiter`]
-//! so that a window's reset is tested without waiting a minute.
+//! The contract every `RateLimiter` adapter passes, one test per check through
+//! [`limiter_contract_tests!`](crate::limiter_contract_tests). The checks use unique keys, so a
+//! shared server is fine; windows are chosen, not read from the wall clock, so no check depends on
+//! when it runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test suite: failing loudly is its job
 
-use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::memory::MemoryLimiter;
-use super::{window, Decision, LimiterError, RateLimiter};
+use super::{Decision, ManualClock, RateLimit, RateLimiter, Window};
 
-/// A limiter that can count a hit at a given moment (milliseconds since the epoch).
-#[async_trait]
-pub trait ClockedLimiter: RateLimiter {
-    /// Counts one request for `key` at `now_millis` under `limit_per_minute`.
-    async fn hit_at(
-        &self,
-        key: &str,
-        limit_per_minute: u32,
-        now_millis: i64,
-    ) -> Result<Decision, LimiterError>;
-}
-
-#[async_trait]
-impl ClockedLimiter for MemoryLimiter {
-    async fn hit_at(
-        &self,
-        key: &str,
-        limit_per_minute: u32,
-        now_millis: i64,
-    ) -> Result<Decision, LimiterError> {
-        Ok(MemoryLimiter::hit_at(
-            self,
-            key,
-            limit_per_minute,
-            now_millis,
-        ))
-    }
+/// One `#[tokio::test]` per check of the `RateLimiter` contract, in `mod $name`, against the
+/// adapter the setup (an `async` block giving `Option<Subject<_>>`) builds.
+#[macro_export]
+macro_rules! limiter_contract_tests {
+    ($name:ident, $setup:expr) => {
+        $crate::__contract_tests!(limits; $name, $setup;
+            health_answers,
+            counts_from_one_in_each_window,
+            keys_are_counted_apart,
+            concurrent_increments_lose_no_count,
+            the_policy_limits_through_this_counter,
+        );
+    };
 }
 
 /// The start of a minute (milliseconds since the epoch) far from any real request.
@@ -45,91 +32,62 @@ fn unique_key(tag: &str) -> String {
     format!("{tag}-{}", uuid::Uuid::now_v7().simple())
 }
 
-/// Runs every check.
-pub async fn run_all(limiter: &dyn ClockedLimiter) {
+/// The limiter answers a health check.
+pub async fn health_answers(limiter: Arc<dyn RateLimiter>) {
     limiter.health().await.expect("health");
-    limits_each_key_within_a_window(limiter).await;
-    resets_with_the_next_window(limiter).await;
-    counts_through_the_trait(limiter).await;
 }
 
-async fn limits_each_key_within_a_window(limiter: &dyn ClockedLimiter) {
-    let (a, b) = (unique_key("a"), unique_key("b"));
-    // 15 s into a minute: 45 s are left.
-    let t = MINUTE + 15_000;
-    assert_eq!(limiter.hit_at(&a, 2, t).await.unwrap(), Decision::Allowed);
+/// A key's count starts at 1 in every window and goes up by one per increment.
+pub async fn counts_from_one_in_each_window(limiter: Arc<dyn RateLimiter>) {
+    let k = unique_key("count");
+    let w = Window::at(MINUTE + 15_000);
+    for want in 1..=3 {
+        assert_eq!(limiter.increment(&k, &w).await.unwrap(), want);
+    }
+    let next = Window::at(MINUTE + 60_000);
+    assert_eq!(next.index, w.index + 1);
     assert_eq!(
-        limiter.hit_at(&a, 2, t + 10).await.unwrap(),
-        Decision::Allowed
-    );
-    assert_eq!(
-        limiter.hit_at(&a, 2, t + 20).await.unwrap(),
-        Decision::Limited {
-            retry_after_secs: 45
-        }
-    );
-    assert!(
-        matches!(
-            limiter.hit_at(&a, 2, t + 30).await.unwrap(),
-            Decision::Limited { .. }
-        ),
-        "refused requests count too"
-    );
-    assert_eq!(
-        limiter.hit_at(&b, 2, t).await.unwrap(),
-        Decision::Allowed,
-        "keys are counted apart"
-    );
-    // The last moment of a window still says at least one second.
-    let end = t - 15_000 + 59_999;
-    let c = unique_key("c");
-    assert_eq!(limiter.hit_at(&c, 1, end).await.unwrap(), Decision::Allowed);
-    assert_eq!(
-        limiter.hit_at(&c, 1, end).await.unwrap(),
-        Decision::Limited {
-            retry_after_secs: 1
-        }
-    );
-}
-
-async fn resets_with_the_next_window(limiter: &dyn ClockedLimiter) {
-    let k = unique_key("reset");
-    let t = MINUTE + 50_000;
-    assert_eq!(limiter.hit_at(&k, 1, t).await.unwrap(), Decision::Allowed);
-    assert!(matches!(
-        limiter.hit_at(&k, 1, t + 1).await.unwrap(),
-        Decision::Limited { .. }
-    ));
-    let (w0, _) = window(t);
-    let (w1, _) = window(t + 10_000);
-    assert_eq!(w1, w0 + 1);
-    assert_eq!(
-        limiter.hit_at(&k, 1, t + 10_000).await.unwrap(),
-        Decision::Allowed,
+        limiter.increment(&k, &next).await.unwrap(),
+        1,
         "a new minute starts a new count"
     );
 }
 
-async fn counts_through_the_trait(limiter: &dyn ClockedLimiter) {
-    let k = unique_key("now");
-    // Real time: a window boundary may pass between the hits, so allow one reset.
-    let mut limited = false;
-    for _ in 0..4 {
-        if let Decision::Limited { retry_after_secs } = limiter.hit(&k, 1).await.unwrap() {
-            assert!((1..=60).contains(&retry_after_secs));
-            limited = true;
-        }
-    }
-    assert!(
-        limited,
-        "four hits over a limit of one are refused at least once"
-    );
+/// Two keys in the same window have their own counts.
+pub async fn keys_are_counted_apart(limiter: Arc<dyn RateLimiter>) {
+    let (a, b) = (unique_key("a"), unique_key("b"));
+    let w = Window::at(MINUTE);
+    limiter.increment(&a, &w).await.unwrap();
+    limiter.increment(&a, &w).await.unwrap();
+    assert_eq!(limiter.increment(&b, &w).await.unwrap(), 1);
+    assert_eq!(limiter.increment(&a, &w).await.unwrap(), 3);
 }
 
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn the_memory_limiter_passes() {
-        super::run_all(&super::MemoryLimiter::new()).await;
-    }
+/// Increments sent at the same time each get their own count: none is lost or repeated.
+pub async fn concurrent_increments_lose_no_count(limiter: Arc<dyn RateLimiter>) {
+    let k = unique_key("race");
+    let w = Window::at(MINUTE + 30_000);
+    let mut counts = futures::future::try_join_all((0..20).map(|_| limiter.increment(&k, &w)))
+        .await
+        .unwrap();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=20).collect::<Vec<u64>>());
+}
+
+/// The policy over this counter: the limit is allowed, the next request is told the seconds left
+/// in its minute, and the next minute allows again.
+pub async fn the_policy_limits_through_this_counter(limiter: Arc<dyn RateLimiter>) {
+    let clock = Arc::new(ManualClock::at(MINUTE + 15_000));
+    let limit = RateLimit::new(limiter, clock.clone());
+    let k = unique_key("policy");
+    assert_eq!(limit.check(&k, 2).await.unwrap(), Decision::Allowed);
+    assert_eq!(limit.check(&k, 2).await.unwrap(), Decision::Allowed);
+    assert_eq!(
+        limit.check(&k, 2).await.unwrap(),
+        Decision::Limited {
+            retry_after_secs: 45
+        }
+    );
+    clock.advance(Duration::from_secs(45));
+    assert_eq!(limit.check(&k, 2).await.unwrap(), Decision::Allowed);
 }

@@ -1,4 +1,14 @@
-//! The `RateLimiter` port: chat turns per client per minute, fixed one-minute windows.
+//! Rate limits on chat turns: requests per client key in fixed one-minute windows.
+//!
+//! Two halves. The `RateLimiter` port only counts: it increments the counter of a key in a window
+//! and returns the new count, giving the counter an expiry so past windows go away by themselves
+//! (adapters: `memory`, `dynamodb`, `redis`). [`RateLimit`] is the policy, the one place that turns
+//! that count, a per-minute limit (passed per call: callers may give different users different
+//! limits) and the time of an injected [`Clock`] into a [`Decision`].
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -30,30 +40,270 @@ pub enum Decision {
     },
 }
 
+/// Milliseconds in a window.
+const WINDOW_MS: i64 = 60_000;
+
+/// How long a counter is kept after its window ends (a margin for clocks that disagree).
+pub const KEEP_AFTER_SECS: i64 = 60;
+
+/// One fixed one-minute window, as a counter sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Minutes since the Unix epoch: which counter of a key is meant.
+    pub index: i64,
+    /// When the counter may be deleted, in seconds since the epoch: the window's end plus
+    /// [`KEEP_AFTER_SECS`] (for stores with absolute expiries, such as DynamoDB's TTL).
+    pub expires_at_secs: i64,
+    /// The same moment in seconds from now (for stores with relative expiries, such as Redis).
+    pub expires_in_secs: u64,
+}
+
+impl Window {
+    /// The window `now_millis` (milliseconds since the epoch) falls in.
+    pub fn at(now_millis: i64) -> Self {
+        let index = now_millis.div_euclid(WINDOW_MS);
+        let end_secs = (index + 1) * (WINDOW_MS / 1000);
+        Self {
+            index,
+            expires_at_secs: end_secs + KEEP_AFTER_SECS,
+            expires_in_secs: seconds_left(now_millis) + KEEP_AFTER_SECS as u64,
+        }
+    }
+}
+
+/// Whole seconds left in the window of `now_millis`, rounded up and at least 1.
+pub fn seconds_left(now_millis: i64) -> u64 {
+    let left_ms = WINDOW_MS - now_millis.rem_euclid(WINDOW_MS);
+    (left_ms as u64).div_ceil(1000).max(1)
+}
+
+/// The policy: the `count`-th request of a window (refused ones count too) under
+/// `limit_per_minute`, at `now_millis`.
+pub fn decide(count: u64, limit_per_minute: u32, now_millis: i64) -> Decision {
+    if count > u64::from(limit_per_minute) {
+        Decision::Limited {
+            retry_after_secs: seconds_left(now_millis),
+        }
+    } else {
+        Decision::Allowed
+    }
+}
+
 /// Counts requests per key in one-minute windows.
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
     /// A cheap round trip proving the limiter answers.
     async fn health(&self) -> Result<(), LimiterError>;
-    /// Counts one request for `key` (refused ones count too) and says whether it may proceed
-    /// under `limit_per_minute`.
-    async fn hit(&self, key: &str, limit_per_minute: u32) -> Result<Decision, LimiterError>;
+
+    /// Adds one to the counter of `key` in `window` and returns the new count (1 for the first
+    /// request of the window). Concurrent calls never lose a count. The counter may be deleted
+    /// after `window`'s expiry.
+    async fn increment(&self, key: &str, window: &Window) -> Result<u64, LimiterError>;
 }
 
-/// The window a moment falls in, and the seconds left in it (shared by every adapter).
-pub fn window(now_millis: i64) -> (i64, u64) {
-    let window = now_millis.div_euclid(60_000);
-    let left_ms = 60_000 - now_millis.rem_euclid(60_000);
-    (window, (left_ms as u64).div_ceil(1000).max(1))
+/// Where the time comes from.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_millis(&self) -> i64;
+}
+
+/// The system's wall clock (production).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_millis(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
+
+/// A clock that stands still until told to move (tests: a window's end without waiting for it).
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    millis: AtomicI64,
+}
+
+impl ManualClock {
+    /// A clock showing `millis` since the epoch.
+    pub fn at(millis: i64) -> Self {
+        Self {
+            millis: AtomicI64::new(millis),
+        }
+    }
+
+    /// Shows `millis` from now on.
+    pub fn set(&self, millis: i64) {
+        self.millis.store(millis, Ordering::SeqCst);
+    }
+
+    /// Moves forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.millis.fetch_add(by, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_millis(&self) -> i64 {
+        self.millis.load(Ordering::SeqCst)
+    }
+}
+
+/// A limiter's counts under the policy: what callers ask. Cheap to clone.
+#[derive(Clone)]
+pub struct RateLimit {
+    counter: Arc<dyn RateLimiter>,
+    clock: Arc<dyn Clock>,
+}
+
+impl RateLimit {
+    /// Counts with `counter` at the time `clock` shows.
+    pub fn new(counter: Arc<dyn RateLimiter>, clock: Arc<dyn Clock>) -> Self {
+        Self { counter, clock }
+    }
+
+    /// Counts with `counter` on the system clock.
+    pub fn system(counter: Arc<dyn RateLimiter>) -> Self {
+        Self::new(counter, Arc::new(SystemClock))
+    }
+
+    /// The counting port underneath.
+    pub fn counter(&self) -> Arc<dyn RateLimiter> {
+        Arc::clone(&self.counter)
+    }
+
+    /// A cheap round trip proving the counter answers.
+    pub async fn health(&self) -> Result<(), LimiterError> {
+        self.counter.health().await
+    }
+
+    /// Counts one request for `key` (refused ones count too) and says whether it may proceed
+    /// under `limit_per_minute`. A limit of 0 means no limit: nothing is counted.
+    pub async fn check(&self, key: &str, limit_per_minute: u32) -> Result<Decision, LimiterError> {
+        if limit_per_minute == 0 {
+            return Ok(Decision::Allowed);
+        }
+        let now = self.clock.now_millis();
+        let count = self.counter.increment(key, &Window::at(now)).await?;
+        Ok(decide(count, limit_per_minute, now))
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::limits::memory::MemoryLimiter;
+
+    /// The start of a minute (milliseconds since the epoch).
+    const MINUTE: i64 = 1_800_000_000_000;
+
+    fn policy(at: i64) -> (RateLimit, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::at(at));
+        (
+            RateLimit::new(Arc::new(MemoryLimiter::new()), clock.clone()),
+            clock,
+        )
+    }
+
     #[test]
-    fn window_math() {
-        assert_eq!(super::window(0), (0, 60));
-        assert_eq!(super::window(59_001), (0, 1));
-        assert_eq!(super::window(60_000), (1, 60));
-        assert_eq!(super::window(90_500), (1, 30));
+    fn windows_and_the_seconds_left_in_them() {
+        assert_eq!(Window::at(0).index, 0);
+        assert_eq!(Window::at(59_999).index, 0);
+        assert_eq!(Window::at(60_000).index, 1);
+        assert_eq!(Window::at(-1).index, -1);
+        assert_eq!(seconds_left(0), 60);
+        assert_eq!(seconds_left(59_001), 1);
+        assert_eq!(seconds_left(59_999), 1, "the last moment still says 1");
+        assert_eq!(seconds_left(90_500), 30);
+    }
+
+    #[test]
+    fn a_counter_outlives_its_window_by_the_margin() {
+        let w = Window::at(90_500);
+        assert_eq!(w.expires_at_secs, 120 + KEEP_AFTER_SECS);
+        assert_eq!(w.expires_in_secs, 30 + KEEP_AFTER_SECS as u64);
+    }
+
+    #[test]
+    fn the_decision_follows_the_count() {
+        let t = MINUTE + 15_000;
+        assert_eq!(decide(1, 2, t), Decision::Allowed);
+        assert_eq!(decide(2, 2, t), Decision::Allowed);
+        assert_eq!(
+            decide(3, 2, t),
+            Decision::Limited {
+                retry_after_secs: 45
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn allows_the_limit_then_says_when_the_window_resets() {
+        let (limit, _) = policy(MINUTE + 15_000);
+        assert_eq!(limit.check("k", 2).await.unwrap(), Decision::Allowed);
+        assert_eq!(limit.check("k", 2).await.unwrap(), Decision::Allowed);
+        assert_eq!(
+            limit.check("k", 2).await.unwrap(),
+            Decision::Limited {
+                retry_after_secs: 45
+            }
+        );
+        assert_eq!(
+            limit.check("other", 2).await.unwrap(),
+            Decision::Allowed,
+            "keys are counted apart"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_minute_starts_a_new_count() {
+        let (limit, clock) = policy(MINUTE + 50_000);
+        assert_eq!(limit.check("k", 1).await.unwrap(), Decision::Allowed);
+        assert_eq!(
+            limit.check("k", 1).await.unwrap(),
+            Decision::Limited {
+                retry_after_secs: 10
+            }
+        );
+        clock.advance(Duration::from_millis(9_999));
+        assert_eq!(
+            limit.check("k", 1).await.unwrap(),
+            Decision::Limited {
+                retry_after_secs: 1
+            },
+            "refused requests count, and the last moment of a window still refuses"
+        );
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(limit.check("k", 1).await.unwrap(), Decision::Allowed);
+    }
+
+    #[tokio::test]
+    async fn the_limit_is_given_per_call() {
+        let (limit, _) = policy(MINUTE);
+        for _ in 0..3 {
+            limit.check("free", 1).await.unwrap();
+        }
+        // The same counter under a larger limit (another tier) still has room.
+        assert_eq!(limit.check("free", 10).await.unwrap(), Decision::Allowed);
+        assert!(matches!(
+            limit.check("free", 3).await.unwrap(),
+            Decision::Limited { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn no_limit_counts_nothing() {
+        let (limit, _) = policy(MINUTE);
+        for _ in 0..5 {
+            assert_eq!(limit.check("k", 0).await.unwrap(), Decision::Allowed);
+        }
+        let counted = limit
+            .counter()
+            .increment("k", &Window::at(MINUTE))
+            .await
+            .unwrap();
+        assert_eq!(counted, 1, "unlimited requests were not counted");
     }
 }

@@ -1,15 +1,12 @@
-//! Redis rate limiter: one counter per key and minute, `conversa:rl:{key}:{window}`, incremented and
-//! given an expiry in one atomic `MULTI` so a counter never outlives its window by more than a minute.
+//! Redis counters: one per key and minute, `conversa:rl:{key}:{window}`, incremented and given the
+//! window's expiry in one atomic `MULTI`, so a counter never outlives its window by much.
 
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use async_trait::async_trait;
 
-use super::{window, Decision, LimiterError, RateLimiter};
-
-/// How long a window's counter is kept (its minute plus a margin for clock skew).
-const KEEP_SECS: i64 = 120;
+use super::{LimiterError, RateLimiter, Window};
 
 /// Counters shared by every instance through Redis.
 #[derive(Clone)]
@@ -38,35 +35,8 @@ impl RedisLimiter {
     }
 
     /// The counter's key for `key` in `window`.
-    pub fn counter_key(key: &str, window: i64) -> String {
-        format!("conversa:rl:{key}:{window}")
-    }
-
-    /// Counts a hit at a given time (milliseconds since the epoch).
-    pub async fn hit_at(
-        &self,
-        key: &str,
-        limit: u32,
-        now_millis: i64,
-    ) -> Result<Decision, LimiterError> {
-        let (win, left) = window(now_millis);
-        let k = Self::counter_key(key, win);
-        let mut conn = self.conn.clone();
-        let (count,): (u64,) = ::redis::pipe()
-            .atomic()
-            .incr(&k, 1u64)
-            .expire(&k, KEEP_SECS)
-            .ignore()
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(if count > u64::from(limit) {
-            Decision::Limited {
-                retry_after_secs: left,
-            }
-        } else {
-            Decision::Allowed
-        })
+    pub fn counter_key(key: &str, window: &Window) -> String {
+        format!("conversa:rl:{key}:{}", window.index)
     }
 }
 
@@ -81,21 +51,20 @@ impl RateLimiter for RedisLimiter {
             .map_err(unavailable)
     }
 
-    async fn hit(&self, key: &str, limit_per_minute: u32) -> Result<Decision, LimiterError> {
-        self.hit_at(key, limit_per_minute, chrono::Utc::now().timestamp_millis())
+    async fn increment(&self, key: &str, window: &Window) -> Result<u64, LimiterError> {
+        let k = Self::counter_key(key, window);
+        let mut conn = self.conn.clone();
+        let (count,): (u64,) = ::redis::pipe()
+            .atomic()
+            .incr(&k, 1u64)
+            .expire(
+                &k,
+                i64::try_from(window.expires_in_secs).unwrap_or(i64::MAX),
+            )
+            .ignore()
+            .query_async(&mut conn)
             .await
-    }
-}
-
-#[cfg(any(test, feature = "test-support"))]
-#[async_trait]
-impl super::contract::ClockedLimiter for RedisLimiter {
-    async fn hit_at(
-        &self,
-        key: &str,
-        limit_per_minute: u32,
-        now_millis: i64,
-    ) -> Result<Decision, LimiterError> {
-        RedisLimiter::hit_at(self, key, limit_per_minute, now_millis).await
+            .map_err(unavailable)?;
+        Ok(count)
     }
 }

@@ -97,7 +97,7 @@ pub async fn check_rate(state: &AppState, client_key: &str) -> Result<(), ApiErr
     if limit == 0 {
         return Ok(());
     }
-    match state.limiter.hit(client_key, limit).await? {
+    match state.limiter.check(client_key, limit).await? {
         crate::limits::Decision::Allowed => Ok(()),
         crate::limits::Decision::Limited { retry_after_secs } => Err(ApiError::RateLimited {
             retry_after_secs,
