@@ -14,20 +14,30 @@ use axum::http::{Method, Request, StatusCode};
 use bytes::Bytes;
 use conversa::blobs::s3::{ensure_bucket, S3Blobs};
 use conversa::blobs::BlobStore;
+use conversa::contract::Subject;
 use conversa::AppState;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
 async fn bucket(what: &str) -> Option<(aws_sdk_s3::Client, S3Blobs)> {
-    common::service("AWS_ENDPOINT_URL", what)?;
+    common::service("AWS_ENDPOINT_URL", &format!("S3 ({what})"))?;
     let client = conversa::blobs::s3::client(conversa::aws::sdk_config().await);
     let name = common::unique("s3");
     ensure_bucket(&client, &name).await.unwrap();
     Some((client.clone(), S3Blobs::new(client, name)))
 }
 
-/// Empties the bucket under the owners' prefixes the tests use, then deletes it.
-async fn drop_bucket(client: &aws_sdk_s3::Client, blobs: &S3Blobs) {
+/// Empties the bucket, whatever is left in it, then deletes it.
+async fn drop_bucket(client: aws_sdk_s3::Client, blobs: S3Blobs) {
+    let left = client
+        .list_objects_v2()
+        .bucket(blobs.bucket())
+        .send()
+        .await
+        .unwrap();
+    for o in left.contents() {
+        blobs.delete_prefix(o.key().unwrap()).await.unwrap();
+    }
     for owner in ["alice/", "bob/", "local/"] {
         blobs.delete_prefix(owner).await.unwrap();
     }
@@ -39,25 +49,10 @@ async fn drop_bucket(client: &aws_sdk_s3::Client, blobs: &S3Blobs) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn the_blob_store_passes_the_contract() {
-    let Some((client, blobs)) = bucket("s3 blob contract").await else {
-        return;
-    };
-    conversa::blobs::contract::run_all(&blobs).await;
-    let left = client
-        .list_objects_v2()
-        .bucket(blobs.bucket())
-        .send()
-        .await
-        .unwrap();
-    // The contract leaves only the blobs of its put/replace check behind.
-    assert!(left.key_count().unwrap_or(0) <= 1);
-    for o in left.contents() {
-        blobs.delete_prefix(o.key().unwrap()).await.unwrap();
-    }
-    drop_bucket(&client, &blobs).await;
-}
+conversa::blob_contract_tests!(contract, async {
+    let (client, blobs) = bucket("blob contract").await?;
+    Some(Subject::new(blobs.clone()).with_teardown(drop_bucket(client, blobs)))
+});
 
 #[tokio::test]
 async fn objects_are_encrypted_and_delete_prefix_pages_through_listings() {
@@ -110,7 +105,7 @@ async fn objects_are_encrypted_and_delete_prefix_pages_through_listings() {
         .unwrap();
     assert_eq!(left.key_count(), Some(0));
     assert!(blobs.get("local/f/original").await.unwrap().is_some());
-    drop_bucket(&client, &blobs).await;
+    drop_bucket(client, blobs).await;
 }
 
 #[tokio::test]
@@ -149,7 +144,7 @@ async fn presigned_urls_upload_and_download() {
     let res = http.get(&get.url).send().await.unwrap();
     assert!(res.status().is_success());
     assert_eq!(res.bytes().await.unwrap().to_vec(), body);
-    drop_bucket(&client, &blobs).await;
+    drop_bucket(client, blobs).await;
 }
 
 // ---- the presigned-upload routes ----
@@ -464,7 +459,7 @@ async fn downloads_redirect_to_a_presigned_url_after_the_owner_check() {
         "attachment; filename=\"q4 notes.txt\"; filename*=UTF-8''q4%20notes.txt"
     );
     assert_eq!(got.bytes().await.unwrap().as_ref(), content.as_bytes());
-    drop_bucket(&client, &blobs).await;
+    drop_bucket(client, blobs).await;
 }
 
 #[tokio::test]
@@ -497,7 +492,7 @@ async fn downloads_under_the_redirect_threshold_are_served_directly() {
         StatusCode::FOUND,
         "1,000 bytes reach the threshold"
     );
-    drop_bucket(&client, &blobs).await;
+    drop_bucket(client, blobs).await;
 }
 
 #[tokio::test]
