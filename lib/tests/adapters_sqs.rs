@@ -1,5 +1,6 @@
-//! The extraction job queue against a real SQS API (moto locally, `AWS_ENDPOINT_URL`): a job sent for
-//! an uploaded file is received by the worker, the file is processed from S3 and the message deleted.
+//! The extraction job queue against a real SQS API (moto locally, `AWS_ENDPOINT_URL`): the `JobQueue`
+//! contract (each check on a queue of its own), and a job sent for an uploaded file received by the
+//! worker, the file processed from S3 and the message deleted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: failing loudly is their job
 #![cfg(all(feature = "sqs", feature = "s3", feature = "sqlite"))]
@@ -12,13 +13,104 @@ use std::time::Duration;
 use bytes::Bytes;
 use conversa::blobs::keys;
 use conversa::blobs::s3::{ensure_bucket, S3Blobs};
+use conversa::contract::Subject;
 use conversa::domain::*;
-use conversa::jobs::{sqs as jobs, Job as ExtractionJob};
+use conversa::jobs::contract::{Delivery, JobReceiver};
+use conversa::jobs::sqs::SqsJobs;
+use conversa::jobs::{sqs as jobs, Job as ExtractionJob, JobError, JobQueue};
 use conversa::AppState;
+
+/// The SQS adapter with the receiving end its worker uses (receive, delete, visibility).
+struct SqsQueue {
+    jobs: SqsJobs,
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> JobError {
+    JobError::Unavailable(e.to_string())
+}
+
+#[async_trait::async_trait]
+impl JobQueue for SqsQueue {
+    async fn enqueue(&self, job: ExtractionJob) -> Result<(), JobError> {
+        self.jobs.enqueue(job).await
+    }
+}
+
+#[async_trait::async_trait]
+impl JobReceiver for SqsQueue {
+    async fn receive(&self, wait: Duration) -> Result<Option<Delivery>, JobError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(1)
+            .wait_time_seconds(i32::try_from(wait.as_secs()).unwrap_or(20).min(20))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(m) = out.messages.unwrap_or_default().into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some(Delivery {
+            job: serde_json::from_str(m.body().unwrap_or_default()).map_err(unavailable)?,
+            receipt: m.receipt_handle().unwrap_or_default().to_owned(),
+        }))
+    }
+
+    async fn ack(&self, delivery: &Delivery) -> Result<(), JobError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(&delivery.receipt)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn give_back(&self, delivery: &Delivery) -> Result<(), JobError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(&delivery.receipt)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// A fresh queue, deleted after the check.
+async fn queue() -> Option<Subject<SqsQueue>> {
+    common::service("AWS_ENDPOINT_URL", "SQS")?;
+    let client = aws_sdk_sqs::Client::new(conversa::aws::sdk_config().await);
+    let url = client
+        .create_queue()
+        .queue_name(common::unique("q"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let teardown = {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            client.delete_queue().queue_url(url).send().await.unwrap();
+        }
+    };
+    let jobs = SqsJobs::from_env(url.clone()).await;
+    Some(Subject::new(SqsQueue { jobs, client, url }).with_teardown(teardown))
+}
+
+conversa::job_queue_contract_tests!(contract, queue());
 
 #[tokio::test]
 async fn the_worker_processes_queued_files() {
-    if common::service("AWS_ENDPOINT_URL", "sqs extraction jobs").is_none() {
+    if common::service("AWS_ENDPOINT_URL", "SQS").is_none() {
         return;
     }
     let sdk = conversa::aws::sdk_config().await;

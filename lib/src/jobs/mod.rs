@@ -12,6 +12,8 @@ use crate::api::ApiError;
 use crate::domain::{FileId, FileStatus, Owner};
 use crate::AppState;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod contract;
 pub mod local;
 #[cfg(feature = "sqs")]
 pub mod sqs;
