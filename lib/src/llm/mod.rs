@@ -8,6 +8,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod contract;
 #[cfg(feature = "local-model")]
 pub mod local;
 pub mod openai;
