@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::Client;
 use conversa::contract::Subject;
 use conversa::domain::*;
 use conversa::limits::dynamodb::DynamoLimiter;
+use conversa::store::contract::{reads_back_the_earlier_format, EARLIER_FILE_JSON};
 use conversa::store::dynamodb::{ensure_table, DynamoStore, Table};
 use conversa::store::{PageRequest, Store};
 
@@ -139,9 +140,7 @@ async fn items_written_in_the_earlier_format_read_back() {
     let Some(table) = table().await else {
         return;
     };
-    let store = DynamoStore::new(table.clone());
-    let owner = Owner::new("old@example.com");
-    let body = r#"{"id":"f-old","conversation_id":"c-old","filename":"notes.txt","content_type":"text/plain","size":12,"file_type":"text","status":"ready","char_count":12,"token_count":3,"pages":null,"error":null,"created_at":"2026-02-28T10:00:00.123Z"}"#;
+    let body = EARLIER_FILE_JSON;
     let s = |v: &str| AttributeValue::S(v.to_owned());
     let at = "2026-02-28T10:00:00.123Z";
     let items: Vec<HashMap<String, AttributeValue>> = vec![
@@ -181,18 +180,8 @@ async fn items_written_in_the_earlier_format_read_back() {
             .await
             .unwrap();
     }
-    let file = store
-        .get_file(&owner, &FileId::from("f-old"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(file.filename, "notes.txt");
-    let message = store
-        .get_message(&owner, &MessageId::from("m-old"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(message.files, vec![file]);
+    let store = DynamoStore::new(table.clone());
+    reads_back_the_earlier_format(&store, &Owner::new("old@example.com")).await;
     drop_table(table).await;
 }
 

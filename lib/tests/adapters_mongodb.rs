@@ -7,9 +7,9 @@
 mod common;
 
 use conversa::contract::Subject;
-use conversa::domain::{FileId, MessageId, Owner};
+use conversa::domain::Owner;
+use conversa::store::contract::{reads_back_the_earlier_format, EARLIER_FILE_JSON};
 use conversa::store::mongodb::MongoStore;
-use conversa::store::Store;
 use mongodb::bson::doc;
 
 /// A store on a fresh database with the database's name, or `None` when MongoDB is not configured.
@@ -36,7 +36,7 @@ async fn documents_written_in_the_earlier_format_read_back() {
     let Some((store, uri, db)) = store().await else {
         return;
     };
-    let body = r#"{"id":"f-old","conversation_id":"c-old","filename":"notes.txt","content_type":"text/plain","size":12,"file_type":"text","status":"ready","char_count":12,"token_count":3,"pages":null,"error":null,"created_at":"2026-02-28T10:00:00.123Z"}"#;
+    let body = EARLIER_FILE_JSON;
     let database = mongodb::Client::with_uri_str(&uri)
         .await
         .unwrap()
@@ -57,19 +57,7 @@ async fn documents_written_in_the_earlier_format_read_back() {
         })
         .await
         .unwrap();
-    let owner = Owner::local();
-    let file = store
-        .get_file(&owner, &FileId::from("f-old"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(file.filename, "notes.txt");
-    let message = store
-        .get_message(&owner, &MessageId::from("m-old"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(message.files, vec![file]);
+    reads_back_the_earlier_format(&store, &Owner::local()).await;
     drop_database(uri, db).await;
 }
 

@@ -100,6 +100,15 @@ async fn search(store: &dyn Store, owner: &Owner, q: &str) -> Vec<ConversationId
     ids
 }
 
+/// The first ten messages of a conversation, as `owner` sees them.
+async fn listed(store: &dyn Store, owner: &Owner, c: &ConversationId) -> Vec<Message> {
+    store
+        .list_messages(owner, c, &first_page(10))
+        .await
+        .unwrap()
+        .items
+}
+
 /// A conversation with five messages (the first with a file), oldest first.
 async fn talk(store: &dyn Store, owner: &Owner) -> (Conversation, Vec<Message>) {
     let c = conversation(DEFAULT_TITLE, 5_000_000);
@@ -389,12 +398,9 @@ pub async fn an_answer_is_updated_in_place(store: Arc<dyn Store>) {
         store.get_message(&owner, &answer.id).await.unwrap(),
         Some(answer.clone())
     );
-    let listed = store
-        .list_messages(&owner, &c.id, &first_page(10))
-        .await
-        .unwrap();
-    assert_eq!(listed.items[3], answer);
-    assert_eq!(listed.items.len(), 5, "an update adds no message");
+    let messages = listed(&*store, &owner, &c.id).await;
+    assert_eq!(messages[3], answer);
+    assert_eq!(messages.len(), 5, "an update adds no message");
 }
 
 /// Another owner reads none of a conversation's messages.
@@ -403,12 +409,7 @@ pub async fn messages_are_owner_scoped(store: Arc<dyn Store>) {
     let (c, made) = talk(&*store, &owner).await;
     let other = unique_owner("x");
     assert_eq!(store.get_message(&other, &made[0].id).await.unwrap(), None);
-    assert!(store
-        .list_messages(&other, &c.id, &first_page(10))
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert!(listed(&*store, &other, &c.id).await.is_empty());
     assert!(store
         .recent_messages(&other, &c.id, 10)
         .await
@@ -431,11 +432,8 @@ pub async fn a_conversation_starts_with_its_first_message(store: Arc<dyn Store>)
     assert_eq!(got.message_count, 1);
     assert_eq!(got.created_at, c.created_at);
     assert_eq!(got.updated_at, first.created_at);
-    let listed = store
-        .list_messages(&owner, &c.id, &first_page(10))
-        .await
-        .unwrap();
-    assert_eq!(listed.items, vec![first]);
+    let messages = listed(&*store, &owner, &c.id).await;
+    assert_eq!(messages, vec![first]);
     assert_eq!(
         store
             .get_conversation(&unique_owner("other"), &c.id)
@@ -453,11 +451,8 @@ pub async fn starting_a_conversation_twice_adds_nothing(store: Arc<dyn Store>) {
     store.start_conversation(&owner, &c, &first).await.unwrap();
     let again = message(&c.id, Role::User, "again", 6_000_008);
     assert!(store.start_conversation(&owner, &c, &again).await.is_err());
-    let listed = store
-        .list_messages(&owner, &c.id, &first_page(10))
-        .await
-        .unwrap();
-    assert_eq!(listed.items.len(), 1, "a failed start adds no message");
+    let messages = listed(&*store, &owner, &c.id).await;
+    assert_eq!(messages.len(), 1, "a failed start adds no message");
     let got = store
         .get_conversation(&owner, &c.id)
         .await
@@ -515,12 +510,7 @@ pub async fn deleting_a_conversation_removes_its_messages_and_files(store: Arc<d
     assert_eq!(deleted, vec![attached.clone()]);
     assert_eq!(store.get_conversation(&owner, &c.id).await.unwrap(), None);
     assert_eq!(store.get_file(&owner, &attached.id).await.unwrap(), None);
-    assert!(store
-        .list_messages(&owner, &c.id, &first_page(10))
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert!(listed(&*store, &owner, &c.id).await.is_empty());
     assert!(
         store.get_file(&owner, &loose.id).await.unwrap().is_some(),
         "files of other conversations stay"
@@ -541,4 +531,28 @@ pub async fn deleting_a_file_says_whether_it_existed(store: Arc<dyn Store>) {
     assert!(store.delete_file(&owner, &f.id).await.unwrap());
     assert!(!store.delete_file(&owner, &f.id).await.unwrap());
     assert_eq!(store.get_file(&owner, &f.id).await.unwrap(), None);
+}
+
+/// A file record as the stores wrote it before they had records of their own (the API's JSON of
+/// `FileMeta`): id `f-old`, conversation `c-old`. Adapter tests store it (as a file's body, and in
+/// `[...]` as a message's files) in their own way, then call [`reads_back_the_earlier_format`].
+pub const EARLIER_FILE_JSON: &str = r#"{"id":"f-old","conversation_id":"c-old","filename":"notes.txt","content_type":"text/plain","size":12,"file_type":"text","status":"ready","char_count":12,"token_count":3,"pages":null,"error":null,"created_at":"2026-02-28T10:00:00.123Z"}"#;
+
+/// Reads back, for `owner`, file `f-old` stored as [`EARLIER_FILE_JSON`] and message `m-old`
+/// with that file attached.
+pub async fn reads_back_the_earlier_format(store: &dyn Store, owner: &Owner) {
+    let file = store
+        .get_file(owner, &FileId::from("f-old"))
+        .await
+        .unwrap()
+        .expect("the file stored in the earlier format");
+    assert_eq!(file.filename, "notes.txt");
+    assert_eq!(file.file_type, FileType::Text);
+    assert_eq!(file.created_at, Timestamp::from_millis(1_772_272_800_123));
+    let message = store
+        .get_message(owner, &MessageId::from("m-old"))
+        .await
+        .unwrap()
+        .expect("the message stored in the earlier format");
+    assert_eq!(message.files, vec![file]);
 }

@@ -569,33 +569,18 @@ mod tests {
     /// records (the API's JSON of `FileMeta`).
     #[tokio::test]
     async fn rows_written_in_the_earlier_format_read_back() {
+        use crate::store::contract::{reads_back_the_earlier_format, EARLIER_FILE_JSON as BODY};
         let store = SqliteStore::in_memory().unwrap();
-        let body = r#"{"id":"f-old","conversation_id":"c-old","filename":"notes.txt","content_type":"text/plain","size":12,"file_type":"text","status":"ready","char_count":12,"token_count":3,"pages":null,"error":null,"created_at":"2026-02-28T10:00:00.123Z"}"#;
-        let files = format!("[{body}]");
         store
             .with(move |c| {
                 c.execute_batch(&format!(
-                    "INSERT INTO conversations VALUES ('local', 'c-old', 'Old', 0, 1, '2026-02-28T10:00:00.123Z', '2026-02-28T10:00:00.123Z');
-                     INSERT INTO files VALUES ('local', 'f-old', 'c-old', '{body}');
-                     INSERT INTO messages VALUES ('local', 'm-old', 'c-old', 'user', 'hi', '{files}', 1, 'complete', '2026-02-28T10:00:00.123Z');"
+                    "INSERT INTO files VALUES ('local', 'f-old', 'c-old', '{BODY}');
+                     INSERT INTO messages VALUES ('local', 'm-old', 'c-old', 'user', 'hi', '[{BODY}]', 1, 'complete', '2026-02-28T10:00:00.123Z');"
                 ))
                 .map_err(unavailable)
             })
             .await
             .unwrap();
-        let owner = Owner::local();
-        let file = store
-            .get_file(&owner, &FileId::from("f-old"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(file.filename, "notes.txt");
-        assert_eq!(file.created_at, Timestamp::from_millis(1_772_272_800_123));
-        let message = store
-            .get_message(&owner, &MessageId::from("m-old"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(message.files, vec![file]);
+        reads_back_the_earlier_format(&store, &Owner::local()).await;
     }
 }

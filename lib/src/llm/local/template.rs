@@ -399,6 +399,15 @@ mod tests {
         Ok(text.chars().map(|c| 1000 + c as u32).collect())
     }
 
+    /// The text of a prompt encoded by [`chars`] (template pieces, below 1000, left out).
+    fn decoded(p: &Prompt) -> String {
+        p.ids
+            .iter()
+            .filter(|&&i| i >= 1000)
+            .map(|&i| char::from_u32(i - 1000).unwrap())
+            .collect()
+    }
+
     fn smol() -> ChatTemplate {
         ChatTemplate::detect(Some(SMOL_TEMPLATE), smol_ids).unwrap()
     }
@@ -546,12 +555,7 @@ mod tests {
         assert!(p.ids.len() <= budget);
         // Its answer went with it: the history starts with a user turn again.
         assert_eq!(p.dropped_messages, 2);
-        let text: String = p
-            .ids
-            .iter()
-            .filter(|&&i| i >= 1000)
-            .map(|&i| char::from_u32(i - 1000).unwrap())
-            .collect();
+        let text = decoded(&p);
         assert!(!text.contains('k') && !text.contains('j'));
         assert!(text.contains(&"c".repeat(100)) && text.contains("question"));
         assert!(text.starts_with("system\nS"));
@@ -572,12 +576,7 @@ mod tests {
         assert!(p.ids.len() <= 1000, "{}", p.ids.len());
         assert!(p.truncated);
         assert_eq!(p.dropped_messages, 2);
-        let text: String = p
-            .ids
-            .iter()
-            .filter(|&&i| i >= 1000)
-            .map(|&i| char::from_u32(i - 1000).unwrap())
-            .collect();
+        let text = decoded(&p);
         assert!(text.contains("System prompt."));
         assert!(text.contains("left out to fit the model's context window"));
         assert!(text.ends_with("What does it say?\nassistant\n"));
@@ -593,12 +592,7 @@ mod tests {
         ];
         let p = t.build(&messages, 600, &chars).unwrap();
         assert!(p.ids.len() <= 600);
-        let text: String = p
-            .ids
-            .iter()
-            .filter(|&&i| i >= 1000)
-            .map(|&i| char::from_u32(i - 1000).unwrap())
-            .collect();
+        let text = decoded(&p);
         assert!(text.contains("Short question?"));
         assert!(p.truncated);
     }
