@@ -10,6 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_sqs::types::QueueAttributeName;
 use bytes::Bytes;
 use conversa::blobs::keys;
 use conversa::blobs::s3::{ensure_bucket, S3Blobs};
@@ -198,50 +199,39 @@ async fn the_worker_processes_queued_files() {
             let _ = stopped.await;
         },
     ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let done = loop {
-        let got = state
-            .store
-            .get_file(&owner, &meta.id)
-            .await
-            .unwrap()
-            .unwrap();
-        if got.status != FileStatus::Processing || tokio::time::Instant::now() > deadline {
-            break got;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let done = common::eventually("the file is processed", Duration::from_secs(30), || async {
+        let got = state.store.get_file(&owner, &meta.id).await.unwrap()?;
+        (got.status != FileStatus::Processing).then_some(got)
+    })
+    .await;
     assert_eq!(done.status, FileStatus::Ready, "{done:?}");
     assert_eq!(done.file_type, FileType::Csv);
     assert!(done.char_count.unwrap() > 0);
     // Both messages (the job and the malformed one) are gone once handled.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let attrs = sqs
-            .get_queue_attributes()
-            .queue_url(&queue)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let count = |name: aws_sdk_sqs::types::QueueAttributeName| -> u64 {
-            attrs
-                .attributes()
-                .and_then(|a| a.get(&name))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        let left = count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
-        if left == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{left} messages left"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::eventually(
+        "every message is deleted",
+        Duration::from_secs(30),
+        || async {
+            let attrs = sqs
+                .get_queue_attributes()
+                .queue_url(&queue)
+                .attribute_names(QueueAttributeName::All)
+                .send()
+                .await
+                .unwrap();
+            let count = |name: QueueAttributeName| -> u64 {
+                attrs
+                    .attributes()
+                    .and_then(|a| a.get(&name))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            let left = count(QueueAttributeName::ApproximateNumberOfMessages)
+                + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+            (left == 0).then_some(())
+        },
+    )
+    .await;
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), worker)
         .await

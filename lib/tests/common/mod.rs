@@ -4,7 +4,9 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use conversa::app::BuildError;
 use conversa::{AppState, Config};
@@ -61,6 +63,26 @@ pub fn local_model_file() -> Option<PathBuf> {
         ),
     );
     None
+}
+
+/// Polls `check` until it gives `Some`, failing the test when `within` has passed: the one way these
+/// tests wait for something another task or process does.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(done) = check().await {
+            return done;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A name no other run uses (tables, buckets, databases): lowercase letters, digits and `-`.
