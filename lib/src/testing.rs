@@ -1,5 +1,6 @@
-//! Test support (feature `test-support`): an OpenAI-compatible fake model server, an SSE reader,
-//! small document builders, and a ready-made state on embedded adapters.
+//! Test support (feature `test-support`): fake model servers (OpenAI-compatible here, Anthropic in
+//! [`anthropic`], Amazon Bedrock in [`bedrock`]), an SSE reader, small document builders, and a
+//! ready-made state on embedded adapters.
 //!
 //! The fake stands at the one edge tests cannot run for real, the paid model API. It speaks the
 //! wire protocol (`POST /v1/chat/completions`, streamed `chat.completion.chunk` events, a usage
@@ -34,6 +35,14 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::AppState;
+
+pub mod anthropic;
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
+
+pub use anthropic::FakeAnthropic;
+#[cfg(feature = "bedrock")]
+pub use bedrock::FakeBedrock;
 
 /// A running fake model server.
 pub struct FakeOpenAi {
