@@ -1,7 +1,8 @@
 //! The `ChatModel` contract and each adapter's own behaviour: the OpenAI-compatible, Anthropic and
 //! Amazon Bedrock adapters against the fake providers of `conversa::testing` (each speaks its
 //! provider's wire format — OpenAI's and Anthropic's server-sent events, Bedrock's binary event
-//! stream — so the real client code runs), and the in-process local model when its file is there.
+//! stream — so the real client code runs), the in-process local model when its file is there, and
+//! the registry's fallbacks through the real adapters.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: failing loudly is their job
 
@@ -49,6 +50,8 @@ mod anthropic;
 #[cfg(feature = "bedrock")]
 #[path = "adapters_llm/bedrock.rs"]
 mod bedrock;
+#[path = "adapters_llm/fallbacks.rs"]
+mod fallbacks;
 
 #[cfg(feature = "local-model")]
 mod local {

@@ -2,7 +2,7 @@
 //!
 //! Adapters: `openai` (any OpenAI-compatible endpoint, through async-openai), `anthropic` (the
 //! Messages API) and, behind features, `bedrock` (Amazon Bedrock ConverseStream) and an in-process
-//! local model.
+//! local model. The [`Registry`] holds the configured models by id and answers with fallbacks.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,6 +17,9 @@ pub mod contract;
 #[cfg(feature = "local-model")]
 pub mod local;
 pub mod openai;
+pub mod registry;
+
+pub use registry::{ModelEntry, Provider, Registry, RegistryError};
 
 /// What can go wrong when calling a model.
 #[derive(Debug, Clone, thiserror::Error)]
