@@ -73,6 +73,8 @@ pub struct Config {
     pub title_model_set: Option<String>,
     /// `CONVERSA_MODELS_FILE`: a JSON list of the models on offer (see `llm::Registry`).
     pub models_file: Option<PathBuf>,
+    /// `CONVERSA_MODELS`: the same list in the variable itself (Lambda, containers).
+    pub models_json: Option<String>,
     /// `CONVERSA_FIRST_TOKEN_TIMEOUT_SECS`: how long a model that has fallbacks may take to its
     /// first token before the next one is tried.
     pub first_token_timeout: Duration,
@@ -283,6 +285,7 @@ impl Config {
             chat_model_set: get("CONVERSA_CHAT_MODEL"),
             title_model_set: get("CONVERSA_TITLE_MODEL"),
             models_file: get("CONVERSA_MODELS_FILE").map(PathBuf::from),
+            models_json: get("CONVERSA_MODELS"),
             first_token_timeout: Duration::from_secs(first_token_secs),
             history_messages,
             max_upload_bytes,

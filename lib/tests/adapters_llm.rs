@@ -52,6 +52,9 @@ mod anthropic;
 mod bedrock;
 #[path = "adapters_llm/fallbacks.rs"]
 mod fallbacks;
+#[cfg(feature = "ssm")]
+#[path = "adapters_llm/keys.rs"]
+mod keys;
 
 #[cfg(feature = "local-model")]
 mod local {

@@ -34,6 +34,8 @@ use crate::config::Config;
 
 /// The variable the models file is named by.
 const FILE_VAR: &str = "CONVERSA_MODELS_FILE";
+/// The variable that holds the list itself (where shipping a file is awkward, as on Lambda).
+const INLINE_VAR: &str = "CONVERSA_MODELS";
 /// The id the offline model is listed under when the configuration does not name it.
 pub const LOCAL_ID: &str = "local";
 /// The context window assumed for a model nobody gave one for.
@@ -651,6 +653,8 @@ struct Checked {
     base_url: Option<String>,
     region: Option<String>,
     key: Option<String>,
+    /// The key variable and the SSM parameter that holds its key, read before the adapters are built.
+    key_parameter: Option<(String, String)>,
     vision: Option<bool>,
     context_tokens: Option<u64>,
     price: Option<Price>,
@@ -675,6 +679,7 @@ impl Checked {
             base_url: None,
             region: None,
             key: None,
+            key_parameter: None,
             vision: None,
             context_tokens: None,
             price: None,
@@ -703,10 +708,35 @@ impl<'a> RegistryBuilder<'a> {
 
     /// Checks every entry, then builds the adapters.
     pub async fn build(self) -> Result<Registry, RegistryError> {
+        // Mistakes in the list are named after the variable it came from.
+        let source = if self.config.models_json.is_some() {
+            INLINE_VAR
+        } else {
+            FILE_VAR
+        };
+        self.build_from().await.map_err(|mut e| {
+            if e.var == FILE_VAR {
+                e.var = source;
+            }
+            e
+        })
+    }
+
+    async fn build_from(self) -> Result<Registry, RegistryError> {
         let config = self.config;
-        let (mut checked, default_id, title_id) = match &config.models_file {
-            Some(path) => {
-                let specs = read_file(path)?;
+        let listed = match (&config.models_file, &config.models_json) {
+            (Some(_), Some(_)) => {
+                return Err(RegistryError::of(
+                    INLINE_VAR,
+                    "set CONVERSA_MODELS or CONVERSA_MODELS_FILE, not both",
+                ))
+            }
+            (Some(path), None) => Some(read_file(path)?),
+            (None, Some(json)) => Some(parse_list(json, "the list")?),
+            (None, None) => None,
+        };
+        let (mut checked, default_id, title_id) = match listed {
+            Some(specs) => {
                 let checked = specs
                     .into_iter()
                     .map(|s| self.check(s))
@@ -731,6 +761,23 @@ impl<'a> RegistryBuilder<'a> {
             }
             None => self.single_model_variables()?,
         };
+        // Keys kept in SSM parameters are read once, here.
+        let mut read: HashMap<String, String> = HashMap::new();
+        for c in &mut checked {
+            if let Some((var, name)) = c.key_parameter.take() {
+                let key = match read.get(&name) {
+                    Some(k) => k.clone(),
+                    None => {
+                        let k = read_parameter(&name).await.map_err(|m| {
+                            RegistryError::entry(&c.id, format!("{var}_PARAMETER: {m}"))
+                        })?;
+                        read.insert(name, k.clone());
+                        k
+                    }
+                };
+                c.key = Some(key);
+            }
+        }
         let mut ids = HashSet::new();
         for c in &checked {
             if !ids.insert(c.id.as_str()) {
@@ -883,29 +930,32 @@ impl<'a> RegistryBuilder<'a> {
                 ));
             }
         }
+        // A key variable holds the key, or `<VAR>_PARAMETER` names an SSM SecureString holding it.
+        let lookup = |var: &str| -> Result<Key, RegistryError> {
+            let get = |k: &str| {
+                (self.env)(k)
+                    .map(|v| v.trim().to_owned())
+                    .filter(|v| !v.is_empty())
+            };
+            match (get(var), get(&format!("{var}_PARAMETER"))) {
+                (Some(key), _) => Ok(Key::Value(key)),
+                (None, Some(name)) => Ok(Key::Parameter(var.to_owned(), name)),
+                (None, None) => Err(bad(format!("api_key_env: {var} is not set"))),
+            }
+        };
         let key = match (provider, &s.api_key_env) {
             (Provider::Bedrock, Some(_)) => {
                 return Err(bad(
                     "bedrock models use AWS credentials (IAM), not api_key_env".into(),
                 ))
             }
-            (Provider::Local, Some(_)) => {
-                return Err(bad("the offline model takes no key".into()))
-            }
-            (_, Some(var)) => Some(
-                (self.env)(var)
-                    .map(|v| v.trim().to_owned())
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| bad(format!("api_key_env: {var} is not set")))?,
-            ),
-            (Provider::Anthropic, None) => Some(
-                (self.env)("ANTHROPIC_API_KEY")
-                    .map(|v| v.trim().to_owned())
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| {
-                        bad("api_key_env: ANTHROPIC_API_KEY is not set (name the variable that holds the key with api_key_env)".into())
-                    })?,
-            ),
+            (Provider::Local, Some(_)) => return Err(bad("the offline model takes no key".into())),
+            (_, Some(var)) => Some(lookup(var)?),
+            (Provider::Anthropic, None) => Some(lookup("ANTHROPIC_API_KEY").map_err(|mut e| {
+                e.message
+                    .push_str(" (or name the variable that holds the key with api_key_env)");
+                e
+            })?),
             (Provider::OpenAi, None) => {
                 // OpenAI's own endpoint needs a key; a local server (Ollama, vLLM) usually none.
                 let key = self.config.openai_api_key.clone();
@@ -915,7 +965,7 @@ impl<'a> RegistryBuilder<'a> {
                             .into(),
                     ));
                 }
-                key
+                key.map(Key::Value)
             }
             (_, None) => None,
         };
@@ -940,7 +990,11 @@ impl<'a> RegistryBuilder<'a> {
         c.name = s.name.filter(|n| !n.trim().is_empty());
         c.base_url = s.base_url;
         c.region = s.region;
-        c.key = key;
+        match key {
+            Some(Key::Value(k)) => c.key = Some(k),
+            Some(Key::Parameter(var, name)) => c.key_parameter = Some((var, name)),
+            None => {}
+        }
         c.vision = s.vision;
         c.context_tokens = s.context_tokens;
         c.price = s.price;
@@ -1062,20 +1116,45 @@ struct Adapters {
     bedrock: HashMap<(Option<String>, Option<String>), aws_sdk_bedrockruntime::Client>,
 }
 
+/// A key as configured.
+enum Key {
+    /// The key itself.
+    Value(String),
+    /// The key variable, and the SSM parameter that holds the key.
+    Parameter(String, String),
+}
+
+/// A key from an SSM SecureString, read once at start.
+#[cfg(feature = "ssm")]
+async fn read_parameter(name: &str) -> Result<String, String> {
+    crate::aws::read_secure_parameter(name).await
+}
+
+/// Without the `ssm` feature a parameter cannot be read: say so rather than run keyless.
+#[cfg(not(feature = "ssm"))]
+async fn read_parameter(_name: &str) -> Result<String, String> {
+    Err("reading SSM parameters is not built into this binary".into())
+}
+
 /// The models file, parsed: each entry's mistakes are reported with its id (or its position).
 fn read_file(path: &Path) -> Result<Vec<Spec>, RegistryError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| RegistryError::of(FILE_VAR, format!("cannot read {}: {e}", path.display())))?;
-    let items: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(|e| {
+    parse_list(&text, &path.display().to_string())
+}
+
+/// A JSON list of models (`what` names it in errors).
+fn parse_list(text: &str, what: &str) -> Result<Vec<Spec>, RegistryError> {
+    let items: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| {
         RegistryError::of(
             FILE_VAR,
-            format!("{} is not a JSON list of models: {e}", path.display()),
+            format!("{what} is not a JSON list of models: {e}"),
         )
     })?;
     if items.is_empty() {
         return Err(RegistryError::of(
             FILE_VAR,
-            format!("{} lists no models", path.display()),
+            format!("{what} lists no models"),
         ));
     }
     items
@@ -1373,6 +1452,40 @@ mod tests {
         assert!(r.get("sonnet").unwrap().default);
         assert!(!r.get("gpt").unwrap().default);
         assert_eq!(r.title_model().id, "sonnet", "titles follow the default");
+    }
+
+    #[tokio::test]
+    async fn the_list_can_be_the_variables_value_and_its_mistakes_name_it() {
+        let list = r#"[{"id": "a", "provider": "openai", "base_url": "http://127.0.0.1:1/v1"}]"#;
+        let r = build(&config(&[("CONVERSA_MODELS", list)]), &[])
+            .await
+            .unwrap();
+        assert_eq!(r.ids(), ["a"]);
+        let e = build(
+            &config(&[("CONVERSA_MODELS", r#"[{"id": "a", "provider": "gpt"}]"#)]),
+            &[],
+        )
+        .await
+        .unwrap_err();
+        assert_eq!((e.var, e.entry.as_deref()), ("CONVERSA_MODELS", Some("a")));
+        let e = build(&config(&[("CONVERSA_MODELS", "{")]), &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e.var, "CONVERSA_MODELS");
+        let (_dir, c) = with_file(list, &[("CONVERSA_MODELS", list)]);
+        let e = build(&c, &[]).await.unwrap_err();
+        assert!(e.message.contains("not both"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_key_variable_may_name_its_parameter_instead() {
+        // The parameter is read after every entry is checked: a mistake elsewhere still comes first.
+        let e = mistake(
+            r#"[{"id": "claude", "provider": "anthropic"}, {"id": "x", "provider": "azure"}]"#,
+            &[("ANTHROPIC_API_KEY_PARAMETER", "/conversa/anthropic-key")],
+        )
+        .await;
+        assert_eq!(e.entry.as_deref(), Some("x"));
     }
 
     #[tokio::test]
