@@ -1,5 +1,6 @@
 //! Test support (feature `test-support`): an OpenAI-compatible fake model server, an SSE reader,
-//! small document builders, and a ready-made state on embedded adapters.
+//! small document builders, a ready-made state on embedded adapters, and the one way tests wait
+//! for something that happens in the background ([`Patience`], [`eventually`]).
 //!
 //! The fake stands at the one edge tests cannot run for real, the paid model API. It speaks the
 //! wire protocol (`POST /v1/chat/completions`, streamed `chat.completion.chunk` events, a usage
@@ -239,6 +240,56 @@ pub async fn test_state(
     AppState::from_config(test_config(&fake.base_url, data_dir, extra))
         .await
         .unwrap()
+}
+
+/// How often [`Patience`] looks again.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// A deadline for something that happens in the background: look, and if it has not happened,
+/// [`Patience::wait`] before looking again; past the deadline the test fails saying what it waited
+/// for. Tests never sleep for ordering; they wait through this.
+pub struct Patience {
+    deadline: tokio::time::Instant,
+    within: Duration,
+    what: String,
+}
+
+impl Patience {
+    /// Waiting at most `within` for `what`.
+    pub fn new(within: Duration, what: impl Into<String>) -> Self {
+        Self {
+            deadline: tokio::time::Instant::now() + within,
+            within,
+            what: what.into(),
+        }
+    }
+
+    /// Fails the test when the deadline has passed; otherwise waits a moment.
+    pub async fn wait(&self) {
+        assert!(
+            tokio::time::Instant::now() < self.deadline,
+            "waited {:?} for {}",
+            self.within,
+            self.what
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Looks with `check` until it gives a value, at most `within` (then the test fails, naming
+/// `what`).
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let patience = Patience::new(within, what);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        patience.wait().await;
+    }
 }
 
 /// One server-sent event.
