@@ -1,6 +1,6 @@
 //! Test support (feature `test-support`): an OpenAI-compatible fake model server, an SSE reader,
-//! small document builders, a ready-made state on embedded adapters, and the one way tests wait
-//! for something that happens in the background ([`Patience`], [`eventually`]).
+//! small document builders, a ready-made application on embedded adapters, and the one way tests
+//! wait for something that happens in the background ([`Patience`], [`eventually`]).
 //!
 //! The fake stands at the one edge tests cannot run for real, the paid model API. It speaks the
 //! wire protocol (`POST /v1/chat/completions`, streamed `chat.completion.chunk` events, a usage
@@ -33,8 +33,8 @@ use axum::Router;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use crate::app::App;
 use crate::config::Config;
-use crate::AppState;
 
 /// A running fake model server.
 pub struct FakeOpenAi {
@@ -231,15 +231,18 @@ pub fn test_config(
     Config::from_lookup(|k| map.get(k).cloned()).unwrap()
 }
 
-/// A state on SQLite and local disk under `data_dir`, answering with the fake model.
-pub async fn test_state(
+/// An application on SQLite and local disk under `data_dir`, answering with the fake model, its
+/// job workers started as the local server starts them.
+pub async fn test_app(
     fake: &FakeOpenAi,
     data_dir: &std::path::Path,
     extra: &[(&str, &str)],
-) -> AppState {
-    AppState::from_config(test_config(&fake.base_url, data_dir, extra))
+) -> App {
+    let app = App::from_config(test_config(&fake.base_url, data_dir, extra))
         .await
-        .unwrap()
+        .unwrap();
+    app.start_workers();
+    app
 }
 
 /// How often [`Patience`] looks again.

@@ -14,7 +14,7 @@ use conversa::blobs::keys;
 use conversa::blobs::s3::{ensure_bucket, S3Blobs};
 use conversa::domain::*;
 use conversa::jobs::{sqs as jobs, Job as ExtractionJob};
-use conversa::AppState;
+use conversa::App;
 
 #[tokio::test]
 async fn the_worker_processes_queued_files() {
@@ -39,7 +39,7 @@ async fn the_worker_processes_queued_files() {
     let dir = tempfile::tempdir().unwrap();
     let config = common::config(&[("CONVERSA_DATA_DIR", dir.path().to_str().unwrap())]);
     let blobs = S3Blobs::new(s3.clone(), &bucket);
-    let state = AppState::new(
+    let state = App::new(
         config,
         Arc::new(conversa::store::sqlite::SqliteStore::in_memory().unwrap()),
         Arc::new(blobs.clone()),
@@ -99,7 +99,7 @@ async fn the_worker_processes_queued_files() {
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(jobs::run_worker(
-        state.clone(),
+        state.state.files.clone(),
         sqs.clone(),
         queue.clone(),
         async {

@@ -6,11 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::blobs::BlobError;
-use crate::extract::ExtractError;
-use crate::limits::LimiterError;
-use crate::llm::LlmError;
-use crate::store::StoreError;
+use crate::service;
 
 /// Everything a route can answer instead of success.
 #[derive(Debug, thiserror::Error)]
@@ -147,64 +143,26 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+/// The one conversion from what a use case answers to what the API answers: a status per kind,
+/// the message as the service wrote it.
+impl From<service::Error> for ApiError {
+    fn from(e: service::Error) -> Self {
         match e {
-            StoreError::Unavailable(detail) => {
-                tracing::error!(%detail, "store unavailable");
-                ApiError::Unavailable(
-                    "The database is unavailable right now. Please try again shortly.".into(),
-                )
-            }
-            StoreError::InvalidCursor => {
-                ApiError::BadRequest("The cursor is not valid for this list.".into())
-            }
-            StoreError::Corrupt(detail) => ApiError::Internal(format!("store: {detail}")),
-        }
-    }
-}
-
-impl From<BlobError> for ApiError {
-    fn from(e: BlobError) -> Self {
-        match e {
-            BlobError::Unavailable(detail) => {
-                tracing::error!(%detail, "blob store unavailable");
-                ApiError::Unavailable(
-                    "File storage is unavailable right now. Please try again shortly.".into(),
-                )
-            }
-            BlobError::InvalidKey(k) => ApiError::Internal(format!("blob key {k}")),
-        }
-    }
-}
-
-impl From<LimiterError> for ApiError {
-    fn from(e: LimiterError) -> Self {
-        let LimiterError::Unavailable(detail) = e;
-        tracing::error!(%detail, "rate limiter unavailable");
-        ApiError::Unavailable("The service is busy right now. Please try again shortly.".into())
-    }
-}
-
-impl From<LlmError> for ApiError {
-    fn from(e: LlmError) -> Self {
-        match e {
-            LlmError::Invalid(m) => ApiError::Unprocessable(m),
-            other => ApiError::Upstream(other.to_string()),
-        }
-    }
-}
-
-impl From<ExtractError> for ApiError {
-    fn from(e: ExtractError) -> Self {
-        match e {
-            ExtractError::Unsupported(m) | ExtractError::Mismatch(m) => {
-                ApiError::UnsupportedMediaType(m)
-            }
-            ExtractError::Corrupt(m)
-            | ExtractError::Encrypted(m)
-            | ExtractError::TooLarge(m)
-            | ExtractError::Timeout(m) => ApiError::Unprocessable(m),
+            service::Error::Invalid(m) => ApiError::BadRequest(m),
+            service::Error::NotFound(m) => ApiError::NotFound(m),
+            service::Error::TooLarge(m) => ApiError::PayloadTooLarge(m),
+            service::Error::Unsupported(m) => ApiError::UnsupportedMediaType(m),
+            service::Error::Unprocessable(m) => ApiError::Unprocessable(m),
+            service::Error::RateLimited {
+                retry_after_secs,
+                message,
+            } => ApiError::RateLimited {
+                retry_after_secs,
+                message,
+            },
+            service::Error::Upstream(m) => ApiError::Upstream(m),
+            service::Error::Unavailable(m) => ApiError::Unavailable(m),
+            service::Error::Internal(m) => ApiError::Internal(m),
         }
     }
 }
@@ -221,30 +179,65 @@ mod tests {
     }
 
     #[test]
-    fn adapter_errors_map_to_statuses() {
-        assert_eq!(
-            ApiError::from(StoreError::Unavailable("x".into())).status_code(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        assert_eq!(
-            ApiError::from(StoreError::InvalidCursor).status_code(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            ApiError::from(ExtractError::Mismatch("x".into())).status_code(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        );
-        assert_eq!(
-            ApiError::from(ExtractError::Encrypted("x".into())).status_code(),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-        assert_eq!(
-            ApiError::from(LlmError::Upstream {
-                status: Some(500),
-                message: "boom".into()
-            })
-            .status_code(),
-            StatusCode::BAD_GATEWAY
-        );
+    fn service_errors_map_to_the_statuses_and_codes_of_the_contract() {
+        use crate::service::Error as E;
+        for (e, status, code) in [
+            (
+                E::Invalid("m".into()),
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+            ),
+            (E::NotFound("m".into()), StatusCode::NOT_FOUND, "not_found"),
+            (
+                E::TooLarge("m".into()),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+            ),
+            (
+                E::Unsupported("m".into()),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                E::Unprocessable("m".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+            ),
+            (
+                E::RateLimited {
+                    retry_after_secs: 7,
+                    message: "m".into(),
+                },
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+            ),
+            (
+                E::Upstream("m".into()),
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+            ),
+            (
+                E::Unavailable("m".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                E::Internal("m".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+        ] {
+            let public = e.public_message();
+            let api = ApiError::from(e);
+            assert_eq!(api.status_code(), status);
+            assert_eq!(api.code(), code);
+            assert_eq!(api.public_message(), public, "the message is the service's");
+        }
+        let response = ApiError::from(E::RateLimited {
+            retry_after_secs: 7,
+            message: "slow down".into(),
+        })
+        .into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
     }
 }

@@ -117,8 +117,10 @@ pub async fn read(
             let filename = clean_filename(field.file_name().unwrap_or("file"));
             let content_type = field.content_type().map(str::to_owned);
             let limit = usize::try_from(max_file).unwrap_or(usize::MAX);
-            let bytes =
-                read_limited(&mut field, limit, |n| too_large(&filename, n, max_file)).await?;
+            let bytes = read_limited(&mut field, limit, |n| {
+                ApiError::from(too_large(&filename, n, max_file))
+            })
+            .await?;
             form.files.push(Upload {
                 filename,
                 content_type,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use conversa::app::BuildError;
-use conversa::{AppState, Config};
+use conversa::{App, Config};
 
 /// The value of `var` naming a running service; `None` (after saying loudly what is skipped) when it
 /// is not set, unless `CONVERSA_REQUIRE_SERVICES=1`, where a missing service fails the test.
@@ -42,8 +42,8 @@ pub fn config(pairs: &[(&str, &str)]) -> Config {
 }
 
 /// Builds the state a configuration names, or the startup error's message.
-pub async fn build(pairs: &[(&str, &str)]) -> Result<AppState, String> {
-    AppState::from_config(config(pairs))
+pub async fn build(pairs: &[(&str, &str)]) -> Result<App, String> {
+    App::from_config(config(pairs))
         .await
         .map_err(|e: BuildError| e.to_string())
 }
