@@ -1064,3 +1064,49 @@ async fn conversations_export_as_markdown_and_json() {
         .await;
     assert_error(s, &v, StatusCode::BAD_REQUEST, "bad_request");
 }
+
+#[tokio::test]
+async fn a_long_conversation_stays_within_the_models_window() {
+    let h = Harness::new(&[
+        ("CONVERSA_CONTEXT_TOKENS", "1500"),
+        ("CONVERSA_MAX_ANSWER_TOKENS", "300"),
+        ("CONVERSA_HISTORY_MESSAGES", "50"),
+    ])
+    .await;
+    let long = "word ".repeat(150);
+    let events = h.chat(json!({ "message": format!("turn-0 {long}") })).await;
+    let conv = events[0].data["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 1..12 {
+        let events = h
+            .chat(json!({ "message": format!("turn-{i} {long}"), "conversation_id": conv }))
+            .await;
+        assert_eq!(events.last().unwrap().event, "done");
+    }
+    let last = h.fake.chat_requests().pop().unwrap();
+    let texts: Vec<String> = last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+            _ => String::new(),
+        })
+        .collect();
+    let prompt: u64 = texts.iter().map(|t| conversa::tokens::estimate(t)).sum();
+    assert!(
+        prompt + 300 <= 1500,
+        "the prompt ({prompt} tokens) and the answer cap fit the window"
+    );
+    let all = texts.join("\n");
+    assert!(all.contains("turn-10 "), "recent history is sent");
+    assert!(!all.contains("turn-0 "), "the oldest history is left out");
+    assert!(conversa::testing::last_user_text(&last).starts_with("turn-11 "));
+}
