@@ -106,9 +106,9 @@ async fn read_input(http: &HttpSettings, request: Request) -> Result<ChatInput, 
     } else if content_type.starts_with("application/json") || content_type.is_empty() {
         let bytes = axum::body::to_bytes(request.into_body(), MAX_JSON_BODY)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge("The request body is too large.".into()))?;
+            .map_err(|_| ApiError::too_large("The request body is too large."))?;
         let body: ChatRequestBody = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::BadRequest(format!("The JSON body is not valid: {e}")))?;
+            .map_err(|e| ApiError::bad_request(format!("The JSON body is not valid: {e}")))?;
         Ok(ChatInput {
             message: body.message,
             conversation_id: optional_id(body.conversation_id).map(ConversationId::from),
@@ -123,8 +123,8 @@ async fn read_input(http: &HttpSettings, request: Request) -> Result<ChatInput, 
             uploads: vec![],
         })
     } else {
-        Err(ApiError::BadRequest(
-            "Send multipart/form-data or application/json.".into(),
+        Err(ApiError::bad_request(
+            "Send multipart/form-data or application/json.",
         ))
     }
 }

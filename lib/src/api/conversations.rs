@@ -189,7 +189,7 @@ pub async fn export(
             axum::Json(serde_json::json!({ "conversation": conversation, "messages": messages })),
         )
             .into_response()),
-        other => Err(ApiError::BadRequest(format!(
+        other => Err(ApiError::bad_request(format!(
             "Unknown export format {other:?}; use markdown or json."
         ))),
     }

@@ -1,5 +1,7 @@
 //! The one error type of the HTTP API, rendered once into the shape of `API.md`:
-//! `{"error": {"code": "...", "message": "..."}}` with a fitting status.
+//! `{"error": {"code": "...", "message": "..."}}` with a fitting status. A service's
+//! [`service::Error`] becomes an [`ApiError`] here and nowhere else (`From`, derived), and its kind
+//! decides the status and code in one table.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -8,47 +10,21 @@ use utoipa::ToSchema;
 
 use crate::service;
 
-/// Everything a route can answer instead of success.
+/// Everything a route can answer instead of success: what a use case answered, or a refusal of
+/// the HTTP layer itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// Malformed JSON or form, a missing field, an empty message with no files (400).
-    #[error("{0}")]
-    BadRequest(String),
+    /// What a service answered instead of success; its kind decides the status. Malformed
+    /// requests (400), unknown addresses (404) and oversized bodies (413) refused here take the
+    /// same kinds ([`ApiError::bad_request`], [`ApiError::not_found`], [`ApiError::too_large`]).
+    #[error(transparent)]
+    Service(#[from] service::Error),
     /// Authentication is on and the token is missing or wrong (401).
     #[error("{0}")]
     Unauthorized(String),
-    /// An unknown id, or one owned by another user (404).
-    #[error("{0}")]
-    NotFound(String),
     /// The method is not served on this path (405).
     #[error("{0}")]
     MethodNotAllowed(String),
-    /// An upload over the limit (413).
-    #[error("{0}")]
-    PayloadTooLarge(String),
-    /// A type the product does not read, or content that does not match its claimed type (415).
-    #[error("{0}")]
-    UnsupportedMediaType(String),
-    /// A valid shape with an invalid value: title too long, corrupt or encrypted document (422).
-    #[error("{0}")]
-    Unprocessable(String),
-    /// Over a rate limit (429, with `Retry-After`).
-    #[error("{message}")]
-    RateLimited {
-        /// Seconds until the client may try again.
-        retry_after_secs: u64,
-        /// What to tell the person.
-        message: String,
-    },
-    /// The model provider failed (502).
-    #[error("{0}")]
-    Upstream(String),
-    /// A dependency (store, blob store, limiter) is down (503).
-    #[error("{0}")]
-    Unavailable(String),
-    /// Anything else (500). The detail is logged, never sent.
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 /// The error body.
@@ -69,44 +45,56 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
-    /// The HTTP status of each variant.
-    pub fn status_code(&self) -> StatusCode {
+    /// Malformed JSON or form, a missing field (400).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        service::Error::Invalid(message.into()).into()
+    }
+
+    /// Nothing at this address, or an id that does not parse (404).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        service::Error::NotFound(message.into()).into()
+    }
+
+    /// A body or field over its size limit (413).
+    pub fn too_large(message: impl Into<String>) -> Self {
+        service::Error::TooLarge(message.into()).into()
+    }
+
+    /// The status and machine-readable code of each kind: the table of `API.md`, exhaustive, so
+    /// a new kind of service error cannot go without its status.
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use service::Error as E;
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Service(e) => match e {
+                E::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+                E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                E::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+                E::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+                E::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+                E::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+                E::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
+                E::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         }
     }
 
-    /// The machine-readable code of each variant.
+    /// The HTTP status.
+    pub fn status_code(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    /// The machine-readable code: `bad_request`, `unauthorized`, `not_found`, … (`API.md`).
     pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::Unprocessable(_) => "unprocessable",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Upstream(_) => "upstream_error",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
-        }
+        self.status_and_code().1
     }
 
     /// What the client is told; internal details stay in the logs.
     pub fn public_message(&self) -> String {
         match self {
-            ApiError::Internal(_) => "Something went wrong on our side. Please try again.".into(),
+            ApiError::Service(e) => e.public_message(),
             other => other.to_string(),
         }
     }
@@ -131,9 +119,9 @@ impl IntoResponse for ApiError {
             tracing::debug!(code = self.code(), error = %self, "request refused");
         }
         let mut response = (status, axum::Json(self.body())).into_response();
-        if let ApiError::RateLimited {
+        if let ApiError::Service(service::Error::RateLimited {
             retry_after_secs, ..
-        } = &self
+        }) = &self
         {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
@@ -143,37 +131,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The one conversion from what a use case answers to what the API answers: a status per kind,
-/// the message as the service wrote it.
-impl From<service::Error> for ApiError {
-    fn from(e: service::Error) -> Self {
-        match e {
-            service::Error::Invalid(m) => ApiError::BadRequest(m),
-            service::Error::NotFound(m) => ApiError::NotFound(m),
-            service::Error::TooLarge(m) => ApiError::PayloadTooLarge(m),
-            service::Error::Unsupported(m) => ApiError::UnsupportedMediaType(m),
-            service::Error::Unprocessable(m) => ApiError::Unprocessable(m),
-            service::Error::RateLimited {
-                retry_after_secs,
-                message,
-            } => ApiError::RateLimited {
-                retry_after_secs,
-                message,
-            },
-            service::Error::Upstream(m) => ApiError::Upstream(m),
-            service::Error::Unavailable(m) => ApiError::Unavailable(m),
-            service::Error::Internal(m) => ApiError::Internal(m),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn internal_errors_hide_their_detail() {
-        let e = ApiError::Internal("secret path /var/x".into());
+        let e = ApiError::from(service::Error::Internal("secret path /var/x".into()));
         assert_eq!(e.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!e.public_message().contains("secret"));
     }

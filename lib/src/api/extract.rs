@@ -164,10 +164,10 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
             JsonRejection::MissingJsonContentType(_) => {
-                ApiError::BadRequest("Send JSON with `Content-Type: application/json`.".into())
+                ApiError::bad_request("Send JSON with `Content-Type: application/json`.")
             }
             other => {
-                ApiError::BadRequest(format!("The JSON body is not valid: {}", other.body_text()))
+                ApiError::bad_request(format!("The JSON body is not valid: {}", other.body_text()))
             }
         }
     }
@@ -175,12 +175,12 @@ impl From<JsonRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
-        ApiError::NotFound(format!("Not found ({})", r.body_text()))
+        ApiError::not_found(format!("Not found ({})", r.body_text()))
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        ApiError::BadRequest(format!("The query string is not valid: {}", r.body_text()))
+        ApiError::bad_request(format!("The query string is not valid: {}", r.body_text()))
     }
 }

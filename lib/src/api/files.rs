@@ -71,21 +71,25 @@ pub async fn upload(
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(ConversationId::from);
-    let upload =
-        form.files.into_iter().next().ok_or_else(|| {
-            ApiError::BadRequest("Attach the file in a part named `file`.".into())
-        })?;
+    let upload = form
+        .files
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::bad_request("Attach the file in a part named `file`."))?;
     let accepted = files
         .upload(&auth.owner, upload, conversation.as_ref())
         .await?;
-    Ok((
-        if accepted.queued {
-            StatusCode::ACCEPTED
-        } else {
-            StatusCode::CREATED
-        },
-        axum::Json(accepted.file),
-    ))
+    Ok(reply(accepted, StatusCode::CREATED))
+}
+
+/// `202 Accepted` for a file a background job will finish, else `settled`, with the record.
+fn reply(accepted: svc::Accepted, settled: StatusCode) -> (StatusCode, axum::Json<FileMeta>) {
+    let status = if accepted.queued {
+        StatusCode::ACCEPTED
+    } else {
+        settled
+    };
+    (status, axum::Json(accepted.file))
 }
 
 /// A file's metadata.
@@ -232,14 +236,7 @@ pub async fn complete(
     let accepted = files
         .complete_upload(&auth.owner, &FileId::from(id))
         .await?;
-    Ok((
-        if accepted.queued {
-            StatusCode::ACCEPTED
-        } else {
-            StatusCode::OK
-        },
-        axum::Json(accepted.file),
-    ))
+    Ok(reply(accepted, StatusCode::OK))
 }
 
 #[cfg(test)]
