@@ -75,6 +75,11 @@ pub struct App {
 #[error("{0}")]
 pub struct BuildError(pub String);
 
+/// A kind of adapter the configuration names that this binary was built without.
+fn not_built(var: &str, kind: impl std::fmt::Debug) -> BuildError {
+    BuildError(format!("{var}: {kind:?} is not built into this binary"))
+}
+
 /// The chat settings of a configuration.
 pub fn chat_settings(config: &Config) -> ChatSettings {
     ChatSettings {
@@ -213,11 +218,7 @@ impl App {
                 Arc::new(crate::blobs::s3::S3Blobs::from_env(bucket).await)
             }
             #[allow(unreachable_patterns)]
-            other => {
-                return Err(BuildError(format!(
-                    "CONVERSA_BLOBS: {other:?} is not built into this binary"
-                )))
-            }
+            other => return Err(not_built("CONVERSA_BLOBS", other)),
         };
         let limiter: Arc<dyn RateLimiter> = match config.limiter {
             LimiterKind::Memory => Arc::new(crate::limits::memory::MemoryLimiter::new()),
@@ -238,11 +239,7 @@ impl App {
                 )
             }
             #[allow(unreachable_patterns)]
-            other => {
-                return Err(BuildError(format!(
-                    "CONVERSA_LIMITER: {other:?} is not built into this binary"
-                )))
-            }
+            other => return Err(not_built("CONVERSA_LIMITER", other)),
         };
         let mut config = config;
         if config.openai_api_key.is_none() {
@@ -311,11 +308,7 @@ async fn build_store(config: &Config) -> Result<Arc<dyn Store>, BuildError> {
             )
         }
         #[allow(unreachable_patterns)]
-        other => {
-            return Err(BuildError(format!(
-                "CONVERSA_STORE: {other:?} is not built into this binary"
-            )))
-        }
+        other => return Err(not_built("CONVERSA_STORE", other)),
     })
 }
 

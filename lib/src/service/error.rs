@@ -98,15 +98,20 @@ impl Error {
     }
 }
 
+/// A dependency that cannot be reached: the detail goes to the log, the person is told `message`.
+fn unavailable(dependency: &str, detail: &dyn std::fmt::Display, message: &str) -> Error {
+    tracing::error!(%detail, "{dependency} unavailable");
+    Error::Unavailable(message.into())
+}
+
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(detail) => {
-                tracing::error!(%detail, "store unavailable");
-                Error::Unavailable(
-                    "The database is unavailable right now. Please try again shortly.".into(),
-                )
-            }
+            StoreError::Unavailable(detail) => unavailable(
+                "store",
+                &detail,
+                "The database is unavailable right now. Please try again shortly.",
+            ),
             StoreError::InvalidCursor => {
                 Error::Invalid("The cursor is not valid for this list.".into())
             }
@@ -118,12 +123,11 @@ impl From<StoreError> for Error {
 impl From<BlobError> for Error {
     fn from(e: BlobError) -> Self {
         match e {
-            BlobError::Unavailable(detail) => {
-                tracing::error!(%detail, "blob store unavailable");
-                Error::Unavailable(
-                    "File storage is unavailable right now. Please try again shortly.".into(),
-                )
-            }
+            BlobError::Unavailable(detail) => unavailable(
+                "blob store",
+                &detail,
+                "File storage is unavailable right now. Please try again shortly.",
+            ),
             BlobError::InvalidKey(k) => Error::Internal(format!("blob key {k}")),
         }
     }
@@ -132,16 +136,20 @@ impl From<BlobError> for Error {
 impl From<LimiterError> for Error {
     fn from(e: LimiterError) -> Self {
         let LimiterError::Unavailable(detail) = e;
-        tracing::error!(%detail, "rate limiter unavailable");
-        Error::Unavailable("The service is busy right now. Please try again shortly.".into())
+        unavailable(
+            "rate limiter",
+            &detail,
+            "The service is busy right now. Please try again shortly.",
+        )
     }
 }
 
 impl From<JobError> for Error {
     fn from(e: JobError) -> Self {
-        tracing::error!(error = %e, "job queue unavailable");
-        Error::Unavailable(
-            "Background processing is unavailable right now. Please try again shortly.".into(),
+        unavailable(
+            "job queue",
+            &e,
+            "Background processing is unavailable right now. Please try again shortly.",
         )
     }
 }

@@ -222,21 +222,11 @@ mod tests {
         };
         assert_eq!(message_id, &turn.meta.assistant_message_id);
         assert_eq!(usage.prompt_tokens, 7, "the provider's usage is passed on");
-        let stored = f
-            .store
-            .get_message(&owner, message_id)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = f.message(&owner, message_id).await;
         assert_eq!(stored.status, MessageStatus::Complete);
         assert_eq!(stored.content, "Echo: hello there");
         // The title is in the store once the turn's events end, whether or not it was an event.
-        let c = f
-            .store
-            .get_conversation(&owner, &turn.meta.conversation_id)
-            .await
-            .unwrap()
-            .unwrap();
+        let c = f.conversation(&owner, &turn.meta.conversation_id).await;
         assert_eq!(c.title, "Title For hello there");
         for e in &events {
             if let TurnEvent::Title { title, .. } = e {
@@ -274,12 +264,7 @@ mod tests {
             }
         }
         let id = turn.meta.conversation_id.clone();
-        let before = f
-            .store
-            .get_conversation(&owner, &id)
-            .await
-            .unwrap()
-            .unwrap();
+        let before = f.conversation(&owner, &id).await;
         assert_eq!(
             before.title, DEFAULT_TITLE,
             "the title model has not answered"
@@ -287,12 +272,7 @@ mod tests {
         f.model.title_gate.add_permits(1);
         events.extend(drain(&mut turn).await);
         assert!(!events.iter().any(|e| matches!(e, TurnEvent::Title { .. })));
-        let after = f
-            .store
-            .get_conversation(&owner, &id)
-            .await
-            .unwrap()
-            .unwrap();
+        let after = f.conversation(&owner, &id).await;
         assert_eq!(after.title, "Title For plan a");
         assert_eq!(
             after.updated_at, before.updated_at,
@@ -314,12 +294,7 @@ mod tests {
         let events = drain(&mut turn).await;
         assert!(matches!(events.last(), Some(TurnEvent::Done { .. })));
         assert!(!events.iter().any(|e| matches!(e, TurnEvent::Title { .. })));
-        let c = f
-            .store
-            .get_conversation(&owner, &id)
-            .await
-            .unwrap()
-            .unwrap();
+        let c = f.conversation(&owner, &id).await;
         assert_eq!(c.title, "Lisbon in May");
         assert_eq!(
             f.model.title_requests(),
@@ -341,12 +316,7 @@ mod tests {
         };
         assert!(m.contains("cut the answer"), "{m}");
         assert!(!events.iter().any(|e| matches!(e, TurnEvent::Done { .. })));
-        let stored = f
-            .store
-            .get_message(&owner, &turn.meta.assistant_message_id)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = f.message(&owner, &turn.meta.assistant_message_id).await;
         assert_eq!(stored.status, MessageStatus::Incomplete);
         assert_eq!(stored.content, said);
     }
@@ -361,12 +331,7 @@ mod tests {
             events.last(),
             Some(TurnEvent::Error(Error::Upstream(_)))
         ));
-        let stored = f
-            .store
-            .get_message(&owner, &turn.meta.assistant_message_id)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = f.message(&owner, &turn.meta.assistant_message_id).await;
         assert_eq!(stored.status, MessageStatus::Error);
         assert_eq!(stored.content, "");
         // The user message stays.

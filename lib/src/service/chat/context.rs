@@ -436,10 +436,8 @@ impl ChatService {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
-    use crate::domain::{ConversationId, FileStatus, MessageId, Timestamp};
+    use crate::domain::{ConversationId, MessageId, Timestamp};
 
     const SYSTEM: &str = "You are a test assistant.";
 
@@ -455,34 +453,6 @@ mod tests {
         )
     }
 
-    async fn text_file(b: &ContextBuilder, owner: &Owner, name: &str, text: &str) -> FileMeta {
-        let meta = FileMeta {
-            id: FileId::generate(),
-            conversation_id: None,
-            filename: name.into(),
-            content_type: "text/plain".into(),
-            size: text.len() as u64,
-            file_type: FileType::Text,
-            status: FileStatus::Ready,
-            char_count: None,
-            token_count: None,
-            pages: None,
-            error: None,
-            note: None,
-            progress: None,
-            created_at: Timestamp::now(),
-        };
-        b.blobs
-            .put(
-                &keys::text(owner, &meta.id),
-                Bytes::from(text.to_owned()),
-                "text/plain",
-            )
-            .await
-            .unwrap();
-        meta
-    }
-
     fn message(role: Role, content: &str, files: Vec<FileMeta>) -> Message {
         Message {
             id: MessageId::generate(),
@@ -494,6 +464,21 @@ mod tests {
             status: MessageStatus::Complete,
             created_at: Timestamp::now(),
         }
+    }
+
+    /// `n` messages, user and assistant in turn, each `{tag}-{i} ` and `words` filler words.
+    fn history(n: usize, tag: &str, words: usize) -> Vec<Message> {
+        let filler = "word ".repeat(words);
+        (0..n)
+            .map(|i| {
+                let role = if i % 2 == 0 {
+                    Role::User
+                } else {
+                    Role::Assistant
+                };
+                message(role, &format!("{tag}-{i} {filler}"), vec![])
+            })
+            .collect()
     }
 
     /// Every message's text and what a message costs, as the builder counts them.
@@ -542,17 +527,7 @@ mod tests {
         let (window, answer) = (1_000, 200);
         let b = builder(dir.path(), window, answer);
         let owner = Owner::local();
-        let filler = "word ".repeat(60);
-        let history: Vec<Message> = (0..40)
-            .map(|i| {
-                let role = if i % 2 == 0 {
-                    Role::User
-                } else {
-                    Role::Assistant
-                };
-                message(role, &format!("message-{i} {filler}"), vec![])
-            })
-            .collect();
+        let history = history(40, "message", 60);
         let out = b
             .build(&owner, "m", &history, "the question", &[])
             .await
@@ -579,7 +554,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let b = builder(dir.path(), 8_000, 500);
         let owner = Owner::local();
-        let report = text_file(&b, &owner, "report.txt", "MARKER-42 revenue grew").await;
+        let report = crate::service::files::tests::text_file(
+            b.blobs.as_ref(),
+            &owner,
+            "report.txt",
+            "MARKER-42 revenue grew",
+        )
+        .await;
         let history = vec![
             message(Role::User, "read this", vec![report.clone()]),
             message(Role::Assistant, "done", vec![]),
@@ -622,18 +603,14 @@ mod tests {
                 ));
             }
         }
-        let file = text_file(&b, &owner, "manual.txt", &manual).await;
-        let filler = "word ".repeat(120);
-        let history: Vec<Message> = (0..12)
-            .map(|i| {
-                let role = if i % 2 == 0 {
-                    Role::User
-                } else {
-                    Role::Assistant
-                };
-                message(role, &format!("turn-{i} {filler}"), vec![])
-            })
-            .collect();
+        let file = crate::service::files::tests::text_file(
+            b.blobs.as_ref(),
+            &owner,
+            "manual.txt",
+            &manual,
+        )
+        .await;
+        let history = history(12, "turn", 120);
         let out = b
             .build(
                 &owner,

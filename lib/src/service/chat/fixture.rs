@@ -7,17 +7,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use super::{ChatInput, ChatPorts, ChatService, ChatSettings, ContextSettings, Turn, TurnEvent};
-use crate::blobs::{keys, BlobStore};
-use crate::domain::{FileId, FileMeta, FileStatus, FileType, Owner, Timestamp};
+use crate::blobs::BlobStore;
+use crate::domain::{
+    Conversation, ConversationId, FileMeta, FileStatus, FileType, Message, MessageId, Owner,
+};
 use crate::extract::Limits;
 use crate::llm::{ChatEvent, ChatModel, ChatRequest, ChatStream, LlmError, Usage};
 use crate::service::conversations::ConversationService;
-use crate::service::files::{FileService, FileSettings};
+use crate::service::files::{new_meta, FileService, FileSettings};
 use crate::store::Store;
 
 /// The title model's name in these tests.
@@ -210,6 +211,20 @@ impl Fixture {
         }
     }
 
+    /// A stored message.
+    pub(crate) async fn message(&self, owner: &Owner, id: &MessageId) -> Message {
+        self.store.get_message(owner, id).await.unwrap().unwrap()
+    }
+
+    /// A stored conversation.
+    pub(crate) async fn conversation(&self, owner: &Owner, id: &ConversationId) -> Conversation {
+        self.store
+            .get_conversation(owner, id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     /// Starts a turn with this text.
     pub(crate) async fn send(&self, owner: &Owner, text: &str) -> Turn {
         self.chat
@@ -247,42 +262,20 @@ pub(crate) fn tokens(events: &[TurnEvent]) -> String {
 
 /// A file record still being processed (not stored).
 pub(crate) fn processing_file(name: &str) -> FileMeta {
-    FileMeta {
-        id: FileId::generate(),
-        conversation_id: None,
-        filename: name.into(),
-        content_type: "application/pdf".into(),
-        size: 100,
-        file_type: FileType::Pdf,
-        status: FileStatus::Processing,
-        char_count: None,
-        token_count: None,
-        pages: None,
-        error: None,
-        note: None,
-        progress: Some(0),
-        created_at: Timestamp::now(),
-    }
+    let mut meta = new_meta(
+        name.into(),
+        "application/pdf".into(),
+        100,
+        FileType::Pdf,
+        FileStatus::Processing,
+    );
+    meta.progress = Some(0);
+    meta
 }
 
 /// A ready text file uploaded earlier, stored with its text.
 pub(crate) async fn ready_file(f: &Fixture, owner: &Owner, name: &str, text: &str) -> FileMeta {
-    let meta = FileMeta {
-        content_type: "text/plain".into(),
-        file_type: FileType::Text,
-        status: FileStatus::Ready,
-        progress: None,
-        size: text.len() as u64,
-        ..processing_file(name)
-    };
-    f.blobs
-        .put(
-            &keys::text(owner, &meta.id),
-            Bytes::from(text.to_owned()),
-            "text/plain",
-        )
-        .await
-        .unwrap();
+    let meta = crate::service::files::tests::text_file(f.blobs.as_ref(), owner, name, text).await;
     f.store.put_file(owner, &meta).await.unwrap();
     meta
 }

@@ -153,20 +153,10 @@ mod tests {
         let resolved = f.chat.resolve(&owner, input).await.unwrap();
         let p = f.chat.persist(&owner, resolved).await.unwrap();
         assert!(p.created);
-        let c = f
-            .store
-            .get_conversation(&owner, &p.conversation.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let c = f.conversation(&owner, &p.conversation.id).await;
         assert_eq!(c.message_count, 1);
         assert_eq!(c.title, DEFAULT_TITLE);
-        let stored = f
-            .store
-            .get_message(&owner, &p.user_message.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = f.message(&owner, &p.user_message.id).await;
         assert_eq!(stored.content, "look");
         assert_eq!(stored.files.len(), 2);
         for file in &stored.files {

@@ -65,26 +65,19 @@ impl JobHandler for FileService {
 mod tests {
     use super::*;
     use crate::blobs::keys;
-    use crate::domain::{FileId, FileMeta, FileType, Timestamp};
+    use crate::domain::{FileId, FileMeta, FileType};
     use crate::jobs::JobHandler;
 
     fn processing(name: &str, file_type: FileType) -> FileMeta {
-        FileMeta {
-            id: FileId::generate(),
-            conversation_id: None,
-            filename: name.into(),
-            content_type: "text/plain".into(),
-            size: 0,
+        let mut meta = super::super::new_meta(
+            name.into(),
+            "text/plain".into(),
+            0,
             file_type,
-            status: FileStatus::Processing,
-            char_count: None,
-            token_count: None,
-            pages: None,
-            error: None,
-            note: None,
-            progress: Some(0),
-            created_at: Timestamp::now(),
-        }
+            FileStatus::Processing,
+        );
+        meta.progress = Some(0);
+        meta
     }
 
     #[tokio::test]

@@ -144,7 +144,7 @@ impl FileService {
 }
 
 /// A new record for a file of this name, type and size, not attached to a conversation.
-fn new_meta(
+pub(crate) fn new_meta(
     filename: String,
     content_type: String,
     size: u64,
@@ -227,6 +227,31 @@ pub(crate) mod tests {
         };
         let files = FileService::new(store.clone(), blobs, jobs.clone(), settings);
         (files, store, jobs)
+    }
+
+    /// A ready text file's record (not stored) with its text in `blobs`.
+    pub(crate) async fn text_file(
+        blobs: &dyn BlobStore,
+        owner: &Owner,
+        name: &str,
+        text: &str,
+    ) -> FileMeta {
+        let meta = new_meta(
+            name.into(),
+            "text/plain".into(),
+            text.len() as u64,
+            FileType::Text,
+            FileStatus::Ready,
+        );
+        blobs
+            .put(
+                &crate::blobs::keys::text(owner, &meta.id),
+                Bytes::from(text.to_owned()),
+                "text/plain",
+            )
+            .await
+            .unwrap();
+        meta
     }
 
     #[test]
