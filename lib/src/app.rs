@@ -1,6 +1,11 @@
-//! The application state shared by every route: configuration and the ports, chosen once at start.
+//! Where the application is put together, once, at start: the ports the configuration names, the
+//! services over them, and the state the routers hold. Building starts no background work; the
+//! processes that run in-process job workers start them ([`App::start_workers`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use axum::extract::FromRef;
 
 use crate::blobs::BlobStore;
 use crate::config::{BlobsKind, Config, LimiterKind};
@@ -9,11 +14,44 @@ use crate::jobs::local::LocalJobs;
 use crate::jobs::JobQueue;
 use crate::limits::{RateLimit, RateLimiter};
 use crate::llm::ChatModel;
+use crate::service::chat::{ChatPorts, ChatService, ChatSettings, ContextSettings};
+use crate::service::conversations::ConversationService;
+use crate::service::files::{FileService, FileSettings};
+use crate::service::health::HealthService;
 use crate::store::Store;
 
-/// Everything a handler needs; cheap to clone.
-#[derive(Clone)]
+/// What the HTTP layer itself needs, beyond the services.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Bearer token → user (`CONVERSA_AUTH_TOKENS`); `None`: no authentication, one local user.
+    pub auth_tokens: Option<HashMap<String, String>>,
+    /// The CDN's origin secret (`CONVERSA_ORIGIN_SECRET`): requests must carry it, and it vouches
+    /// for the client IP header.
+    pub origin_secret: Option<String>,
+    /// The largest file part a form may carry (`CONVERSA_MAX_UPLOAD_BYTES`).
+    pub max_upload_bytes: u64,
+}
+
+/// What every handler can reach: the services, and the HTTP settings. Cheap to clone; handlers
+/// take the part they need (`State<Arc<ChatService>>`, …).
+#[derive(Clone, FromRef)]
 pub struct AppState {
+    /// Chat turns.
+    pub chat: Arc<ChatService>,
+    /// Conversations: list, read, rename, delete, export.
+    pub conversations: Arc<ConversationService>,
+    /// Files: uploads, extraction, downloads.
+    pub files: Arc<FileService>,
+    /// Dependency checks.
+    pub health: Arc<HealthService>,
+    /// Authentication, origin and form limits.
+    pub http: Arc<HttpSettings>,
+}
+
+/// Everything a process builds at start: the configuration, the ports it names, and the state
+/// over them. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
     /// The configuration read at start.
     pub config: Arc<Config>,
     /// Conversations, messages, file records.
@@ -24,20 +62,69 @@ pub struct AppState {
     pub limiter: RateLimit,
     /// The model that answers (and writes titles).
     pub model: Arc<dyn ChatModel>,
-    /// Extraction bounds.
-    pub limits: Limits,
     /// Background extraction of large files.
     pub jobs: Arc<dyn JobQueue>,
+    /// The services, as the routers hold them.
+    pub state: AppState,
+    /// The in-process queue, when jobs run in this process.
+    local_jobs: Option<Arc<LocalJobs>>,
 }
 
-/// Why the state could not be built.
+/// Why the application could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct BuildError(pub String);
 
-impl AppState {
-    /// Assembles a state from parts (tests and custom deployments); large files are extracted by
-    /// in-process workers, which start here (jobs a previous run left unfinished resume).
+/// A kind of adapter the configuration names that this binary was built without.
+fn not_built(var: &str, kind: impl std::fmt::Debug) -> BuildError {
+    BuildError(format!("{var}: {kind:?} is not built into this binary"))
+}
+
+/// The chat settings of a configuration.
+pub fn chat_settings(config: &Config) -> ChatSettings {
+    ChatSettings {
+        chat_model: config.chat_model.clone(),
+        title_model: config.title_model.clone(),
+        history_messages: config.history_messages,
+        rate_limit_per_minute: config.rate_limit_per_minute,
+        model_timeout: config.model_timeout,
+        context: ContextSettings {
+            system_prompt: config.system_prompt.clone(),
+            context_tokens: config.context_tokens,
+            file_share: config.file_context_share,
+            max_answer_tokens: config.max_answer_tokens,
+        },
+    }
+}
+
+/// The file settings of a configuration.
+pub fn file_settings(config: &Config) -> FileSettings {
+    FileSettings {
+        max_upload_bytes: config.max_upload_bytes,
+        inline_max_bytes: config.inline_max_bytes,
+        inline_max_pages: config.inline_max_pages,
+        download_redirect_bytes: config.download_redirect_bytes,
+        limits: Limits {
+            max_bytes: config.max_upload_bytes,
+            ..Limits::default()
+        },
+        count_model: config.chat_model.clone(),
+    }
+}
+
+/// The HTTP settings of a configuration.
+pub fn http_settings(config: &Config) -> HttpSettings {
+    HttpSettings {
+        auth_tokens: config.auth_tokens.clone(),
+        origin_secret: config.origin_secret.clone(),
+        max_upload_bytes: config.max_upload_bytes,
+    }
+}
+
+impl App {
+    /// Assembles an application from parts (tests and custom deployments); large files are queued
+    /// for in-process workers under `{data_dir}/jobs`, which run once [`App::start_workers`] is
+    /// called.
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
@@ -45,23 +132,87 @@ impl AppState {
         limiter: Arc<dyn RateLimiter>,
         model: Arc<dyn ChatModel>,
     ) -> Self {
-        let limits = Limits {
-            max_bytes: config.max_upload_bytes,
-            ..Limits::default()
+        let local = Arc::new(LocalJobs::new(config.data_dir.join("jobs")));
+        Self::assemble(
+            config,
+            store,
+            blobs,
+            RateLimit::system(limiter),
+            model,
+            local.clone(),
+            Some(local),
+        )
+    }
+
+    /// The same application with another rate-limit policy (tests: a clock that stands still).
+    pub fn with_rate_limit(self, limiter: RateLimit) -> Self {
+        Self::assemble(
+            (*self.config).clone(),
+            self.store,
+            self.blobs,
+            limiter,
+            self.model,
+            self.jobs,
+            self.local_jobs,
+        )
+    }
+
+    fn assemble(
+        config: Config,
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        limiter: RateLimit,
+        model: Arc<dyn ChatModel>,
+        jobs: Arc<dyn JobQueue>,
+        local_jobs: Option<Arc<LocalJobs>>,
+    ) -> Self {
+        let files = Arc::new(FileService::new(
+            store.clone(),
+            blobs.clone(),
+            jobs.clone(),
+            file_settings(&config),
+        ));
+        let chat = Arc::new(ChatService::new(
+            ChatPorts {
+                store: store.clone(),
+                blobs: blobs.clone(),
+                limiter: limiter.clone(),
+                model: model.clone(),
+            },
+            files.clone(),
+            chat_settings(&config),
+        ));
+        let state = AppState {
+            chat,
+            conversations: Arc::new(ConversationService::new(store.clone(), blobs.clone())),
+            files,
+            health: Arc::new(HealthService::new(
+                store.clone(),
+                blobs.clone(),
+                limiter.counter(),
+                model.clone(),
+            )),
+            http: Arc::new(http_settings(&config)),
         };
-        let local_jobs = Arc::new(LocalJobs::new(config.data_dir.join("jobs")));
-        let concurrency = config.job_concurrency;
-        let state = Self {
+        Self {
             config: Arc::new(config),
             store,
             blobs,
-            limiter: RateLimit::system(limiter),
+            limiter,
             model,
-            limits,
-            jobs: local_jobs.clone(),
-        };
-        local_jobs.start(state.clone(), concurrency);
-        state
+            jobs,
+            state,
+            local_jobs,
+        }
+    }
+
+    /// Starts the in-process extraction workers, when jobs run in this process (jobs a previous
+    /// run left unfinished resume). Does nothing when jobs go to a queue elsewhere, or the second
+    /// time.
+    pub fn start_workers(&self) {
+        if let Some(queue) = &self.local_jobs {
+            queue.start(self.state.files.clone(), self.config.job_concurrency);
+        }
     }
 
     /// Builds the adapters the configuration names.
@@ -80,11 +231,7 @@ impl AppState {
                 Arc::new(crate::blobs::s3::S3Blobs::from_env(bucket).await)
             }
             #[allow(unreachable_patterns)]
-            other => {
-                return Err(BuildError(format!(
-                    "CONVERSA_BLOBS: {other:?} is not built into this binary"
-                )))
-            }
+            other => return Err(not_built("CONVERSA_BLOBS", other)),
         };
         let limiter: Arc<dyn RateLimiter> = match config.limiter {
             LimiterKind::Memory => Arc::new(crate::limits::memory::MemoryLimiter::new()),
@@ -105,11 +252,7 @@ impl AppState {
                 )
             }
             #[allow(unreachable_patterns)]
-            other => {
-                return Err(BuildError(format!(
-                    "CONVERSA_LIMITER: {other:?} is not built into this binary"
-                )))
-            }
+            other => return Err(not_built("CONVERSA_LIMITER", other)),
         };
         let mut config = config;
         if config.openai_api_key.is_none() {
@@ -118,17 +261,44 @@ impl AppState {
             }
         }
         let model = build_model(&config).await?;
-        #[cfg(feature = "sqs")]
-        let queue = config.jobs_queue_url.clone();
-        #[allow(unused_mut)]
-        let mut state = Self::new(config, store, blobs, limiter, model);
         // In AWS, large files go to the extraction container through SQS.
         #[cfg(feature = "sqs")]
-        if let Some(url) = queue {
-            state.jobs = Arc::new(crate::jobs::sqs::SqsJobs::from_env(url).await);
+        if let Some(url) = config.jobs_queue_url.clone() {
+            let jobs = Arc::new(crate::jobs::sqs::SqsJobs::from_env(url).await);
+            return Ok(Self::assemble(
+                config,
+                store,
+                blobs,
+                RateLimit::system(limiter),
+                model,
+                jobs,
+                None,
+            ));
         }
-        Ok(state)
+        Ok(Self::new(config, store, blobs, limiter, model))
     }
+}
+
+/// `conversa-extractor`: receives extraction jobs from SQS and processes each file with the files
+/// service until `shutdown` completes.
+#[cfg(feature = "sqs")]
+pub async fn run_extractor(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let queue = config
+        .jobs_queue_url
+        .clone()
+        .ok_or("CONVERSA_JOBS_QUEUE_URL: required by the extractor")?;
+    let app = App::from_config(config).await?;
+    crate::jobs::sqs::run_worker(
+        app.state.files.clone(),
+        crate::jobs::sqs::client().await,
+        queue,
+        shutdown,
+    )
+    .await?;
+    Ok(())
 }
 
 /// The store the configuration names; a clear error when that store is not compiled in.
@@ -157,11 +327,7 @@ async fn build_store(config: &Config) -> Result<Arc<dyn Store>, BuildError> {
             )
         }
         #[allow(unreachable_patterns)]
-        other => {
-            return Err(BuildError(format!(
-                "CONVERSA_STORE: {other:?} is not built into this binary"
-            )))
-        }
+        other => return Err(not_built("CONVERSA_STORE", other)),
     })
 }
 

@@ -390,13 +390,6 @@ impl Config {
         })
     }
 
-    /// The context window of `model`, in tokens.
-    pub fn context_window(&self, model: &str) -> u64 {
-        self.context_tokens
-            .or_else(|| crate::tokens::known_context_window(model))
-            .unwrap_or(8_192)
-    }
-
     /// Whether a remote OpenAI-compatible provider is configured (a key or an endpoint).
     pub fn uses_remote_model(&self) -> bool {
         self.openai_api_key.is_some() || self.openai_base_url.is_some()

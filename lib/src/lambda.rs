@@ -9,6 +9,49 @@ use lambda_http::Request;
 use tower::ServiceExt;
 
 use crate::api::extract::ClientIp;
+use crate::app::App;
+use crate::Config;
+
+/// The Lambda functions of the stack, one route group each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// `POST /api/chat/send` (streamed) and `send-simple`.
+    Chat,
+    /// Conversations, with health, `/api` and the OpenAPI document.
+    Conversations,
+    /// Uploads, presigned uploads, downloads, text.
+    Files,
+}
+
+impl Function {
+    /// This function's router over the application's state.
+    pub fn router(self, app: &App) -> Router {
+        let state = app.state.clone();
+        match self {
+            Function::Chat => crate::api::chat::router(state),
+            Function::Conversations => crate::api::conversations::router(state),
+            Function::Files => crate::api::files::router(state),
+        }
+    }
+}
+
+/// What a function's `main` does: serve as an isolated extraction child when asked to, start
+/// logging, read the configuration, build the application once (cold start), and serve the
+/// function's routes, the chat function streaming.
+pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
+    if let Some(code) = crate::extract::child_main() {
+        std::process::exit(code);
+    }
+    init_tracing();
+    let app = App::from_config(Config::from_env()?).await?;
+    // Jobs go to SQS in AWS; without a queue, they run in this process.
+    app.start_workers();
+    let router = function.router(&app);
+    match function {
+        Function::Chat => run_streaming(router).await,
+        Function::Conversations | Function::Files => run_buffered(router).await,
+    }
+}
 
 /// The source IP of a function URL, REST or ALB request, when the context has one.
 pub fn source_ip(extensions: &http::Extensions) -> Option<IpAddr> {

@@ -34,7 +34,7 @@ pub mod testing;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 
-pub use app::AppState;
+pub use app::{App, AppState};
 pub use config::Config;
 
 /// The version reported by `/health` and `/api`.

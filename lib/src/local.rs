@@ -1,7 +1,9 @@
-//! The local server: every route and the static frontend in one process, on embedded defaults.
+//! The local server: every route and the static frontend in one process, on embedded defaults;
+//! and what every long-running binary does at start (the local server, the extraction worker).
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::ExitCode;
 
 use axum::extract::Request;
 use axum::response::IntoResponse;
@@ -11,11 +13,16 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::AppState;
+use crate::app::App;
+use crate::Config;
 
-/// The API plus, when `frontend_dir` holds an `index.html`, the site at `/`.
-pub fn app(state: AppState) -> Router {
-    let dir = state.config.frontend_dir.clone();
+/// A startup or serving failure, said once on the way out.
+pub type BoxError = Box<dyn std::error::Error>;
+
+/// The API plus, when the configured frontend directory holds an `index.html`, the site at `/`.
+pub fn app(app: &App) -> Router {
+    let state = app.state.clone();
+    let dir = app.config.frontend_dir.clone();
     if !has_frontend(&dir) {
         return crate::api::router(state);
     }
@@ -87,4 +94,55 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = term => {}
     }
+}
+
+/// What a long-running binary's `main` does: serve as an isolated extraction child when asked to,
+/// start logging, read the configuration, run `run` with it, and turn its failure into a message
+/// naming the binary and a failing exit code.
+pub async fn main<F, Fut>(name: &str, run: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = Result<(), BoxError>>,
+{
+    if let Some(code) = crate::extract::child_main() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    init_tracing();
+    let outcome = match Config::from_env() {
+        Ok(config) => run(config).await,
+        Err(e) => Err(e.into()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `conversa-local`: binds, builds the application, starts the in-process job workers, says where
+/// it runs, and serves until Ctrl-C or SIGTERM.
+pub async fn run(config: Config) -> Result<(), BoxError> {
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| format!("CONVERSA_BIND: cannot listen on {}: {e}", config.bind))?;
+    let addr = listener.local_addr()?;
+    let frontend = has_frontend(&config.frontend_dir);
+    let built = App::from_config(config).await?;
+    built.start_workers();
+    println!("Model: {}", built.model.describe());
+    if frontend {
+        println!("Conversa is running at http://{addr}/");
+    } else {
+        println!("Conversa API is running at http://{addr}/api (no frontend build found; run `npm run build` in frontend/)");
+    }
+    serve(listener, app(&built), shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `conversa-extractor`: processes extraction jobs from SQS until Ctrl-C or SIGTERM.
+#[cfg(feature = "sqs")]
+pub async fn run_extractor(config: Config) -> Result<(), BoxError> {
+    crate::app::run_extractor(config, shutdown_signal()).await
 }

@@ -1,6 +1,7 @@
 //! Test support (feature `test-support`): fake model servers (OpenAI-compatible here, Anthropic in
-//! [`anthropic`], Amazon Bedrock in [`bedrock`]), an SSE reader, small document builders, and a
-//! ready-made state on embedded adapters.
+//! [`anthropic`], Amazon Bedrock in [`bedrock`]), an SSE reader, small document builders, a
+//! ready-made application on embedded adapters, and the one way tests wait for something that
+//! happens in the background ([`Patience`], [`eventually`]).
 //!
 //! The fake stands at the one edge tests cannot run for real, the paid model API. It speaks the
 //! wire protocol (`POST /v1/chat/completions`, streamed `chat.completion.chunk` events, a usage
@@ -33,8 +34,8 @@ use axum::Router;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use crate::app::App;
 use crate::config::Config;
-use crate::AppState;
 
 pub mod anthropic;
 #[cfg(feature = "bedrock")]
@@ -239,15 +240,68 @@ pub fn test_config(
     Config::from_lookup(|k| map.get(k).cloned()).unwrap()
 }
 
-/// A state on SQLite and local disk under `data_dir`, answering with the fake model.
-pub async fn test_state(
+/// An application on SQLite and local disk under `data_dir`, answering with the fake model, its
+/// job workers started as the local server starts them.
+pub async fn test_app(
     fake: &FakeOpenAi,
     data_dir: &std::path::Path,
     extra: &[(&str, &str)],
-) -> AppState {
-    AppState::from_config(test_config(&fake.base_url, data_dir, extra))
+) -> App {
+    let app = App::from_config(test_config(&fake.base_url, data_dir, extra))
         .await
-        .unwrap()
+        .unwrap();
+    app.start_workers();
+    app
+}
+
+/// How often [`Patience`] looks again.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// A deadline for something that happens in the background: look, and if it has not happened,
+/// [`Patience::wait`] before looking again; past the deadline the test fails saying what it waited
+/// for. Tests never sleep for ordering; they wait through this.
+pub struct Patience {
+    deadline: tokio::time::Instant,
+    within: Duration,
+    what: String,
+}
+
+impl Patience {
+    /// Waiting at most `within` for `what`.
+    pub fn new(within: Duration, what: impl Into<String>) -> Self {
+        Self {
+            deadline: tokio::time::Instant::now() + within,
+            within,
+            what: what.into(),
+        }
+    }
+
+    /// Fails the test when the deadline has passed; otherwise waits a moment.
+    pub async fn wait(&self) {
+        assert!(
+            tokio::time::Instant::now() < self.deadline,
+            "waited {:?} for {}",
+            self.within,
+            self.what
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Looks with `check` until it gives a value, at most `within` (then the test fails, naming
+/// `what`).
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let patience = Patience::new(within, what);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        patience.wait().await;
+    }
 }
 
 /// One server-sent event.

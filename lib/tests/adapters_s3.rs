@@ -15,7 +15,7 @@ use bytes::Bytes;
 use conversa::blobs::s3::{ensure_bucket, S3Blobs};
 use conversa::blobs::BlobStore;
 use conversa::contract::Subject;
-use conversa::AppState;
+use conversa::{App, AppState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -170,7 +170,7 @@ fn state_with_config(blobs: Arc<dyn BlobStore>, pairs: &[(&str, &str)]) -> Api {
             .unwrap(),
     );
     Api {
-        state: AppState::new(config, store, blobs, limiter, model),
+        state: App::new(config, store, blobs, limiter, model).state,
         _dir: dir,
     }
 }

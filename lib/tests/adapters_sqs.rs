@@ -19,7 +19,7 @@ use conversa::domain::*;
 use conversa::jobs::contract::{Delivery, JobReceiver};
 use conversa::jobs::sqs::SqsJobs;
 use conversa::jobs::{sqs as jobs, Job as ExtractionJob, JobError, JobQueue};
-use conversa::AppState;
+use conversa::App;
 
 /// The SQS adapter with the receiving end its worker uses (receive, delete, visibility).
 struct SqsQueue {
@@ -132,7 +132,7 @@ async fn the_worker_processes_queued_files() {
     let dir = tempfile::tempdir().unwrap();
     let config = common::config(&[("CONVERSA_DATA_DIR", dir.path().to_str().unwrap())]);
     let blobs = S3Blobs::new(s3.clone(), &bucket);
-    let state = AppState::new(
+    let state = App::new(
         config,
         Arc::new(conversa::store::sqlite::SqliteStore::in_memory().unwrap()),
         Arc::new(blobs.clone()),
@@ -192,7 +192,7 @@ async fn the_worker_processes_queued_files() {
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(jobs::run_worker(
-        state.clone(),
+        state.state.files.clone(),
         sqs.clone(),
         queue.clone(),
         async {

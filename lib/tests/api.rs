@@ -9,34 +9,30 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use conversa::testing::{
-    body_text, multipart, parse_sse, pdf_with_pages, png, streamed_text, test_state, FakeOpenAi,
-    SseEvent,
+    body_text, eventually, multipart, parse_sse, pdf_with_pages, png, streamed_text, test_app,
+    FakeOpenAi, SseEvent,
 };
-use conversa::AppState;
+use conversa::App;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
 struct Harness {
     fake: FakeOpenAi,
-    state: AppState,
-    _dir: tempfile::TempDir,
+    app: App,
+    dir: tempfile::TempDir,
 }
 
 impl Harness {
     async fn new(extra: &[(&str, &str)]) -> Self {
         let fake = FakeOpenAi::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let state = test_state(&fake, dir.path(), extra).await;
-        Self {
-            fake,
-            state,
-            _dir: dir,
-        }
+        let app = test_app(&fake, dir.path(), extra).await;
+        Self { fake, app, dir }
     }
 
     fn app(&self) -> Router {
-        conversa::api::router(self.state.clone())
+        conversa::api::router(self.app.state.clone())
     }
 
     async fn call(
@@ -441,15 +437,18 @@ async fn the_answer_is_finished_and_stored_when_the_client_disconnects() {
     let conv = meta[0].data["conversation_id"].as_str().unwrap().to_owned();
     drop(body); // the client goes away after the first event
 
-    let mut stored = Value::Null;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let (_, msgs) = h.get(&format!("/api/conversations/{conv}/messages")).await;
-        if msgs["items"].as_array().is_some_and(|i| i.len() == 2) {
-            stored = msgs["items"][1].clone();
-            break;
-        }
-    }
+    let stored = eventually(
+        Duration::from_secs(10),
+        "the answer to be stored",
+        || async {
+            let (_, msgs) = h.get(&format!("/api/conversations/{conv}/messages")).await;
+            msgs["items"]
+                .as_array()
+                .filter(|i| i.len() == 2)
+                .map(|i| i[1].clone())
+        },
+    )
+    .await;
     assert_eq!(stored["status"], "complete", "{stored}");
     assert!(stored["content"].as_str().unwrap().starts_with("w0 w1 w2"));
     assert!(stored["content"]
@@ -680,7 +679,6 @@ async fn conversations_list_paginate_search_rename_and_delete() {
             )
             .await;
         ids.push(v["conversation_id"].as_str().unwrap().to_owned());
-        tokio::time::sleep(Duration::from_millis(3)).await;
     }
     let (s, page) = h.get("/api/conversations?limit=2").await;
     assert_eq!(s, StatusCode::OK);
@@ -1021,7 +1019,7 @@ async fn health_index_and_openapi_describe_the_service() {
 async fn health_is_degraded_when_a_dependency_is_down() {
     let h = Harness::new(&[]).await;
     // Remove the blob directory from under the running server.
-    let blobs = h.state.config.data_dir.join("blobs");
+    let blobs = h.dir.path().join("blobs");
     std::fs::remove_dir_all(&blobs).unwrap();
     let (s, v) = h.get("/health").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
@@ -1065,4 +1063,50 @@ async fn conversations_export_as_markdown_and_json() {
         .get(&format!("/api/conversations/{id}/export?format=pdf"))
         .await;
     assert_error(s, &v, StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn a_long_conversation_stays_within_the_models_window() {
+    let h = Harness::new(&[
+        ("CONVERSA_CONTEXT_TOKENS", "1500"),
+        ("CONVERSA_MAX_ANSWER_TOKENS", "300"),
+        ("CONVERSA_HISTORY_MESSAGES", "50"),
+    ])
+    .await;
+    let long = "word ".repeat(150);
+    let events = h.chat(json!({ "message": format!("turn-0 {long}") })).await;
+    let conv = events[0].data["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 1..12 {
+        let events = h
+            .chat(json!({ "message": format!("turn-{i} {long}"), "conversation_id": conv }))
+            .await;
+        assert_eq!(events.last().unwrap().event, "done");
+    }
+    let last = h.fake.chat_requests().pop().unwrap();
+    let texts: Vec<String> = last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+            _ => String::new(),
+        })
+        .collect();
+    let prompt: u64 = texts.iter().map(|t| conversa::tokens::estimate(t)).sum();
+    assert!(
+        prompt + 300 <= 1500,
+        "the prompt ({prompt} tokens) and the answer cap fit the window"
+    );
+    let all = texts.join("\n");
+    assert!(all.contains("turn-10 "), "recent history is sent");
+    assert!(!all.contains("turn-0 "), "the oldest history is left out");
+    assert!(conversa::testing::last_user_text(&last).starts_with("turn-11 "));
 }

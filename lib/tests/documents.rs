@@ -11,8 +11,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use conversa::testing::{
-    body_text, last_user_text, multipart, parse_sse, pdf_with_pages, streamed_text, test_state,
-    FakeOpenAi,
+    body_text, eventually, last_user_text, multipart, parse_sse, pdf_with_pages, streamed_text,
+    test_app, test_config, FakeOpenAi, Patience,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -56,8 +56,8 @@ async fn run_job(app: &axum::Router, name: &str, bytes: &[u8]) -> (String, Value
     let id = meta["id"].as_str().unwrap().to_owned();
 
     let mut seen_progress = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while std::time::Instant::now() < deadline {
+    let patience = Patience::new(Duration::from_secs(120), format!("{name} to be processed"));
+    loop {
         let (_, b) = send(
             app,
             Request::get(format!("/api/files/{id}"))
@@ -71,17 +71,16 @@ async fn run_job(app: &axum::Router, name: &str, bytes: &[u8]) -> (String, Value
         } else {
             return (id, v, seen_progress);
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        patience.wait().await;
     }
-    panic!("{name} still processing after 120 s; progress seen: {seen_progress:?}");
 }
 
 #[tokio::test]
 async fn a_300_page_pdf_is_a_job_with_progress_and_page_250_reaches_the_context() {
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let state = test_state(&fake, dir.path(), &[("CONVERSA_CONTEXT_TOKENS", "4000")]).await;
-    let app = conversa::api::router(state.clone());
+    let built = test_app(&fake, dir.path(), &[("CONVERSA_CONTEXT_TOKENS", "4000")]).await;
+    let app = conversa::api::router(built.state.clone());
     let pages = manual_pages();
     let pdf = pdf_with_pages(&pages.iter().map(String::as_str).collect::<Vec<_>>());
 
@@ -142,8 +141,8 @@ async fn a_long_docx_and_a_large_xlsx_report_progress_as_jobs() {
     use extract_support as doc;
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let state = test_state(&fake, dir.path(), &[("CONVERSA_INLINE_MAX_BYTES", "1000")]).await;
-    let app = conversa::api::router(state);
+    let built = test_app(&fake, dir.path(), &[("CONVERSA_INLINE_MAX_BYTES", "1000")]).await;
+    let app = conversa::api::router(built.state);
 
     // 30,000 paragraphs (about 3 MB of document.xml).
     let mut body = String::new();
@@ -195,8 +194,8 @@ async fn a_long_docx_and_a_large_xlsx_report_progress_as_jobs() {
 async fn small_files_are_read_before_the_answer_and_whole() {
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let state = test_state(&fake, dir.path(), &[]).await;
-    let app = conversa::api::router(state);
+    let built = test_app(&fake, dir.path(), &[]).await;
+    let app = conversa::api::router(built.state);
     let pdf = pdf_with_pages(&["First page.", "Second page."]);
     let (ct, body) = multipart(&[
         ("message", None, None, b"read it"),
@@ -230,7 +229,13 @@ async fn unfinished_jobs_resume_after_a_restart() {
     let id;
     {
         // A server that stored and queued a file, then stopped before its workers ran it.
-        let state = test_state(&fake, dir.path(), &[("CONVERSA_INLINE_MAX_BYTES", "10")]).await;
+        let state = conversa::App::from_config(test_config(
+            &fake.base_url,
+            dir.path(),
+            &[("CONVERSA_INLINE_MAX_BYTES", "10")],
+        ))
+        .await
+        .unwrap();
         let mut meta = conversa::domain::FileMeta {
             id: conversa::domain::FileId::generate(),
             conversation_id: None,
@@ -270,20 +275,14 @@ async fn unfinished_jobs_resume_after_a_restart() {
         )
         .unwrap();
     }
-    let state = test_state(&fake, dir.path(), &[]).await;
-    let mut status = String::new();
-    for _ in 0..200 {
+    let state = test_app(&fake, dir.path(), &[]).await;
+    let status = eventually(Duration::from_secs(10), "the job to resume", || async {
         let m = state.store.get_file(&owner, &id).await.unwrap().unwrap();
-        status = m.status.as_str().to_owned();
-        if status != "processing" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (m.status.as_str() != "processing").then(|| m.status.as_str().to_owned())
+    })
+    .await;
     assert_eq!(status, "ready");
-    let text = conversa::service::files::text(&state, &owner, &id)
-        .await
-        .unwrap();
+    let text = state.state.files.text(&owner, &id).await.unwrap();
     assert_eq!(text, "resume me please, ok");
     assert!(
         !dir.path().join("jobs").join(format!("{id}.json")).exists(),
@@ -295,8 +294,8 @@ async fn unfinished_jobs_resume_after_a_restart() {
 async fn a_job_that_fails_says_why_and_the_chat_refuses_the_file() {
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let state = test_state(&fake, dir.path(), &[("CONVERSA_INLINE_MAX_BYTES", "100")]).await;
-    let app = conversa::api::router(state);
+    let built = test_app(&fake, dir.path(), &[("CONVERSA_INLINE_MAX_BYTES", "100")]).await;
+    let app = conversa::api::router(built.state);
     let mut broken = b"%PDF-1.4\n".to_vec();
     broken.extend(std::iter::repeat_n(b'x', 500));
     let (ct, body) = multipart(&[("file", Some("broken.pdf"), None, &broken)]);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use conversa::limits::memory::MemoryLimiter;
 use conversa::limits::{Decision, ManualClock, RateLimit};
-use conversa::testing::{parse_sse, streamed_text, test_state, FakeOpenAi};
+use conversa::testing::{parse_sse, streamed_text, test_app, FakeOpenAi};
 use futures::StreamExt;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, LambdaEvent, Service, StreamAdapter};
@@ -52,9 +52,12 @@ async fn buffered(router: axum::Router, name: &str) -> (u16, Value) {
 async fn the_chat_function_streams_an_answer_to_a_function_url_event() {
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let state = test_state(&fake, dir.path(), &[]).await;
-    let (status, chunks) =
-        stream_chat(conversa::api::chat::router(state.clone()), "chat-send.json").await;
+    let state = test_app(&fake, dir.path(), &[]).await;
+    let (status, chunks) = stream_chat(
+        conversa::api::chat::router(state.state.clone()),
+        "chat-send.json",
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(chunks.len() > 3, "the answer streams in pieces: {chunks:?}");
     let events = parse_sse(&chunks.concat());
@@ -63,7 +66,7 @@ async fn the_chat_function_streams_an_answer_to_a_function_url_event() {
     assert_eq!(events.last().unwrap().event, "done");
 
     let (status, chunks) = stream_chat(
-        conversa::api::chat::router(state.clone()),
+        conversa::api::chat::router(state.state.clone()),
         "chat-send-multipart.json",
     )
     .await;
@@ -77,7 +80,11 @@ async fn the_chat_function_streams_an_answer_to_a_function_url_event() {
     );
     assert_eq!(events.last().unwrap().event, "done");
 
-    let (status, v) = buffered(conversa::api::chat::router(state), "chat-send-simple.json").await;
+    let (status, v) = buffered(
+        conversa::api::chat::router(state.state),
+        "chat-send-simple.json",
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["message"]["status"], "complete");
 }
@@ -86,25 +93,31 @@ async fn the_chat_function_streams_an_answer_to_a_function_url_event() {
 async fn the_rate_limit_counts_the_function_url_source_ip() {
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut state = test_state(
+    let app = test_app(
         &fake,
         dir.path(),
         &[("CONVERSA_RATE_LIMIT_PER_MINUTE", "1")],
     )
     .await;
     // A clock that stands still: both requests fall in one window whenever the test runs.
-    state.limiter = RateLimit::new(
+    let app = app.with_rate_limit(RateLimit::new(
         Arc::new(MemoryLimiter::new()),
         Arc::new(ManualClock::at(1_800_000_000_000)),
-    );
-    let (status, _) =
-        stream_chat(conversa::api::chat::router(state.clone()), "chat-send.json").await;
+    ));
+    let (status, _) = stream_chat(
+        conversa::api::chat::router(app.state.clone()),
+        "chat-send.json",
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, chunks) =
-        stream_chat(conversa::api::chat::router(state.clone()), "chat-send.json").await;
+    let (status, chunks) = stream_chat(
+        conversa::api::chat::router(app.state.clone()),
+        "chat-send.json",
+    )
+    .await;
     assert_eq!(status, 429, "{chunks:?}");
     assert!(matches!(
-        state.limiter.check("ip:203.0.113.10", 1).await,
+        app.limiter.check("ip:203.0.113.10", 1).await,
         Ok(Decision::Limited { .. })
     ));
 }
@@ -113,9 +126,9 @@ async fn the_rate_limit_counts_the_function_url_source_ip() {
 async fn the_conversations_and_files_functions_answer_their_events() {
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let state = test_state(&fake, dir.path(), &[]).await;
-    let conversations = || conversa::api::conversations::router(state.clone());
-    let files = || conversa::api::files::router(state.clone());
+    let state = test_app(&fake, dir.path(), &[]).await;
+    let conversations = || conversa::api::conversations::router(state.state.clone());
+    let files = || conversa::api::files::router(state.state.clone());
 
     let (s, v) = buffered(conversations(), "health.json").await;
     assert_eq!((s, v["status"].as_str()), (200, Some("ok")));
@@ -151,7 +164,7 @@ async fn behind_the_cdn_the_origin_secret_is_required_and_vouches_for_the_client
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
     let secret = "s3cret-origin-value";
-    let state = test_state(
+    let state = test_app(
         &fake,
         dir.path(),
         &[
@@ -162,7 +175,7 @@ async fn behind_the_cdn_the_origin_secret_is_required_and_vouches_for_the_client
     .await;
     // Straight to the function URL, without the secret: refused.
     let (s, v) = buffered(
-        conversa::api::conversations::router(state.clone()),
+        conversa::api::conversations::router(state.state.clone()),
         "health.json",
     )
     .await;
@@ -175,13 +188,13 @@ async fn behind_the_cdn_the_origin_secret_is_required_and_vouches_for_the_client
         lambda_http::request::from_str(&event.to_string()).unwrap()
     };
     let r = conversa::lambda::handle(
-        conversa::api::chat::router(state.clone()),
+        conversa::api::chat::router(state.state.clone()),
         with_headers("198.51.100.7"),
     )
     .await;
     assert_eq!(r.status(), 200);
     let r = conversa::lambda::handle(
-        conversa::api::chat::router(state.clone()),
+        conversa::api::chat::router(state.state.clone()),
         with_headers("198.51.100.7"),
     )
     .await;
@@ -191,7 +204,7 @@ async fn behind_the_cdn_the_origin_secret_is_required_and_vouches_for_the_client
         "the viewer's address is the rate-limit key"
     );
     let r = conversa::lambda::handle(
-        conversa::api::chat::router(state.clone()),
+        conversa::api::chat::router(state.state.clone()),
         with_headers("198.51.100.8"),
     )
     .await;

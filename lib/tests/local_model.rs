@@ -226,8 +226,8 @@ async fn the_http_api_streams_from_the_local_model() {
     })
     .unwrap();
     assert!(!config.uses_remote_model());
-    let state = conversa::AppState::from_config(config).await.unwrap();
-    let app = conversa::local::app(state);
+    let state = conversa::App::from_config(config).await.unwrap();
+    let app = conversa::local::app(&state);
 
     let health = app
         .clone()
@@ -301,7 +301,7 @@ async fn a_missing_model_file_stops_the_start_with_what_to_do() {
         _ => None,
     })
     .unwrap();
-    let Err(e) = conversa::AppState::from_config(config).await else {
+    let Err(e) = conversa::App::from_config(config).await else {
         panic!("a missing model must stop the start");
     };
     let msg = e.to_string();
@@ -321,7 +321,7 @@ async fn a_configured_remote_provider_takes_precedence() {
         _ => None,
     })
     .unwrap();
-    let state = conversa::AppState::from_config(config).await.unwrap();
+    let state = conversa::App::from_config(config).await.unwrap();
     // The remote default model answers, not the local one.
     assert_eq!(state.model.describe(), "gpt-4o");
 }

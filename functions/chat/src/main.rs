@@ -1,13 +1,6 @@
 //! The chat Lambda function: the chat routes of the API.
 
-use conversa::{lambda, AppState, Config};
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    if let Some(code) = conversa::extract::child_main() {
-        std::process::exit(code);
-    }
-    lambda::init_tracing();
-    let state = AppState::from_config(Config::from_env()?).await?;
-    lambda::run_streaming(conversa::api::chat::router(state)).await
+    conversa::lambda::run(conversa::lambda::Function::Chat).await
 }

@@ -67,10 +67,10 @@ async fn a_chat_streams_through_the_emulated_function_url() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let patience =
+        conversa::testing::Patience::new(Duration::from_secs(60), "the emulator to start");
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the emulator did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        patience.wait().await;
     }
     let _function = Kill(
         Command::new(env!("CARGO_BIN_EXE_chat"))

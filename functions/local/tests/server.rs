@@ -128,14 +128,15 @@ async fn streams_over_a_socket_survives_disconnects_and_restarts() {
         seen.push_str(std::str::from_utf8(&stream.next().await.unwrap().unwrap()).unwrap());
     }
     drop(stream);
-    let mut stored = Vec::new();
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        stored = messages(&client, &server.base, &conv).await;
-        if stored.len() == 4 {
-            break;
-        }
-    }
+    let stored = conversa::testing::eventually(
+        Duration::from_secs(10),
+        "the answer to be stored after the client left",
+        || async {
+            let stored = messages(&client, &server.base, &conv).await;
+            (stored.len() == 4).then_some(stored)
+        },
+    )
+    .await;
     assert_eq!(stored.len(), 4);
     assert_eq!(stored[3]["status"], "complete");
     assert!(stored[3]["content"]

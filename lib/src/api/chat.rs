@@ -1,5 +1,7 @@
 //! `POST /api/chat/send` (SSE) and `POST /api/chat/send-simple` (one JSON document).
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -10,8 +12,9 @@ use utoipa::ToSchema;
 
 use super::extract::{Auth, ClientKey};
 use super::{multipart, ApiError, ErrorBody};
-use crate::domain::{ConversationId, FileId, Message, MessageStatus, Role, Timestamp};
-use crate::service::chat::{self, ChatInput, TurnEvent, MAX_FILES};
+use crate::app::HttpSettings;
+use crate::domain::{ConversationId, FileId, Message};
+use crate::service::chat::{ChatInput, ChatService, MAX_FILES};
 use crate::AppState;
 
 /// The routes of this group.
@@ -76,7 +79,7 @@ pub struct SimpleReply {
 const MAX_JSON_BODY: usize = 2 * 1024 * 1024;
 
 /// Reads a chat request, multipart or JSON.
-async fn read_input(state: &AppState, request: Request) -> Result<ChatInput, ApiError> {
+async fn read_input(http: &HttpSettings, request: Request) -> Result<ChatInput, ApiError> {
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -85,14 +88,9 @@ async fn read_input(state: &AppState, request: Request) -> Result<ChatInput, Api
         .to_ascii_lowercase();
     let optional_id = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     if content_type.starts_with("multipart/form-data") {
-        let mp = Multipart::from_request(request, state).await?;
-        let form = multipart::read(
-            mp,
-            &["files", "file"],
-            state.config.max_upload_bytes,
-            MAX_FILES,
-        )
-        .await?;
+        let mp = Multipart::from_request(request, &()).await?;
+        let form =
+            multipart::read(mp, &["files", "file"], http.max_upload_bytes, MAX_FILES).await?;
         Ok(ChatInput {
             message: form.first("message").unwrap_or("").to_owned(),
             conversation_id: optional_id(form.first("conversation_id").map(str::to_owned))
@@ -108,9 +106,9 @@ async fn read_input(state: &AppState, request: Request) -> Result<ChatInput, Api
     } else if content_type.starts_with("application/json") || content_type.is_empty() {
         let bytes = axum::body::to_bytes(request.into_body(), MAX_JSON_BODY)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge("The request body is too large.".into()))?;
+            .map_err(|_| ApiError::too_large("The request body is too large."))?;
         let body: ChatRequestBody = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::BadRequest(format!("The JSON body is not valid: {e}")))?;
+            .map_err(|e| ApiError::bad_request(format!("The JSON body is not valid: {e}")))?;
         Ok(ChatInput {
             message: body.message,
             conversation_id: optional_id(body.conversation_id).map(ConversationId::from),
@@ -125,8 +123,8 @@ async fn read_input(state: &AppState, request: Request) -> Result<ChatInput, Api
             uploads: vec![],
         })
     } else {
-        Err(ApiError::BadRequest(
-            "Send multipart/form-data or application/json.".into(),
+        Err(ApiError::bad_request(
+            "Send multipart/form-data or application/json.",
         ))
     }
 }
@@ -148,14 +146,15 @@ async fn read_input(state: &AppState, request: Request) -> Result<ChatInput, Api
     )
 )]
 pub async fn send(
-    State(state): State<AppState>,
+    State(http): State<Arc<HttpSettings>>,
+    State(chat): State<Arc<ChatService>>,
     auth: Auth,
     key: ClientKey,
     request: Request,
 ) -> Result<Response, ApiError> {
-    chat::check_rate(&state, &key.0).await?;
-    let input = read_input(&state, request).await?;
-    let turn = chat::start(&state, &auth.owner, input).await?;
+    chat.admit(&key.0).await?;
+    let input = read_input(&http, request).await?;
+    let turn = chat.start(&auth.owner, input).await?;
     Ok(super::sse::response(turn).into_response())
 }
 
@@ -176,58 +175,20 @@ pub async fn send(
     )
 )]
 pub async fn send_simple(
-    State(state): State<AppState>,
+    State(http): State<Arc<HttpSettings>>,
+    State(chat): State<Arc<ChatService>>,
     auth: Auth,
     key: ClientKey,
     request: Request,
 ) -> Result<axum::Json<SimpleReply>, ApiError> {
-    chat::check_rate(&state, &key.0).await?;
-    let input = read_input(&state, request).await?;
-    let mut turn = chat::start(&state, &auth.owner, input).await?;
-    let meta = turn.meta.clone();
-    let mut title = None;
-    let mut failure = None;
-    // The channel closes once the answer (and the title job) are stored.
-    while let Some(event) = turn.events.recv().await {
-        match event {
-            TurnEvent::Title { title: t, .. } => title = Some(t),
-            TurnEvent::Error { code, message } => failure = Some((code, message)),
-            TurnEvent::Token(_) | TurnEvent::Done { .. } => {}
-        }
-    }
-    if let Some((code, message)) = failure {
-        return Err(match code.as_str() {
-            "upstream_error" => ApiError::Upstream(message),
-            "unavailable" => ApiError::Unavailable(message),
-            _ => ApiError::Internal(message),
-        });
-    }
-    if title.is_none() && meta.created_conversation {
-        title = state
-            .store
-            .get_conversation(&auth.owner, &meta.conversation_id)
-            .await?
-            .map(|c| c.title)
-            .filter(|t| t != crate::domain::DEFAULT_TITLE);
-    }
-    let message = state
-        .store
-        .get_message(&auth.owner, &meta.assistant_message_id)
-        .await?
-        .unwrap_or(Message {
-            id: meta.assistant_message_id.clone(),
-            conversation_id: meta.conversation_id.clone(),
-            role: Role::Assistant,
-            content: String::new(),
-            files: vec![],
-            token_count: 0,
-            status: MessageStatus::Error,
-            created_at: Timestamp::now(),
-        });
+    chat.admit(&key.0).await?;
+    let input = read_input(&http, request).await?;
+    let turn = chat.start(&auth.owner, input).await?;
+    let finished = chat.finish(&auth.owner, turn).await?;
     Ok(axum::Json(SimpleReply {
-        conversation_id: meta.conversation_id,
-        created_conversation: meta.created_conversation,
-        message,
-        title,
+        conversation_id: finished.meta.conversation_id,
+        created_conversation: finished.meta.created_conversation,
+        message: finished.message,
+        title: finished.title,
     }))
 }

@@ -1,5 +1,7 @@
 //! `/api/conversations`: list (with search), read, messages, rename, delete, export.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::extract::{Auth, Json, Path, Query};
 use super::{ApiError, ErrorBody};
 use crate::domain::{Conversation, ConversationId, Message, Page};
-use crate::service::conversations as svc;
+use crate::service::conversations::{self as svc, ConversationService};
 use crate::AppState;
 
 /// The routes of this group.
@@ -69,25 +71,27 @@ pub struct RenameBody {
 #[utoipa::path(get, path = "/api/conversations", tag = "conversations", params(ListParams),
     responses((status = 200, body = Page<Conversation>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(conversations): State<Arc<ConversationService>>,
     auth: Auth,
     Query(p): Query<ListParams>,
 ) -> Result<Json<Page<Conversation>>, ApiError> {
     let page = svc::page_request(p.limit, p.cursor)?;
     let q = p.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    Ok(Json(svc::list(&state, &auth.owner, page, q).await?))
+    Ok(Json(conversations.list(&auth.owner, page, q).await?))
 }
 
 /// One conversation.
 #[utoipa::path(get, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path)),
     responses((status = 200, body = Conversation), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
-    State(state): State<AppState>,
+    State(conversations): State<Arc<ConversationService>>,
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Conversation>, ApiError> {
     Ok(Json(
-        svc::get(&state, &auth.owner, &ConversationId::from(id)).await?,
+        conversations
+            .get(&auth.owner, &ConversationId::from(id))
+            .await?,
     ))
 }
 
@@ -95,14 +99,16 @@ pub async fn get_one(
 #[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "conversations", params(("id" = String, Path), PageParams),
     responses((status = 200, body = Page<Message>), (status = 404, body = ErrorBody)))]
 pub async fn messages(
-    State(state): State<AppState>,
+    State(conversations): State<Arc<ConversationService>>,
     auth: Auth,
     Path(id): Path<String>,
     Query(p): Query<PageParams>,
 ) -> Result<Json<Page<Message>>, ApiError> {
     let page = svc::page_request(p.limit, p.cursor)?;
     Ok(Json(
-        svc::messages(&state, &auth.owner, &ConversationId::from(id), page).await?,
+        conversations
+            .messages(&auth.owner, &ConversationId::from(id), page)
+            .await?,
     ))
 }
 
@@ -110,13 +116,15 @@ pub async fn messages(
 #[utoipa::path(patch, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path)), request_body = RenameBody,
     responses((status = 200, body = Conversation), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn rename(
-    State(state): State<AppState>,
+    State(conversations): State<Arc<ConversationService>>,
     auth: Auth,
     Path(id): Path<String>,
     Json(body): Json<RenameBody>,
 ) -> Result<Json<Conversation>, ApiError> {
     Ok(Json(
-        svc::rename(&state, &auth.owner, &ConversationId::from(id), &body.title).await?,
+        conversations
+            .rename(&auth.owner, &ConversationId::from(id), &body.title)
+            .await?,
     ))
 }
 
@@ -124,11 +132,13 @@ pub async fn rename(
 #[utoipa::path(delete, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
 pub async fn delete(
-    State(state): State<AppState>,
+    State(conversations): State<Arc<ConversationService>>,
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    svc::delete(&state, &auth.owner, &ConversationId::from(id)).await?;
+    conversations
+        .delete(&auth.owner, &ConversationId::from(id))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -136,14 +146,14 @@ pub async fn delete(
 #[utoipa::path(get, path = "/api/conversations/{id}/export", tag = "conversations", params(("id" = String, Path), ExportParams),
     responses((status = 200, description = "`text/markdown` or `application/json` attachment"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn export(
-    State(state): State<AppState>,
+    State(conversations): State<Arc<ConversationService>>,
     auth: Auth,
     Path(id): Path<String>,
     Query(p): Query<ExportParams>,
 ) -> Result<Response, ApiError> {
-    let id = ConversationId::from(id);
-    let conversation = svc::get(&state, &auth.owner, &id).await?;
-    let messages = svc::all_messages(&state, &auth.owner, &id).await?;
+    let (conversation, messages) = conversations
+        .export(&auth.owner, &ConversationId::from(id))
+        .await?;
     let stem: String = conversation
         .title
         .chars()
@@ -179,7 +189,7 @@ pub async fn export(
             axum::Json(serde_json::json!({ "conversation": conversation, "messages": messages })),
         )
             .into_response()),
-        other => Err(ApiError::BadRequest(format!(
+        other => Err(ApiError::bad_request(format!(
             "Unknown export format {other:?}; use markdown or json."
         ))),
     }

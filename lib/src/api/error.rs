@@ -1,58 +1,30 @@
 //! The one error type of the HTTP API, rendered once into the shape of `API.md`:
-//! `{"error": {"code": "...", "message": "..."}}` with a fitting status.
+//! `{"error": {"code": "...", "message": "..."}}` with a fitting status. A service's
+//! [`service::Error`] becomes an [`ApiError`] here and nowhere else (`From`, derived), and its kind
+//! decides the status and code in one table.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::blobs::BlobError;
-use crate::extract::ExtractError;
-use crate::limits::LimiterError;
-use crate::llm::LlmError;
-use crate::store::StoreError;
+use crate::service;
 
-/// Everything a route can answer instead of success.
+/// Everything a route can answer instead of success: what a use case answered, or a refusal of
+/// the HTTP layer itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// Malformed JSON or form, a missing field, an empty message with no files (400).
-    #[error("{0}")]
-    BadRequest(String),
+    /// What a service answered instead of success; its kind decides the status. Malformed
+    /// requests (400), unknown addresses (404) and oversized bodies (413) refused here take the
+    /// same kinds ([`ApiError::bad_request`], [`ApiError::not_found`], [`ApiError::too_large`]).
+    #[error(transparent)]
+    Service(#[from] service::Error),
     /// Authentication is on and the token is missing or wrong (401).
     #[error("{0}")]
     Unauthorized(String),
-    /// An unknown id, or one owned by another user (404).
-    #[error("{0}")]
-    NotFound(String),
     /// The method is not served on this path (405).
     #[error("{0}")]
     MethodNotAllowed(String),
-    /// An upload over the limit (413).
-    #[error("{0}")]
-    PayloadTooLarge(String),
-    /// A type the product does not read, or content that does not match its claimed type (415).
-    #[error("{0}")]
-    UnsupportedMediaType(String),
-    /// A valid shape with an invalid value: title too long, corrupt or encrypted document (422).
-    #[error("{0}")]
-    Unprocessable(String),
-    /// Over a rate limit (429, with `Retry-After`).
-    #[error("{message}")]
-    RateLimited {
-        /// Seconds until the client may try again.
-        retry_after_secs: u64,
-        /// What to tell the person.
-        message: String,
-    },
-    /// The model provider failed (502).
-    #[error("{0}")]
-    Upstream(String),
-    /// A dependency (store, blob store, limiter) is down (503).
-    #[error("{0}")]
-    Unavailable(String),
-    /// Anything else (500). The detail is logged, never sent.
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 /// The error body.
@@ -73,44 +45,56 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
-    /// The HTTP status of each variant.
-    pub fn status_code(&self) -> StatusCode {
+    /// Malformed JSON or form, a missing field (400).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        service::Error::Invalid(message.into()).into()
+    }
+
+    /// Nothing at this address, or an id that does not parse (404).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        service::Error::NotFound(message.into()).into()
+    }
+
+    /// A body or field over its size limit (413).
+    pub fn too_large(message: impl Into<String>) -> Self {
+        service::Error::TooLarge(message.into()).into()
+    }
+
+    /// The status and machine-readable code of each kind: the table of `API.md`, exhaustive, so
+    /// a new kind of service error cannot go without its status.
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use service::Error as E;
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Service(e) => match e {
+                E::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+                E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                E::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+                E::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+                E::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+                E::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+                E::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
+                E::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         }
     }
 
-    /// The machine-readable code of each variant.
+    /// The HTTP status.
+    pub fn status_code(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    /// The machine-readable code: `bad_request`, `unauthorized`, `not_found`, … (`API.md`).
     pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::Unprocessable(_) => "unprocessable",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Upstream(_) => "upstream_error",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
-        }
+        self.status_and_code().1
     }
 
     /// What the client is told; internal details stay in the logs.
     pub fn public_message(&self) -> String {
         match self {
-            ApiError::Internal(_) => "Something went wrong on our side. Please try again.".into(),
+            ApiError::Service(e) => e.public_message(),
             other => other.to_string(),
         }
     }
@@ -135,9 +119,9 @@ impl IntoResponse for ApiError {
             tracing::debug!(code = self.code(), error = %self, "request refused");
         }
         let mut response = (status, axum::Json(self.body())).into_response();
-        if let ApiError::RateLimited {
+        if let ApiError::Service(service::Error::RateLimited {
             retry_after_secs, ..
-        } = &self
+        }) = &self
         {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
@@ -147,104 +131,77 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(detail) => {
-                tracing::error!(%detail, "store unavailable");
-                ApiError::Unavailable(
-                    "The database is unavailable right now. Please try again shortly.".into(),
-                )
-            }
-            StoreError::InvalidCursor => {
-                ApiError::BadRequest("The cursor is not valid for this list.".into())
-            }
-            StoreError::Corrupt(detail) => ApiError::Internal(format!("store: {detail}")),
-        }
-    }
-}
-
-impl From<BlobError> for ApiError {
-    fn from(e: BlobError) -> Self {
-        match e {
-            BlobError::Unavailable(detail) => {
-                tracing::error!(%detail, "blob store unavailable");
-                ApiError::Unavailable(
-                    "File storage is unavailable right now. Please try again shortly.".into(),
-                )
-            }
-            BlobError::InvalidKey(k) => ApiError::Internal(format!("blob key {k}")),
-        }
-    }
-}
-
-impl From<LimiterError> for ApiError {
-    fn from(e: LimiterError) -> Self {
-        let LimiterError::Unavailable(detail) = e;
-        tracing::error!(%detail, "rate limiter unavailable");
-        ApiError::Unavailable("The service is busy right now. Please try again shortly.".into())
-    }
-}
-
-impl From<LlmError> for ApiError {
-    fn from(e: LlmError) -> Self {
-        match e {
-            LlmError::Invalid(m) => ApiError::Unprocessable(m),
-            other => ApiError::Upstream(other.to_string()),
-        }
-    }
-}
-
-impl From<ExtractError> for ApiError {
-    fn from(e: ExtractError) -> Self {
-        match e {
-            ExtractError::Unsupported(m) | ExtractError::Mismatch(m) => {
-                ApiError::UnsupportedMediaType(m)
-            }
-            ExtractError::Corrupt(m)
-            | ExtractError::Encrypted(m)
-            | ExtractError::TooLarge(m)
-            | ExtractError::Timeout(m) => ApiError::Unprocessable(m),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn internal_errors_hide_their_detail() {
-        let e = ApiError::Internal("secret path /var/x".into());
+        let e = ApiError::from(service::Error::Internal("secret path /var/x".into()));
         assert_eq!(e.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!e.public_message().contains("secret"));
     }
 
     #[test]
-    fn adapter_errors_map_to_statuses() {
-        assert_eq!(
-            ApiError::from(StoreError::Unavailable("x".into())).status_code(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        assert_eq!(
-            ApiError::from(StoreError::InvalidCursor).status_code(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            ApiError::from(ExtractError::Mismatch("x".into())).status_code(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        );
-        assert_eq!(
-            ApiError::from(ExtractError::Encrypted("x".into())).status_code(),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-        assert_eq!(
-            ApiError::from(LlmError::Upstream {
-                status: Some(500),
-                message: "boom".into()
-            })
-            .status_code(),
-            StatusCode::BAD_GATEWAY
-        );
+    fn service_errors_map_to_the_statuses_and_codes_of_the_contract() {
+        use crate::service::Error as E;
+        for (e, status, code) in [
+            (
+                E::Invalid("m".into()),
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+            ),
+            (E::NotFound("m".into()), StatusCode::NOT_FOUND, "not_found"),
+            (
+                E::TooLarge("m".into()),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+            ),
+            (
+                E::Unsupported("m".into()),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                E::Unprocessable("m".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+            ),
+            (
+                E::RateLimited {
+                    retry_after_secs: 7,
+                    message: "m".into(),
+                },
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+            ),
+            (
+                E::Upstream("m".into()),
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+            ),
+            (
+                E::Unavailable("m".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                E::Internal("m".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+        ] {
+            let public = e.public_message();
+            let api = ApiError::from(e);
+            assert_eq!(api.status_code(), status);
+            assert_eq!(api.code(), code);
+            assert_eq!(api.public_message(), public, "the message is the service's");
+        }
+        let response = ApiError::from(E::RateLimited {
+            retry_after_secs: 7,
+            message: "slow down".into(),
+        })
+        .into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
     }
 }

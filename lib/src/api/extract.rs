@@ -24,7 +24,7 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(tokens) = &state.config.auth_tokens else {
+        let Some(tokens) = &state.http.auth_tokens else {
             return Ok(Auth {
                 owner: Owner::local(),
                 authenticated: false,
@@ -82,7 +82,7 @@ pub async fn require_origin(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if let Some(secret) = &state.config.origin_secret {
+    if let Some(secret) = &state.http.origin_secret {
         if !origin_verified(request.headers(), secret) {
             return ApiError::Unauthorized("Use the site's address to reach this service.".into())
                 .into_response();
@@ -94,7 +94,7 @@ pub async fn require_origin(
 /// The client's IP: from the CDN's header when the origin secret vouches for it, else from
 /// [`ClientIp`] (the transport), else the socket, else unknown.
 pub fn client_ip_for(parts: &Parts, state: &AppState) -> Option<IpAddr> {
-    if let Some(secret) = &state.config.origin_secret {
+    if let Some(secret) = &state.http.origin_secret {
         if origin_verified(&parts.headers, secret) {
             let forwarded = parts
                 .headers
@@ -164,10 +164,10 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
             JsonRejection::MissingJsonContentType(_) => {
-                ApiError::BadRequest("Send JSON with `Content-Type: application/json`.".into())
+                ApiError::bad_request("Send JSON with `Content-Type: application/json`.")
             }
             other => {
-                ApiError::BadRequest(format!("The JSON body is not valid: {}", other.body_text()))
+                ApiError::bad_request(format!("The JSON body is not valid: {}", other.body_text()))
             }
         }
     }
@@ -175,12 +175,12 @@ impl From<JsonRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
-        ApiError::NotFound(format!("Not found ({})", r.body_text()))
+        ApiError::not_found(format!("Not found ({})", r.body_text()))
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        ApiError::BadRequest(format!("The query string is not valid: {}", r.body_text()))
+        ApiError::bad_request(format!("The query string is not valid: {}", r.body_text()))
     }
 }

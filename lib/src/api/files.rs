@@ -1,5 +1,7 @@
 //! `/api/files`: upload, metadata, download, extracted text.
 
+use std::sync::Arc;
+
 use axum::extract::{Multipart, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,8 +12,9 @@ use utoipa::ToSchema;
 
 use super::extract::{Auth, Json, Path};
 use super::{multipart, ApiError, ErrorBody};
+use crate::app::HttpSettings;
 use crate::domain::{ConversationId, FileId, FileMeta};
-use crate::service::files as svc;
+use crate::service::files::{self as svc, FileService};
 use crate::AppState;
 
 /// The routes of this group.
@@ -57,51 +60,47 @@ pub struct FileText {
     responses((status = 201, body = FileMeta), (status = 202, body = FileMeta), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn upload(
-    State(state): State<AppState>,
+    State(files): State<Arc<FileService>>,
+    State(http): State<Arc<HttpSettings>>,
     auth: Auth,
     mp: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(StatusCode, axum::Json<FileMeta>), ApiError> {
-    let form = multipart::read(mp?, &["file"], state.config.max_upload_bytes, 1).await?;
-    let upload =
-        form.files.into_iter().next().ok_or_else(|| {
-            ApiError::BadRequest("Attach the file in a part named `file`.".into())
-        })?;
-    let conversation = match form
-        .fields
-        .iter()
-        .find(|(n, _)| n == "conversation_id")
-        .map(|(_, v)| v.trim())
+    let form = multipart::read(mp?, &["file"], http.max_upload_bytes, 1).await?;
+    let conversation = form
+        .first("conversation_id")
+        .map(str::trim)
         .filter(|v| !v.is_empty())
-    {
-        Some(id) => Some(
-            crate::service::conversations::get(&state, &auth.owner, &ConversationId::from(id))
-                .await?
-                .id,
-        ),
-        None => None,
+        .map(ConversationId::from);
+    let upload = form
+        .files
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::bad_request("Attach the file in a part named `file`."))?;
+    let accepted = files
+        .upload(&auth.owner, upload, conversation.as_ref())
+        .await?;
+    Ok(reply(accepted, StatusCode::CREATED))
+}
+
+/// `202 Accepted` for a file a background job will finish, else `settled`, with the record.
+fn reply(accepted: svc::Accepted, settled: StatusCode) -> (StatusCode, axum::Json<FileMeta>) {
+    let status = if accepted.queued {
+        StatusCode::ACCEPTED
+    } else {
+        settled
     };
-    let (queued, meta) = svc::upload(&state, &auth.owner, upload, conversation.as_ref()).await?;
-    Ok((
-        if queued {
-            StatusCode::ACCEPTED
-        } else {
-            StatusCode::CREATED
-        },
-        axum::Json(meta),
-    ))
+    (status, axum::Json(accepted.file))
 }
 
 /// A file's metadata.
 #[utoipa::path(get, path = "/api/files/{id}", tag = "files", params(("id" = String, Path)),
     responses((status = 200, body = FileMeta), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
-    State(state): State<AppState>,
+    State(files): State<Arc<FileService>>,
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<axum::Json<FileMeta>, ApiError> {
-    Ok(axum::Json(
-        svc::get(&state, &auth.owner, &FileId::from(id)).await?,
-    ))
+    Ok(axum::Json(files.get(&auth.owner, &FileId::from(id)).await?))
 }
 
 /// The original bytes. Where storage can sign URLs (S3), the answer is `302 Found` to a presigned
@@ -116,11 +115,11 @@ pub async fn get_one(
             headers(("Location" = String, description = "The presigned URL"))),
         (status = 404, body = ErrorBody)))]
 pub async fn download(
-    State(state): State<AppState>,
+    State(files): State<Arc<FileService>>,
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match svc::download(&state, &auth.owner, &FileId::from(id)).await? {
+    match files.download(&auth.owner, &FileId::from(id)).await? {
         svc::Download::Redirect(request) => Ok((
             StatusCode::FOUND,
             [
@@ -149,12 +148,12 @@ pub async fn download(
 #[utoipa::path(get, path = "/api/files/{id}/text", tag = "files", params(("id" = String, Path)),
     responses((status = 200, body = FileText), (status = 404, body = ErrorBody)))]
 pub async fn text(
-    State(state): State<AppState>,
+    State(files): State<Arc<FileService>>,
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<axum::Json<FileText>, ApiError> {
     let id = FileId::from(id);
-    let text = svc::text(&state, &auth.owner, &id).await?;
+    let text = files.text(&auth.owner, &id).await?;
     Ok(axum::Json(FileText { file_id: id, text }))
 }
 
@@ -194,7 +193,7 @@ pub struct PresignReply {
     responses((status = 200, body = PresignReply), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn presign(
-    State(state): State<AppState>,
+    State(files): State<Arc<FileService>>,
     auth: Auth,
     Json(body): Json<PresignBody>,
 ) -> Result<axum::Json<PresignReply>, ApiError> {
@@ -204,17 +203,17 @@ pub async fn presign(
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .map(ConversationId::from);
-    let up = svc::presign_upload(
-        &state,
-        &auth.owner,
-        svc::PresignRequest {
-            filename: body.filename,
-            content_type: body.content_type,
-            size: body.size,
-            conversation_id,
-        },
-    )
-    .await?;
+    let up = files
+        .presign_upload(
+            &auth.owner,
+            svc::PresignRequest {
+                filename: body.filename,
+                content_type: body.content_type,
+                size: body.size,
+                conversation_id,
+            },
+        )
+        .await?;
     Ok(axum::Json(PresignReply {
         file_id: up.file.id,
         upload_url: up.request.url,
@@ -230,19 +229,14 @@ pub async fn presign(
 #[utoipa::path(post, path = "/api/files/{id}/complete", tag = "files", params(("id" = String, Path)),
     responses((status = 200, body = FileMeta), (status = 202, body = FileMeta), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn complete(
-    State(state): State<AppState>,
+    State(files): State<Arc<FileService>>,
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, axum::Json<FileMeta>), ApiError> {
-    let (queued, meta) = svc::complete_upload(&state, &auth.owner, &FileId::from(id)).await?;
-    Ok((
-        if queued {
-            StatusCode::ACCEPTED
-        } else {
-            StatusCode::OK
-        },
-        axum::Json(meta),
-    ))
+    let accepted = files
+        .complete_upload(&auth.owner, &FileId::from(id))
+        .await?;
+    Ok(reply(accepted, StatusCode::OK))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `GET /health` (every dependency checked), `GET /api`, `GET /api/openapi.json`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,6 +10,7 @@ use axum::Router;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::service::health::HealthService;
 use crate::AppState;
 
 /// The routes of this group.
@@ -44,38 +45,21 @@ pub struct Index {
     pub docs: String,
 }
 
-async fn check<E: std::fmt::Display>(
-    f: impl std::future::Future<Output = Result<(), E>>,
-) -> String {
-    match tokio::time::timeout(Duration::from_secs(3), f).await {
-        Ok(Ok(())) => "ok".into(),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "health check failed");
-            "unavailable".into()
-        }
-        Err(_) => "timeout".into(),
-    }
-}
-
 /// Whether the server and its dependencies answer; 503 when degraded.
 #[utoipa::path(get, path = "/health", tag = "meta", responses((status = 200, body = Health), (status = 503, body = Health)))]
-pub async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Health>) {
-    let (store, blobs, limiter) = tokio::join!(
-        check(state.store.health()),
-        check(state.blobs.health()),
-        check(state.limiter.health())
-    );
-    let checks = BTreeMap::from([
-        ("store".to_owned(), store),
-        ("blobs".to_owned(), blobs),
-        ("limiter".to_owned(), limiter),
-    ]);
-    let ok = checks.values().all(|v| v == "ok");
+pub async fn health(State(health): State<Arc<HealthService>>) -> (StatusCode, axum::Json<Health>) {
+    let report = health.report().await;
+    let ok = report.ok();
+    let checks = report
+        .checks
+        .iter()
+        .map(|(name, check)| ((*name).to_owned(), check.as_str().to_owned()))
+        .collect::<BTreeMap<_, _>>();
     let body = Health {
         status: if ok { "ok" } else { "degraded" }.into(),
         checks,
         version: crate::VERSION.into(),
-        model: state.model.describe(),
+        model: report.model,
     };
     (
         if ok {

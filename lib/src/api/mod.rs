@@ -35,7 +35,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The JSON 404 of unknown addresses.
 pub async fn not_found() -> ApiError {
-    ApiError::NotFound("There is nothing at this address.".into())
+    ApiError::not_found("There is nothing at this address.")
 }
 
 /// Adds the error-shaped 404/405 fallbacks, CORS and the state to a group's routes.

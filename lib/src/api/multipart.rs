@@ -48,15 +48,15 @@ impl Form {
 
 fn multipart_error(e: MultipartError) -> ApiError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge("The request is too large.".into())
+        ApiError::too_large("The request is too large.")
     } else {
-        ApiError::BadRequest(format!("The form could not be read: {}", e.body_text()))
+        ApiError::bad_request(format!("The form could not be read: {}", e.body_text()))
     }
 }
 
 impl From<MultipartRejection> for ApiError {
     fn from(r: MultipartRejection) -> Self {
-        ApiError::BadRequest(format!(
+        ApiError::bad_request(format!(
             "Send a multipart/form-data body ({}).",
             r.body_text()
         ))
@@ -102,7 +102,7 @@ pub async fn read(
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         parts += 1;
         if parts > MAX_PARTS {
-            return Err(ApiError::BadRequest(format!(
+            return Err(ApiError::bad_request(format!(
                 "The form has more than {MAX_PARTS} parts."
             )));
         }
@@ -110,15 +110,17 @@ pub async fn read(
         let is_file = file_fields.contains(&name.as_str()) || field.file_name().is_some();
         if is_file {
             if form.files.len() >= max_files {
-                return Err(ApiError::BadRequest(format!(
+                return Err(ApiError::bad_request(format!(
                     "Attach at most {max_files} files."
                 )));
             }
             let filename = clean_filename(field.file_name().unwrap_or("file"));
             let content_type = field.content_type().map(str::to_owned);
             let limit = usize::try_from(max_file).unwrap_or(usize::MAX);
-            let bytes =
-                read_limited(&mut field, limit, |n| too_large(&filename, n, max_file)).await?;
+            let bytes = read_limited(&mut field, limit, |n| {
+                ApiError::from(too_large(&filename, n, max_file))
+            })
+            .await?;
             form.files.push(Upload {
                 filename,
                 content_type,
@@ -126,11 +128,11 @@ pub async fn read(
             });
         } else {
             let bytes = read_limited(&mut field, MAX_TEXT_FIELD, |_| {
-                ApiError::PayloadTooLarge(format!("The field {name} is too large."))
+                ApiError::too_large(format!("The field {name} is too large."))
             })
             .await?;
             let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
-                ApiError::BadRequest(format!("The field {name} is not UTF-8 text."))
+                ApiError::bad_request(format!("The field {name} is not UTF-8 text."))
             })?;
             form.fields.push((name, text));
         }

@@ -37,8 +37,12 @@ pub fn to_event(e: TurnEvent) -> Event {
             "done",
             json!({ "message_id": message_id, "finish_reason": finish_reason, "usage": usage }),
         ),
-        TurnEvent::Error { code, message } => {
-            event("error", json!({ "code": code, "message": message }))
+        TurnEvent::Error(e) => {
+            let body = super::ApiError::from(e).body();
+            event(
+                "error",
+                json!({ "code": body.error.code, "message": body.error.message }),
+            )
         }
     }
 }
@@ -130,5 +134,40 @@ mod tests {
             events[1].data,
             serde_json::json!({"message_id": "a1", "finish_reason": "stop", "usage": {"prompt_tokens": 812, "completion_tokens": 143}})
         );
+    }
+
+    #[tokio::test]
+    async fn an_error_event_carries_the_code_of_its_kind_and_a_safe_message() {
+        use crate::service::Error;
+        for (e, code, message) in [
+            (
+                Error::Upstream("provider said no".into()),
+                "upstream_error",
+                "provider said no",
+            ),
+            (
+                Error::Unavailable("The answer could not be saved.".into()),
+                "unavailable",
+                "The answer could not be saved.",
+            ),
+            (
+                Error::Internal("disk /var/x is corrupt".into()),
+                "internal",
+                "Something went wrong on our side. Please try again.",
+            ),
+        ] {
+            let (tx, t) = turn();
+            tx.send(TurnEvent::Error(e)).unwrap();
+            drop(tx);
+            let body = response(t).into_response().into_body();
+            let text =
+                String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+            let events = crate::testing::parse_sse(&text);
+            assert_eq!(events[1].event, "error");
+            assert_eq!(
+                events[1].data,
+                serde_json::json!({ "code": code, "message": message })
+            );
+        }
     }
 }

@@ -6,6 +6,27 @@ use std::io::{Cursor, Read};
 use super::{Detected, ExtractError};
 use crate::domain::FileType;
 
+/// What the client claims a file is, before any byte is seen (presigned uploads: the bytes decide
+/// at completion): by extension, else by media type. A type the product does not read is refused
+/// with the same message as an upload.
+pub fn claim(filename: &str, content_type: Option<&str>) -> Result<FileType, ExtractError> {
+    claimed(filename, content_type).ok_or_else(|| unsupported(filename))
+}
+
+/// The media type of an image, from its bytes; `None` when the bytes are no image this product reads.
+pub fn image_type(bytes: &[u8]) -> Option<&'static str> {
+    match sniff(bytes) {
+        Some((FileType::Image, ct)) => Some(ct),
+        _ => None,
+    }
+}
+
+fn unsupported(filename: &str) -> ExtractError {
+    ExtractError::Unsupported(format!(
+        "{filename}: unsupported file type (supported: PDF, DOCX, XLSX, XLS, ODS, CSV, text, Markdown, JSON, PNG, JPEG, WEBP, GIF)"
+    ))
+}
+
 /// What the client claimed: the extension of `filename` and the part's `Content-Type`.
 fn claimed(filename: &str, content_type: Option<&str>) -> Option<FileType> {
     let ext = filename
@@ -205,9 +226,7 @@ pub fn detect(
             "{filename} claims to be {} but its content is not",
             want.as_str().to_uppercase()
         ))),
-        (None, None) => Err(ExtractError::Unsupported(format!(
-            "{filename}: unsupported file type (supported: PDF, DOCX, XLSX, XLS, ODS, CSV, text, Markdown, JSON, PNG, JPEG, WEBP, GIF)"
-        ))),
+        (None, None) => Err(unsupported(filename)),
     }
 }
 
@@ -253,6 +272,34 @@ mod tests {
     fn a_text_file_that_mentions_a_pdf_header_stays_text() {
         let d = detect(b"notes: files start with %PDF-1.7\n", "notes.txt", None).unwrap();
         assert_eq!(d.file_type, FileType::Text);
+    }
+
+    #[test]
+    fn claims_come_from_the_extension_first() {
+        assert_eq!(claim("a.PDF", None).unwrap(), FileType::Pdf);
+        assert_eq!(
+            claim("notes", Some("text/markdown; charset=utf-8")).unwrap(),
+            FileType::Text
+        );
+        assert_eq!(
+            claim("sheet.xlsx", Some("text/plain")).unwrap(),
+            FileType::Xlsx
+        );
+        let e = claim("a.exe", Some("application/x-msdownload")).unwrap_err();
+        assert!(
+            matches!(&e, ExtractError::Unsupported(m) if m.starts_with("a.exe: unsupported file type")),
+            "{e:?}"
+        );
+        assert!(claim("archive.zip", None).is_err());
+    }
+
+    #[test]
+    fn image_types_come_from_the_bytes() {
+        assert_eq!(image_type(b"\x89PNG\r\n\x1a\n...."), Some("image/png"));
+        assert_eq!(image_type(b"GIF89a...."), Some("image/gif"));
+        assert_eq!(image_type(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+        assert_eq!(image_type(&[0xFF, 0xD8, 0xFF, 0xE0]), Some("image/jpeg"));
+        assert_eq!(image_type(b"%PDF-1.7\n"), None);
     }
 
     #[test]

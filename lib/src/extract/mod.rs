@@ -177,7 +177,7 @@ mod sheets;
 mod text;
 mod zipsafe;
 
-pub use detect::detect;
+pub use detect::{claim, detect, image_type};
 
 /// Where extraction reports how far it got (0–100): set per thread by [`with_progress`].
 type ProgressSink = Box<dyn Fn(u8)>;

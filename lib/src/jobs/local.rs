@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::{mpsc, Semaphore};
 
-use super::{Job, JobError, JobQueue};
-use crate::AppState;
+use super::{Handled, Job, JobError, JobHandler, JobQueue};
 
 /// A queue in memory, backed by files.
 pub struct LocalJobs {
@@ -38,9 +37,9 @@ impl LocalJobs {
         self.dir.join(format!("{safe}.json"))
     }
 
-    /// Starts the workers (at most `concurrency` jobs at once) and re-queues the jobs a previous run
-    /// left unfinished. Calling it twice does nothing.
-    pub fn start(self: &Arc<Self>, state: AppState, concurrency: usize) {
+    /// Starts the workers (at most `concurrency` jobs at once, each run by `handler`) and re-queues
+    /// the jobs a previous run left unfinished. Calling it twice does nothing.
+    pub fn start(self: &Arc<Self>, handler: Arc<dyn JobHandler>, concurrency: usize) {
         let Some(mut rx) = self.rx.lock().ok().and_then(|mut g| g.take()) else {
             return;
         };
@@ -62,11 +61,11 @@ impl LocalJobs {
                 let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                     return;
                 };
-                let (state, this) = (state.clone(), Arc::clone(&this));
+                let (handler, this) = (Arc::clone(&handler), Arc::clone(&this));
                 tokio::spawn(async move {
                     // A job that failed for want of a dependency keeps its file: it runs again
                     // at the next start.
-                    if super::run(&state, &job).await.is_ok() {
+                    if handler.handle(&job).await == Handled::Done {
                         let _ = tokio::fs::remove_file(this.path(&job)).await;
                     }
                     drop(permit);
@@ -89,5 +88,89 @@ impl JobQueue for LocalJobs {
         self.tx
             .send(job)
             .map_err(|_| JobError::Unavailable("the workers have stopped".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::FileId;
+
+    /// Answers each job with `answer` and reports it on a channel.
+    struct Recorder {
+        answer: Handled,
+        seen: mpsc::UnboundedSender<Job>,
+    }
+
+    #[async_trait]
+    impl JobHandler for Recorder {
+        async fn handle(&self, job: &Job) -> Handled {
+            let _ = self.seen.send(job.clone());
+            self.answer
+        }
+    }
+
+    fn job() -> Job {
+        Job {
+            owner: "local".into(),
+            file_id: FileId::generate(),
+        }
+    }
+
+    fn start(
+        dir: &std::path::Path,
+        answer: Handled,
+    ) -> (Arc<LocalJobs>, mpsc::UnboundedReceiver<Job>) {
+        let queue = Arc::new(LocalJobs::new(dir.to_path_buf()));
+        let (seen, rx) = mpsc::unbounded_channel();
+        queue.start(Arc::new(Recorder { answer, seen }), 2);
+        (queue, rx)
+    }
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<Job>) -> Job {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("the handler ran")
+            .expect("the queue is running")
+    }
+
+    #[tokio::test]
+    async fn a_queued_job_reaches_the_handler_and_is_forgotten_once_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, mut seen) = start(dir.path(), Handled::Done);
+        let j = job();
+        queue.enqueue(j.clone()).await.unwrap();
+        assert_eq!(next(&mut seen).await, j);
+        let path = queue.path(&j);
+        crate::testing::eventually(Duration::from_secs(10), "the job file to go", || async {
+            (!path.exists()).then_some(())
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_job_to_retry_stays_and_runs_again_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = job();
+        {
+            let (queue, mut seen) = start(dir.path(), Handled::Retry);
+            queue.enqueue(j.clone()).await.unwrap();
+            assert_eq!(next(&mut seen).await, j);
+            assert!(queue.path(&j).exists(), "kept for the next start");
+        }
+        let (_queue, mut seen) = start(dir.path(), Handled::Done);
+        assert_eq!(next(&mut seen).await, j, "resumed at start");
+    }
+
+    #[tokio::test]
+    async fn a_queue_not_started_keeps_its_jobs_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = LocalJobs::new(dir.path().to_path_buf());
+        let j = job();
+        queue.enqueue(j.clone()).await.unwrap();
+        let kept: Job = serde_json::from_slice(&std::fs::read(queue.path(&j)).unwrap()).unwrap();
+        assert_eq!(kept, j);
     }
 }

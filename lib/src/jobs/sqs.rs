@@ -5,10 +5,10 @@
 //! queue's visibility timeout (the queue's redrive policy moves repeated failures aside).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Job, JobError, JobQueue};
-use crate::AppState;
+use super::{Handled, Job, JobError, JobHandler, JobQueue};
 use aws_sdk_sqs::Client;
 
 /// What can go wrong with the queue.
@@ -78,7 +78,7 @@ pub enum Outcome {
 }
 
 /// Handles one message body.
-pub async fn handle(state: &AppState, body: &str) -> Outcome {
+pub async fn handle(handler: &dyn JobHandler, body: &str) -> Outcome {
     let Ok(job) = serde_json::from_str::<Job>(body) else {
         tracing::warn!(
             body_len = body.len(),
@@ -86,16 +86,16 @@ pub async fn handle(state: &AppState, body: &str) -> Outcome {
         );
         return Outcome::Malformed;
     };
-    match super::run(state, &job).await {
-        Ok(()) => Outcome::Done,
-        Err(_) => Outcome::Retry,
+    match handler.handle(&job).await {
+        Handled::Done => Outcome::Done,
+        Handled::Retry => Outcome::Retry,
     }
 }
 
-/// Receives and handles jobs until `shutdown` completes (long polling, up to ten at a time, one
-/// after the other: extraction is CPU-bound and the container is sized for one file).
+/// Receives jobs and hands each to `handler` until `shutdown` completes (long polling, up to ten at
+/// a time, one after the other: extraction is CPU-bound and the container is sized for one file).
 pub async fn run_worker(
-    state: AppState,
+    handler: Arc<dyn JobHandler>,
     client: Client,
     queue_url: String,
     shutdown: impl Future<Output = ()>,
@@ -129,7 +129,7 @@ pub async fn run_worker(
             }
         };
         for m in messages {
-            let outcome = handle(&state, m.body().unwrap_or_default()).await;
+            let outcome = handle(handler.as_ref(), m.body().unwrap_or_default()).await;
             if outcome != Outcome::Retry {
                 if let Some(handle) = m.receipt_handle() {
                     client

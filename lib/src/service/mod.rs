@@ -1,11 +1,18 @@
-//! The use cases. Handlers turn HTTP into these calls; these talk only to the ports in `AppState`.
+//! The use cases, one small struct each, built once at start from the ports they use:
+//! [`chat::ChatService`] (a chat turn), [`conversations::ConversationService`] (list, read,
+//! rename, delete, export), [`files::FileService`] (uploads, extraction and its background
+//! worker, downloads) and [`health::HealthService`]. Handlers turn HTTP into these calls; these
+//! talk only to ports, and answer with [`Error`], in the product's words.
 
 pub mod chat;
-pub mod context;
 pub mod conversations;
+mod error;
 pub mod files;
+pub mod health;
 pub mod retrieval;
 pub mod title;
+
+pub use error::Error;
 
 /// Sizes in people's words: `14.2 MB`, `512 KB`, `90 bytes`.
 pub fn human_size(bytes: u64) -> String {

@@ -1,8 +1,10 @@
 //! Automatic titles: a cheap model names a new conversation from its first message.
 
+use std::sync::Arc;
+
 use crate::domain::{ConversationId, Owner};
-use crate::llm::{ChatMessage, ChatRequest, ChatRole};
-use crate::AppState;
+use crate::llm::{ChatMessage, ChatModel, ChatRequest, ChatRole};
+use crate::store::Store;
 
 /// The longest automatic title, in characters.
 pub const MAX_AUTO_TITLE: usize = 80;
@@ -47,46 +49,62 @@ pub fn fallback(message: &str, file_names: &[String]) -> String {
     clean(&base).unwrap_or_else(|| "Conversation".into())
 }
 
-/// Asks the title model, stores the title if the conversation still has the default one, and
-/// returns it when it was stored.
-pub async fn generate(
-    state: &AppState,
-    owner: &Owner,
-    conversation: &ConversationId,
-    message: &str,
-    file_names: &[String],
-) -> Option<String> {
-    let excerpt: String = message.chars().take(2000).collect();
-    let mut prompt = format!("Message: {excerpt}");
-    if !file_names.is_empty() {
-        prompt.push_str(&format!("\nAttached files: {}", file_names.join(", ")));
-    }
-    let request = ChatRequest {
-        model: state.config.title_model.clone(),
-        messages: vec![
-            ChatMessage::text(ChatRole::System, INSTRUCTIONS),
-            ChatMessage::text(ChatRole::User, prompt),
-        ],
-        max_tokens: Some(24),
-        temperature: Some(0.2),
-    };
-    let title = match state.model.complete(request).await {
-        Ok(raw) => clean(&raw).unwrap_or_else(|| fallback(message, file_names)),
-        Err(e) => {
-            tracing::warn!(error = %e, "the title model failed; titling from the message");
-            fallback(message, file_names)
+/// Names new conversations: asks the title model, falls back to the message itself, and stores
+/// the title only while the conversation still has the default one (a rename wins).
+#[derive(Clone)]
+pub struct Titler {
+    model: Arc<dyn ChatModel>,
+    store: Arc<dyn Store>,
+    model_name: String,
+}
+
+impl Titler {
+    /// Titles written by `model_name` on `model`, stored in `store`.
+    pub fn new(model: Arc<dyn ChatModel>, store: Arc<dyn Store>, model_name: String) -> Self {
+        Self {
+            model,
+            store,
+            model_name,
         }
-    };
-    match state
-        .store
-        .set_auto_title(owner, conversation, &title)
-        .await
-    {
-        Ok(true) => Some(title),
-        Ok(false) => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not store the automatic title");
-            None
+    }
+
+    /// Asks the title model, stores the title if the conversation still has the default one, and
+    /// returns it when it was stored.
+    pub async fn generate(
+        &self,
+        owner: &Owner,
+        conversation: &ConversationId,
+        message: &str,
+        file_names: &[String],
+    ) -> Option<String> {
+        let excerpt: String = message.chars().take(2000).collect();
+        let mut prompt = format!("Message: {excerpt}");
+        if !file_names.is_empty() {
+            prompt.push_str(&format!("\nAttached files: {}", file_names.join(", ")));
+        }
+        let request = ChatRequest {
+            model: self.model_name.clone(),
+            messages: vec![
+                ChatMessage::text(ChatRole::System, INSTRUCTIONS),
+                ChatMessage::text(ChatRole::User, prompt),
+            ],
+            max_tokens: Some(24),
+            temperature: Some(0.2),
+        };
+        let title = match self.model.complete(request).await {
+            Ok(raw) => clean(&raw).unwrap_or_else(|| fallback(message, file_names)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the title model failed; titling from the message");
+                fallback(message, file_names)
+            }
+        };
+        match self.store.set_auto_title(owner, conversation, &title).await {
+            Ok(true) => Some(title),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not store the automatic title");
+                None
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use conversa::app::BuildError;
-use conversa::{AppState, Config};
+use conversa::{App, Config};
 
 /// Whether a missing service fails the test (`CONVERSA_REQUIRE_SERVICES=1`, as in CI).
 pub fn services_required() -> bool {
@@ -103,8 +103,8 @@ pub fn config(pairs: &[(&str, &str)]) -> Config {
 }
 
 /// Builds the state a configuration names, or the startup error's message.
-pub async fn build(pairs: &[(&str, &str)]) -> Result<AppState, String> {
-    AppState::from_config(config(pairs))
+pub async fn build(pairs: &[(&str, &str)]) -> Result<App, String> {
+    App::from_config(config(pairs))
         .await
         .map_err(|e: BuildError| e.to_string())
 }

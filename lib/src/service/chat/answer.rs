@@ -1,0 +1,368 @@
+//! Step 5 of a turn, run the answer: a task streams the model into the turn's events and stores
+//! the answer whatever happens to the client — `complete` after `done`, `incomplete` with the text
+//! so far (or `error` when there is none) after a failure — then waits for the automatic title of a
+//! new conversation, inside the request, so a serverless sandbox does not freeze it half done.
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::persist::Persisted;
+use super::{ChatService, Turn, TurnEvent, TurnMeta, TITLE_WAIT};
+use crate::domain::{ConversationId, Message, MessageId, MessageStatus, Owner, Role, Timestamp};
+use crate::llm::{ChatEvent, ChatRequest, LlmError, Usage};
+use crate::service::Error;
+
+/// How the model's answer ended.
+enum Outcome {
+    Finished {
+        finish_reason: String,
+        usage: Option<Usage>,
+    },
+    Failed(LlmError),
+}
+
+/// One answer being generated and stored.
+struct Answer {
+    service: ChatService,
+    owner: Owner,
+    conversation_id: ConversationId,
+    message_id: MessageId,
+    prompt_estimate: u64,
+}
+
+impl ChatService {
+    /// Starts the answer of a persisted turn (and the automatic title of a new conversation) and
+    /// returns the turn at once: its `meta`, then its events as they come.
+    pub fn run_answer(&self, owner: &Owner, turn: Persisted, request: ChatRequest) -> Turn {
+        let files = turn.user_message.files;
+        let meta = TurnMeta {
+            conversation_id: turn.conversation.id.clone(),
+            user_message_id: turn.user_message.id.clone(),
+            assistant_message_id: MessageId::generate(),
+            created_conversation: turn.created,
+            files,
+        };
+        let title_job = turn.created.then(|| {
+            let titler = self.titler.clone();
+            let (owner, id) = (owner.clone(), turn.conversation.id.clone());
+            let text = turn.user_message.content.clone();
+            let names: Vec<String> = meta.files.iter().map(|f| f.filename.clone()).collect();
+            tokio::spawn(async move { titler.generate(&owner, &id, &text, &names).await })
+        });
+        let answer = Answer {
+            service: self.clone(),
+            owner: owner.clone(),
+            conversation_id: turn.conversation.id,
+            message_id: meta.assistant_message_id.clone(),
+            prompt_estimate: request
+                .messages
+                .iter()
+                .map(|m| crate::tokens::count(&request.model, &m.joined_text()))
+                .sum(),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(answer.run(request, tx, title_job));
+        Turn { meta, events: rx }
+    }
+}
+
+impl Answer {
+    /// Streams the model into `tx` and stores the answer, whatever happens to the receiver.
+    async fn run(
+        self,
+        request: ChatRequest,
+        tx: mpsc::UnboundedSender<TurnEvent>,
+        title_job: Option<JoinHandle<Option<String>>>,
+    ) {
+        let mut text = String::new();
+        let outcome = self.stream(request, &tx, &mut text).await;
+        let (status, last) = match outcome {
+            Outcome::Finished {
+                finish_reason,
+                usage,
+            } => {
+                let usage = usage.unwrap_or(Usage {
+                    prompt_tokens: self.prompt_estimate,
+                    completion_tokens: crate::tokens::estimate(&text),
+                });
+                (
+                    MessageStatus::Complete,
+                    TurnEvent::Done {
+                        message_id: self.message_id.clone(),
+                        finish_reason,
+                        usage,
+                    },
+                )
+            }
+            Outcome::Failed(e) => {
+                tracing::warn!(conversation = %self.conversation_id, error = %e, "the model failed during a turn");
+                let status = if text.is_empty() {
+                    MessageStatus::Error
+                } else {
+                    MessageStatus::Incomplete
+                };
+                (status, TurnEvent::Error(Error::from(e)))
+            }
+        };
+        let token_count = match &last {
+            TurnEvent::Done { usage, .. } => usage.completion_tokens,
+            _ => crate::tokens::estimate(&text),
+        };
+        let message = Message {
+            id: self.message_id.clone(),
+            conversation_id: self.conversation_id.clone(),
+            role: Role::Assistant,
+            content: text,
+            files: vec![],
+            token_count,
+            status,
+            created_at: Timestamp::now(),
+        };
+        if let Err(e) = self.service.store.add_message(&self.owner, &message).await {
+            tracing::error!(error = %e, "could not store the answer");
+            let e = Error::from(e).with_message("The answer could not be saved.");
+            let _ = tx.send(TurnEvent::Error(e));
+            return;
+        }
+
+        // The title goes out before `done` when it is ready by then; otherwise it lands later without
+        // an event. Either way the job is awaited here, inside the request, so it is not lost when a
+        // serverless sandbox freezes after the response.
+        let mut pending = None;
+        if let Some(job) = title_job {
+            if job.is_finished() {
+                if let Ok(Some(title)) = job.await {
+                    let _ = tx.send(TurnEvent::Title {
+                        conversation_id: self.conversation_id.clone(),
+                        title,
+                    });
+                }
+            } else {
+                pending = Some(job);
+            }
+        }
+        let _ = tx.send(last);
+        if let Some(job) = pending {
+            let _ = tokio::time::timeout(TITLE_WAIT, job).await;
+        }
+    }
+
+    /// The model's answer into `tx` and `text`, each wait bounded by the model timeout.
+    async fn stream(
+        &self,
+        request: ChatRequest,
+        tx: &mpsc::UnboundedSender<TurnEvent>,
+        text: &mut String,
+    ) -> Outcome {
+        let timeout = self.service.settings.model_timeout;
+        let mut stream =
+            match tokio::time::timeout(timeout, self.service.model.stream(request)).await {
+                Err(_) => {
+                    return Outcome::Failed(LlmError::Unreachable(
+                        "the model did not answer in time".into(),
+                    ))
+                }
+                Ok(Err(e)) => return Outcome::Failed(e),
+                Ok(Ok(stream)) => stream,
+            };
+        loop {
+            match tokio::time::timeout(timeout, stream.next()).await {
+                Err(_) => {
+                    return Outcome::Failed(LlmError::Unreachable(
+                        "the model stopped answering".into(),
+                    ))
+                }
+                Ok(None) => {
+                    return Outcome::Failed(LlmError::Unreachable(
+                        "the answer stopped before it was finished".into(),
+                    ))
+                }
+                Ok(Some(Err(e))) => return Outcome::Failed(e),
+                Ok(Some(Ok(ChatEvent::Delta(t)))) => {
+                    text.push_str(&t);
+                    // A client that left is no reason to stop: the answer is still stored.
+                    let _ = tx.send(TurnEvent::Token(t));
+                }
+                Ok(Some(Ok(ChatEvent::Done {
+                    finish_reason,
+                    usage,
+                }))) => {
+                    return Outcome::Finished {
+                        finish_reason,
+                        usage,
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[cfg(feature = "sqlite")]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::DEFAULT_TITLE;
+    use crate::service::chat::fixture::{drain, tokens, Fixture, TestModel};
+
+    #[tokio::test]
+    async fn the_answer_streams_then_is_stored_complete_and_the_title_lands() {
+        let f = Fixture::new();
+        let owner = Owner::local();
+        let mut turn = f.send(&owner, "hello there").await;
+        let events = drain(&mut turn).await;
+        assert_eq!(tokens(&events), "Echo: hello there");
+        let Some(TurnEvent::Done {
+            message_id, usage, ..
+        }) = events.last()
+        else {
+            panic!("{events:?}");
+        };
+        assert_eq!(message_id, &turn.meta.assistant_message_id);
+        assert_eq!(usage.prompt_tokens, 7, "the provider's usage is passed on");
+        let stored = f.message(&owner, message_id).await;
+        assert_eq!(stored.status, MessageStatus::Complete);
+        assert_eq!(stored.content, "Echo: hello there");
+        // The title is in the store once the turn's events end, whether or not it was an event.
+        let c = f.conversation(&owner, &turn.meta.conversation_id).await;
+        assert_eq!(c.title, "Title For hello there");
+        for e in &events {
+            if let TurnEvent::Title { title, .. } = e {
+                assert_eq!(title, &c.title);
+            }
+        }
+        // A continued conversation gets no title job.
+        let mut next = f
+            .chat
+            .start(
+                &owner,
+                crate::service::chat::ChatInput {
+                    message: "more".into(),
+                    conversation_id: Some(c.id.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let events = drain(&mut next).await;
+        assert!(!events.iter().any(|e| matches!(e, TurnEvent::Title { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_title_not_ready_by_done_lands_later_without_an_event() {
+        let f = Fixture::with_model(TestModel::gated_titles());
+        let owner = Owner::local();
+        let mut turn = f.send(&owner, "plan a trip").await;
+        let mut events = Vec::new();
+        while let Some(e) = turn.events.recv().await {
+            let done = matches!(e, TurnEvent::Done { .. });
+            events.push(e);
+            if done {
+                break;
+            }
+        }
+        let id = turn.meta.conversation_id.clone();
+        let before = f.conversation(&owner, &id).await;
+        assert_eq!(
+            before.title, DEFAULT_TITLE,
+            "the title model has not answered"
+        );
+        f.model.title_gate.add_permits(1);
+        events.extend(drain(&mut turn).await);
+        assert!(!events.iter().any(|e| matches!(e, TurnEvent::Title { .. })));
+        let after = f.conversation(&owner, &id).await;
+        assert_eq!(after.title, "Title For plan a");
+        assert_eq!(
+            after.updated_at, before.updated_at,
+            "the automatic title does not move updated_at"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rename_before_the_title_lands_is_not_overridden() {
+        let f = Fixture::with_model(TestModel::gated_titles());
+        let owner = Owner::local();
+        let mut turn = f.send(&owner, "plan a trip").await;
+        let id = turn.meta.conversation_id.clone();
+        f.conversations
+            .rename(&owner, &id, "Lisbon in May")
+            .await
+            .unwrap();
+        f.model.title_gate.add_permits(1);
+        let events = drain(&mut turn).await;
+        assert!(matches!(events.last(), Some(TurnEvent::Done { .. })));
+        assert!(!events.iter().any(|e| matches!(e, TurnEvent::Title { .. })));
+        let c = f.conversation(&owner, &id).await;
+        assert_eq!(c.title, "Lisbon in May");
+        assert_eq!(
+            f.model.title_requests(),
+            1,
+            "the title model was asked, and its answer dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_midway_keeps_what_was_said_as_incomplete() {
+        let f = Fixture::new();
+        let owner = Owner::local();
+        let mut turn = f.send(&owner, "tell a story [[midway]]").await;
+        let events = drain(&mut turn).await;
+        let said = tokens(&events);
+        assert_eq!(said, "Echo: tell ");
+        let Some(TurnEvent::Error(Error::Upstream(m))) = events.last() else {
+            panic!("{events:?}");
+        };
+        assert!(m.contains("cut the answer"), "{m}");
+        assert!(!events.iter().any(|e| matches!(e, TurnEvent::Done { .. })));
+        let stored = f.message(&owner, &turn.meta.assistant_message_id).await;
+        assert_eq!(stored.status, MessageStatus::Incomplete);
+        assert_eq!(stored.content, said);
+    }
+
+    #[tokio::test]
+    async fn a_failure_before_the_first_token_stores_an_empty_error_answer() {
+        let f = Fixture::new();
+        let owner = Owner::local();
+        let mut turn = f.send(&owner, "boom [[fail]]").await;
+        let events = drain(&mut turn).await;
+        assert!(matches!(
+            events.last(),
+            Some(TurnEvent::Error(Error::Upstream(_)))
+        ));
+        let stored = f.message(&owner, &turn.meta.assistant_message_id).await;
+        assert_eq!(stored.status, MessageStatus::Error);
+        assert_eq!(stored.content, "");
+        // The user message stays.
+        let user = f
+            .store
+            .get_message(&owner, &turn.meta.user_message_id)
+            .await
+            .unwrap();
+        assert!(user.is_some());
+        // Waited for whole, the same turn is the error it ended with.
+        let turn = f.send(&owner, "again [[fail]]").await;
+        assert!(matches!(
+            f.chat.finish(&owner, turn).await,
+            Err(Error::Upstream(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_answer_is_stored_when_the_client_leaves() {
+        let f = Fixture::new();
+        let owner = Owner::local();
+        let turn = f.send(&owner, "anyone there").await;
+        let id = turn.meta.assistant_message_id.clone();
+        drop(turn.events);
+        let stored = crate::testing::eventually(
+            Duration::from_secs(10),
+            "the answer to be stored",
+            || async { f.store.get_message(&owner, &id).await.unwrap() },
+        )
+        .await;
+        assert_eq!(stored.status, MessageStatus::Complete);
+        assert_eq!(stored.content, "Echo: anyone there");
+    }
+}

@@ -1,0 +1,247 @@
+//! A chat turn, step by step, as `DESIGN.md` §3 draws it:
+//!
+//! ```text
+//! admit (rate limit) → resolve (conversation, history, files) → persist (conversation + user
+//! message) → build the context → run the answer (stream, store, title)
+//! ```
+//!
+//! Each step is one function in its own module with its own tests: [`admit`], [`resolve`],
+//! [`persist`], [`context`], [`answer`]. [`ChatService::start`] runs the last four; the HTTP layer
+//! calls [`ChatService::admit`] first, before it reads the request, so refused requests count.
+//! Every refusal happens before anything is streamed; after that, failures travel as
+//! [`TurnEvent::Error`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::files::{FileService, Upload};
+use super::title::Titler;
+use super::Error;
+use crate::blobs::BlobStore;
+use crate::domain::{
+    ConversationId, FileId, FileMeta, Message, MessageId, MessageStatus, Owner, Role, Timestamp,
+    DEFAULT_TITLE,
+};
+use crate::limits::RateLimit;
+use crate::llm::{ChatModel, Usage};
+use crate::store::Store;
+
+pub mod admit;
+pub mod answer;
+pub mod context;
+pub mod persist;
+pub mod resolve;
+
+pub use context::{ContextBuilder, ContextSettings};
+
+/// Most files in one chat request (uploads and earlier uploads together).
+pub const MAX_FILES: usize = 10;
+/// Longest message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 100_000;
+/// How long a turn waits for a file that is still being processed.
+pub const PROCESSING_WAIT: Duration = Duration::from_secs(30);
+/// How long a turn's answer task waits for the automatic title after `done`.
+pub const TITLE_WAIT: Duration = Duration::from_secs(30);
+
+/// The settings a chat turn uses, from the configuration.
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    /// The model that answers unless the request names another (`CONVERSA_CHAT_MODEL`).
+    pub chat_model: String,
+    /// The model that writes titles (`CONVERSA_TITLE_MODEL`).
+    pub title_model: String,
+    /// Previous messages read as history (`CONVERSA_HISTORY_MESSAGES`).
+    pub history_messages: u32,
+    /// Chat requests per client per minute; 0 disables (`CONVERSA_RATE_LIMIT_PER_MINUTE`).
+    pub rate_limit_per_minute: u32,
+    /// The longest wait for the model's next piece of answer (`CONVERSA_MODEL_TIMEOUT_SECS`).
+    pub model_timeout: Duration,
+    /// What the model sees: system prompt, window, file share, answer cap.
+    pub context: ContextSettings,
+}
+
+/// The ports a chat turn talks to.
+#[derive(Clone)]
+pub struct ChatPorts {
+    /// Conversations, messages, file records.
+    pub store: Arc<dyn Store>,
+    /// File text and prepared images, for the context.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Chat requests per client, under the per-minute policy.
+    pub limiter: RateLimit,
+    /// The model that answers and writes titles.
+    pub model: Arc<dyn ChatModel>,
+}
+
+/// The chat use case: one turn from the request to the stored answer. Cheap to clone.
+#[derive(Clone)]
+pub struct ChatService {
+    store: Arc<dyn Store>,
+    limiter: RateLimit,
+    model: Arc<dyn ChatModel>,
+    files: Arc<FileService>,
+    context: ContextBuilder,
+    titler: Titler,
+    settings: Arc<ChatSettings>,
+}
+
+/// What the client sent.
+#[derive(Debug, Default)]
+pub struct ChatInput {
+    /// The text (may be empty when files are attached).
+    pub message: String,
+    /// Continue this conversation; `None` starts one.
+    pub conversation_id: Option<ConversationId>,
+    /// Files uploaded earlier.
+    pub file_ids: Vec<FileId>,
+    /// Files in this request.
+    pub uploads: Vec<Upload>,
+    /// A model other than the configured one.
+    pub model: Option<String>,
+}
+
+/// The first event of a turn.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TurnMeta {
+    /// The conversation (new or continued).
+    pub conversation_id: ConversationId,
+    /// The stored user message.
+    pub user_message_id: MessageId,
+    /// The answer's id (stored when the stream ends).
+    pub assistant_message_id: MessageId,
+    /// Whether this turn started the conversation.
+    pub created_conversation: bool,
+    /// The files of the user message.
+    pub files: Vec<FileMeta>,
+}
+
+/// Events after `meta`, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnEvent {
+    /// A piece of the answer.
+    Token(String),
+    /// The automatic title of a new conversation.
+    Title {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// Its new title.
+        title: String,
+    },
+    /// The answer is complete and stored.
+    Done {
+        /// The stored answer's id.
+        message_id: MessageId,
+        /// Why the model stopped.
+        finish_reason: String,
+        /// Token counts.
+        usage: Usage,
+    },
+    /// The model failed (what was received is stored as `incomplete`, or `error` when nothing
+    /// was), or the answer could not be stored. The stream ends after it.
+    Error(Error),
+}
+
+/// A started turn: its `meta` and the stream of what follows.
+pub struct Turn {
+    /// Ids and files.
+    pub meta: TurnMeta,
+    /// Tokens, then title/done or error. Ends when the answer (and the title) are stored.
+    pub events: mpsc::UnboundedReceiver<TurnEvent>,
+}
+
+/// A turn waited for to its end.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// Ids and files of the turn.
+    pub meta: TurnMeta,
+    /// The stored answer.
+    pub message: Message,
+    /// The automatic title, when this turn produced one.
+    pub title: Option<String>,
+}
+
+impl ChatService {
+    /// A chat service over `ports`, with `files` for the uploads of a turn. Starts nothing.
+    pub fn new(ports: ChatPorts, files: Arc<FileService>, settings: ChatSettings) -> Self {
+        Self {
+            titler: Titler::new(
+                ports.model.clone(),
+                ports.store.clone(),
+                settings.title_model.clone(),
+            ),
+            context: ContextBuilder::new(ports.blobs, settings.context.clone()),
+            store: ports.store,
+            limiter: ports.limiter,
+            model: ports.model,
+            files,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The settings this service runs with.
+    pub fn settings(&self) -> &ChatSettings {
+        &self.settings
+    }
+
+    /// Resolves, persists and builds a turn, then starts the answer. Every refusal happens here,
+    /// before anything is streamed; the user message is stored before the model is called.
+    pub async fn start(&self, owner: &Owner, input: ChatInput) -> Result<Turn, Error> {
+        let resolved = self.resolve(owner, input).await?;
+        let persisted = self.persist(owner, resolved).await?;
+        let request = self.build_request(owner, &persisted).await?;
+        Ok(self.run_answer(owner, persisted, request))
+    }
+
+    /// Waits for a started turn to end (the answer and the title stored): the stored answer and
+    /// the automatic title, or the error that ended it.
+    pub async fn finish(&self, owner: &Owner, mut turn: Turn) -> Result<Finished, Error> {
+        let meta = turn.meta;
+        let mut title = None;
+        let mut failure = None;
+        // The channel closes once the answer (and the title job) are stored.
+        while let Some(event) = turn.events.recv().await {
+            match event {
+                TurnEvent::Title { title: t, .. } => title = Some(t),
+                TurnEvent::Error(e) => failure = Some(e),
+                TurnEvent::Token(_) | TurnEvent::Done { .. } => {}
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if title.is_none() && meta.created_conversation {
+            title = self
+                .store
+                .get_conversation(owner, &meta.conversation_id)
+                .await?
+                .map(|c| c.title)
+                .filter(|t| t != DEFAULT_TITLE);
+        }
+        let message = self
+            .store
+            .get_message(owner, &meta.assistant_message_id)
+            .await?
+            .unwrap_or(Message {
+                id: meta.assistant_message_id.clone(),
+                conversation_id: meta.conversation_id.clone(),
+                role: Role::Assistant,
+                content: String::new(),
+                files: vec![],
+                token_count: 0,
+                status: MessageStatus::Error,
+                created_at: Timestamp::now(),
+            });
+        Ok(Finished {
+            meta,
+            message,
+            title,
+        })
+    }
+}
+
+#[cfg(test)]
+#[cfg(feature = "sqlite")]
+pub(crate) mod fixture;
