@@ -818,7 +818,8 @@ impl<'a> RegistryBuilder<'a> {
             let mut chat = Checked::new(&config.chat_model, Provider::OpenAi, &config.chat_model);
             chat.base_url = config.openai_base_url.clone();
             chat.key = config.openai_api_key.clone();
-            chat.context_tokens = Some(config.context_window(&config.chat_model));
+            // CONVERSA_CONTEXT_TOKENS is the chat model's window.
+            chat.context_tokens = config.context_tokens;
             let mut entries = vec![chat];
             if config.title_model != config.chat_model {
                 let mut title =
