@@ -118,6 +118,7 @@ impl Answer {
             token_count,
             status,
             created_at: Timestamp::now(),
+            usage: None,
         };
         if let Err(e) = self.service.store.add_message(&self.owner, &message).await {
             tracing::error!(error = %e, "could not store the answer");

@@ -463,6 +463,7 @@ mod tests {
             token_count: 0,
             status: MessageStatus::Complete,
             created_at: Timestamp::now(),
+            usage: None,
         }
     }
 

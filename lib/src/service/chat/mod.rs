@@ -233,6 +233,7 @@ impl ChatService {
                 token_count: 0,
                 status: MessageStatus::Error,
                 created_at: Timestamp::now(),
+                usage: None,
             });
         Ok(Finished {
             meta,

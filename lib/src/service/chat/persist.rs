@@ -81,6 +81,7 @@ impl ChatService {
                 files: files.clone(),
                 status: MessageStatus::Complete,
                 created_at: now,
+                usage: None,
             };
             if created {
                 // A new conversation is stored together with its first message.
