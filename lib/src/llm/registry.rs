@@ -814,10 +814,17 @@ impl<'a> RegistryBuilder<'a> {
         if let Some(url) = &config.openai_base_url {
             check_url(url).map_err(|m| RegistryError::of("OPENAI_BASE_URL", m))?;
         }
+        // Images go to a model these variables name unless it is an OpenAI model known not to
+        // read them (a models file says `vision` per model).
+        let vision = |name: &str| {
+            known_vision(Provider::OpenAi, name)
+                || crate::tokens::known_context_window(name).is_none()
+        };
         let remote = || {
             let mut chat = Checked::new(&config.chat_model, Provider::OpenAi, &config.chat_model);
             chat.base_url = config.openai_base_url.clone();
             chat.key = config.openai_api_key.clone();
+            chat.vision = Some(vision(&config.chat_model));
             // CONVERSA_CONTEXT_TOKENS is the chat model's window.
             chat.context_tokens = config.context_tokens;
             let mut entries = vec![chat];
@@ -826,6 +833,7 @@ impl<'a> RegistryBuilder<'a> {
                     Checked::new(&config.title_model, Provider::OpenAi, &config.title_model);
                 title.base_url = config.openai_base_url.clone();
                 title.key = config.openai_api_key.clone();
+                title.vision = Some(vision(&config.title_model));
                 entries.push(title);
             }
             (
@@ -1372,7 +1380,18 @@ mod tests {
         assert_eq!(r.ids(), ["llama3.2"]);
         assert_eq!(r.title_model().id, "llama3.2");
         assert_eq!(r.default().context_tokens, 32_768);
-        assert!(!r.default().vision);
+        assert!(
+            r.default().vision,
+            "images go to a model these variables name"
+        );
+        let c = config(&[
+            ("OPENAI_API_KEY", "k"),
+            ("CONVERSA_CHAT_MODEL", "gpt-3.5-turbo"),
+        ]);
+        assert!(
+            !build(&c, &[]).await.unwrap().default().vision,
+            "known not to read them"
+        );
     }
 
     #[tokio::test]
