@@ -280,9 +280,20 @@ mod tests {
         };
         assert_eq!(message_id, &turn.meta.assistant_message_id);
         assert_eq!(usage.prompt_tokens, 7, "the provider's usage is passed on");
+        assert_eq!(turn.meta.model, "chat-model", "the default was asked for");
+        assert_eq!(
+            (usage.model.as_str(), usage.provider.as_str()),
+            ("chat-model", "openai")
+        );
+        assert_eq!(usage.cost_usd, None, "the test model has no price");
         let stored = f.message(&owner, message_id).await;
         assert_eq!(stored.status, MessageStatus::Complete);
         assert_eq!(stored.content, "Echo: hello there");
+        assert_eq!(
+            stored.usage.as_ref(),
+            Some(usage),
+            "the stored answer keeps the receipt"
+        );
         // The title is in the store once the turn's events end, whether or not it was an event.
         let c = f.conversation(&owner, &turn.meta.conversation_id).await;
         assert_eq!(c.title, "Title For hello there");
@@ -377,6 +388,11 @@ mod tests {
         let stored = f.message(&owner, &turn.meta.assistant_message_id).await;
         assert_eq!(stored.status, MessageStatus::Incomplete);
         assert_eq!(stored.content, said);
+        let receipt = stored
+            .usage
+            .expect("the model that started answering is named");
+        assert_eq!(receipt.model, "chat-model");
+        assert!(receipt.time_to_first_token_ms.is_some());
     }
 
     #[tokio::test]
@@ -392,6 +408,7 @@ mod tests {
         let stored = f.message(&owner, &turn.meta.assistant_message_id).await;
         assert_eq!(stored.status, MessageStatus::Error);
         assert_eq!(stored.content, "");
+        assert_eq!(stored.usage, None, "no model answered");
         // The user message stays.
         let user = f
             .store
