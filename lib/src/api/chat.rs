@@ -24,9 +24,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/chat/send-simple", post(send_simple))
 }
 
-/// The router of the chat function.
+/// The router of the chat function: the chat routes and the models on offer.
 pub fn router(state: AppState) -> Router {
-    super::with_fallbacks(routes(), state)
+    super::with_fallbacks(routes().merge(super::models::routes()), state)
 }
 
 /// The JSON form of a chat request.
@@ -41,7 +41,7 @@ pub struct ChatRequestBody {
     /// Files uploaded earlier with `POST /api/files`.
     #[serde(default)]
     pub file_ids: Vec<String>,
-    /// A model name; absent means the configured chat model.
+    /// The id of a model of `GET /api/models`; absent means the default model.
     pub model: Option<String>,
 }
 
@@ -58,7 +58,7 @@ pub struct ChatForm {
     files: Vec<Vec<u8>>,
     /// Files uploaded earlier (repeat the field, or separate ids with commas).
     file_ids: Vec<String>,
-    /// A model name.
+    /// The id of a model of `GET /api/models`.
     model: Option<String>,
 }
 

@@ -2,14 +2,14 @@
 
 use utoipa::OpenApi;
 
-use super::{chat, conversations, files, health};
+use super::{chat, conversations, files, health, models};
 use crate::domain;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Conversa API", description = "Chat with your files: streamed answers, conversations, uploads."),
     paths(
-        chat::send, chat::send_simple,
+        chat::send, chat::send_simple, models::list,
         conversations::list, conversations::get_one, conversations::messages, conversations::rename,
         conversations::delete, conversations::export,
         files::upload, files::get_one, files::download, files::text, files::presign, files::complete,
@@ -21,6 +21,7 @@ use crate::domain;
         super::ErrorBody, super::ErrorDetail, chat::ChatRequestBody, chat::ChatForm, chat::SimpleReply,
         crate::service::chat::TurnMeta, conversations::RenameBody, files::FileText, files::UploadForm, files::PresignBody, files::PresignReply,
         health::Health, health::Index,
+        models::ModelList, models::ModelItem, crate::llm::Provider, crate::llm::registry::Price, domain::Receipt,
     )),
     tags((name = "chat"), (name = "conversations"), (name = "files"), (name = "meta"))
 )]

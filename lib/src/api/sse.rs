@@ -75,6 +75,7 @@ mod tests {
             assistant_message_id: MessageId::from("a1"),
             created_conversation: true,
             files: vec![],
+            model: "gpt".into(),
         };
         (tx, Turn { meta, events: rx })
     }
@@ -120,9 +121,14 @@ mod tests {
             let t = e(TurnEvent::Done {
                 message_id: MessageId::from("a1"),
                 finish_reason: "stop".into(),
-                usage: crate::llm::Usage {
+                usage: crate::domain::Receipt {
+                    model: "claude".into(),
+                    provider: "anthropic".into(),
                     prompt_tokens: 812,
                     completion_tokens: 143,
+                    cost_usd: Some(0.004_581),
+                    time_to_first_token_ms: Some(420),
+                    duration_ms: 3_100,
                 },
             });
             let body = response(t).into_response().into_body();
@@ -132,7 +138,9 @@ mod tests {
         assert_eq!(events[1].event, "done");
         assert_eq!(
             events[1].data,
-            serde_json::json!({"message_id": "a1", "finish_reason": "stop", "usage": {"prompt_tokens": 812, "completion_tokens": 143}})
+            serde_json::json!({"message_id": "a1", "finish_reason": "stop", "usage": {
+                "model": "claude", "provider": "anthropic", "prompt_tokens": 812, "completion_tokens": 143,
+                "cost_usd": 0.004_581, "time_to_first_token_ms": 420, "duration_ms": 3_100}})
         );
     }
 
