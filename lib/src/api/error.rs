@@ -19,9 +19,6 @@ pub enum ApiError {
     /// same kinds ([`ApiError::bad_request`], [`ApiError::not_found`], [`ApiError::too_large`]).
     #[error(transparent)]
     Service(#[from] service::Error),
-    /// Authentication is on and the token is missing or wrong (401).
-    #[error("{0}")]
-    Unauthorized(String),
     /// The method is not served on this path (405).
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -37,8 +34,9 @@ pub struct ErrorBody {
 /// The code and message of an error.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Machine-readable: `bad_request`, `unauthorized`, `not_found`, `payload_too_large`,
-    /// `unsupported_media_type`, `unprocessable`, `rate_limited`, `upstream_error`, `unavailable`, `internal`.
+    /// Machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `payload_too_large`, `unsupported_media_type`, `unprocessable`, `rate_limited`,
+    /// `upstream_error`, `unavailable`, `internal`.
     pub code: String,
     /// For people.
     pub message: String,
@@ -48,6 +46,11 @@ impl ApiError {
     /// Malformed JSON or form, a missing field (400).
     pub fn bad_request(message: impl Into<String>) -> Self {
         service::Error::Invalid(message.into()).into()
+    }
+
+    /// Missing, invalid or expired credentials (401).
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        service::Error::Unauthorized(message.into()).into()
     }
 
     /// Nothing at this address, or an id that does not parse (404).
@@ -67,7 +70,10 @@ impl ApiError {
         match self {
             ApiError::Service(e) => match e {
                 E::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+                E::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+                E::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
                 E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
                 E::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
                 E::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
                 E::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
@@ -76,7 +82,6 @@ impl ApiError {
                 E::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
                 E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
-            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         }
     }
@@ -151,7 +156,14 @@ mod tests {
                 StatusCode::BAD_REQUEST,
                 "bad_request",
             ),
+            (
+                E::Unauthorized("m".into()),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
+            (E::Forbidden("m".into()), StatusCode::FORBIDDEN, "forbidden"),
             (E::NotFound("m".into()), StatusCode::NOT_FOUND, "not_found"),
+            (E::Conflict("m".into()), StatusCode::CONFLICT, "conflict"),
             (
                 E::TooLarge("m".into()),
                 StatusCode::PAYLOAD_TOO_LARGE,

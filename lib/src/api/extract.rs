@@ -40,13 +40,13 @@ impl FromRequestParts<AppState> for Auth {
             })
             .map(str::trim)
             .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "Sign in: an `Authorization: Bearer <token>` header is required.".into(),
+                ApiError::unauthorized(
+                    "Sign in: an `Authorization: Bearer <token>` header is required.",
                 )
             })?;
         let user = tokens
             .get(token)
-            .ok_or_else(|| ApiError::Unauthorized("The token is not valid.".into()))?;
+            .ok_or_else(|| ApiError::unauthorized("The token is not valid."))?;
         Ok(Auth {
             owner: Owner::new(user.clone()),
             authenticated: true,
@@ -84,7 +84,7 @@ pub async fn require_origin(
     use axum::response::IntoResponse;
     if let Some(secret) = &state.http.origin_secret {
         if !origin_verified(request.headers(), secret) {
-            return ApiError::Unauthorized("Use the site's address to reach this service.".into())
+            return ApiError::unauthorized("Use the site's address to reach this service.")
                 .into_response();
         }
     }

@@ -18,9 +18,20 @@ pub enum Error {
     /// cursor, a file that has not arrived yet.
     #[error("{0}")]
     Invalid(String),
+    /// The caller is not signed in, or their credentials are wrong or expired. The message is
+    /// one generic sentence; the reason goes to the log.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Signed in, but not allowed: a non-admin on an admin route, a disabled account, a
+    /// registration that is closed.
+    #[error("{0}")]
+    Forbidden(String),
     /// No such record for this owner (another owner's record is not found either).
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with what is stored: an email already registered.
+    #[error("{0}")]
+    Conflict(String),
     /// A file over the size limit.
     #[error("{0}")]
     TooLarge(String),
@@ -57,7 +68,10 @@ impl Error {
     pub fn is_permanent(&self) -> bool {
         match self {
             Error::Invalid(_)
+            | Error::Unauthorized(_)
+            | Error::Forbidden(_)
             | Error::NotFound(_)
+            | Error::Conflict(_)
             | Error::TooLarge(_)
             | Error::Unsupported(_)
             | Error::Unprocessable(_) => true,
@@ -81,7 +95,10 @@ impl Error {
         let message = message.into();
         match self {
             Error::Invalid(_) => Error::Invalid(message),
+            Error::Unauthorized(_) => Error::Unauthorized(message),
+            Error::Forbidden(_) => Error::Forbidden(message),
             Error::NotFound(_) => Error::NotFound(message),
+            Error::Conflict(_) => Error::Conflict(message),
             Error::TooLarge(_) => Error::TooLarge(message),
             Error::Unsupported(_) => Error::Unsupported(message),
             Error::Unprocessable(_) => Error::Unprocessable(message),
@@ -238,7 +255,10 @@ mod tests {
     fn only_request_faults_are_permanent() {
         for e in [
             Error::Invalid("x".into()),
+            Error::Unauthorized("x".into()),
+            Error::Forbidden("x".into()),
             Error::NotFound("x".into()),
+            Error::Conflict("x".into()),
             Error::TooLarge("x".into()),
             Error::Unsupported("x".into()),
             Error::Unprocessable("x".into()),
