@@ -26,7 +26,7 @@ async fn counters_expire_after_their_window_and_the_margin() {
     };
     let key = common::unique("ttl");
     // 20 s into a minute: 40 s are left, then the margin.
-    let window = Window::at(1_800_000_020_000);
+    let window = Window::minute(1_800_000_020_000);
     limiter.increment(&key, &window).await.unwrap();
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();

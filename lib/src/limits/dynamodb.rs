@@ -1,5 +1,5 @@
-//! DynamoDB counters: one item per key and minute in the store's table (`pk=RL#{key}`,
-//! `sk=W#{window}`), counted with an atomic `UpdateItem ADD` that returns the new count, and given a
+//! DynamoDB counters: one item per key and window in the store's table (`pk=RL#{key}`,
+//! `sk=W#{length}:{index}`), counted with an atomic `UpdateItem ADD` that returns the new count, and given a
 //! `ttl` so DynamoDB removes past windows by itself. Needs no VPC, unlike Redis.
 
 use async_trait::async_trait;
@@ -42,7 +42,7 @@ impl RateLimiter for DynamoLimiter {
             .update_item()
             .table_name(self.table.name())
             .key("pk", AttributeValue::S(format!("RL#{key}")))
-            .key("sk", AttributeValue::S(format!("W#{}", window.index)))
+            .key("sk", AttributeValue::S(format!("W#{}", window.slot())))
             .update_expression("ADD #n :one SET #ttl = if_not_exists(#ttl, :ttl)")
             .expression_attribute_names("#n", "hits")
             .expression_attribute_names("#ttl", "ttl")
@@ -56,12 +56,33 @@ impl RateLimiter for DynamoLimiter {
             .await
             .map_err(|e| LimiterError::Unavailable(crate::aws::describe(&e)))?;
         match out.attributes().and_then(|a| a.get("hits")) {
-            Some(AttributeValue::N(v)) => v.parse().map_err(|_| {
-                LimiterError::Unavailable(format!("the counter is not a number: {v}"))
-            }),
+            Some(AttributeValue::N(v)) => hits(v),
             _ => Err(LimiterError::Unavailable(
                 "DynamoDB did not return the new count".into(),
             )),
         }
     }
+
+    async fn count(&self, key: &str, window: &Window) -> Result<u64, LimiterError> {
+        let out = self
+            .table
+            .client()
+            .get_item()
+            .table_name(self.table.name())
+            .key("pk", AttributeValue::S(format!("RL#{key}")))
+            .key("sk", AttributeValue::S(format!("W#{}", window.slot())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| LimiterError::Unavailable(crate::aws::describe(&e)))?;
+        match out.item().and_then(|i| i.get("hits")) {
+            Some(AttributeValue::N(v)) => hits(v),
+            _ => Ok(0),
+        }
+    }
+}
+
+fn hits(v: &str) -> Result<u64, LimiterError> {
+    v.parse()
+        .map_err(|_| LimiterError::Unavailable(format!("the counter is not a number: {v}")))
 }

@@ -1,5 +1,5 @@
-//! In-memory counters: one per key and window, in a mutex-guarded map that forgets past windows as
-//! it goes.
+//! In-memory counters: one per key and window length, in a mutex-guarded map that forgets past
+//! windows as it goes.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,13 +14,28 @@ const PRUNE_AT: usize = 100_000;
 /// Counters in this process only (the local server; one Lambda instance would not share them).
 #[derive(Default)]
 pub struct MemoryLimiter {
-    counts: Mutex<HashMap<String, (i64, u64)>>,
+    counts: Mutex<HashMap<(String, u32), Counter>>,
+}
+
+/// The count of one key in its latest window.
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    index: i64,
+    count: u64,
+    expires_at_secs: i64,
 }
 
 impl MemoryLimiter {
     /// An empty limiter.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Counter>> {
+        match self.counts.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
     }
 }
 
@@ -31,19 +46,32 @@ impl RateLimiter for MemoryLimiter {
     }
 
     async fn increment(&self, key: &str, window: &Window) -> Result<u64, LimiterError> {
-        let mut counts = match self.counts.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut counts = self.lock();
         if counts.len() > PRUNE_AT {
-            counts.retain(|_, (w, _)| *w >= window.index);
+            let now = window.start_secs();
+            counts.retain(|_, c| c.expires_at_secs > now);
         }
-        let entry = counts.entry(key.to_owned()).or_insert((window.index, 0));
-        if entry.0 != window.index {
-            *entry = (window.index, 0);
+        let fresh = Counter {
+            index: window.index,
+            count: 0,
+            expires_at_secs: window.expires_at_secs,
+        };
+        let entry = counts
+            .entry((key.to_owned(), window.length_secs))
+            .or_insert(fresh);
+        if entry.index != window.index {
+            *entry = fresh;
         }
-        entry.1 = entry.1.saturating_add(1);
-        Ok(entry.1)
+        entry.count = entry.count.saturating_add(1);
+        Ok(entry.count)
+    }
+
+    async fn count(&self, key: &str, window: &Window) -> Result<u64, LimiterError> {
+        Ok(self
+            .lock()
+            .get(&(key.to_owned(), window.length_secs))
+            .filter(|c| c.index == window.index)
+            .map_or(0, |c| c.count))
     }
 }
 

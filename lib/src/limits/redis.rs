@@ -1,5 +1,5 @@
-//! Redis counters: one per key and minute, `conversa:rl:{key}:{window}`, incremented and given the
-//! window's expiry in one atomic `MULTI`, so a counter never outlives its window by much.
+//! Redis counters: one per key and window, `conversa:rl:{key}:{length}:{index}`, incremented and
+//! given the window's expiry in one atomic `MULTI`, so a counter never outlives its window by much.
 
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ impl RedisLimiter {
 
     /// The counter's key for `key` in `window`.
     pub fn counter_key(key: &str, window: &Window) -> String {
-        format!("conversa:rl:{key}:{}", window.index)
+        format!("conversa:rl:{key}:{}", window.slot())
     }
 }
 
@@ -66,5 +66,15 @@ impl RateLimiter for RedisLimiter {
             .await
             .map_err(unavailable)?;
         Ok(count)
+    }
+
+    async fn count(&self, key: &str, window: &Window) -> Result<u64, LimiterError> {
+        let mut conn = self.conn.clone();
+        let count: Option<u64> = ::redis::cmd("GET")
+            .arg(Self::counter_key(key, window))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(count.unwrap_or(0))
     }
 }
