@@ -2,11 +2,12 @@
 //! services over them, and the state the routers hold. Building starts no background work; the
 //! processes that run in-process job workers start them ([`App::start_workers`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
 
+use crate::accounts::Accounts;
+use crate::auth::Authenticator;
 use crate::blobs::BlobStore;
 use crate::config::{BlobsKind, Config, LimiterKind};
 use crate::extract::Limits;
@@ -14,17 +15,17 @@ use crate::jobs::local::LocalJobs;
 use crate::jobs::JobQueue;
 use crate::limits::{RateLimit, RateLimiter};
 use crate::llm::Registry;
+use crate::service::accounts::AccountService;
 use crate::service::chat::{ChatPorts, ChatService, ChatSettings, ContextSettings};
 use crate::service::conversations::ConversationService;
 use crate::service::files::{FileService, FileSettings};
 use crate::service::health::HealthService;
+use crate::service::keys::KeyService;
 use crate::store::Store;
 
 /// What the HTTP layer itself needs, beyond the services.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    /// Bearer token → user (`CONVERSA_AUTH_TOKENS`); `None`: no authentication, one local user.
-    pub auth_tokens: Option<HashMap<String, String>>,
     /// The CDN's origin secret (`CONVERSA_ORIGIN_SECRET`): requests must carry it, and it vouches
     /// for the client IP header.
     pub origin_secret: Option<String>,
@@ -46,7 +47,13 @@ pub struct AppState {
     pub health: Arc<HealthService>,
     /// The models on offer.
     pub models: Arc<Registry>,
-    /// Authentication, origin and form limits.
+    /// Who is calling: credentials → principal.
+    pub auth: Arc<Authenticator>,
+    /// Local sign-in and the administration of users.
+    pub accounts: Arc<AccountService>,
+    /// API keys.
+    pub keys: Arc<KeyService>,
+    /// Origin and form limits.
     pub http: Arc<HttpSettings>,
 }
 
@@ -58,6 +65,8 @@ pub struct App {
     pub config: Arc<Config>,
     /// Conversations, messages, file records.
     pub store: Arc<dyn Store>,
+    /// Users, refresh tokens, API keys (in the same database as the store).
+    pub accounts: Arc<dyn Accounts>,
     /// File bytes and extracted text.
     pub blobs: Arc<dyn BlobStore>,
     /// Chat-turn rate limits (the counters under the policy, on the system clock).
@@ -117,7 +126,6 @@ pub fn file_settings(config: &Config, count_model: &str) -> FileSettings {
 /// The HTTP settings of a configuration.
 pub fn http_settings(config: &Config) -> HttpSettings {
     HttpSettings {
-        auth_tokens: config.auth_tokens.clone(),
         origin_secret: config.origin_secret.clone(),
         max_upload_bytes: config.max_upload_bytes,
     }
@@ -126,18 +134,18 @@ pub fn http_settings(config: &Config) -> HttpSettings {
 impl App {
     /// Assembles an application from parts (tests and custom deployments); large files are queued
     /// for in-process workers under `{data_dir}/jobs`, which run once [`App::start_workers`] is
-    /// called.
+    /// called. Fails, naming the variable, when the identity settings cannot work.
     pub fn new(
         config: Config,
-        store: Arc<dyn Store>,
+        stores: Stores,
         blobs: Arc<dyn BlobStore>,
         limiter: Arc<dyn RateLimiter>,
         models: Arc<Registry>,
-    ) -> Self {
+    ) -> Result<Self, BuildError> {
         let local = Arc::new(LocalJobs::new(config.data_dir.join("jobs")));
         Self::assemble(
             config,
-            store,
+            stores,
             blobs,
             RateLimit::system(limiter),
             models,
@@ -146,11 +154,15 @@ impl App {
         )
     }
 
-    /// The same application with another rate-limit policy (tests: a clock that stands still).
-    pub fn with_rate_limit(self, limiter: RateLimit) -> Self {
+    /// The same application with another rate-limit policy (tests: a clock that stands still;
+    /// tokens and caches are timed by the same clock).
+    pub fn with_rate_limit(self, limiter: RateLimit) -> Result<Self, BuildError> {
         Self::assemble(
             (*self.config).clone(),
-            self.store,
+            Stores {
+                store: self.store,
+                accounts: self.accounts,
+            },
             self.blobs,
             limiter,
             self.models,
@@ -161,13 +173,18 @@ impl App {
 
     fn assemble(
         config: Config,
-        store: Arc<dyn Store>,
+        stores: Stores,
         blobs: Arc<dyn BlobStore>,
         limiter: RateLimit,
         models: Arc<Registry>,
         jobs: Arc<dyn JobQueue>,
         local_jobs: Option<Arc<LocalJobs>>,
-    ) -> Self {
+    ) -> Result<Self, BuildError> {
+        let Stores { store, accounts } = stores;
+        let auth = Arc::new(
+            Authenticator::new(&config.auth, accounts.clone(), limiter.clock())
+                .map_err(BuildError)?,
+        );
         let files = Arc::new(FileService::new(
             store.clone(),
             blobs.clone(),
@@ -195,18 +212,22 @@ impl App {
                 models.clone(),
             )),
             models: models.clone(),
+            accounts: Arc::new(AccountService::new(auth.clone(), limiter.clone())),
+            keys: Arc::new(KeyService::new(auth.clone())),
+            auth,
             http: Arc::new(http_settings(&config)),
         };
-        Self {
+        Ok(Self {
             config: Arc::new(config),
             store,
+            accounts,
             blobs,
             limiter,
             models,
             jobs,
             state,
             local_jobs,
-        }
+        })
     }
 
     /// Starts the in-process extraction workers, when jobs run in this process (jobs a previous
@@ -220,7 +241,18 @@ impl App {
 
     /// Builds the adapters the configuration names.
     pub async fn from_config(config: Config) -> Result<Self, BuildError> {
-        let store = build_store(&config).await?;
+        #[cfg(not(feature = "ssm"))]
+        if matches!(
+            config.auth.oidc.as_ref().map(|o| &o.audience),
+            Some(crate::auth::config::AudienceSource::Parameter(_))
+        ) {
+            return Err(BuildError(
+                "CONVERSA_OIDC_AUDIENCE_PARAMETER: reading SSM parameters is not built into this \
+                 binary (set CONVERSA_OIDC_AUDIENCE)"
+                    .into(),
+            ));
+        }
+        let stores = build_store(&config).await?;
         let blobs: Arc<dyn BlobStore> = match config.blobs {
             BlobsKind::Local => Arc::new(
                 crate::blobs::local::LocalBlobs::new(config.data_dir.join("blobs"))
@@ -275,17 +307,17 @@ impl App {
         #[cfg(feature = "sqs")]
         if let Some(url) = config.jobs_queue_url.clone() {
             let jobs = Arc::new(crate::jobs::sqs::SqsJobs::from_env(url).await);
-            return Ok(Self::assemble(
+            return Self::assemble(
                 config,
-                store,
+                stores,
                 blobs,
                 RateLimit::system(limiter),
                 models,
                 jobs,
                 None,
-            ));
+            );
         }
-        Ok(Self::new(config, store, blobs, limiter, models))
+        Self::new(config, stores, blobs, limiter, models)
     }
 }
 
@@ -311,18 +343,38 @@ pub async fn run_extractor(
     Ok(())
 }
 
+/// The store and the accounts, kept in one database.
+#[derive(Clone)]
+pub struct Stores {
+    /// Conversations, messages, file records.
+    pub store: Arc<dyn Store>,
+    /// Users, refresh tokens, API keys.
+    pub accounts: Arc<dyn Accounts>,
+}
+
+impl Stores {
+    /// Both from one adapter that implements both ports.
+    pub fn of<T: Store + Accounts + 'static>(adapter: T) -> Self {
+        let shared = Arc::new(adapter);
+        Self {
+            store: shared.clone(),
+            accounts: shared,
+        }
+    }
+}
+
 /// The store the configuration names; a clear error when that store is not compiled in.
 #[cfg(any(feature = "sqlite", feature = "dynamodb", feature = "mongodb"))]
-async fn build_store(config: &Config) -> Result<Arc<dyn Store>, BuildError> {
+async fn build_store(config: &Config) -> Result<Stores, BuildError> {
     Ok(match config.store {
         #[cfg(feature = "sqlite")]
-        crate::config::StoreKind::Sqlite => Arc::new(
+        crate::config::StoreKind::Sqlite => Stores::of(
             crate::store::sqlite::SqliteStore::open(&config.data_dir.join("conversa.db")).map_err(
                 |e| BuildError(format!("CONVERSA_DATA_DIR: cannot open the database: {e}")),
             )?,
         ),
         #[cfg(feature = "dynamodb")]
-        crate::config::StoreKind::DynamoDb => Arc::new(
+        crate::config::StoreKind::DynamoDb => Stores::of(
             crate::store::dynamodb::DynamoStore::from_env(config.dynamodb_table.clone()).await,
         ),
         #[cfg(feature = "mongodb")]
@@ -330,7 +382,7 @@ async fn build_store(config: &Config) -> Result<Arc<dyn Store>, BuildError> {
             let uri = config.mongodb_uri.as_deref().ok_or_else(|| {
                 BuildError("MONGODB_URI: required when CONVERSA_STORE=mongodb".into())
             })?;
-            Arc::new(
+            Stores::of(
                 crate::store::mongodb::MongoStore::connect(uri, &config.mongodb_db)
                     .await
                     .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?,
@@ -343,7 +395,7 @@ async fn build_store(config: &Config) -> Result<Arc<dyn Store>, BuildError> {
 
 /// Built without any store (e.g. only the local model for a benchmark): nothing to open.
 #[cfg(not(any(feature = "sqlite", feature = "dynamodb", feature = "mongodb")))]
-async fn build_store(config: &Config) -> Result<Arc<dyn Store>, BuildError> {
+async fn build_store(config: &Config) -> Result<Stores, BuildError> {
     Err(BuildError(format!(
         "CONVERSA_STORE: {:?} is not built into this binary (it has no store: build it with the \
          `sqlite`, `dynamodb` or `mongodb` feature)",

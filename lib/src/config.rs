@@ -1,7 +1,6 @@
 //! All configuration, read once at start from the environment. Every variable is documented in the
 //! README; an invalid value stops the process with a message naming the variable.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -90,8 +89,8 @@ pub struct Config {
     pub max_answer_tokens: Option<u32>,
     /// `CONVERSA_MODEL_TIMEOUT_SECS`: the longest wait for the model's next piece of answer.
     pub model_timeout: Duration,
-    /// `CONVERSA_AUTH_TOKENS` (`user:token,user2:token2`): bearer tokens; absent means no auth.
-    pub auth_tokens: Option<HashMap<String, String>>,
+    /// Who is calling: `CONVERSA_AUTH` and what each mode needs (`auth::config`).
+    pub auth: crate::auth::AuthConfig,
     /// `CONVERSA_STORE`.
     pub store: StoreKind,
     /// `CONVERSA_BLOBS`.
@@ -245,31 +244,7 @@ impl Config {
                 message: "must be greater than 0".into(),
             });
         }
-        let auth_tokens = match get("CONVERSA_AUTH_TOKENS") {
-            None => None,
-            Some(s) => {
-                let mut map = HashMap::new();
-                for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    let (user, token) = pair.split_once(':').ok_or_else(|| ConfigError {
-                        var: "CONVERSA_AUTH_TOKENS",
-                        message: "expected user:token pairs separated by commas".into(),
-                    })?;
-                    let user_ok = !user.is_empty()
-                        && user.len() <= 128
-                        && user
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
-                    if !user_ok || token.len() < 16 {
-                        return Err(ConfigError {
-                            var: "CONVERSA_AUTH_TOKENS",
-                            message: "each user id must be letters, digits, - _ . @ and each token at least 16 characters".into(),
-                        });
-                    }
-                    map.insert(token.to_owned(), user.to_owned());
-                }
-                Some(map)
-            }
-        };
+        let auth = crate::auth::config::from_lookup(&get)?;
         let data_dir = PathBuf::from(get("CONVERSA_DATA_DIR").unwrap_or_else(|| "./data".into()));
         Ok(Self {
             bind,
@@ -294,7 +269,7 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.into()),
             max_answer_tokens,
             model_timeout: Duration::from_secs(timeout_secs),
-            auth_tokens,
+            auth,
             store: choice(
                 "CONVERSA_STORE",
                 get("CONVERSA_STORE"),
@@ -403,6 +378,8 @@ and cite the file name and page or sheet you used.";
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -455,7 +432,8 @@ mod tests {
             "alice:0123456789abcdef0123, bob:fedcba98765432100000",
         )])
         .unwrap();
-        let map = c.auth_tokens.unwrap();
+        assert_eq!(c.auth.mode, crate::auth::AuthMode::Tokens);
+        let map = c.auth.tokens;
         assert_eq!(
             map.get("0123456789abcdef0123").map(String::as_str),
             Some("alice")

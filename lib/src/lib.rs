@@ -4,8 +4,10 @@
 //! the ports with their adapters (`store`, `blobs`, `limits`, `llm`), plus document extraction
 //! (`extract`). Handlers call services; services talk to ports; adapters talk to the world.
 
+pub mod accounts;
 pub mod api;
 pub mod app;
+pub mod auth;
 #[cfg(any(
     feature = "dynamodb",
     feature = "s3",

@@ -134,7 +134,7 @@ async fn the_worker_processes_queued_files() {
     let blobs = S3Blobs::new(s3.clone(), &bucket);
     let state = App::new(
         config,
-        Arc::new(conversa::store::sqlite::SqliteStore::in_memory().unwrap()),
+        conversa::app::Stores::of(conversa::store::sqlite::SqliteStore::in_memory().unwrap()),
         Arc::new(blobs.clone()),
         Arc::new(conversa::limits::memory::MemoryLimiter::new()),
         Arc::new(conversa::llm::Registry::single(
@@ -149,7 +149,8 @@ async fn the_worker_processes_queued_files() {
                 .unwrap(),
             ),
         )),
-    );
+    )
+    .unwrap();
     let owner = Owner::new("worker@example.com");
     let meta = FileMeta {
         id: FileId::generate(),

@@ -55,7 +55,7 @@ impl Harness {
             .unwrap();
         let app = App::new(
             config,
-            std::sync::Arc::new(
+            conversa::app::Stores::of(
                 conversa::store::sqlite::SqliteStore::open(&dir.path().join("conversa.db"))
                     .unwrap(),
             ),
@@ -64,7 +64,8 @@ impl Harness {
             ),
             std::sync::Arc::new(conversa::limits::memory::MemoryLimiter::new()),
             std::sync::Arc::new(models),
-        );
+        )
+        .unwrap();
         Self { fake, app, dir }
     }
 

@@ -103,7 +103,8 @@ async fn the_rate_limit_counts_the_function_url_source_ip() {
     let app = app.with_rate_limit(RateLimit::new(
         Arc::new(MemoryLimiter::new()),
         Arc::new(ManualClock::at(1_800_000_000_000)),
-    ));
+    ))
+    .unwrap();
     let (status, _) = stream_chat(
         conversa::api::chat::router(app.state.clone()),
         "chat-send.json",

@@ -10,7 +10,8 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{Auth, ClientKey};
+use super::extract::ClientKey;
+use crate::auth::Principal;
 use super::{multipart, ApiError, ErrorBody};
 use crate::app::HttpSettings;
 use crate::domain::{ConversationId, FileId, Message};
@@ -148,7 +149,7 @@ async fn read_input(http: &HttpSettings, request: Request) -> Result<ChatInput, 
 pub async fn send(
     State(http): State<Arc<HttpSettings>>,
     State(chat): State<Arc<ChatService>>,
-    auth: Auth,
+    auth: Principal,
     key: ClientKey,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -177,7 +178,7 @@ pub async fn send(
 pub async fn send_simple(
     State(http): State<Arc<HttpSettings>>,
     State(chat): State<Arc<ChatService>>,
-    auth: Auth,
+    auth: Principal,
     key: ClientKey,
     request: Request,
 ) -> Result<axum::Json<SimpleReply>, ApiError> {

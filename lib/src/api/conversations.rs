@@ -10,7 +10,8 @@ use axum::Router;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Auth, Json, Path, Query};
+use super::extract::{Json, Path, Query};
+use crate::auth::Principal;
 use super::{ApiError, ErrorBody};
 use crate::domain::{Conversation, ConversationId, Message, Page};
 use crate::service::conversations::{self as svc, ConversationService};
@@ -28,9 +29,15 @@ pub fn routes() -> Router<AppState> {
         .route("/api/conversations/{id}/export", get(export))
 }
 
-/// The router of the conversations function (with health, `/api` and the OpenAPI document).
+/// The router of the conversations function (with health, `/api`, the OpenAPI document, and
+/// signing in, API keys and the admin routes).
 pub fn router(state: AppState) -> Router {
-    super::with_fallbacks(routes().merge(super::health::routes()), state)
+    super::with_fallbacks(
+        routes()
+            .merge(super::health::routes())
+            .merge(super::identity_routes()),
+        state,
+    )
 }
 
 /// `?limit=&cursor=&q=`.
@@ -72,7 +79,7 @@ pub struct RenameBody {
     responses((status = 200, body = Page<Conversation>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(conversations): State<Arc<ConversationService>>,
-    auth: Auth,
+    auth: Principal,
     Query(p): Query<ListParams>,
 ) -> Result<Json<Page<Conversation>>, ApiError> {
     let page = svc::page_request(p.limit, p.cursor)?;
@@ -85,7 +92,7 @@ pub async fn list(
     responses((status = 200, body = Conversation), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
     State(conversations): State<Arc<ConversationService>>,
-    auth: Auth,
+    auth: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Conversation>, ApiError> {
     Ok(Json(
@@ -100,7 +107,7 @@ pub async fn get_one(
     responses((status = 200, body = Page<Message>), (status = 404, body = ErrorBody)))]
 pub async fn messages(
     State(conversations): State<Arc<ConversationService>>,
-    auth: Auth,
+    auth: Principal,
     Path(id): Path<String>,
     Query(p): Query<PageParams>,
 ) -> Result<Json<Page<Message>>, ApiError> {
@@ -117,7 +124,7 @@ pub async fn messages(
     responses((status = 200, body = Conversation), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn rename(
     State(conversations): State<Arc<ConversationService>>,
-    auth: Auth,
+    auth: Principal,
     Path(id): Path<String>,
     Json(body): Json<RenameBody>,
 ) -> Result<Json<Conversation>, ApiError> {
@@ -133,7 +140,7 @@ pub async fn rename(
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(conversations): State<Arc<ConversationService>>,
-    auth: Auth,
+    auth: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     conversations
@@ -147,7 +154,7 @@ pub async fn delete(
     responses((status = 200, description = "`text/markdown` or `application/json` attachment"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn export(
     State(conversations): State<Arc<ConversationService>>,
-    auth: Auth,
+    auth: Principal,
     Path(id): Path<String>,
     Query(p): Query<ExportParams>,
 ) -> Result<Response, ApiError> {

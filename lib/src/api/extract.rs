@@ -1,56 +1,69 @@
-//! Request extractors: the owner (bearer auth when configured), the client key for rate limits,
-//! and JSON/path/query extractors whose rejections use the API's error shape.
+//! Request extractors: the principal (who is calling, `auth`), the admin check, the client key for
+//! rate limits, and JSON/path/query extractors whose rejections use the API's error shape.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 
 use super::ApiError;
-use crate::domain::Owner;
+use crate::auth::{secrets, Authenticator, Principal};
+use crate::service;
 use crate::AppState;
 
-/// The user a request acts for.
-#[derive(Debug, Clone)]
-pub struct Auth {
-    /// Whose records it may see.
-    pub owner: Owner,
-    /// Whether the owner came from a token (rate limits then count per user, not per IP).
-    pub authenticated: bool,
-}
+/// The outcome of authenticating a request, kept in its extensions so that the extractors of one
+/// request (the principal, the rate-limit key, the admin check) authenticate it once.
+#[derive(Clone)]
+struct Authenticated(Result<Principal, service::Error>);
 
-impl FromRequestParts<AppState> for Auth {
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(tokens) = &state.http.auth_tokens else {
-            return Ok(Auth {
-                owner: Owner::local(),
-                authenticated: false,
-            });
-        };
-        let token = parts
+    /// The principal of the request (`auth::Authenticator`, put in the extensions by
+    /// [`super::finish`]): 401, 403 or 503 when there is none.
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        if let Some(Authenticated(outcome)) = parts.extensions.get::<Authenticated>() {
+            return outcome.clone().map_err(ApiError::from);
+        }
+        let auth = parts
+            .extensions
+            .get::<Arc<Authenticator>>()
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::from(service::Error::Internal(
+                    "the router has no authenticator".into(),
+                ))
+            })?;
+        let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "Sign in: an `Authorization: Bearer <token>` header is required.",
-                )
-            })?;
-        let user = tokens
-            .get(token)
-            .ok_or_else(|| ApiError::unauthorized("The token is not valid."))?;
-        Ok(Auth {
-            owner: Owner::new(user.clone()),
-            authenticated: true,
-        })
+            .map(|v| v.as_bytes());
+        let outcome = auth
+            .authenticate(header)
+            .await
+            .map_err(service::Error::from);
+        parts.extensions.insert(Authenticated(outcome.clone()));
+        outcome.map_err(ApiError::from)
+    }
+}
+
+/// An admin's principal: routes that need an admin take it, or sit behind
+/// `from_extractor::<RequireAdmin>()` (`api::admin`).
+#[derive(Debug, Clone)]
+pub struct RequireAdmin(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequireAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        if !principal.is_admin() {
+            tracing::info!(user = principal.owner.as_str(), "a non-admin on an admin route");
+            return Err(service::Error::Forbidden("This needs an administrator.".into()).into());
+        }
+        Ok(RequireAdmin(principal))
     }
 }
 
@@ -68,11 +81,7 @@ pub const ORIGIN_VERIFY_HEADER: &str = "x-conversa-origin-verify";
 pub fn origin_verified(headers: &axum::http::HeaderMap, secret: &str) -> bool {
     headers
         .get(ORIGIN_VERIFY_HEADER)
-        .is_some_and(|v| constant_time_eq(v.as_bytes(), secret.as_bytes()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        .is_some_and(|v| secrets::same(v.as_bytes(), secret.as_bytes()))
 }
 
 /// Refuses requests that did not come through the site's CDN when an origin secret is configured.
@@ -120,7 +129,7 @@ pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
         .map(|ConnectInfo(addr)| addr.ip())
 }
 
-/// The key rate limits count under: the user when authenticated, else the client IP.
+/// The key rate limits count under: the signed-in user's id, else (mode `none`) the client IP.
 #[derive(Debug, Clone)]
 pub struct ClientKey(pub String);
 
@@ -128,9 +137,9 @@ impl FromRequestParts<AppState> for ClientKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let auth = Auth::from_request_parts(parts, state).await?;
-        if auth.authenticated {
-            return Ok(ClientKey(format!("user:{}", auth.owner.as_str())));
+        let principal = Principal::from_request_parts(parts, state).await?;
+        if principal.signed_in() {
+            return Ok(ClientKey(format!("user:{}", principal.owner.as_str())));
         }
         Ok(ClientKey(match client_ip_for(parts, state) {
             Some(ip) => format!("ip:{ip}"),

@@ -10,7 +10,8 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{Auth, Json, Path};
+use super::extract::{Json, Path};
+use crate::auth::Principal;
 use super::{multipart, ApiError, ErrorBody};
 use crate::app::HttpSettings;
 use crate::domain::{ConversationId, FileId, FileMeta};
@@ -62,7 +63,7 @@ pub struct FileText {
 pub async fn upload(
     State(files): State<Arc<FileService>>,
     State(http): State<Arc<HttpSettings>>,
-    auth: Auth,
+    auth: Principal,
     mp: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(StatusCode, axum::Json<FileMeta>), ApiError> {
     let form = multipart::read(mp?, &["file"], http.max_upload_bytes, 1).await?;
@@ -97,7 +98,7 @@ fn reply(accepted: svc::Accepted, settled: StatusCode) -> (StatusCode, axum::Jso
     responses((status = 200, body = FileMeta), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
     State(files): State<Arc<FileService>>,
-    auth: Auth,
+    auth: Principal,
     Path(id): Path<String>,
 ) -> Result<axum::Json<FileMeta>, ApiError> {
     Ok(axum::Json(files.get(&auth.owner, &FileId::from(id)).await?))
@@ -116,7 +117,7 @@ pub async fn get_one(
         (status = 404, body = ErrorBody)))]
 pub async fn download(
     State(files): State<Arc<FileService>>,
-    auth: Auth,
+    auth: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     match files.download(&auth.owner, &FileId::from(id)).await? {
@@ -149,7 +150,7 @@ pub async fn download(
     responses((status = 200, body = FileText), (status = 404, body = ErrorBody)))]
 pub async fn text(
     State(files): State<Arc<FileService>>,
-    auth: Auth,
+    auth: Principal,
     Path(id): Path<String>,
 ) -> Result<axum::Json<FileText>, ApiError> {
     let id = FileId::from(id);
@@ -194,7 +195,7 @@ pub struct PresignReply {
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn presign(
     State(files): State<Arc<FileService>>,
-    auth: Auth,
+    auth: Principal,
     Json(body): Json<PresignBody>,
 ) -> Result<axum::Json<PresignReply>, ApiError> {
     let conversation_id = body
@@ -230,7 +231,7 @@ pub async fn presign(
     responses((status = 200, body = FileMeta), (status = 202, body = FileMeta), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn complete(
     State(files): State<Arc<FileService>>,
-    auth: Auth,
+    auth: Principal,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, axum::Json<FileMeta>), ApiError> {
     let accepted = files

@@ -5,12 +5,15 @@ use axum::http::{HeaderValue, Method};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+pub mod admin;
+pub mod auth;
 pub mod chat;
 pub mod conversations;
 mod error;
 pub mod extract;
 pub mod files;
 pub mod health;
+pub mod keys;
 pub mod models;
 mod multipart;
 pub mod openapi;
@@ -28,6 +31,16 @@ pub fn all_routes() -> Router<AppState> {
         .merge(conversations::routes())
         .merge(files::routes())
         .merge(health::routes())
+        .merge(identity_routes())
+}
+
+/// Signing in, the caller, API keys and the admin routes (served by the conversations function in
+/// AWS).
+pub fn identity_routes() -> Router<AppState> {
+    Router::new()
+        .merge(auth::routes())
+        .merge(keys::routes())
+        .merge(admin::routes())
 }
 
 /// Every route group, with the error-shaped fallbacks.
@@ -45,12 +58,14 @@ pub fn with_fallbacks(routes: Router<AppState>, state: AppState) -> Router {
     finish(routes.fallback(not_found), state)
 }
 
-/// Adds the 405 fallback, CORS and the state (the caller chose the 404 fallback).
+/// Adds the 405 fallback, the authenticator (for the `Principal` extractor), CORS and the state
+/// (the caller chose the 404 fallback).
 pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("This method is not allowed here.".into())
         })
+        .layer(axum::Extension(state.auth.clone()))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             extract::require_origin,

@@ -8,7 +8,7 @@ use axum::Router;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::extract::Auth;
+use crate::auth::Principal;
 use crate::llm::{Provider, Registry};
 use crate::AppState;
 
@@ -46,7 +46,7 @@ pub struct ModelList {
 /// The models a chat can pick.
 #[utoipa::path(get, path = "/api/models", tag = "chat",
     responses((status = 200, body = ModelList), (status = 401, body = super::ErrorBody)))]
-pub async fn list(State(models): State<Arc<Registry>>, _auth: Auth) -> axum::Json<ModelList> {
+pub async fn list(State(models): State<Arc<Registry>>, _auth: Principal) -> axum::Json<ModelList> {
     axum::Json(ModelList {
         items: models
             .list()

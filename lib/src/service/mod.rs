@@ -1,14 +1,17 @@
 //! The use cases, one small struct each, built once at start from the ports they use:
 //! [`chat::ChatService`] (a chat turn), [`conversations::ConversationService`] (list, read,
 //! rename, delete, export), [`files::FileService`] (uploads, extraction and its background
-//! worker, downloads) and [`health::HealthService`]. Handlers turn HTTP into these calls; these
+//! worker, downloads), [`accounts::AccountService`] (local sign-in, users),
+//! [`keys::KeyService`] (API keys) and [`health::HealthService`]. Handlers turn HTTP into these calls; these
 //! talk only to ports, and answer with [`Error`], in the product's words.
 
+pub mod accounts;
 pub mod chat;
 pub mod conversations;
 mod error;
 pub mod files;
 pub mod health;
+pub mod keys;
 pub mod retrieval;
 pub mod title;
 

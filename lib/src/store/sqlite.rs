@@ -54,6 +54,7 @@ CREATE INDEX files_by_conversation ON files (owner, conversation_id);
     r#"
 ALTER TABLE messages ADD COLUMN usage TEXT;
 "#,
+    crate::accounts::sqlite::MIGRATION,
 ];
 
 /// SQLite behind a mutex.
@@ -112,7 +113,8 @@ impl SqliteStore {
         })
     }
 
-    async fn with<T: Send + 'static>(
+    /// Runs `f` on the connection, on the blocking pool.
+    pub(crate) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
