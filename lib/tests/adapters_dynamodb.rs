@@ -44,6 +44,7 @@ async fn subject<T>(adapter: impl FnOnce(Table) -> T) -> Option<Subject<T>> {
 
 conversa::store_contract_tests!(store, subject(DynamoStore::new));
 conversa::limiter_contract_tests!(limiter, subject(DynamoLimiter::new));
+conversa::accounts_contract_tests!(accounts, subject(DynamoStore::new));
 
 #[tokio::test]
 async fn deleting_a_long_conversation_removes_every_item() {

@@ -29,6 +29,11 @@ conversa::store_contract_tests!(contract, async {
     Some(Subject::new(store).with_teardown(drop_database(uri, db)))
 });
 
+conversa::accounts_contract_tests!(accounts, async {
+    let (store, uri, db) = store().await?;
+    Some(Subject::new(store).with_teardown(drop_database(uri, db)))
+});
+
 /// A file document and a message document exactly as written before the store had its own records
 /// (the API's JSON of `FileMeta` in `body` and `files`).
 #[tokio::test]

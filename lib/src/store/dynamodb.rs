@@ -95,7 +95,7 @@ impl Table {
     }
 
     /// One item by key, read consistently.
-    async fn get_item(&self, key: Item) -> Result<Option<Item>, StoreError> {
+    pub(crate) async fn get_item(&self, key: Item) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -109,20 +109,20 @@ impl Table {
     }
 
     /// A query on this table.
-    fn query(&self) -> QueryFluentBuilder {
+    pub(crate) fn query(&self) -> QueryFluentBuilder {
         self.client.query().table_name(&self.name)
     }
 }
 
 /// The pages of a query, one `Query` call each, following `LastEvaluatedKey` to the end.
-struct Pages {
+pub(crate) struct Pages {
     query: QueryFluentBuilder,
     start: Option<Item>,
     done: bool,
 }
 
 impl Pages {
-    fn new(query: QueryFluentBuilder) -> Self {
+    pub(crate) fn new(query: QueryFluentBuilder) -> Self {
         Self {
             query,
             start: None,
@@ -150,7 +150,7 @@ impl Pages {
     }
 
     /// Every item, page after page, until at least `enough` are gathered or the query ends.
-    async fn collect(mut self, enough: usize) -> Result<Vec<Item>, StoreError> {
+    pub(crate) async fn collect(mut self, enough: usize) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         while items.len() < enough {
             match self.next().await? {
@@ -176,30 +176,30 @@ pub struct DynamoStore {
     table: Table,
 }
 
-fn unavailable<E: ProvideErrorMetadata + std::error::Error>(e: E) -> StoreError {
+pub(crate) fn unavailable<E: ProvideErrorMetadata + std::error::Error>(e: E) -> StoreError {
     StoreError::Unavailable(crate::aws::describe(&e))
 }
 
-fn build<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
+pub(crate) fn build<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
     r.map_err(|e| StoreError::Unavailable(format!("bad DynamoDB request: {e}")))
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: impl ToString) -> AttributeValue {
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn get_s<'a>(item: &'a Item, k: &str) -> Result<&'a str, StoreError> {
+pub(crate) fn get_s<'a>(item: &'a Item, k: &str) -> Result<&'a str, StoreError> {
     match item.get(k) {
         Some(AttributeValue::S(v)) => Ok(v),
         _ => Err(StoreError::Corrupt(format!("item lacks string `{k}`"))),
     }
 }
 
-fn get_n(item: &Item, k: &str) -> Result<i64, StoreError> {
+pub(crate) fn get_n(item: &Item, k: &str) -> Result<i64, StoreError> {
     match item.get(k) {
         Some(AttributeValue::N(v)) => v
             .parse()
@@ -294,7 +294,7 @@ fn message_records(owner: &Owner, m: &Message) -> Result<(Item, Item), StoreErro
     Ok((message, pointer))
 }
 
-fn key(pk: String, sk: String) -> Item {
+pub(crate) fn key(pk: String, sk: String) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
 
@@ -323,7 +323,7 @@ fn all<T>(items: &[Item], from: fn(&Item) -> Result<T, StoreError>) -> Result<Ve
 }
 
 /// Whether a transaction was cancelled because the condition of item `index` failed.
-fn condition_failed_at(
+pub(crate) fn condition_failed_at(
     e: &aws_sdk_dynamodb::error::SdkError<
         aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
     >,
@@ -340,7 +340,7 @@ fn condition_failed_at(
     }
 }
 
-fn is_conditional<E: ProvideErrorMetadata>(e: &E) -> bool {
+pub(crate) fn is_conditional<E: ProvideErrorMetadata>(e: &E) -> bool {
     e.code() == Some("ConditionalCheckFailedException")
 }
 
@@ -378,6 +378,11 @@ impl DynamoStore {
 
     fn client(&self) -> &Client {
         &self.table.client
+    }
+
+    /// The table underneath.
+    pub(crate) fn table(&self) -> &Table {
+        &self.table
     }
 
     fn name(&self) -> &str {
