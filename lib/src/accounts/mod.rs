@@ -219,8 +219,9 @@ pub trait Accounts: Send + Sync {
     async fn signing_secret(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
 }
 
-/// A page of items already read in list order and filtered past the cursor (helper for adapters
-/// that sort in memory).
+/// The page `request` asks for out of all the items of a small list (one person's keys), sorted
+/// here (for adapters that read such lists whole).
+#[cfg(any(feature = "dynamodb", feature = "mongodb"))]
 pub(crate) fn page_after<T: Keyset>(
     mut items: Vec<T>,
     request: &PageRequest,
