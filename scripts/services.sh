@@ -2,7 +2,8 @@
 # Local backing services for Conversa's tests, CI and development.
 #
 #   Redis            Debian redis-server              -> CONVERSA_LIMITER=redis tests
-#   moto server      PyPI moto[server] (DynamoDB/S3/SQS/SSM emulator) -> dynamodb/s3 adapters
+#   moto server      PyPI moto[server,cognitoidp] (DynamoDB/S3/SQS/SSM/Cognito emulator)
+#                    -> dynamodb/s3/sqs adapters, and Cognito user pools issuing real JWTs (oidc tests)
 #   SecantusDB       PyPI MongoDB-wire server         -> mongodb store adapter
 #
 # Usage:  scripts/services.sh [start|stop|status|env]        (default: start)
@@ -41,7 +42,8 @@ PY="$VENV/bin/python"
 ENV_FILE="$STATE_DIR/env.sh"
 
 # Pinned versions (checked on PyPI). Bump them together, deliberately.
-MOTO_PKGS=("moto[server]==5.2.5" "boto3==1.44.5")
+# `cognitoidp` brings joserfc, which moto's Cognito signs its tokens with.
+MOTO_PKGS=("moto[server,cognitoidp]==5.2.5" "boto3==1.44.5")
 MONGO_PKGS=("SecantusDB==0.7.0b3" "pymongo==4.20.0")
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -199,6 +201,7 @@ write_env() {
       echo "export CONVERSA_TEST_S3=1"
       echo "export CONVERSA_TEST_SQS=1"
       echo "export CONVERSA_TEST_SSM=1"
+      echo "export CONVERSA_TEST_COGNITO=1"
     fi
     if want mongo; then
       echo "export MONGODB_URI=mongodb://127.0.0.1:$MONGO_PORT"
