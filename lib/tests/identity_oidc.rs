@@ -41,6 +41,7 @@ struct Cognito {
 
 impl Cognito {
     fn new() -> Option<Self> {
+        common::service("CONVERSA_TEST_COGNITO", "Cognito (moto)")?;
         let endpoint = common::service("AWS_ENDPOINT_URL", "moto (Cognito)")?;
         Some(Self {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
