@@ -1,16 +1,21 @@
 /** HTTP client for the Conversa API: JSON routes, uploads with progress, and the chat stream. */
 
+import type { Credentials } from "./auth";
 import type { AppConfig } from "./config";
 import { ApiError, STREAM_INTERRUPTED, errorFromBody, errorFromResponse, toApiError } from "./errors";
 import { readSse } from "./sse";
 import type {
+  AuthConfig,
   Conversation,
   DoneEvent,
   FileMeta,
   Health,
+  KeyItem,
+  Me,
   Message,
   MetaEvent,
   ModelInfo,
+  NewKey,
   Page,
   TitleEvent,
 } from "./types";
@@ -41,6 +46,11 @@ export type NetworkFailureListener = () => void;
 export class Api {
   private readonly base: string;
   onNetworkFailure: NetworkFailureListener | null = null;
+  /** The sign-in whose token goes with every request; null without sign-in (mode `none`). */
+  credentials: Credentials | null = null;
+  /** Called when the server refuses the credentials even after a renewal (401), or the account
+   * (403 on a signed-in request, with `forbidden` for a disabled account). */
+  onSignedOut: ((reason: ApiError) => void) | null = null;
 
   constructor(config: AppConfig) {
     this.base = config.apiBase;
@@ -50,18 +60,87 @@ export class Api {
     return this.base + path;
   }
 
+  /** Whether requests carry a bearer token (plain links and images then cannot reach files). */
+  get authenticated(): boolean {
+    return this.credentials !== null;
+  }
+
+  private async withAuth(headers: HeadersInit | undefined): Promise<Headers> {
+    const h = new Headers(headers);
+    const token = await this.credentials?.token();
+    if (token) h.set("Authorization", `Bearer ${token}`);
+    return h;
+  }
+
+  /** fetch with the bearer token; a 401 renews the token once and tries again. */
+  private async authFetch(url: string, init: RequestInit = {}): Promise<Response> {
+    let res = await fetch(url, { ...init, headers: await this.withAuth(init.headers) });
+    if (res.status === 401 && this.credentials && (await this.credentials.renew())) {
+      res = await fetch(url, { ...init, headers: await this.withAuth(init.headers) });
+    }
+    return res;
+  }
+
+  /** Tells the app when the sign-in no longer works. */
+  private async refused(res: Response): Promise<ApiError> {
+    const err = await errorFromResponse(res);
+    if (this.credentials && (err.status === 401 || (err.status === 403 && /disabled/i.test(err.message)))) {
+      this.onSignedOut?.(err);
+    }
+    return err;
+  }
+
   private async request<T>(path: string, init: RequestInit = {}): Promise<T> {
     let res: Response;
     try {
-      res = await fetch(this.url(path), init);
+      res = await this.authFetch(this.url(path), init);
     } catch (e) {
       if ((e as Error).name === "AbortError") throw e;
       this.onNetworkFailure?.();
       throw toApiError(e);
     }
-    if (!res.ok) throw await errorFromResponse(res);
+    if (!res.ok) throw await this.refused(res);
     if (res.status === 204) return undefined as T;
     return (await res.json()) as T;
+  }
+
+  private json(method: string, body: unknown): RequestInit {
+    return { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  }
+
+  /** How people sign in; a server without the route is taken as mode `none`. */
+  async authConfig(): Promise<AuthConfig> {
+    const res = await fetch(this.url("/api/auth/config"), { cache: "no-store" });
+    if (res.status === 404) return { mode: "none", registration: "closed", oidc: null };
+    if (!res.ok) throw await errorFromResponse(res);
+    return (await res.json()) as AuthConfig;
+  }
+
+  /** Who is signed in. */
+  me(): Promise<Me> {
+    return this.request<Me>("/api/me", { cache: "no-store" });
+  }
+
+  /** The caller's API keys. */
+  async listKeys(): Promise<KeyItem[]> {
+    const page = await this.request<Page<KeyItem>>("/api/keys?limit=200", { cache: "no-store" });
+    return page.items;
+  }
+
+  /** A new API key (its `key` is shown this once). */
+  createKey(name: string): Promise<NewKey> {
+    return this.request<NewKey>("/api/keys", this.json("POST", { name }));
+  }
+
+  deleteKey(id: string): Promise<void> {
+    return this.request<void>(`/api/keys/${encodeURIComponent(id)}`, { method: "DELETE" });
+  }
+
+  /** A file's bytes as an object URL, fetched with the bearer token (signed-in modes). */
+  async fileObjectUrl(id: string): Promise<string> {
+    const res = await this.authFetch(this.downloadUrl(id));
+    if (!res.ok) throw await this.refused(res);
+    return URL.createObjectURL(await res.blob());
   }
 
   health(): Promise<Health> {
@@ -128,6 +207,7 @@ export class Api {
   /** Uploads one file with XMLHttpRequest, reporting the fraction of bytes sent (0–1). */
   uploadFile(file: File, conversationId: string | null, onProgress: (fraction: number) => void): UploadHandle {
     const xhr = new XMLHttpRequest();
+    let aborted = false;
     const promise = new Promise<FileMeta>((resolve, reject) => {
       const form = new FormData();
       form.append("file", file, file.name);
@@ -153,9 +233,24 @@ export class Api {
         reject(toApiError(new Error("network error during upload")));
       };
       xhr.onabort = () => reject(new DOMException("Upload cancelled", "AbortError"));
-      xhr.send(form);
+      const send = (token: string | null | undefined) => {
+        if (aborted) return reject(new DOMException("Upload cancelled", "AbortError"));
+        if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+        xhr.send(form);
+      };
+      if (this.credentials) {
+        this.credentials.token().then(send, () => send(null));
+      } else {
+        send(null);
+      }
     });
-    return { promise, abort: () => xhr.abort() };
+    return {
+      promise,
+      abort: () => {
+        aborted = true;
+        xhr.abort();
+      },
+    };
   }
 
   /**
@@ -171,7 +266,7 @@ export class Api {
     if (req.model) form.append("model", req.model);
     let res: Response;
     try {
-      res = await fetch(this.url("/api/chat/send"), {
+      res = await this.authFetch(this.url("/api/chat/send"), {
         method: "POST",
         body: form,
         headers: { Accept: "text/event-stream" },
@@ -182,7 +277,7 @@ export class Api {
       this.onNetworkFailure?.();
       throw toApiError(e);
     }
-    if (!res.ok) throw await errorFromResponse(res);
+    if (!res.ok) throw await this.refused(res);
     if (!res.body) throw new ApiError(res.status, STREAM_INTERRUPTED, "empty response");
     try {
       for await (const ev of readSse(res.body)) {

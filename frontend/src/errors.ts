@@ -22,7 +22,9 @@ export const STREAM_INTERRUPTED = "stream_interrupted";
 const CODE_BY_STATUS: Record<number, string> = {
   400: "bad_request",
   401: "unauthorized",
+  403: "forbidden",
   404: "not_found",
+  409: "conflict",
   413: "payload_too_large",
   415: "unsupported_media_type",
   422: "unprocessable",
@@ -104,6 +106,10 @@ export function describeError(err: { code: string; message?: string; retryAfter?
       return err.message ? `The request wasn't accepted: ${err.message}.` : "The request wasn't accepted.";
     case "unauthorized":
       return "You're not signed in, or your session has expired.";
+    case "forbidden":
+      return err.message || "You're not allowed to do that.";
+    case "conflict":
+      return err.message || "That conflicts with something that exists already.";
     case "not_found":
       return "That conversation or file doesn't exist (it may have been deleted).";
     case "upstream_error":

@@ -2,18 +2,21 @@
 
 import "./styles.css";
 import { Api } from "./api";
+import { LocalAuth, OidcAuth, PastedToken } from "./auth";
 import { loadConfig, type AppConfig } from "./config";
 import { describeError, technicalDetail, toApiError, type ApiError } from "./errors";
 import { namePastedFile, ACCEPT_ATTR, formatBytes } from "./files";
 import { conversationIdFromHash, hashForConversation } from "./router";
 import { applyTheme, initialTheme, saveTheme, type Theme } from "./theme";
-import type { Conversation } from "./types";
+import type { Conversation, Me } from "./types";
 import { Attachments } from "./ui/attachments";
 import { ChatView, shownFromMeta, type ShownFile, type StreamingAnswer } from "./ui/chat";
 import { $, h } from "./ui/dom";
 import { HealthMonitor } from "./ui/health";
 import { ModelPicker } from "./ui/models";
 import { Sidebar } from "./ui/sidebar";
+import { NOTICE_KEY, SignInScreen } from "./ui/signin";
+import { KeysDialog, UserMenu } from "./ui/user";
 
 const NEW_TITLE = "New conversation";
 
@@ -45,8 +48,14 @@ class App {
   private readonly title = $("conv-title");
   private readonly app = $("app");
 
-  constructor(private readonly config: AppConfig) {
-    this.api = new Api(config);
+  constructor(
+    private readonly config: AppConfig,
+    api: Api,
+    me: Me | null,
+    signOut: () => void,
+  ) {
+    this.api = api;
+    if (me) new UserMenu(me, new KeysDialog(api), signOut);
     this.health = new HealthMonitor(this.api, $("banner"), $("model"), (reachable) => {
       if (reachable) void this.sidebar.reload();
     });
@@ -455,10 +464,86 @@ function storage(): Storage | null {
   }
 }
 
+/** Starts over at the sign-in screen (saying why, when there is a reason). */
+function restart(notice?: string): void {
+  try {
+    if (notice) sessionStorage.setItem(NOTICE_KEY, notice);
+  } catch {
+    // no storage: no notice
+  }
+  location.reload();
+}
+
+/** Signs in as the server's mode asks; resolves with who is signed in (null in mode `none`). */
+async function signIn(api: Api, screen: SignInScreen): Promise<{ me: Me | null; signOut: () => void }> {
+  let auth;
+  try {
+    auth = await api.authConfig();
+  } catch {
+    // The server can't be reached: start as before; the health banner says so.
+    return { me: null, signOut: () => undefined };
+  }
+  const signedOut = (reason: { code: string; message: string }) =>
+    restart(reason.code === "forbidden" ? reason.message : "Your session has ended. Please sign in again.");
+  api.onSignedOut = signedOut;
+  switch (auth.mode) {
+    case "none":
+      api.onSignedOut = null;
+      return { me: null, signOut: () => undefined };
+    case "tokens": {
+      const pasted = new PastedToken();
+      api.credentials = pasted;
+      if (!pasted.signedIn) await screen.token(pasted);
+      return { me: await api.me(), signOut: () => (pasted.signOut(), restart()) };
+    }
+    case "local": {
+      const local = new LocalAuth(api.url(""));
+      api.credentials = local;
+      if (!(local.remembered && (await local.resume()))) await screen.local(local, auth);
+      local.onEnded = () => signedOut({ code: "unauthorized", message: "" });
+      const signOut = () => void local.signOut().then(() => restart());
+      return { me: await api.me(), signOut };
+    }
+    case "oidc": {
+      if (!auth.oidc) throw new Error("the server names no identity provider");
+      const oidc = new OidcAuth(auth.oidc);
+      api.credentials = oidc;
+      if (OidcAuth.isReturn()) {
+        screen.busy("Completing the sign-in…");
+        try {
+          await oidc.complete();
+        } catch (e) {
+          screen.oidc(oidc, (e as Error).message);
+          return new Promise(() => undefined); // the button leaves the page
+        }
+      } else if (OidcAuth.auto) {
+        screen.busy("Signing you in…");
+        await oidc.begin();
+        return new Promise(() => undefined);
+      } else {
+        screen.oidc(oidc);
+        return new Promise(() => undefined);
+      }
+      oidc.onEnded = () => signedOut({ code: "unauthorized", message: "" });
+      return { me: await api.me(), signOut: () => (oidc.signOut(), restart()) };
+    }
+  }
+}
+
 async function main(): Promise<void> {
   applyTheme(initialTheme());
   const config = await loadConfig();
-  new App(config).start();
+  const api = new Api(config);
+  const screen = new SignInScreen($("signin"), $("app"));
+  let session: { me: Me | null; signOut: () => void };
+  try {
+    session = await signIn(api, screen);
+  } catch (e) {
+    screen.busy(`Signing in failed: ${describeError(toApiError(e))}`);
+    return;
+  }
+  screen.close();
+  new App(config, api, session.me, session.signOut).start();
 }
 
 void main();

@@ -82,3 +82,52 @@ export interface DoneEvent {
   finish_reason: string;
   usage?: { prompt_tokens: number; completion_tokens: number };
 }
+
+/** `GET /api/auth/config`: how people sign in. */
+export interface AuthConfig {
+  mode: "none" | "tokens" | "oidc" | "local";
+  registration: "open" | "closed";
+  /** Mode `local`: no account exists yet; the first to register becomes the admin. */
+  first_account?: boolean;
+  oidc: {
+    issuer: string;
+    client_id: string;
+    authorization_endpoint: string;
+    token_endpoint: string;
+    scopes: string;
+  } | null;
+}
+
+/** `GET /api/me`. */
+export interface Me {
+  id: string;
+  email: string | null;
+  name: string | null;
+  role: "admin" | "user";
+  tier: string;
+  auth: AuthConfig["mode"];
+}
+
+/** A local sign-in (`/api/auth/login`, `/register`, `/refresh`). */
+export interface SessionReply {
+  user: Me;
+  access_token: string;
+  expires_in: number;
+  refresh_token: string;
+}
+
+/** An API key as listed. */
+export interface KeyItem {
+  id: string;
+  name: string;
+  created_at: string;
+  last_used_at: string | null;
+}
+
+/** A new API key: `key` is shown this once. */
+export interface NewKey {
+  id: string;
+  name: string;
+  key: string;
+  created_at: string;
+}

@@ -183,14 +183,35 @@ export class ChatView {
         const label = `${fileTypeLabel(f.file_type)} · ${formatBytes(f.size)}`;
         // Plain link and <img>, never fetch(): on AWS the API answers 302 to a presigned S3 URL on
         // another origin, which navigation and images follow without CORS; S3 sends the file name.
+        // Signed in, a link cannot carry the bearer token: the bytes are fetched with it and shown
+        // or saved from an object URL instead.
         const href = f.id ? this.api.downloadUrl(f.id) : null;
+        const fetched = !!f.id && this.api.authenticated;
         const preview =
           f.file_type === "image" && (f.previewUrl || href)
-            ? h("img", { class: "file-thumb", src: f.previewUrl || href, alt: f.filename, loading: "lazy" })
+            ? h("img", { class: "file-thumb", src: f.previewUrl || (fetched ? null : href), alt: f.filename, loading: "lazy" })
             : h("span", { class: `chip-icon ft-${f.file_type}`, "aria-hidden": "true", text: fileTypeLabel(f.file_type).slice(0, 4) });
+        if (fetched && !f.previewUrl && preview instanceof HTMLImageElement) {
+          this.api.fileObjectUrl(f.id!).then(
+            (url) => (preview.src = url),
+            () => undefined,
+          );
+        }
         const name = href
           ? h("a", { class: "file-name", href, download: f.filename, title: `Download ${f.filename}`, text: f.filename })
           : h("span", { class: "file-name", text: f.filename });
+        if (fetched && name instanceof HTMLAnchorElement) {
+          name.addEventListener("click", (e) => {
+            e.preventDefault();
+            void this.api.fileObjectUrl(f.id!).then((url) => {
+              const a = h("a", { href: url, download: f.filename, hidden: true });
+              document.body.append(a);
+              a.click();
+              a.remove();
+              window.setTimeout(() => URL.revokeObjectURL(url), 60_000);
+            });
+          });
+        }
         return h(
           "li",
           { class: "msg-file" },
