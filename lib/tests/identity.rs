@@ -120,13 +120,6 @@ fn bearer(token: &str) -> Send<'_> {
     }
 }
 
-fn json_body(body: Value) -> Send<'static> {
-    Send {
-        json: Some(body),
-        ..Send::default()
-    }
-}
-
 impl Instance {
     async fn call(&self, method: Method, uri: &str, send: Send<'_>) -> Reply {
         let mut req = Request::builder().method(method).uri(uri);
@@ -218,7 +211,9 @@ impl Instance {
     }
 
     async fn config(&self) -> Value {
-        let r = self.call(Method::GET, "/api/auth/config", Send::default()).await;
+        let r = self
+            .call(Method::GET, "/api/auth/config", Send::default())
+            .await;
         r.expect(StatusCode::OK);
         r.body
     }
@@ -276,7 +271,9 @@ async fn the_sign_in_page_learns_the_mode_and_the_first_run() {
         json!({"mode": "local", "registration": "open", "first_account": true, "oidc": null}),
         "anyone may create the first account"
     );
-    i.register(ADMIN, PASSWORD).await.expect(StatusCode::CREATED);
+    i.register(ADMIN, PASSWORD)
+        .await
+        .expect(StatusCode::CREATED);
     assert_eq!(
         i.config().await,
         json!({"mode": "local", "registration": "closed", "first_account": false, "oidc": null})
@@ -307,7 +304,11 @@ async fn the_first_account_is_an_admin_and_registration_then_closes() {
         .await
         .refused(StatusCode::UNAUTHORIZED, "unauthorized");
     let users = i.get("/api/admin/users", &token(&r)).await;
-    assert_eq!(users.body["items"].as_array().unwrap().len(), 1, "nothing stored");
+    assert_eq!(
+        users.body["items"].as_array().unwrap().len(),
+        1,
+        "nothing stored"
+    );
 }
 
 #[tokio::test]
@@ -337,21 +338,53 @@ async fn bad_registrations_are_refused_with_a_reason_and_store_nothing() {
     let i = d.instance().await;
     let long = "x".repeat(1025);
     for (email, password, status, code) in [
-        ("a@example.com", "123456789", StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-        ("a@example.com", long.as_str(), StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-        ("not an email", PASSWORD, StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-        ("a@@example.com", PASSWORD, StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-        ("a@example", PASSWORD, StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+        (
+            "a@example.com",
+            "123456789",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+        ),
+        (
+            "a@example.com",
+            long.as_str(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+        ),
+        (
+            "not an email",
+            PASSWORD,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+        ),
+        (
+            "a@@example.com",
+            PASSWORD,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+        ),
+        (
+            "a@example",
+            PASSWORD,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+        ),
     ] {
         let r = i.register(email, password).await;
         r.refused(status, code);
-        assert!(!r.message().contains(password), "the password is not echoed");
+        assert!(
+            !r.message().contains(password),
+            "the password is not echoed"
+        );
     }
     let r = i.register("a@example.com", &long).await;
     assert!(r.message().contains("1024"), "{}", r.message());
-    i.post("/api/auth/register", None, json!({"email": "a@example.com"}))
-        .await
-        .refused(StatusCode::BAD_REQUEST, "bad_request");
+    i.post(
+        "/api/auth/register",
+        None,
+        json!({"email": "a@example.com"}),
+    )
+    .await
+    .refused(StatusCode::BAD_REQUEST, "bad_request");
     i.post(
         "/api/auth/register",
         None,
@@ -369,18 +402,25 @@ async fn emails_are_one_form_whatever_the_case_width_or_spaces() {
     let r = i.register(" \u{FF21}LICE@Example.COM ", PASSWORD).await;
     r.expect(StatusCode::CREATED);
     assert_eq!(r.body["user"]["email"], "alice@example.com");
-    for typed in ["alice@example.com", "ALICE@EXAMPLE.COM", "\u{FF41}lice@example.com "] {
+    for typed in [
+        "alice@example.com",
+        "ALICE@EXAMPLE.COM",
+        "\u{FF41}lice@example.com ",
+    ] {
         i.login(typed, PASSWORD).await.expect(StatusCode::OK);
     }
-    let k = i.post(
-        "/api/admin/users",
-        Some(&token(&r)),
-        json!({"email": "\u{212A}im@example.com", "password": PASSWORD}),
-    )
-    .await;
+    let k = i
+        .post(
+            "/api/admin/users",
+            Some(&token(&r)),
+            json!({"email": "\u{212A}im@example.com", "password": PASSWORD}),
+        )
+        .await;
     k.expect(StatusCode::CREATED);
     assert_eq!(k.body["email"], "kim@example.com", "the Kelvin sign is a K");
-    i.login("kim@example.com", PASSWORD).await.expect(StatusCode::OK);
+    i.login("kim@example.com", PASSWORD)
+        .await
+        .expect(StatusCode::OK);
 }
 
 #[tokio::test]
@@ -427,9 +467,13 @@ async fn ten_failed_sign_ins_for_an_email_wait_fifteen_minutes() {
 async fn ten_failed_sign_ins_from_an_address_hold_that_address_back() {
     let (_d, i, _) = with_admin(&[]).await;
     for n in 0..10 {
-        i.login_from("192.0.2.7", &format!("guess{n}@example.com"), "wrong password!")
-            .await
-            .refused(StatusCode::UNAUTHORIZED, "unauthorized");
+        i.login_from(
+            "192.0.2.7",
+            &format!("guess{n}@example.com"),
+            "wrong password!",
+        )
+        .await
+        .refused(StatusCode::UNAUTHORIZED, "unauthorized");
     }
     i.login_from("192.0.2.7", ADMIN, PASSWORD)
         .await
@@ -450,7 +494,9 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
     let r2 = refresh_of(&second);
     assert_ne!(r1, r2);
     assert_ne!(token(&first), token(&second));
-    i.get("/api/me", &token(&second)).await.expect(StatusCode::OK);
+    i.get("/api/me", &token(&second))
+        .await
+        .expect(StatusCode::OK);
 
     // The old token again: someone has a copy. The whole family goes.
     i.refresh(&r1)
@@ -517,17 +563,16 @@ async fn access_tokens_live_fifteen_minutes() {
         .refused(StatusCode::UNAUTHORIZED, "unauthorized");
     let fresh = i.refresh(&r).await;
     fresh.expect(StatusCode::OK);
-    i.get("/api/me", &token(&fresh)).await.expect(StatusCode::OK);
+    i.get("/api/me", &token(&fresh))
+        .await
+        .expect(StatusCode::OK);
 }
 
 #[tokio::test]
 async fn the_signing_key_is_made_once_and_kept_with_the_data() {
     let (d, _i, t) = with_admin(&[]).await;
     let restarted = d.instance().await;
-    restarted
-        .get("/api/me", &t)
-        .await
-        .expect(StatusCode::OK);
+    restarted.get("/api/me", &t).await.expect(StatusCode::OK);
 }
 
 #[tokio::test]
@@ -557,7 +602,12 @@ async fn tokens_signed_with_another_secret_or_changed_are_refused() {
     let parts: Vec<&str> = t.split('.').collect();
     let mut claims: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
     claims["sub"] = json!("someone-else");
-    let tampered = format!("{}.{}.{}", parts[0], b64.encode(claims.to_string()), parts[2]);
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(claims.to_string()),
+        parts[2]
+    );
     let unsigned = format!(
         "{}.{}.",
         b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
@@ -593,9 +643,13 @@ async fn a_disabled_user_gets_403_on_every_route_until_enabled() {
             .await
             .refused(StatusCode::FORBIDDEN, "forbidden");
     }
-    i.post("/api/chat/send-simple", Some(&bob_token), json!({"message": "hi"}))
-        .await
-        .refused(StatusCode::FORBIDDEN, "forbidden");
+    i.post(
+        "/api/chat/send-simple",
+        Some(&bob_token),
+        json!({"message": "hi"}),
+    )
+    .await
+    .refused(StatusCode::FORBIDDEN, "forbidden");
     i.refresh(&bob_refresh)
         .await
         .refused(StatusCode::FORBIDDEN, "forbidden");
@@ -676,7 +730,12 @@ async fn admin_routes_need_an_admin() {
     list.expect(StatusCode::OK);
     let items = list.body["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
-    let mut keys: Vec<&str> = items[1].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = items[1]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
     assert_eq!(
         keys,
@@ -721,7 +780,9 @@ async fn admins_change_tiers_and_roles_and_add_people() {
         ..Send::default()
     };
     let uri = format!("/api/admin/users/{bob}");
-    let r = i.call(Method::PATCH, &uri, patch(json!({"tier": "pro"}))).await;
+    let r = i
+        .call(Method::PATCH, &uri, patch(json!({"tier": "pro"})))
+        .await;
     r.expect(StatusCode::OK);
     assert_eq!(r.body["tier"], "pro");
     assert_eq!(
@@ -763,7 +824,10 @@ async fn admins_change_tiers_and_roles_and_add_people() {
         )
         .await;
     added.expect(StatusCode::CREATED);
-    assert_eq!((added.body["role"].as_str(), added.body["tier"].as_str()), (Some("admin"), Some("pro")));
+    assert_eq!(
+        (added.body["role"].as_str(), added.body["tier"].as_str()),
+        (Some("admin"), Some("pro"))
+    );
 }
 
 #[tokio::test]
@@ -842,7 +906,11 @@ async fn in_tokens_mode_admins_are_listed_in_conversa_admins() {
 async fn api_keys_are_shown_once_work_as_bearer_tokens_and_stop_when_deleted() {
     let (_d, i, admin) = with_admin(&[]).await;
     let created = i
-        .post("/api/keys", Some(&admin), json!({"name": "  nightly export "}))
+        .post(
+            "/api/keys",
+            Some(&admin),
+            json!({"name": "  nightly export "}),
+        )
         .await;
     created.expect(StatusCode::CREATED);
     let key = created.body["key"].as_str().unwrap().to_owned();
@@ -854,9 +922,13 @@ async fn api_keys_are_shown_once_work_as_bearer_tokens_and_stop_when_deleted() {
     me.expect(StatusCode::OK);
     assert_eq!(me.body["email"], ADMIN);
     assert_eq!(me.body["role"], "admin");
-    i.post("/api/chat/send-simple", Some(&key), json!({"message": "hello from a script"}))
-        .await
-        .expect(StatusCode::OK);
+    i.post(
+        "/api/chat/send-simple",
+        Some(&key),
+        json!({"message": "hello from a script"}),
+    )
+    .await
+    .expect(StatusCode::OK);
     let mine = i.get("/api/conversations", &admin).await;
     assert_eq!(
         mine.body["items"].as_array().unwrap().len(),
@@ -911,7 +983,9 @@ async fn api_keys_are_shown_once_work_as_bearer_tokens_and_stop_when_deleted() {
 async fn a_key_deleted_on_one_instance_stops_on_another_within_a_minute() {
     let d = Deployment::new(&[("CONVERSA_AUTH_TOKENS", TOKENS)]).await;
     let (a, b) = (d.instance().await, d.instance().await);
-    let created = a.post("/api/keys", Some(ALICE), json!({"name": "ci"})).await;
+    let created = a
+        .post("/api/keys", Some(ALICE), json!({"name": "ci"}))
+        .await;
     let key = created.body["key"].as_str().unwrap().to_owned();
     let id = created.body["id"].as_str().unwrap().to_owned();
     b.get("/api/me", &key).await.expect(StatusCode::OK);
@@ -938,18 +1012,23 @@ async fn without_sign_in_there_are_no_keys() {
 
 #[tokio::test]
 async fn every_route_keeps_users_apart_admins_included() {
-    let d = Deployment::new(&[
-        ("CONVERSA_AUTH_TOKENS", TOKENS),
-        ("CONVERSA_ADMINS", "bob"),
-    ])
-    .await;
+    let d = Deployment::new(&[("CONVERSA_AUTH_TOKENS", TOKENS), ("CONVERSA_ADMINS", "bob")]).await;
     let i = d.instance().await;
     let turn = i
-        .post("/api/chat/send-simple", Some(ALICE), json!({"message": "secret plans"}))
+        .post(
+            "/api/chat/send-simple",
+            Some(ALICE),
+            json!({"message": "secret plans"}),
+        )
         .await;
     turn.expect(StatusCode::OK);
     let conv = turn.body["conversation_id"].as_str().unwrap().to_owned();
-    let (ct, body) = multipart(&[("file", Some("notes.txt"), Some("text/plain"), b"alice's notes")]);
+    let (ct, body) = multipart(&[(
+        "file",
+        Some("notes.txt"),
+        Some("text/plain"),
+        b"alice's notes",
+    )]);
     let up = i
         .call(
             Method::POST,
@@ -1002,7 +1081,9 @@ async fn every_route_keeps_users_apart_admins_included() {
         .is_empty());
     // Alice still has everything.
     i.get(&c, ALICE).await.expect(StatusCode::OK);
-    i.get(&format!("{f}/text"), ALICE).await.expect(StatusCode::OK);
+    i.get(&format!("{f}/text"), ALICE)
+        .await
+        .expect(StatusCode::OK);
     i.get(&f, ALICE).await.expect(StatusCode::OK);
 }
 
@@ -1039,13 +1120,19 @@ async fn malformed_and_oversized_credentials_are_one_generic_401() {
         r.refused(StatusCode::UNAUTHORIZED, "unauthorized");
         messages.insert(r.message().to_owned());
     }
-    let none = i.call(Method::GET, "/api/conversations", Send::default()).await;
+    let none = i
+        .call(Method::GET, "/api/conversations", Send::default())
+        .await;
     none.refused(StatusCode::UNAUTHORIZED, "unauthorized");
     messages.insert(none.message().to_owned());
     assert_eq!(messages.len(), 1, "one generic message: {messages:?}");
     // Nobody was stored for any of them.
     let users = i.get("/api/admin/users", ALICE).await;
-    assert_eq!(users.status, StatusCode::FORBIDDEN, "alice is no admin here");
+    assert_eq!(
+        users.status,
+        StatusCode::FORBIDDEN,
+        "alice is no admin here"
+    );
     let d2 = Deployment {
         env: vec![
             ("CONVERSA_AUTH_TOKENS".into(), TOKENS.into()),
@@ -1068,7 +1155,10 @@ async fn malformed_and_oversized_credentials_are_one_generic_401() {
 async fn the_openapi_document_lists_the_identity_routes() {
     let d = Deployment::new(&[]).await;
     let i = d.instance().await;
-    let doc = i.call(Method::GET, "/api/openapi.json", Send::default()).await.body;
+    let doc = i
+        .call(Method::GET, "/api/openapi.json", Send::default())
+        .await
+        .body;
     for (path, methods) in [
         ("/api/auth/config", &["get"][..]),
         ("/api/me", &["get"]),
@@ -1081,19 +1171,70 @@ async fn the_openapi_document_lists_the_identity_routes() {
         ("/api/admin/users", &["get", "post"]),
         ("/api/admin/users/{id}", &["patch"]),
     ] {
-        let item = doc["paths"][path].as_object().unwrap_or_else(|| panic!("{path}"));
-        let mut have: Vec<&str> = item.keys().map(String::as_str).filter(|k| *k != "parameters").collect();
+        let item = doc["paths"][path]
+            .as_object()
+            .unwrap_or_else(|| panic!("{path}"));
+        let mut have: Vec<&str> = item
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "parameters")
+            .collect();
         have.sort_unstable();
         let mut want = methods.to_vec();
         want.sort_unstable();
         assert_eq!(have, want, "{path}");
     }
-    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
-    for schema in ["Me", "SessionReply", "AuthConfigReply", "NewKey", "KeyItem", "AdminUser"] {
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    for schema in [
+        "Me",
+        "SessionReply",
+        "AuthConfigReply",
+        "NewKey",
+        "KeyItem",
+        "AdminUser",
+    ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
     let login = &doc["paths"]["/api/auth/login"]["post"]["responses"];
     for status in ["200", "401", "429"] {
         assert!(login[status].is_object(), "{status}: {login}");
     }
+}
+
+#[tokio::test]
+async fn the_conversations_function_serves_sign_in_keys_and_admin_routes() {
+    let (_d, i, admin) = with_admin(&[]).await;
+    let router = conversa::api::conversations::router(i.app.state.clone());
+    for (uri, token) in [
+        ("/api/auth/config", None),
+        ("/api/me", Some(admin.as_str())),
+        ("/api/keys", Some(admin.as_str())),
+        ("/api/admin/users", Some(admin.as_str())),
+    ] {
+        let mut req = Request::builder().uri(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let response = router
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+    }
+    // The chat function checks the same tokens.
+    let chat = conversa::api::chat::router(i.app.state.clone());
+    let response = chat
+        .oneshot(
+            Request::builder()
+                .uri("/api/models")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }

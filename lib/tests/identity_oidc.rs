@@ -320,12 +320,19 @@ impl Setup {
     }
 }
 
-async fn build(fake: &FakeOpenAi, dir: &tempfile::TempDir, env: &[(&str, &str)]) -> (App, Arc<ManualClock>) {
+async fn build(
+    fake: &FakeOpenAi,
+    dir: &tempfile::TempDir,
+    env: &[(&str, &str)],
+) -> (App, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::now());
     let app = App::from_config(test_config(&fake.base_url, dir.path(), env))
         .await
         .unwrap()
-        .with_rate_limit(RateLimit::new(Arc::new(MemoryLimiter::new()), clock.clone()))
+        .with_rate_limit(RateLimit::new(
+            Arc::new(MemoryLimiter::new()),
+            clock.clone(),
+        ))
         .unwrap();
     (app, clock)
 }
@@ -355,13 +362,23 @@ fn with_claims(token: &str, edit: impl FnOnce(&mut Value)) -> String {
     let parts: Vec<&str> = token.split('.').collect();
     let mut claims: Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
     edit(&mut claims);
-    format!("{}.{}.{}", parts[0], B64.encode(claims.to_string()), parts[2])
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        B64.encode(claims.to_string()),
+        parts[2]
+    )
 }
 
 /// A token with its header replaced (payload and signature are the original's).
 fn with_header(token: &str, header: &Value) -> String {
     let parts: Vec<&str> = token.split('.').collect();
-    format!("{}.{}.{}", B64.encode(header.to_string()), parts[1], parts[2])
+    format!(
+        "{}.{}.{}",
+        B64.encode(header.to_string()),
+        parts[1],
+        parts[2]
+    )
 }
 
 fn claims_of(token: &str) -> Value {
@@ -375,7 +392,10 @@ async fn id_and_access_tokens_of_the_pool_are_accepted() {
     let (id, access) = s.tokens(ALICE).await;
     assert_eq!(claims_of(&id)["token_use"], "id");
     assert_eq!(claims_of(&access)["token_use"], "access");
-    assert!(claims_of(&access).get("aud").is_none(), "Cognito access tokens have client_id");
+    assert!(
+        claims_of(&access).get("aud").is_none(),
+        "Cognito access tokens have client_id"
+    );
     let (status, me) = s.get("/api/me", &id).await;
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(me["id"], claims_of(&id)["sub"]);
@@ -407,8 +427,16 @@ async fn admins_by_group_reach_admin_routes_and_others_get_403() {
         .map(|u| (u["email"].as_str().unwrap(), u["role"].as_str().unwrap()))
         .collect();
     assert_eq!(listed, [(BOB, "user"), (ALICE, "admin")]);
-    refused(&s.get("/api/admin/users", &bob).await, StatusCode::FORBIDDEN, "forbidden");
-    refused(&s.get("/api/admin/users", &bob_access).await, StatusCode::FORBIDDEN, "forbidden");
+    refused(
+        &s.get("/api/admin/users", &bob).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    refused(
+        &s.get("/api/admin/users", &bob_access).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
 }
 
 #[tokio::test]
@@ -421,20 +449,40 @@ async fn expired_and_not_yet_valid_tokens_are_refused() {
     let exp = claims_of(&id)["exp"].as_i64().unwrap();
     let iat = claims_of(&id)["iat"].as_i64().unwrap();
     s.clock.set((exp + 59) * 1000);
-    assert_eq!(s.get("/api/me", &id).await.0, StatusCode::OK, "within the leeway");
+    assert_eq!(
+        s.get("/api/me", &id).await.0,
+        StatusCode::OK,
+        "within the leeway"
+    );
     s.clock.set((exp + 61) * 1000);
-    refused(&s.get("/api/me", &id).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    refused(
+        &s.get("/api/me", &id).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
     // Issued "in the future" for this server's clock.
     s.clock.set((iat - 120) * 1000);
-    refused(&s.get("/api/me", &id).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    refused(
+        &s.get("/api/me", &id).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
     s.clock.set(iat * 1000);
     let now = s.clock.now_secs();
     let mut claims = s.claims("eve");
     claims["nbf"] = json!(now + 600);
     let early = ec.sign(&claims);
-    refused(&s.get("/api/me", &early).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    refused(
+        &s.get("/api/me", &early).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
     s.clock.set((now + 600 - 59) * 1000);
-    assert_eq!(s.get("/api/me", &early).await.0, StatusCode::OK, "valid from nbf − leeway");
+    assert_eq!(
+        s.get("/api/me", &early).await.0,
+        StatusCode::OK,
+        "valid from nbf − leeway"
+    );
 }
 
 #[tokio::test]
@@ -446,13 +494,21 @@ async fn tokens_of_another_pool_or_another_app_client_are_refused() {
         .sign_in(&s.other_pool, &s.other_pool_client, ALICE)
         .await;
     for t in [&id, &access] {
-        refused(&s.get("/api/me", t).await, StatusCode::UNAUTHORIZED, "unauthorized");
+        refused(
+            &s.get("/api/me", t).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        );
     }
     // Same pool, another app client: `aud` (ID token) and `client_id` (access token) differ.
     let (id, access) = s.cognito.sign_in(&s.pool, &s.other_client, ALICE).await;
     assert_eq!(claims_of(&access)["client_id"], s.other_client.as_str());
     for t in [&id, &access] {
-        refused(&s.get("/api/me", t).await, StatusCode::UNAUTHORIZED, "unauthorized");
+        refused(
+            &s.get("/api/me", t).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        );
     }
     // A token of no declared use.
     let ec = EcKey::new("test-use");
@@ -461,11 +517,22 @@ async fn tokens_of_another_pool_or_another_app_client_are_refused() {
     claims["token_use"] = json!("refresh");
     // The key set was fetched when the first token came; the new key needs the next minute.
     s.clock.advance(Duration::from_secs(61));
-    refused(&s.get("/api/me", &ec.sign(&claims)).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    refused(
+        &s.get("/api/me", &ec.sign(&claims)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
     let mut claims = s.claims("eve");
     claims.as_object_mut().unwrap().remove("aud");
-    refused(&s.get("/api/me", &ec.sign(&claims)).await, StatusCode::UNAUTHORIZED, "unauthorized");
-    assert_eq!(s.get("/api/me", &ec.sign(&s.claims("eve"))).await.0, StatusCode::OK);
+    refused(
+        &s.get("/api/me", &ec.sign(&claims)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_eq!(
+        s.get("/api/me", &ec.sign(&s.claims("eve"))).await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -479,7 +546,10 @@ async fn forged_tokens_are_refused() {
     // Bob adds himself to the admin group; the signature no longer matches.
     let tampered = with_claims(&bob, |c| c["cognito:groups"] = json!(["admin"]));
     // A key id the provider never had.
-    let unknown_kid = with_header(&alice, &json!({"alg": "RS256", "kid": "not-a-key", "typ": "JWT"}));
+    let unknown_kid = with_header(
+        &alice,
+        &json!({"alg": "RS256", "kid": "not-a-key", "typ": "JWT"}),
+    );
     // No signature at all.
     let none = format!(
         "{}.{}.",
@@ -512,15 +582,27 @@ async fn forged_tokens_are_refused() {
         assert_eq!(r.0, StatusCode::UNAUTHORIZED, "forgery {n}: {}", r.1);
         assert_eq!(r.1["error"]["code"], "unauthorized");
     }
-    refused(&s.get("/api/admin/users", &forged[0]).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    refused(
+        &s.get("/api/admin/users", &forged[0]).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
     // An EC key's token presented as RS256: the key decides the algorithm.
     let ec = EcKey::new("test-alg");
     s.keys.keys.lock().unwrap().push(ec.jwk.clone());
     s.clock.advance(Duration::from_secs(61));
     let good = ec.sign(&s.claims("eve"));
-    assert_eq!(s.get("/api/me", &good).await.0, StatusCode::OK, "ES256 is accepted");
+    assert_eq!(
+        s.get("/api/me", &good).await.0,
+        StatusCode::OK,
+        "ES256 is accepted"
+    );
     let relabelled = with_header(&good, &json!({"alg": "RS256", "kid": "test-alg"}));
-    refused(&s.get("/api/me", &relabelled).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    refused(
+        &s.get("/api/me", &relabelled).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
 }
 
 #[tokio::test]
@@ -537,17 +619,37 @@ async fn keys_are_fetched_on_first_use_and_again_for_an_unknown_kid_at_most_once
     let ec = EcKey::new("rotated-in");
     s.keys.keys.lock().unwrap().push(ec.jwk.clone());
     let new = ec.sign(&s.claims("eve"));
-    refused(&s.get("/api/me", &new).await, StatusCode::UNAUTHORIZED, "unauthorized");
-    refused(&s.get("/api/me", &new).await, StatusCode::UNAUTHORIZED, "unauthorized");
-    assert_eq!(s.fetches(), 1, "within a minute of the last fetch: no other");
+    refused(
+        &s.get("/api/me", &new).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    refused(
+        &s.get("/api/me", &new).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_eq!(
+        s.fetches(),
+        1,
+        "within a minute of the last fetch: no other"
+    );
     s.clock.advance(Duration::from_secs(61));
     assert_eq!(s.get("/api/me", &new).await.0, StatusCode::OK);
     assert_eq!(s.fetches(), 2);
     let unknown = with_header(&alice, &json!({"alg": "RS256", "kid": "never"}));
     for _ in 0..3 {
-        refused(&s.get("/api/me", &unknown).await, StatusCode::UNAUTHORIZED, "unauthorized");
+        refused(
+            &s.get("/api/me", &unknown).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        );
     }
-    assert_eq!(s.fetches(), 2, "garbage kids cannot make the server hammer the provider");
+    assert_eq!(
+        s.fetches(),
+        2,
+        "garbage kids cannot make the server hammer the provider"
+    );
     assert_eq!(s.get("/api/me", &alice).await.0, StatusCode::OK);
 }
 
@@ -558,7 +660,11 @@ async fn with_the_key_endpoint_down_cached_keys_work_and_new_ones_are_503() {
     s.keys.down.store(true, Ordering::SeqCst);
     let cold = s.get("/api/me", &alice).await;
     refused(&cold, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
-    assert!(!cold.1.to_string().contains(&s.keys_url), "no internals: {}", cold.1);
+    assert!(
+        !cold.1.to_string().contains(&s.keys_url),
+        "no internals: {}",
+        cold.1
+    );
     s.keys.down.store(false, Ordering::SeqCst);
     s.clock.advance(Duration::from_secs(61));
     assert_eq!(s.get("/api/me", &alice).await.0, StatusCode::OK);
@@ -568,15 +674,27 @@ async fn with_the_key_endpoint_down_cached_keys_work_and_new_ones_are_503() {
     s.keys.keys.lock().unwrap().push(ec.jwk.clone());
     s.clock.advance(Duration::from_secs(61));
     let new = ec.sign(&s.claims("eve"));
-    refused(&s.get("/api/me", &new).await, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    refused(
+        &s.get("/api/me", &new).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    );
     assert_eq!(
         s.get("/api/me", &alice).await.0,
         StatusCode::OK,
         "the cached key keeps working"
     );
     let before = s.fetches();
-    refused(&s.get("/api/me", &new).await, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
-    assert_eq!(s.fetches(), before, "a failed fetch is not retried within the minute");
+    refused(
+        &s.get("/api/me", &new).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    );
+    assert_eq!(
+        s.fetches(),
+        before,
+        "a failed fetch is not retried within the minute"
+    );
     s.keys.down.store(false, Ordering::SeqCst);
     s.clock.advance(Duration::from_secs(61));
     assert_eq!(s.get("/api/me", &new).await.0, StatusCode::OK);
@@ -584,7 +702,9 @@ async fn with_the_key_endpoint_down_cached_keys_work_and_new_ones_are_503() {
 
 #[tokio::test]
 async fn the_sign_in_page_gets_the_providers_endpoints_from_its_discovery_document() {
-    let Some(fake_setup) = Cognito::new() else { return };
+    let Some(fake_setup) = Cognito::new() else {
+        return;
+    };
     drop(fake_setup);
     let (keys, base) = key_server(vec![]).await;
     let ec = EcKey::new("discovered");
@@ -616,11 +736,16 @@ async fn the_sign_in_page_gets_the_providers_endpoints_from_its_discovery_docume
     );
     // Keys through the document's jwks_uri; a generic provider's ID token has no token_use.
     let now = clock.now_secs();
-    let token = ec.sign(&json!({"sub": "alice", "iss": base, "aud": ["conversa-web", "other"],
-        "groups": ["admin", "staff"], "name": "Alice Admin", "iat": now, "exp": now + 900}));
+    let token = ec.sign(
+        &json!({"sub": "alice", "iss": base, "aud": ["conversa-web", "other"],
+        "groups": ["admin", "staff"], "name": "Alice Admin", "iat": now, "exp": now + 900}),
+    );
     let (status, me) = call(&app, Method::GET, "/api/me", &token).await;
     assert_eq!(status, StatusCode::OK, "{me}");
-    assert_eq!((me["role"].as_str(), me["name"].as_str()), (Some("admin"), Some("Alice Admin")));
+    assert_eq!(
+        (me["role"].as_str(), me["name"].as_str()),
+        (Some("admin"), Some("Alice Admin"))
+    );
 }
 
 #[tokio::test]
@@ -657,7 +782,10 @@ async fn a_configuration_that_cannot_work_stops_the_start_naming_the_variable() 
     for (pairs, var) in [
         (vec![("CONVERSA_AUTH", "oidc")], "CONVERSA_OIDC_ISSUER"),
         (
-            vec![("CONVERSA_AUTH", "oidc"), ("CONVERSA_OIDC_ISSUER", "https://idp.example.com")],
+            vec![
+                ("CONVERSA_AUTH", "oidc"),
+                ("CONVERSA_OIDC_ISSUER", "https://idp.example.com"),
+            ],
             "CONVERSA_OIDC_AUDIENCE",
         ),
         (
@@ -710,7 +838,11 @@ async fn the_audience_can_come_from_an_ssm_parameter() {
     let (status, me) = call(&app, Method::GET, "/api/me", &id).await;
     assert_eq!(status, StatusCode::OK, "{me}");
     let (other, _) = s.cognito.sign_in(&s.pool, &s.other_client, ALICE).await;
-    refused(&call(&app, Method::GET, "/api/me", &other).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    refused(
+        &call(&app, Method::GET, "/api/me", &other).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
     ssm.delete_parameter().name(&name).send().await.unwrap();
 }
 

@@ -100,11 +100,12 @@ async fn the_rate_limit_counts_the_function_url_source_ip() {
     )
     .await;
     // A clock that stands still: both requests fall in one window whenever the test runs.
-    let app = app.with_rate_limit(RateLimit::new(
-        Arc::new(MemoryLimiter::new()),
-        Arc::new(ManualClock::at(1_800_000_000_000)),
-    ))
-    .unwrap();
+    let app = app
+        .with_rate_limit(RateLimit::new(
+            Arc::new(MemoryLimiter::new()),
+            Arc::new(ManualClock::at(1_800_000_000_000)),
+        ))
+        .unwrap();
     let (status, _) = stream_chat(
         conversa::api::chat::router(app.state.clone()),
         "chat-send.json",

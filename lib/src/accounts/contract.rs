@@ -126,10 +126,7 @@ pub async fn a_local_account_is_found_by_its_login(accounts: Arc<dyn Accounts>) 
     let login = a.email.clone().unwrap();
     assert_eq!(accounts.find_login(&login).await.unwrap(), Some(a.clone()));
     assert_eq!(
-        accounts
-            .find_login(&format!("x{login}"))
-            .await
-            .unwrap(),
+        accounts.find_login(&format!("x{login}")).await.unwrap(),
         None
     );
     assert_eq!(accounts.get_user(&unique("nobody")).await.unwrap(), None);
@@ -183,15 +180,17 @@ pub async fn only_one_first_account(accounts: Arc<dyn Accounts>) {
         accounts.create_account(&account(9_000), true).await,
         Err(CreateError::NotFirst)
     ));
-    accounts.create_account(&account(9_000), false).await.unwrap();
+    accounts
+        .create_account(&account(9_000), false)
+        .await
+        .unwrap();
 }
 
 /// A user of another mode is inserted the first time and read back after; the stored one wins
 /// over what a later call brings. They have no login, and do not count as local accounts.
 pub async fn users_of_other_modes_are_stored_once(accounts: Arc<dyn Accounts>) {
     let v = visitor(1_000);
-    let concurrent =
-        futures::future::join_all((0..4).map(|_| accounts.ensure_user(&v))).await;
+    let concurrent = futures::future::join_all((0..4).map(|_| accounts.ensure_user(&v))).await;
     for stored in concurrent {
         assert_eq!(stored.unwrap(), v);
     }
@@ -312,9 +311,7 @@ pub async fn users_are_listed_oldest_first_with_cursors(accounts: Arc<dyn Accoun
     let ours: Vec<String> = seen.into_iter().filter(|id| mine.contains(id)).collect();
     assert_eq!(ours, mine, "each once, in creation order");
     assert!(matches!(
-        accounts
-            .list_users(&page(2, Some("garbage".into())))
-            .await,
+        accounts.list_users(&page(2, Some("garbage".into()))).await,
         Err(crate::store::StoreError::InvalidCursor)
     ));
 }
@@ -330,7 +327,10 @@ pub async fn a_refresh_token_is_used_once(accounts: Arc<dyn Accounts>) {
         Some((first.clone(), fam.clone()))
     );
     let second = token(&fam);
-    assert!(accounts.rotate(&first.hash, at(2_000), &second).await.unwrap());
+    assert!(accounts
+        .rotate(&first.hash, at(2_000), &second)
+        .await
+        .unwrap());
     let (used, _) = accounts.refresh_token(&first.hash).await.unwrap().unwrap();
     assert_eq!(used.used_at, Some(at(2_000)));
     assert_eq!(
@@ -338,7 +338,10 @@ pub async fn a_refresh_token_is_used_once(accounts: Arc<dyn Accounts>) {
         Some((second.clone(), fam.clone()))
     );
     let third = token(&fam);
-    assert!(!accounts.rotate(&first.hash, at(3_000), &third).await.unwrap());
+    assert!(!accounts
+        .rotate(&first.hash, at(3_000), &third)
+        .await
+        .unwrap());
     assert_eq!(
         accounts.refresh_token(&third.hash).await.unwrap(),
         None,
@@ -419,7 +422,11 @@ pub async fn api_keys_are_found_by_hash_and_listed_per_owner(accounts: Arc<dyn A
     assert_eq!(rest.items, keys[2..].to_vec());
     assert_eq!(rest.next_cursor, None);
     assert_eq!(
-        accounts.list_keys(&bob, &page(50, None)).await.unwrap().items,
+        accounts
+            .list_keys(&bob, &page(50, None))
+            .await
+            .unwrap()
+            .items,
         vec![bobs]
     );
     accounts

@@ -24,8 +24,8 @@ use crate::auth::Role;
 use crate::domain::{Page, Timestamp};
 use crate::store::cursor::page;
 use crate::store::dynamodb::{
-    build, condition_failed_at, get_s, is_conditional, key, n, s, unavailable, DynamoStore,
-    Item, Pages, GSI,
+    build, condition_failed_at, get_s, is_conditional, key, n, s, unavailable, DynamoStore, Item,
+    Pages, GSI,
 };
 use crate::store::{record, PageRequest, StoreError};
 
@@ -117,8 +117,7 @@ fn user(item: &Item) -> Result<User, StoreError> {
         id: get_s(item, "id")?.to_owned(),
         email: optional_s(item, "email"),
         name: optional_s(item, "name"),
-        role: Role::parse(role)
-            .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+        role: Role::parse(role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
         tier: get_s(item, "tier")?.to_owned(),
         disabled: get_bool(item, "disabled"),
         password_hash: optional_s(item, "password_hash"),
@@ -541,7 +540,10 @@ impl Accounts for DynamoStore {
             .map(|u| TransactWriteItem::builder().update(u).build())
         };
         match self
-            .transact(vec![touch(key_by_owner(owner, id))?, touch(key_by_hash(&hash))?])
+            .transact(vec![
+                touch(key_by_owner(owner, id))?,
+                touch(key_by_hash(&hash))?,
+            ])
             .await
         {
             Ok(()) => Ok(()),

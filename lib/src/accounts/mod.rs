@@ -192,8 +192,12 @@ pub trait Accounts: Send + Sync {
     /// Uses up the token `used` (marks it used at `at`) and stores `next` in the same family, as
     /// one step. `false`, with nothing written, when `used` was used up already (by a concurrent
     /// refresh too) or does not exist.
-    async fn rotate(&self, used: &str, at: Timestamp, next: &RefreshToken)
-        -> Result<bool, StoreError>;
+    async fn rotate(
+        &self,
+        used: &str,
+        at: Timestamp,
+        next: &RefreshToken,
+    ) -> Result<bool, StoreError>;
 
     /// Revokes a family: none of its tokens works any more.
     async fn revoke_family(&self, id: &str) -> Result<(), StoreError>;

@@ -201,7 +201,10 @@ pub async fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn find_one(c: &Collection<Document>, filter: Document) -> Result<Option<Document>, StoreError> {
+async fn find_one(
+    c: &Collection<Document>,
+    filter: Document,
+) -> Result<Option<Document>, StoreError> {
     c.find_one(filter).await.map_err(unavailable)
 }
 
@@ -219,11 +222,8 @@ impl Accounts for MongoStore {
             .email
             .clone()
             .ok_or_else(|| corrupt("a local account without an email"))?;
-        let claimed = insert_new(
-            &c.settings,
-            doc! {"_id": FIRST_ACCOUNT, "user_id": &u.id},
-        )
-        .await?;
+        let claimed =
+            insert_new(&c.settings, doc! {"_id": FIRST_ACCOUNT, "user_id": &u.id}).await?;
         if first && !claimed {
             return Err(CreateError::NotFirst);
         }
@@ -260,9 +260,11 @@ impl Accounts for MongoStore {
     }
 
     async fn has_accounts(&self) -> Result<bool, StoreError> {
-        Ok(find_one(&self.accounts().settings, doc! {"_id": FIRST_ACCOUNT})
-            .await?
-            .is_some())
+        Ok(
+            find_one(&self.accounts().settings, doc! {"_id": FIRST_ACCOUNT})
+                .await?
+                .is_some(),
+        )
     }
 
     async fn ensure_user(&self, u: &User) -> Result<User, StoreError> {
@@ -373,7 +375,10 @@ impl Accounts for MongoStore {
         // A user's spent sign-ins go when they sign in again.
         let now = first.created_at.to_rfc3339();
         let spent = doc! {"user_id": &f.user_id, "expires_at": {"$lt": &now}};
-        c.tokens.delete_many(spent.clone()).await.map_err(unavailable)?;
+        c.tokens
+            .delete_many(spent.clone())
+            .await
+            .map_err(unavailable)?;
         c.families.delete_many(spent).await.map_err(unavailable)?;
         Ok(())
     }

@@ -477,7 +477,9 @@ impl Accounts for SqliteStore {
         self.with(move |c| {
             Ok(rows(
                 c,
-                &format!("DELETE FROM api_keys WHERE owner = ?1 AND id = ?2 RETURNING {KEY_COLUMNS}"),
+                &format!(
+                    "DELETE FROM api_keys WHERE owner = ?1 AND id = ?2 RETURNING {KEY_COLUMNS}"
+                ),
                 params![owner, id],
                 key,
             )?

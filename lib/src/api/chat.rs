@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::ClientKey;
-use crate::auth::Principal;
 use super::{multipart, ApiError, ErrorBody};
 use crate::app::HttpSettings;
+use crate::auth::Principal;
 use crate::domain::{ConversationId, FileId, Message};
 use crate::service::chat::{ChatInput, ChatService, MAX_FILES};
 use crate::AppState;

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Json, Path, Query};
-use crate::auth::Principal;
 use super::{ApiError, ErrorBody};
+use crate::auth::Principal;
 use crate::domain::{Conversation, ConversationId, Message, Page};
 use crate::service::conversations::{self as svc, ConversationService};
 use crate::AppState;

@@ -60,7 +60,10 @@ impl<S: Send + Sync> FromRequestParts<S> for RequireAdmin {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let principal = Principal::from_request_parts(parts, state).await?;
         if !principal.is_admin() {
-            tracing::info!(user = principal.owner.as_str(), "a non-admin on an admin route");
+            tracing::info!(
+                user = principal.owner.as_str(),
+                "a non-admin on an admin route"
+            );
             return Err(service::Error::Forbidden("This needs an administrator.".into()).into());
         }
         Ok(RequireAdmin(principal))

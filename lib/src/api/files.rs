@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{Json, Path};
-use crate::auth::Principal;
 use super::{multipart, ApiError, ErrorBody};
 use crate::app::HttpSettings;
+use crate::auth::Principal;
 use crate::domain::{ConversationId, FileId, FileMeta};
 use crate::service::files::{self as svc, FileService};
 use crate::AppState;

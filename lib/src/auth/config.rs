@@ -133,7 +133,9 @@ fn url(var: &'static str, value: &str) -> Result<String, ConfigError> {
         _ => {
             return Err(err(
                 var,
-                format!("{value:?} must be an https:// URL (http:// only for 127.0.0.1 or localhost)"),
+                format!(
+                    "{value:?} must be an https:// URL (http:// only for 127.0.0.1 or localhost)"
+                ),
             ))
         }
     }
@@ -233,16 +235,17 @@ pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<AuthConfig, C
     } else {
         None
     };
-    let jwt_secret = match get("CONVERSA_JWT_SECRET") {
-        None => None,
-        Some(s) if s.len() < MIN_SECRET_BYTES => {
-            return Err(err(
+    let jwt_secret =
+        match get("CONVERSA_JWT_SECRET") {
+            None => None,
+            Some(s) if s.len() < MIN_SECRET_BYTES => return Err(err(
                 "CONVERSA_JWT_SECRET",
-                format!("must be at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -base64 48`)"),
-            ))
-        }
-        Some(s) => Some(s.into_bytes()),
-    };
+                format!(
+                    "must be at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -base64 48`)"
+                ),
+            )),
+            Some(s) => Some(s.into_bytes()),
+        };
     let registration = match get("CONVERSA_REGISTRATION").as_deref() {
         None => Registration::Closed,
         Some(s) if s.eq_ignore_ascii_case("closed") => Registration::Closed,
@@ -318,7 +321,10 @@ mod tests {
         let c = read(&[
             OIDC[0],
             OIDC[1],
-            ("CONVERSA_OIDC_AUDIENCE_PARAMETER", "/conversa/x/oidc-client-id"),
+            (
+                "CONVERSA_OIDC_AUDIENCE_PARAMETER",
+                "/conversa/x/oidc-client-id",
+            ),
         ])
         .unwrap();
         assert_eq!(
@@ -338,19 +344,40 @@ mod tests {
                 "CONVERSA_OIDC_ISSUER",
             ),
             (
-                vec![OIDC[0], ("CONVERSA_OIDC_ISSUER", "http://idp.example.com"), OIDC[2]],
+                vec![
+                    OIDC[0],
+                    ("CONVERSA_OIDC_ISSUER", "http://idp.example.com"),
+                    OIDC[2],
+                ],
                 "CONVERSA_OIDC_ISSUER",
             ),
             (vec![OIDC[0], OIDC[1]], "CONVERSA_OIDC_AUDIENCE"),
             (
-                vec![OIDC[0], OIDC[1], OIDC[2], ("CONVERSA_OIDC_JWKS_URL", "ftp://x/keys")],
+                vec![
+                    OIDC[0],
+                    OIDC[1],
+                    OIDC[2],
+                    ("CONVERSA_OIDC_JWKS_URL", "ftp://x/keys"),
+                ],
                 "CONVERSA_OIDC_JWKS_URL",
             ),
-            (vec![("CONVERSA_JWT_SECRET", "short")], "CONVERSA_JWT_SECRET"),
-            (vec![("CONVERSA_REGISTRATION", "maybe")], "CONVERSA_REGISTRATION"),
-            (vec![("CONVERSA_DEFAULT_TIER", "gold tier")], "CONVERSA_DEFAULT_TIER"),
+            (
+                vec![("CONVERSA_JWT_SECRET", "short")],
+                "CONVERSA_JWT_SECRET",
+            ),
+            (
+                vec![("CONVERSA_REGISTRATION", "maybe")],
+                "CONVERSA_REGISTRATION",
+            ),
+            (
+                vec![("CONVERSA_DEFAULT_TIER", "gold tier")],
+                "CONVERSA_DEFAULT_TIER",
+            ),
             (vec![("CONVERSA_ADMINS", "ann,b#b")], "CONVERSA_ADMINS"),
-            (vec![("CONVERSA_AUTH_TOKENS", "ann")], "CONVERSA_AUTH_TOKENS"),
+            (
+                vec![("CONVERSA_AUTH_TOKENS", "ann")],
+                "CONVERSA_AUTH_TOKENS",
+            ),
             (
                 vec![("CONVERSA_AUTH_TOKENS", "ann:cvk_0123456789abcdef")],
                 "CONVERSA_AUTH_TOKENS",
@@ -368,7 +395,10 @@ mod tests {
             OIDC[0],
             ("CONVERSA_OIDC_ISSUER", "http://127.0.0.1:4000"),
             OIDC[2],
-            ("CONVERSA_OIDC_JWKS_URL", "http://localhost:5055/pool/.well-known/jwks.json"),
+            (
+                "CONVERSA_OIDC_JWKS_URL",
+                "http://localhost:5055/pool/.well-known/jwks.json",
+            ),
         ])
         .unwrap();
         assert_eq!(c.oidc.unwrap().issuer, "http://127.0.0.1:4000");

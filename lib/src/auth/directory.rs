@@ -122,8 +122,14 @@ impl Directory {
         let stored = if differs(&stored, seen) {
             let patch = UserPatch {
                 role: Some(seen.role),
-                email: seen.email.clone().filter(|e| stored.email.as_ref() != Some(e)),
-                name: seen.name.clone().filter(|n| stored.name.as_ref() != Some(n)),
+                email: seen
+                    .email
+                    .clone()
+                    .filter(|e| stored.email.as_ref() != Some(e)),
+                name: seen
+                    .name
+                    .clone()
+                    .filter(|n| stored.name.as_ref() != Some(n)),
                 ..UserPatch::default()
             };
             self.accounts
@@ -170,6 +176,12 @@ impl Directory {
 /// Whether the provider now says something else about a user than what is stored.
 fn differs(stored: &User, seen: &User) -> bool {
     stored.role != seen.role
-        || seen.email.as_ref().is_some_and(|e| stored.email.as_ref() != Some(e))
-        || seen.name.as_ref().is_some_and(|n| stored.name.as_ref() != Some(n))
+        || seen
+            .email
+            .as_ref()
+            .is_some_and(|e| stored.email.as_ref() != Some(e))
+        || seen
+            .name
+            .as_ref()
+            .is_some_and(|n| stored.name.as_ref() != Some(n))
 }

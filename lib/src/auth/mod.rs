@@ -514,9 +514,16 @@ mod tests {
         );
         assert_eq!(owner_of_subject("alice"), "alice");
         let odd = owner_of_subject("auth0|12345");
-        assert!(odd.starts_with("sub-") && config::valid_user_id(&odd), "{odd}");
+        assert!(
+            odd.starts_with("sub-") && config::valid_user_id(&odd),
+            "{odd}"
+        );
         assert_ne!(odd, owner_of_subject("auth0|12346"));
-        assert_ne!(owner_of_subject("sub-x"), "sub-x", "no look-alikes of hashed ids");
+        assert_ne!(
+            owner_of_subject("sub-x"),
+            "sub-x",
+            "no look-alikes of hashed ids"
+        );
         assert!(config::valid_user_id(&owner_of_subject(&"x".repeat(300))));
     }
 }

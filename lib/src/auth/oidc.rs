@@ -353,9 +353,9 @@ impl OidcVerifier {
             Some(serde_json::Value::Array(groups)) => groups
                 .iter()
                 .any(|g| g.as_str() == Some(self.config.admin_group.as_str())),
-            Some(serde_json::Value::String(g)) => g
-                .split([',', ' '])
-                .any(|g| g == self.config.admin_group),
+            Some(serde_json::Value::String(g)) => {
+                g.split([',', ' ']).any(|g| g == self.config.admin_group)
+            }
             _ => false,
         };
         Ok(Identity {

@@ -103,7 +103,9 @@ pub fn needs_rehash(stored: &str) -> bool {
     };
     let current = Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None).ok();
     parsed.algorithm.as_str() != "argon2id"
-        || Params::try_from(&parsed).ok().map(|p| (p.m_cost(), p.t_cost(), p.p_cost()))
+        || Params::try_from(&parsed)
+            .ok()
+            .map(|p| (p.m_cost(), p.t_cost(), p.p_cost()))
             != current.map(|p| (p.m_cost(), p.t_cost(), p.p_cost()))
 }
 
@@ -127,10 +129,7 @@ pub fn normalize_email(raw: &str) -> Result<String, Rejected> {
             "The email address is too long: at most {MAX_EMAIL_BYTES} bytes."
         )));
     }
-    if email
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
-    {
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
     let (local, domain) = email.split_once('@').ok_or_else(bad)?;
@@ -206,7 +205,9 @@ mod tests {
         assert!(!verify("correct horse battery", None).await);
         assert!(!verify("x", Some("not a hash")).await);
         assert!(!needs_rehash(&h));
-        assert!(needs_rehash("$argon2id$v=19$m=4096,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"));
+        assert!(needs_rehash(
+            "$argon2id$v=19$m=4096,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+        ));
         let again = hash("correct horse battery").await.unwrap();
         assert_ne!(h, again, "a fresh salt each time");
     }

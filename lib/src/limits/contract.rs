@@ -104,7 +104,11 @@ pub async fn counts_are_read_without_adding(limiter: Arc<dyn RateLimiter>) {
     limiter.increment(&k, &w).await.unwrap();
     limiter.increment(&k, &w).await.unwrap();
     assert_eq!(limiter.count(&k, &w).await.unwrap(), 2);
-    assert_eq!(limiter.count(&k, &w).await.unwrap(), 2, "reading added nothing");
+    assert_eq!(
+        limiter.count(&k, &w).await.unwrap(),
+        2,
+        "reading added nothing"
+    );
     assert_eq!(limiter.increment(&k, &w).await.unwrap(), 3);
     let next = Window::minute(MINUTE + 65_000);
     assert_eq!(limiter.count(&k, &next).await.unwrap(), 0);

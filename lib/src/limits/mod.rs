@@ -344,11 +344,7 @@ mod tests {
             Window::minute(60_000).slot()
         );
         assert_eq!(Policy::per(10, Duration::from_secs(900)).window_secs, 900);
-        assert_eq!(
-            Policy::per(1, Duration::ZERO).window_secs,
-            1,
-            "never empty"
-        );
+        assert_eq!(Policy::per(1, Duration::ZERO).window_secs, 1, "never empty");
     }
 
     #[test]

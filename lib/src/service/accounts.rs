@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::accounts::{Accounts, CreateError, Family, RefreshToken, User, UserPatch};
 use crate::auth::config::valid_tier;
-use crate::auth::{password, secrets, AuthError, AuthMode, Authenticator, Principal, Registration, Role};
+use crate::auth::{
+    password, secrets, AuthError, AuthMode, Authenticator, Principal, Registration, Role,
+};
 use crate::domain::{Page, Timestamp};
 use crate::limits::{Decision, Policy, RateLimit};
 use crate::service::Error;
@@ -208,7 +210,9 @@ impl AccountService {
         if !open && self.accounts().has_accounts().await? {
             return Err(closed());
         }
-        let hash = password::hash(&input.password).await.map_err(Error::Internal)?;
+        let hash = password::hash(&input.password)
+            .await
+            .map_err(Error::Internal)?;
         let mut user = self.new_user(email, name, hash, Role::Admin, None);
         match self.accounts().create_account(&user, true).await {
             Ok(()) => {}
@@ -278,8 +282,8 @@ impl AccountService {
             }
         }
         let user = self.accounts().find_login(&email).await?;
-        let ok = password::verify(pass, user.as_ref().and_then(|u| u.password_hash.as_deref()))
-            .await;
+        let ok =
+            password::verify(pass, user.as_ref().and_then(|u| u.password_hash.as_deref())).await;
         let Some(user) = user.filter(|_| ok) else {
             for key in &keys {
                 self.limiter.add(key, policy).await?;
@@ -338,9 +342,8 @@ impl AccountService {
 
     async fn access(&self, user: User, refresh_token: String) -> Result<Session, Error> {
         let tokens = self.auth.local_tokens().ok_or_else(local_only)?;
-        let (access_token, expires_in) = tokens
-            .issue(&user.id, self.auth.clock().now_secs())
-            .await?;
+        let (access_token, expires_in) =
+            tokens.issue(&user.id, self.auth.clock().now_secs()).await?;
         Ok(Session {
             user,
             access_token,
@@ -421,7 +424,9 @@ impl AccountService {
         if let Some(tier) = &input.tier {
             check_tier(tier)?;
         }
-        let hash = password::hash(&input.password).await.map_err(Error::Internal)?;
+        let hash = password::hash(&input.password)
+            .await
+            .map_err(Error::Internal)?;
         let user = self.new_user(
             email,
             name,
@@ -483,7 +488,12 @@ impl AccountService {
             .await?
             .ok_or_else(|| Error::NotFound("No such user.".into()))?;
         self.auth.directory().forget_user(id);
-        tracing::info!(admin = admin.owner.as_str(), user = id, ?patch, "user changed");
+        tracing::info!(
+            admin = admin.owner.as_str(),
+            user = id,
+            ?patch,
+            "user changed"
+        );
         Ok(user)
     }
 }

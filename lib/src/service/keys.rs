@@ -44,10 +44,16 @@ impl KeyService {
     }
 
     /// A new key named `name`: the record, and the key itself (shown once).
-    pub async fn create(&self, principal: &Principal, name: &str) -> Result<(ApiKey, String), Error> {
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<(ApiKey, String), Error> {
         self.allowed(principal)?;
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control)
+        if name.is_empty()
+            || name.chars().count() > MAX_NAME_CHARS
+            || name.chars().any(char::is_control)
         {
             return Err(Error::Unprocessable(format!(
                 "A key's name is 1–{MAX_NAME_CHARS} characters."
@@ -85,7 +91,11 @@ impl KeyService {
     }
 
     /// The caller's keys, oldest first.
-    pub async fn list(&self, principal: &Principal, page: PageRequest) -> Result<Page<ApiKey>, Error> {
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        page: PageRequest,
+    ) -> Result<Page<ApiKey>, Error> {
         self.allowed(principal)?;
         Ok(self
             .auth
