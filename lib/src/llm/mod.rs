@@ -106,7 +106,7 @@ pub struct ChatRequest {
 }
 
 /// Token counts reported for a completion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Usage {
     /// Tokens of the request.
     pub prompt_tokens: u64,
