@@ -45,13 +45,15 @@ export async function waitForHealth(baseUrl, proc, timeoutMs = 60_000) {
 
 /**
  * Starts the fake provider and the server. Extra environment variables for the server may be
- * passed (e.g. a rate limit). Returns { baseUrl, fake, logs(), stop() }.
+ * passed (e.g. a rate limit), or a function of the fake provider that returns them (e.g. a models
+ * file naming its address). Returns { baseUrl, fake, logs(), stop() }.
  */
 export async function startStack(extraEnv = {}) {
   if (!fs.existsSync(path.join(distDir, "index.html"))) {
     throw new Error(`${distDir} has no build: run "npm run build" first`);
   }
   const fake = await startFakeOpenAI();
+  if (typeof extraEnv === "function") extraEnv = extraEnv(fake);
   const port = await freePort();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "conversa-e2e-data-"));
   const env = {

@@ -27,6 +27,26 @@ function pdfText(buf) {
   return out.join("\n");
 }
 
+/** The models of CONVERSA_MODELS_FILE (API.md, "Models"), or the one chat model of the variables. */
+function loadModels(env) {
+  if (env.CONVERSA_MODELS_FILE) {
+    const list = JSON.parse(fs.readFileSync(env.CONVERSA_MODELS_FILE, "utf8"));
+    const def = env.CONVERSA_CHAT_MODEL ?? list.find((m) => m.default)?.id ?? list[0].id;
+    return list.map((m) => ({
+      id: m.id,
+      name: m.name ?? m.id,
+      provider: m.provider,
+      vision: m.vision ?? false,
+      context_tokens: m.context_tokens ?? 8192,
+      default: m.id === def,
+      price: m.price ?? null,
+      model: m.model ?? m.id,
+    }));
+  }
+  const id = env.CONVERSA_CHAT_MODEL || "gpt-4o";
+  return [{ id, name: id, provider: "openai", vision: true, context_tokens: 128000, default: true, price: null, model: id }];
+}
+
 export async function startMockApi(env) {
   const [host, portStr] = env.CONVERSA_BIND.split(":");
   const maxBytes = Number(env.CONVERSA_MAX_UPLOAD_BYTES || 10485760);
@@ -45,6 +65,7 @@ export async function startMockApi(env) {
   };
   const fail = (res, status, code, message, headers) => send(res, status, { error: { code, message } }, headers);
   const meta = (f) => { const { bytes, text, ...m } = f; return m; };
+  const models = loadModels(env);
 
   function page(items, url, key) {
     const limit = Math.min(200, Math.max(1, Number(url.searchParams.get("limit") || 50)));
@@ -109,17 +130,21 @@ export async function startMockApi(env) {
     } catch {
       return fail(res, 400, "bad_request", "malformed body");
     }
-    let message = "", convId = null, fileIds = [], uploads = [];
+    let message = "", convId = null, fileIds = [], uploads = [], modelId = null;
     if (input.json) {
       message = input.json.message ?? "";
       convId = input.json.conversation_id ?? null;
       fileIds = input.json.file_ids ?? [];
+      modelId = input.json.model ?? null;
     } else {
       message = input.form.get("message") ?? "";
       convId = input.form.get("conversation_id") || null;
       fileIds = input.form.getAll("file_ids").flatMap((v) => String(v).split(",")).filter(Boolean);
       uploads = input.form.getAll("files");
+      modelId = input.form.get("model") || null;
     }
+    const model = modelId ? models.find((m) => m.id === modelId) : models.find((m) => m.default);
+    if (!model) return fail(res, 422, "unprocessable", `unknown model "${modelId}"; available: ${models.map((m) => m.id).join(", ")}`);
     if (convId && !convs.has(convId)) return fail(res, 404, "not_found", "conversation not found");
     const attached = [];
     for (const id of fileIds) {
@@ -149,7 +174,7 @@ export async function startMockApi(env) {
     conv.updated_at = now();
     const fileText = attached.filter((f) => f.text).map((f) => `--- ${f.filename} ---\n${f.text}`).join("\n\n");
     const payload = {
-      model: env.CONVERSA_CHAT_MODEL || "gpt-4o",
+      model: model.model,
       stream: true,
       stream_options: { include_usage: true },
       messages: [
@@ -230,6 +255,7 @@ export async function startMockApi(env) {
     const m = (re) => re.exec(p);
     let r;
     if (p === "/health") return send(res, 200, { status: "ok", checks: { store: "ok" }, version: "mock", model: env.CONVERSA_CHAT_MODEL || "gpt-4o" });
+    if (p === "/api/models" && req.method === "GET") return send(res, 200, { items: models.map(({ model, ...m }) => m) });
     if (p === "/api/chat/send" && req.method === "POST") return chat(req, res);
     if (p === "/api/chat/send-simple" && req.method === "POST") return chat(req, res, true);
     if (p === "/api/conversations" && req.method === "GET") {

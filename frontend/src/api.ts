@@ -3,7 +3,17 @@
 import type { AppConfig } from "./config";
 import { ApiError, STREAM_INTERRUPTED, errorFromBody, errorFromResponse, toApiError } from "./errors";
 import { readSse } from "./sse";
-import type { Conversation, DoneEvent, FileMeta, Health, Message, MetaEvent, Page, TitleEvent } from "./types";
+import type {
+  Conversation,
+  DoneEvent,
+  FileMeta,
+  Health,
+  Message,
+  MetaEvent,
+  ModelInfo,
+  Page,
+  TitleEvent,
+} from "./types";
 import { buildListUrl } from "./pagination";
 
 export interface ChatRequest {
@@ -64,6 +74,12 @@ export class Api {
         return { status: "ok" };
       }
     });
+  }
+
+  /** The models on offer (`GET /api/models`). */
+  async listModels(): Promise<ModelInfo[]> {
+    const list = await this.request<{ items: ModelInfo[] }>("/api/models", { cache: "no-store" });
+    return Array.isArray(list?.items) ? list.items : [];
   }
 
   listConversations(opts: { limit?: number; cursor?: string | null; q?: string }, signal?: AbortSignal) {

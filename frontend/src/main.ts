@@ -12,6 +12,7 @@ import { Attachments } from "./ui/attachments";
 import { ChatView, shownFromMeta, type ShownFile, type StreamingAnswer } from "./ui/chat";
 import { $, h } from "./ui/dom";
 import { HealthMonitor } from "./ui/health";
+import { ModelPicker } from "./ui/models";
 import { Sidebar } from "./ui/sidebar";
 
 const NEW_TITLE = "New conversation";
@@ -34,6 +35,7 @@ class App {
   private readonly chat: ChatView;
   private readonly attachments: Attachments;
   private readonly health: HealthMonitor;
+  private readonly models: ModelPicker;
 
   private readonly input = $("composer-input") as HTMLTextAreaElement;
   private readonly sendBtn = $("send") as HTMLButtonElement;
@@ -67,6 +69,13 @@ class App {
         onNavigate: () => this.closeDrawer(),
       },
     );
+    this.models = new ModelPicker(
+      this.api,
+      $("model-pick"),
+      $("model-picker") as HTMLSelectElement,
+      $("model-note"),
+      storage(),
+    );
     this.chat = new ChatView(this.api, $("messages"), $("message-list"), $("empty"), $("jump") as HTMLButtonElement);
     this.attachments = new Attachments(
       this.api,
@@ -81,6 +90,7 @@ class App {
 
   start(): void {
     this.health.start();
+    void this.models.load();
     void this.sidebar.reload();
     void this.route();
     this.updateComposer();
@@ -228,6 +238,7 @@ class App {
     this.conversationId = null;
     if (updateHash && location.hash !== "#/") history.pushState(null, "", hashForConversation(null));
     this.sidebar.setActive(null);
+    this.models.setConversation(null);
     this.chat.clear();
     this.setTitle(NEW_TITLE);
     this.updateComposer();
@@ -239,6 +250,7 @@ class App {
     const seq = ++this.openSeq;
     this.conversationId = id;
     this.sidebar.setActive(id);
+    this.models.setConversation(id);
     this.setTitle(this.sidebar.titleOf(id) ?? "");
     this.chat.showLoading();
     this.updateComposer();
@@ -297,6 +309,9 @@ class App {
       status = `Too many messages. You can send again in ${s} s.`;
     } else if (waitingFiles) status = "Waiting for files to finish uploading…";
     if (this.composerStatus.textContent !== status) this.composerStatus.textContent = status;
+    this.models.setImages(
+      this.attachments.items.filter((a) => a.fileType === "image" && a.state !== "failed").map((a) => a.file.name),
+    );
   }
 
   private showComposerError(message: string): void {
@@ -356,14 +371,16 @@ class App {
     this.updateComposer();
     let convId = this.conversationId;
     const openSeq = this.openSeq;
+    const model = this.models.selected;
     try {
       await this.api.sendChat(
-        { message: input.text, conversationId: convId, fileIds: input.fileIds },
+        { message: input.text, conversationId: convId, fileIds: input.fileIds, model },
         {
           onMeta: (meta) => {
             convId = meta.conversation_id;
             userEl.dataset.id = meta.user_message_id;
             answer.setId(meta.assistant_message_id);
+            if (meta.created_conversation) this.models.adopt(convId, model, openSeq === this.openSeq);
             if (openSeq !== this.openSeq) return;
             if (this.conversationId !== convId) {
               this.conversationId = convId;
@@ -426,6 +443,15 @@ class App {
         if (left <= 0) text.textContent = "You can send again now.";
       });
     }
+  }
+}
+
+/** localStorage, when the browser allows it. */
+function storage(): Storage | null {
+  try {
+    return window.localStorage;
+  } catch {
+    return null;
   }
 }
 

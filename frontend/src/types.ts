@@ -51,6 +51,19 @@ export interface Health {
   model?: string;
 }
 
+export type Provider = "openai" | "anthropic" | "bedrock" | "local";
+
+/** One model of `GET /api/models`. */
+export interface ModelInfo {
+  id: string;
+  name: string;
+  provider: Provider | string;
+  vision: boolean;
+  context_tokens: number;
+  default: boolean;
+  price: { input: number; output: number } | null;
+}
+
 export interface MetaEvent {
   conversation_id: string;
   user_message_id: string;

@@ -13,7 +13,7 @@ use crate::extract::Limits;
 use crate::jobs::local::LocalJobs;
 use crate::jobs::JobQueue;
 use crate::limits::{RateLimit, RateLimiter};
-use crate::llm::ChatModel;
+use crate::llm::Registry;
 use crate::service::chat::{ChatPorts, ChatService, ChatSettings, ContextSettings};
 use crate::service::conversations::ConversationService;
 use crate::service::files::{FileService, FileSettings};
@@ -44,6 +44,8 @@ pub struct AppState {
     pub files: Arc<FileService>,
     /// Dependency checks.
     pub health: Arc<HealthService>,
+    /// The models on offer.
+    pub models: Arc<Registry>,
     /// Authentication, origin and form limits.
     pub http: Arc<HttpSettings>,
 }
@@ -60,8 +62,9 @@ pub struct App {
     pub blobs: Arc<dyn BlobStore>,
     /// Chat-turn rate limits (the counters under the policy, on the system clock).
     pub limiter: RateLimit,
-    /// The model that answers (and writes titles).
-    pub model: Arc<dyn ChatModel>,
+    /// The models on offer: the default answers unless a request names another; the title model
+    /// writes titles.
+    pub models: Arc<Registry>,
     /// Background extraction of large files.
     pub jobs: Arc<dyn JobQueue>,
     /// The services, as the routers hold them.
@@ -80,11 +83,9 @@ fn not_built(var: &str, kind: impl std::fmt::Debug) -> BuildError {
     BuildError(format!("{var}: {kind:?} is not built into this binary"))
 }
 
-/// The chat settings of a configuration.
+/// The chat settings of a configuration (the models are the registry's).
 pub fn chat_settings(config: &Config) -> ChatSettings {
     ChatSettings {
-        chat_model: config.chat_model.clone(),
-        title_model: config.title_model.clone(),
         history_messages: config.history_messages,
         rate_limit_per_minute: config.rate_limit_per_minute,
         model_timeout: config.model_timeout,
@@ -97,8 +98,9 @@ pub fn chat_settings(config: &Config) -> ChatSettings {
     }
 }
 
-/// The file settings of a configuration.
-pub fn file_settings(config: &Config) -> FileSettings {
+/// The file settings of a configuration; file text is counted in the tokens of `count_model`
+/// (the provider's name of the default model).
+pub fn file_settings(config: &Config, count_model: &str) -> FileSettings {
     FileSettings {
         max_upload_bytes: config.max_upload_bytes,
         inline_max_bytes: config.inline_max_bytes,
@@ -108,7 +110,7 @@ pub fn file_settings(config: &Config) -> FileSettings {
             max_bytes: config.max_upload_bytes,
             ..Limits::default()
         },
-        count_model: config.chat_model.clone(),
+        count_model: count_model.to_owned(),
     }
 }
 
@@ -130,7 +132,7 @@ impl App {
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
         limiter: Arc<dyn RateLimiter>,
-        model: Arc<dyn ChatModel>,
+        models: Arc<Registry>,
     ) -> Self {
         let local = Arc::new(LocalJobs::new(config.data_dir.join("jobs")));
         Self::assemble(
@@ -138,7 +140,7 @@ impl App {
             store,
             blobs,
             RateLimit::system(limiter),
-            model,
+            models,
             local.clone(),
             Some(local),
         )
@@ -151,7 +153,7 @@ impl App {
             self.store,
             self.blobs,
             limiter,
-            self.model,
+            self.models,
             self.jobs,
             self.local_jobs,
         )
@@ -162,7 +164,7 @@ impl App {
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
         limiter: RateLimit,
-        model: Arc<dyn ChatModel>,
+        models: Arc<Registry>,
         jobs: Arc<dyn JobQueue>,
         local_jobs: Option<Arc<LocalJobs>>,
     ) -> Self {
@@ -170,14 +172,14 @@ impl App {
             store.clone(),
             blobs.clone(),
             jobs.clone(),
-            file_settings(&config),
+            file_settings(&config, &models.default().model),
         ));
         let chat = Arc::new(ChatService::new(
             ChatPorts {
                 store: store.clone(),
                 blobs: blobs.clone(),
                 limiter: limiter.clone(),
-                model: model.clone(),
+                models: models.clone(),
             },
             files.clone(),
             chat_settings(&config),
@@ -190,8 +192,9 @@ impl App {
                 store.clone(),
                 blobs.clone(),
                 limiter.counter(),
-                model.clone(),
+                models.clone(),
             )),
+            models: models.clone(),
             http: Arc::new(http_settings(&config)),
         };
         Self {
@@ -199,7 +202,7 @@ impl App {
             store,
             blobs,
             limiter,
-            model,
+            models,
             jobs,
             state,
             local_jobs,
@@ -260,7 +263,14 @@ impl App {
                 config.openai_api_key = Some(read_parameter(&name).await?);
             }
         }
-        let model = build_model(&config).await?;
+        let models = Arc::new(
+            Registry::from_config(&config)
+                .await
+                .map_err(|e| BuildError(e.to_string()))?,
+        );
+        for m in models.list() {
+            tracing::info!(id = %m.id, model = %m.describe(), default = m.default, "model on offer");
+        }
         // In AWS, large files go to the extraction container through SQS.
         #[cfg(feature = "sqs")]
         if let Some(url) = config.jobs_queue_url.clone() {
@@ -270,12 +280,12 @@ impl App {
                 store,
                 blobs,
                 RateLimit::system(limiter),
-                model,
+                models,
                 jobs,
                 None,
             ));
         }
-        Ok(Self::new(config, store, blobs, limiter, model))
+        Ok(Self::new(config, store, blobs, limiter, models))
     }
 }
 
@@ -344,25 +354,9 @@ async fn build_store(config: &Config) -> Result<Arc<dyn Store>, BuildError> {
 /// The OpenAI key from an SSM SecureString (`OPENAI_API_KEY_PARAMETER`), read once at cold start.
 #[cfg(feature = "ssm")]
 async fn read_parameter(name: &str) -> Result<String, BuildError> {
-    let client = aws_sdk_ssm::Client::new(crate::aws::sdk_config().await);
-    let out = client
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
+    crate::aws::read_secure_parameter(name)
         .await
-        .map_err(|e| {
-            BuildError(format!(
-                "OPENAI_API_KEY_PARAMETER: cannot read {name}: {}",
-                crate::aws::describe(&e)
-            ))
-        })?;
-    out.parameter()
-        .and_then(|p| p.value())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
-        .ok_or_else(|| BuildError(format!("OPENAI_API_KEY_PARAMETER: {name} is empty")))
+        .map_err(|e| BuildError(format!("OPENAI_API_KEY_PARAMETER: {e}")))
 }
 
 /// Without the `ssm` feature a parameter name cannot be honoured: say so rather than run keyless.
@@ -371,69 +365,4 @@ async fn read_parameter(_name: &str) -> Result<String, BuildError> {
     Err(BuildError(
         "OPENAI_API_KEY_PARAMETER: reading SSM parameters is not built into this binary".into(),
     ))
-}
-
-/// The remote OpenAI-compatible provider when configured; otherwise the local model when built in.
-async fn build_model(config: &Config) -> Result<Arc<dyn ChatModel>, BuildError> {
-    if config.uses_remote_model() {
-        return remote_model(config);
-    }
-    local_model(config).await
-}
-
-fn remote_model(config: &Config) -> Result<Arc<dyn ChatModel>, BuildError> {
-    Ok(Arc::new(
-        crate::llm::openai::OpenAiModel::new(
-            config.openai_api_key.as_deref(),
-            config.openai_base_url.as_deref(),
-            &config.chat_model,
-        )
-        .map_err(|e| BuildError(format!("OPENAI_BASE_URL: {e}")))?,
-    ))
-}
-
-/// The in-process GGUF model: `CONVERSA_LOCAL_MODEL`, else the default file. A missing file stops the
-/// start and says what to do, rather than falling back to a remote provider that has no key and would
-/// fail every chat.
-#[cfg(feature = "local-model")]
-async fn local_model(config: &Config) -> Result<Arc<dyn ChatModel>, BuildError> {
-    use crate::llm::local::{LocalModel, DEFAULT_MODEL_PATH, FETCH_SCRIPT};
-    let path = config
-        .local_model
-        .clone()
-        .unwrap_or_else(|| std::path::PathBuf::from(DEFAULT_MODEL_PATH));
-    if !path.is_file() {
-        let what = if config.local_model.is_some() {
-            format!("CONVERSA_LOCAL_MODEL: {} does not exist", path.display())
-        } else {
-            format!(
-                "no model: the default local model {} is missing and CONVERSA_LOCAL_MODEL is not set",
-                path.display()
-            )
-        };
-        return Err(BuildError(format!(
-            "{what}. Run {FETCH_SCRIPT} to fetch SmolLM2-135M-Instruct (98 MB), point \
-             CONVERSA_LOCAL_MODEL at a GGUF chat model, or set OPENAI_API_KEY or OPENAI_BASE_URL to use \
-             a remote provider."
-        )));
-    }
-    let model = LocalModel::load_async(path)
-        .await
-        .map_err(|e| BuildError(e.to_string()))?;
-    tracing::info!(
-        model = model.name(),
-        path = %model.path().display(),
-        load_ms = model.load_time().as_millis() as u64,
-        context_window = model.context_window(),
-        "local model loaded"
-    );
-    Ok(Arc::new(model))
-}
-
-/// Without the local model built in (the Lambda functions), the remote default: chats need
-/// `OPENAI_API_KEY` or `OPENAI_BASE_URL`.
-#[cfg(not(feature = "local-model"))]
-async fn local_model(config: &Config) -> Result<Arc<dyn ChatModel>, BuildError> {
-    tracing::warn!("no model configured: set OPENAI_API_KEY or OPENAI_BASE_URL");
-    remote_model(config)
 }

@@ -32,3 +32,23 @@ where
         _ => DisplayErrorContext(e).to_string(),
     }
 }
+
+/// The value of an SSM SecureString (a key), read once at cold start; the error names what failed
+/// (never the value).
+#[cfg(feature = "ssm")]
+pub async fn read_secure_parameter(name: &str) -> Result<String, String> {
+    let client = aws_sdk_ssm::Client::new(sdk_config().await);
+    let out = client
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| format!("cannot read {name}: {}", describe(&e)))?;
+    out.parameter()
+        .and_then(|p| p.value())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{name} is empty"))
+}

@@ -63,10 +63,21 @@ pub struct Config {
     pub openai_api_key_parameter: Option<String>,
     /// `OPENAI_BASE_URL`; `None` means the OpenAI default.
     pub openai_base_url: Option<String>,
-    /// `CONVERSA_CHAT_MODEL`.
+    /// `CONVERSA_CHAT_MODEL`, or its default.
     pub chat_model: String,
-    /// `CONVERSA_TITLE_MODEL`.
+    /// `CONVERSA_TITLE_MODEL`, or its default.
     pub title_model: String,
+    /// `CONVERSA_CHAT_MODEL` when it is set: with a models file, the id of the default model.
+    pub chat_model_set: Option<String>,
+    /// `CONVERSA_TITLE_MODEL` when it is set: with a models file, the id of the title model.
+    pub title_model_set: Option<String>,
+    /// `CONVERSA_MODELS_FILE`: a JSON list of the models on offer (see `llm::Registry`).
+    pub models_file: Option<PathBuf>,
+    /// `CONVERSA_MODELS`: the same list in the variable itself (Lambda, containers).
+    pub models_json: Option<String>,
+    /// `CONVERSA_FIRST_TOKEN_TIMEOUT_SECS`: how long a model that has fallbacks may take to its
+    /// first token before the next one is tried.
+    pub first_token_timeout: Duration,
     /// `CONVERSA_HISTORY_MESSAGES`.
     pub history_messages: u32,
     /// `CONVERSA_MAX_UPLOAD_BYTES`.
@@ -222,6 +233,18 @@ impl Config {
                 message: "must be greater than 0".into(),
             });
         }
+        let first_token_secs: u64 = parse(
+            "CONVERSA_FIRST_TOKEN_TIMEOUT_SECS",
+            get("CONVERSA_FIRST_TOKEN_TIMEOUT_SECS"),
+            30,
+            "a number of seconds",
+        )?;
+        if first_token_secs == 0 {
+            return Err(ConfigError {
+                var: "CONVERSA_FIRST_TOKEN_TIMEOUT_SECS",
+                message: "must be greater than 0".into(),
+            });
+        }
         let auth_tokens = match get("CONVERSA_AUTH_TOKENS") {
             None => None,
             Some(s) => {
@@ -259,6 +282,11 @@ impl Config {
             openai_base_url: get("OPENAI_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
             chat_model: get("CONVERSA_CHAT_MODEL").unwrap_or_else(|| "gpt-4o".into()),
             title_model: get("CONVERSA_TITLE_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
+            chat_model_set: get("CONVERSA_CHAT_MODEL"),
+            title_model_set: get("CONVERSA_TITLE_MODEL"),
+            models_file: get("CONVERSA_MODELS_FILE").map(PathBuf::from),
+            models_json: get("CONVERSA_MODELS"),
+            first_token_timeout: Duration::from_secs(first_token_secs),
             history_messages,
             max_upload_bytes,
             rate_limit_per_minute,
@@ -412,6 +440,7 @@ mod tests {
             ("CONVERSA_FILE_CONTEXT_SHARE", "1.5"),
             ("CONVERSA_CONTEXT_TOKENS", "lots"),
             ("CONVERSA_DOWNLOAD_REDIRECT_BYTES", "-5"),
+            ("CONVERSA_FIRST_TOKEN_TIMEOUT_SECS", "0"),
         ] {
             let e = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(e.var, var);

@@ -230,6 +230,30 @@ pub struct Message {
     pub status: MessageStatus,
     /// When it was created.
     pub created_at: Timestamp,
+    /// The receipt of an answer: the model that gave it and what it took (`null` on user
+    /// messages, and on answers no model started).
+    #[serde(default)]
+    pub usage: Option<Receipt>,
+}
+
+/// What an answer took, and which model gave it: carried by the stored answer and by `done`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Receipt {
+    /// The id of the model that answered (a fallback's, when the one asked for failed before its
+    /// first token).
+    pub model: String,
+    /// Who served it: `openai`, `anthropic`, `bedrock` or `local`.
+    pub provider: String,
+    /// Tokens of the request (the provider's count, else the server's estimate).
+    pub prompt_tokens: u64,
+    /// Tokens of the answer (the provider's count, else the server's estimate).
+    pub completion_tokens: u64,
+    /// What it cost, from the model's price; `null` when the model has none.
+    pub cost_usd: Option<f64>,
+    /// From the request to the model until its first token, when one came.
+    pub time_to_first_token_ms: Option<u64>,
+    /// From the request to the model until the answer ended.
+    pub duration_ms: u64,
 }
 
 /// The family of an uploaded file, decided from its bytes.

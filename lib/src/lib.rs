@@ -6,7 +6,13 @@
 
 pub mod api;
 pub mod app;
-#[cfg(any(feature = "dynamodb", feature = "s3", feature = "ssm", feature = "sqs"))]
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "s3",
+    feature = "ssm",
+    feature = "sqs",
+    feature = "bedrock"
+))]
 pub mod aws;
 pub mod blobs;
 pub mod config;

@@ -131,7 +131,7 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
     let frontend = has_frontend(&config.frontend_dir);
     let built = App::from_config(config).await?;
     built.start_workers();
-    println!("Model: {}", built.model.describe());
+    println!("Model: {}", built.models.describe());
     if frontend {
         println!("Conversa is running at http://{addr}/");
     } else {

@@ -1,6 +1,7 @@
-//! Test support (feature `test-support`): an OpenAI-compatible fake model server, an SSE reader,
-//! small document builders, a ready-made application on embedded adapters, and the one way tests
-//! wait for something that happens in the background ([`Patience`], [`eventually`]).
+//! Test support (feature `test-support`): fake model servers (OpenAI-compatible here, Anthropic in
+//! [`anthropic`], Amazon Bedrock in [`bedrock`]), an SSE reader, small document builders, a
+//! ready-made application on embedded adapters, and the one way tests wait for something that
+//! happens in the background ([`Patience`], [`eventually`]).
 //!
 //! The fake stands at the one edge tests cannot run for real, the paid model API. It speaks the
 //! wire protocol (`POST /v1/chat/completions`, streamed `chat.completion.chunk` events, a usage
@@ -35,6 +36,14 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::config::Config;
+
+pub mod anthropic;
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
+
+pub use anthropic::FakeAnthropic;
+#[cfg(feature = "bedrock")]
+pub use bedrock::FakeBedrock;
 
 /// A running fake model server.
 pub struct FakeOpenAi {

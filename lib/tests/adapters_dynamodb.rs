@@ -69,6 +69,7 @@ async fn deleting_a_long_conversation_removes_every_item() {
         token_count: 2,
         status: MessageStatus::Complete,
         created_at: Timestamp::from_millis(at),
+        usage: None,
     };
     let mut ids = Vec::new();
     // More than one batch of 25 deletes (each message has a pointer item too).

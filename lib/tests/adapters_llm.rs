@@ -1,6 +1,8 @@
-//! The `ChatModel` contract: the OpenAI-compatible adapter against the fake provider of
-//! `conversa::testing` (it speaks the provider's wire format, so the real client code runs), and the
-//! in-process local model when its file is there.
+//! The `ChatModel` contract and each adapter's own behaviour: the OpenAI-compatible, Anthropic and
+//! Amazon Bedrock adapters against the fake providers of `conversa::testing` (each speaks its
+//! provider's wire format — OpenAI's and Anthropic's server-sent events, Bedrock's binary event
+//! stream — so the real client code runs), the in-process local model when its file is there, and
+//! the registry's fallbacks through the real adapters.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: failing loudly is their job
 
@@ -41,6 +43,18 @@ async fn openai() -> Option<Subject<ModelUnderTest>> {
 
 conversa::chat_model_contract_tests!(openai_compatible, openai());
 conversa::chat_model_failure_contract_tests!(openai_compatible_failures, openai());
+conversa::chat_model_missing_usage_contract_tests!(openai_compatible_usage, openai());
+
+#[path = "adapters_llm/anthropic.rs"]
+mod anthropic;
+#[cfg(feature = "bedrock")]
+#[path = "adapters_llm/bedrock.rs"]
+mod bedrock;
+#[path = "adapters_llm/fallbacks.rs"]
+mod fallbacks;
+#[cfg(feature = "ssm")]
+#[path = "adapters_llm/keys.rs"]
+mod keys;
 
 #[cfg(feature = "local-model")]
 mod local {

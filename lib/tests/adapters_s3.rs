@@ -170,7 +170,18 @@ fn state_with_config(blobs: Arc<dyn BlobStore>, pairs: &[(&str, &str)]) -> Api {
             .unwrap(),
     );
     Api {
-        state: App::new(config, store, blobs, limiter, model).state,
+        state: App::new(
+            config,
+            store,
+            blobs,
+            limiter,
+            Arc::new(conversa::llm::Registry::single(
+                "m",
+                conversa::llm::Provider::OpenAi,
+                model,
+            )),
+        )
+        .state,
         _dir: dir,
     }
 }

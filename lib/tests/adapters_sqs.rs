@@ -137,14 +137,18 @@ async fn the_worker_processes_queued_files() {
         Arc::new(conversa::store::sqlite::SqliteStore::in_memory().unwrap()),
         Arc::new(blobs.clone()),
         Arc::new(conversa::limits::memory::MemoryLimiter::new()),
-        Arc::new(
-            conversa::llm::openai::OpenAiModel::new(
-                Some("unused"),
-                Some("http://127.0.0.1:9"),
-                "m",
-            )
-            .unwrap(),
-        ),
+        Arc::new(conversa::llm::Registry::single(
+            "m",
+            conversa::llm::Provider::OpenAi,
+            Arc::new(
+                conversa::llm::openai::OpenAiModel::new(
+                    Some("unused"),
+                    Some("http://127.0.0.1:9"),
+                    "m",
+                )
+                .unwrap(),
+            ),
+        )),
     );
     let owner = Owner::new("worker@example.com");
     let meta = FileMeta {

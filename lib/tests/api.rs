@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use conversa::testing::{
     body_text, eventually, multipart, parse_sse, pdf_with_pages, png, streamed_text, test_app,
-    FakeOpenAi, SseEvent,
+    test_config, FakeAnthropic, FakeOpenAi, SseEvent,
 };
 use conversa::App;
 use futures::StreamExt;
@@ -28,6 +28,43 @@ impl Harness {
         let fake = FakeOpenAi::start().await;
         let dir = tempfile::tempdir().unwrap();
         let app = test_app(&fake, dir.path(), extra).await;
+        Self { fake, app, dir }
+    }
+
+    /// The models of `list` (a models list; key variables read from `env`) on the fake providers.
+    async fn with_models(fake: FakeOpenAi, list: Value, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let list = list.to_string();
+        let config = test_config(
+            &fake.base_url,
+            dir.path(),
+            &[
+                ("CONVERSA_MODELS", &list),
+                ("CONVERSA_CHAT_MODEL", ""),
+                ("CONVERSA_TITLE_MODEL", "titles"),
+            ],
+        );
+        let env: std::collections::HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let models = conversa::llm::Registry::builder(&config)
+            .env(move |k| env.get(k).cloned())
+            .build()
+            .await
+            .unwrap();
+        let app = App::new(
+            config,
+            std::sync::Arc::new(
+                conversa::store::sqlite::SqliteStore::open(&dir.path().join("conversa.db"))
+                    .unwrap(),
+            ),
+            std::sync::Arc::new(
+                conversa::blobs::local::LocalBlobs::new(dir.path().join("blobs")).unwrap(),
+            ),
+            std::sync::Arc::new(conversa::limits::memory::MemoryLimiter::new()),
+            std::sync::Arc::new(models),
+        );
         Self { fake, app, dir }
     }
 
@@ -142,6 +179,16 @@ async fn a_new_conversation_streams_meta_tokens_title_and_done_and_is_stored() {
         done["usage"]["prompt_tokens"], 42,
         "the provider's usage is passed on"
     );
+    assert_eq!(meta["model"], "chat-model", "the default model was asked");
+    assert_eq!(done["usage"]["model"], "chat-model");
+    assert_eq!(done["usage"]["provider"], "openai");
+    assert_eq!(
+        done["usage"]["cost_usd"],
+        Value::Null,
+        "no price configured"
+    );
+    assert!(done["usage"]["duration_ms"].is_u64());
+    assert!(done["usage"]["time_to_first_token_ms"].is_u64());
 
     // The title arrives as an event before done, or lands later: either way the conversation gets it.
     let titles = only(&events, "title");
@@ -167,10 +214,143 @@ async fn a_new_conversation_streams_meta_tokens_title_and_done_and_is_stored() {
         "Echo: What is in the quarterly report?"
     );
     assert_eq!(items[1]["id"], meta["assistant_message_id"]);
+    assert_eq!(
+        items[1]["usage"], done["usage"],
+        "the stored answer keeps its receipt"
+    );
+    assert_eq!(items[0]["usage"], Value::Null, "user messages have none");
     assert!(
         items[0]["created_at"].as_str().unwrap().contains('.'),
         "timestamps carry milliseconds"
     );
+}
+
+/// Two providers behind one models list: the default (Anthropic) is overloaded, so its fallback
+/// (OpenAI-compatible) answers; another model is picked by id; titles come from the title model.
+#[tokio::test]
+async fn models_are_picked_by_id_and_one_failing_before_its_first_token_hands_over() {
+    let anthropic = FakeAnthropic::start().await;
+    let fake = FakeOpenAi::start().await;
+    let list = json!([
+        {"id": "claude", "provider": "anthropic", "model": "busy[[status:529]]", "name": "Claude",
+         "base_url": anthropic.base_url, "api_key_env": "TEST_ANTHROPIC_KEY", "fallbacks": ["gpt"],
+         "default": true, "vision": true},
+        {"id": "gpt", "provider": "openai", "model": "chat-model", "base_url": fake.base_url,
+         "api_key_env": "TEST_OPENAI_KEY", "price": {"input": 1.0, "output": 2.0}, "context_tokens": 32000},
+        {"id": "sonnet", "provider": "anthropic", "model": "claude-ok", "base_url": anthropic.base_url,
+         "api_key_env": "TEST_ANTHROPIC_KEY"},
+        {"id": "titles", "provider": "anthropic", "model": "title-model", "base_url": anthropic.base_url,
+         "api_key_env": "TEST_ANTHROPIC_KEY"},
+    ]);
+    let h = Harness::with_models(
+        fake,
+        list,
+        &[
+            ("TEST_ANTHROPIC_KEY", "sk-ant-secret-0123456789"),
+            ("TEST_OPENAI_KEY", "sk-openai-secret-0123456789"),
+        ],
+    )
+    .await;
+
+    // The list: each model's id, provider, vision, window and price; never an address or a key.
+    let (s, _, raw) = h.call(Method::GET, "/api/models", None, vec![], &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!raw.contains("://") && !raw.contains("secret"), "{raw}");
+    let listed: Value = serde_json::from_str(&raw).unwrap();
+    let items = listed["items"].as_array().unwrap();
+    let ids: Vec<&str> = items.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["claude", "gpt", "sonnet", "titles"]);
+    assert_eq!(
+        items[0],
+        json!({"id": "claude", "name": "Claude", "provider": "anthropic", "vision": true,
+               "context_tokens": 8192, "default": true, "price": null})
+    );
+    assert_eq!(items[1]["price"], json!({"input": 1.0, "output": 2.0}));
+    assert_eq!(items[1]["context_tokens"], 32000);
+    assert_eq!(items[1]["default"], false);
+
+    // No model named: the default is asked, fails before its first token, and its fallback answers.
+    let events = h.chat(json!({ "message": "hello there" })).await;
+    let meta = &events[0].data;
+    assert_eq!(meta["model"], "claude", "meta names the model asked for");
+    assert_eq!(streamed_text(&events), "Echo: hello there");
+    let done = &events.last().unwrap().data;
+    assert_eq!(
+        done["usage"]["model"], "gpt",
+        "the receipt names the model that answered"
+    );
+    assert_eq!(done["usage"]["provider"], "openai");
+    let completion = done["usage"]["completion_tokens"].as_f64().unwrap();
+    let cost = done["usage"]["cost_usd"].as_f64().unwrap();
+    assert!(
+        (cost - (42.0 * 1.0 + completion * 2.0) / 1e6).abs() < 1e-12,
+        "{cost}"
+    );
+    let asked: Vec<Value> = anthropic
+        .requests()
+        .iter()
+        .map(|r| r.body["model"].clone())
+        .collect();
+    assert!(asked.contains(&json!("busy[[status:529]]")));
+    assert_eq!(h.fake.chat_requests().len(), 1);
+    let conv = meta["conversation_id"].as_str().unwrap().to_owned();
+    let (_, msgs) = h.get(&format!("/api/conversations/{conv}/messages")).await;
+    assert_eq!(
+        msgs["items"][1]["usage"]["model"], "gpt",
+        "so does the stored answer"
+    );
+
+    // The title came from the title model, on its provider.
+    let (_, c) = h.get(&format!("/api/conversations/{conv}")).await;
+    assert_eq!(c["title"], "Fake Title For hello there");
+    assert!(anthropic
+        .requests()
+        .iter()
+        .any(|r| r.body["model"] == "title-model"));
+
+    // A model picked by id answers, and is named in meta and in the receipt.
+    let events = h
+        .chat(json!({ "message": "and you?", "model": "sonnet", "conversation_id": conv }))
+        .await;
+    assert_eq!(events[0].data["model"], "sonnet");
+    assert_eq!(streamed_text(&events), "Echo: and you?");
+    assert_eq!(events.last().unwrap().data["usage"]["model"], "sonnet");
+    let last = anthropic.requests().pop().unwrap();
+    assert_eq!(last.body["model"], "claude-ok");
+    assert_eq!(last.api_key.as_deref(), Some("sk-ant-secret-0123456789"));
+
+    // A model that is not offered is refused before anything is stored, naming those that are.
+    let (s, v) = h
+        .json(
+            Method::POST,
+            "/api/chat/send",
+            json!({ "message": "hi", "model": "gpt-99" }),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::UNPROCESSABLE_ENTITY, "unprocessable");
+    let said = v["error"]["message"].as_str().unwrap();
+    assert!(
+        said.contains("gpt-99") && said.contains("claude, gpt, sonnet, titles"),
+        "{said}"
+    );
+    let (ct, body) = multipart(&[
+        ("message", None, None, b"hi"),
+        ("model", None, None, b"gpt-99"),
+    ]);
+    let (s, _, b) = h
+        .call(Method::POST, "/api/chat/send-simple", Some(&ct), body, &[])
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let (_, list) = h.get("/api/conversations").await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        1,
+        "nothing was stored"
+    );
+
+    // /health names the default model by provider and name only.
+    let (_, health) = h.get("/health").await;
+    assert_eq!(health["model"], "anthropic busy[[status:529]]");
 }
 
 #[tokio::test]
@@ -979,7 +1159,10 @@ async fn health_index_and_openapi_describe_the_service() {
     for dep in ["store", "blobs", "limiter"] {
         assert_eq!(v["checks"][dep], "ok");
     }
-    assert!(v["model"].as_str().unwrap().contains("chat-model"));
+    assert_eq!(
+        v["model"], "openai chat-model",
+        "provider and model, never an address"
+    );
     let (_, v) = h.get("/api").await;
     assert_eq!(
         v,
@@ -1001,9 +1184,15 @@ async fn health_index_and_openapi_describe_the_service() {
         "/health",
         "/api",
         "/api/openapi.json",
+        "/api/models",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }
+    for schema in ["ModelList", "ModelItem", "Receipt", "Provider"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+    assert!(doc["components"]["schemas"]["Message"]["properties"]["usage"].is_object());
+    assert!(doc["components"]["schemas"]["TurnMeta"]["properties"]["model"].is_object());
     assert!(doc["paths"]["/api/conversations/{id}"]["patch"].is_object());
     assert!(doc["paths"]["/api/conversations/{id}"]["delete"].is_object());
     assert!(doc["components"]["schemas"]["FileMeta"]["properties"]["file_type"].is_object());

@@ -123,6 +123,28 @@ async fn the_rate_limit_counts_the_function_url_source_ip() {
 }
 
 #[tokio::test]
+async fn the_chat_function_lists_the_models_on_offer() {
+    let fake = FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = test_app(&fake, dir.path(), &[]).await;
+    let (status, chunks) = stream_chat(
+        conversa::api::chat::router(state.state.clone()),
+        "models.json",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let listed: Value = serde_json::from_str(&chunks.concat()).unwrap();
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["chat-model", "title-model"]);
+    assert_eq!(listed["items"][0]["default"], true);
+}
+
+#[tokio::test]
 async fn the_conversations_and_files_functions_answer_their_events() {
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();

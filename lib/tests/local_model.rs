@@ -322,6 +322,8 @@ async fn a_configured_remote_provider_takes_precedence() {
     })
     .unwrap();
     let state = conversa::App::from_config(config).await.unwrap();
-    // The remote default model answers, not the local one.
-    assert_eq!(state.model.describe(), "gpt-4o");
+    // The remote default model answers, not the local one (whose file is not there, so it is not
+    // listed either).
+    assert_eq!(state.models.describe(), "openai gpt-4o");
+    assert_eq!(state.models.ids(), ["gpt-4o", "gpt-4o-mini"]);
 }

@@ -27,9 +27,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/chat/send-simple", post(send_simple))
 }
 
-/// The router of the chat function.
+/// The router of the chat function: the chat routes and the models on offer.
 pub fn router(state: AppState) -> Router {
-    super::with_fallbacks(routes(), state)
+    super::with_fallbacks(routes().merge(super::models::routes()), state)
 }
 
 /// The JSON form of a chat request. Something to send is required: a message with more than
@@ -47,7 +47,7 @@ pub struct ChatRequestBody {
     #[serde(default)]
     #[schema(schema_with = file_ids_schema)]
     pub file_ids: Vec<String>,
-    /// A model name; absent (or blank) means the configured chat model.
+    /// The id of a model of `GET /api/models`; absent (or blank) means the default model.
     #[schema(schema_with = model_schema)]
     pub model: Option<String>,
 }
@@ -70,7 +70,7 @@ pub struct ChatForm {
     /// ignored).
     #[schema(required = false)]
     file_ids: Vec<String>,
-    /// A model name; absent (or blank) means the configured chat model.
+    /// The id of a model of `GET /api/models`; absent (or blank) means the default model.
     #[schema(schema_with = model_schema)]
     model: Option<String>,
 }

@@ -11,6 +11,7 @@ mod error;
 pub mod extract;
 pub mod files;
 pub mod health;
+pub mod models;
 mod multipart;
 pub mod openapi;
 pub mod sse;
@@ -23,6 +24,7 @@ use crate::AppState;
 pub fn all_routes() -> Router<AppState> {
     Router::new()
         .merge(chat::routes())
+        .merge(models::routes())
         .merge(conversations::routes())
         .merge(files::routes())
         .merge(health::routes())

@@ -6,15 +6,16 @@ use utoipa::openapi::schema::{KnownFormat, Object, Schema, SchemaFormat, Type};
 use utoipa::openapi::RefOr;
 use utoipa::OpenApi;
 
-use super::{chat, conversations, files, health, sse};
+use super::{chat, conversations, files, health, models, sse};
 use crate::domain;
+use crate::llm::Registry;
 use crate::service::conversations::{DEFAULT_LIMIT, MAX_LIMIT};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Conversa API", description = "Chat with your files: streamed answers, conversations, uploads."),
     paths(
-        chat::send, chat::send_simple,
+        chat::send, chat::send_simple, models::list,
         conversations::list, conversations::get_one, conversations::messages, conversations::rename,
         conversations::delete, conversations::export,
         files::upload, files::get_one, files::download, files::text, files::presign, files::complete,
@@ -27,6 +28,7 @@ use crate::service::conversations::{DEFAULT_LIMIT, MAX_LIMIT};
         crate::service::chat::TurnMeta, sse::TurnEventSchema, conversations::RenameBody, conversations::Export,
         files::FileText, files::UploadForm, files::PresignBody, files::PresignReply,
         health::Health, health::Index,
+        models::ModelList, models::ModelItem, crate::llm::Provider, crate::llm::registry::Price, domain::Receipt,
     )),
     tags((name = "chat"), (name = "conversations"), (name = "files"), (name = "meta"))
 )]
@@ -65,6 +67,52 @@ fn form_field_name() -> Object {
         r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$".into(),
         "A part's name.",
     )
+}
+
+/// The document as a server serves it: [`document`], with the ids of the models on offer as the
+/// only model names a chat request may give.
+pub fn document_for(models: &Registry) -> utoipa::openapi::OpenApi {
+    let mut doc = document();
+    let pattern = model_id_pattern(&models.ids());
+    if let Some(components) = doc.components.as_mut() {
+        for name in ["ChatRequestBody", "ChatForm"] {
+            if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(name) {
+                if let Some(RefOr::T(Schema::Object(model))) = o.properties.get_mut("model") {
+                    model.pattern = Some(pattern.clone());
+                    model.description = Some(format!(
+                        "The id of a model of `GET /api/models` ({}); absent or blank means the default model.",
+                        models.ids().join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// One of `ids` (that is a valid model name), with whitespace around it, or blank.
+fn model_id_pattern(ids: &[String]) -> String {
+    let alternatives: Vec<String> = ids
+        .iter()
+        .filter(|id| crate::service::chat::resolve::valid_model_name(id))
+        .map(|id| escape(id))
+        .collect();
+    format!(
+        "^[{WHITESPACE}]*(?:{})?[{WHITESPACE}]*$",
+        alternatives.join("|")
+    )
+}
+
+/// `text` as a regex that matches it literally.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if r"\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// What `str::trim` removes (Unicode `White_Space`), as the inside of a regex class.
@@ -138,6 +186,9 @@ pub(crate) fn binary_object(description: &str) -> Object {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
     use super::*;
     use crate::domain::MAX_TITLE_CHARS;
     use crate::service::chat::MAX_MODEL_CHARS;
@@ -218,6 +269,45 @@ mod tests {
                 let t = text.trim();
                 let accepted = t.is_empty() || crate::service::chat::resolve::valid_model_name(t);
                 assert_eq!(matches(&pattern, &text), accepted, "{schema}: {text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_served_model_pattern_names_the_models_on_offer() {
+        use crate::llm::registry::ModelEntry;
+        use crate::llm::Provider;
+        let chat: Arc<dyn crate::llm::ChatModel> = Arc::new(
+            crate::llm::openai::OpenAiModel::new(Some("k"), Some("http://127.0.0.1:9"), "m")
+                .unwrap(),
+        );
+        let ids = ["gpt-4o", "anthropic.claude-3-5:0", "a+b(c)|d"];
+        let entries = ids
+            .iter()
+            .map(|id| ModelEntry::new(id, Provider::OpenAi, id, chat.clone()))
+            .collect();
+        let registry = Registry::from_entries(entries, None, None, Duration::from_secs(1)).unwrap();
+        let doc = serde_json::to_value(document_for(&registry)).unwrap();
+        let mut texts = samples(MAX_MODEL_CHARS);
+        for id in ids {
+            texts.extend([
+                id.to_owned(),
+                format!(" {id}\t"),
+                format!("{id}x"),
+                id.replace('.', "x"),
+            ]);
+        }
+        texts.extend(["a+b(c)".into(), "d".into(), "anthropic".into()]);
+        for schema in ["ChatRequestBody", "ChatForm"] {
+            let pointer = format!("/components/schemas/{schema}/properties/model/pattern");
+            let pattern = doc.pointer(&pointer).and_then(|p| p.as_str()).unwrap();
+            for text in &texts {
+                // A blank model means the default one; any other must be a model on offer.
+                let t = text.trim();
+                let accepted = t.is_empty()
+                    || (crate::service::chat::resolve::valid_model_name(t)
+                        && registry.resolve(Some(t)).is_ok());
+                assert_eq!(matches(pattern, text), accepted, "{schema}: {text:?}");
             }
         }
     }

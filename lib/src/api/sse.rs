@@ -15,8 +15,7 @@ use utoipa::openapi::{Discriminator, Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
 use super::ErrorDetail;
-use crate::domain::{ConversationId, MessageId};
-use crate::llm::Usage;
+use crate::domain::{ConversationId, MessageId, Receipt};
 use crate::service::chat::{Turn, TurnEvent, TurnMeta};
 
 /// How long the stream may stay silent before a `: ping` comment.
@@ -45,8 +44,8 @@ pub struct DoneData {
     pub message_id: MessageId,
     /// Why the model stopped (`stop`, `length`, …, as the provider said).
     pub finish_reason: String,
-    /// Token counts.
-    pub usage: Usage,
+    /// The receipt: the model that answered, its provider, tokens, cost, times.
+    pub usage: Receipt,
 }
 
 /// The events of a turn with the schema of each one's data (`event: <name>`, `data: <JSON>`).
@@ -170,7 +169,7 @@ impl ToSchema for TurnEventSchema {
             (TokenData::name().into(), TokenData::schema()),
             (TitleData::name().into(), TitleData::schema()),
             (DoneData::name().into(), DoneData::schema()),
-            (Usage::name().into(), Usage::schema()),
+            (Receipt::name().into(), Receipt::schema()),
             (ErrorDetail::name().into(), ErrorDetail::schema()),
         ]);
         <TurnMeta as ToSchema>::schemas(schemas);
@@ -206,6 +205,7 @@ mod tests {
             assistant_message_id: MessageId::from("a1"),
             created_conversation: true,
             files: vec![],
+            model: "gpt".into(),
         };
         (tx, Turn { meta, events: rx })
     }
@@ -251,9 +251,14 @@ mod tests {
             let t = e(TurnEvent::Done {
                 message_id: MessageId::from("a1"),
                 finish_reason: "stop".into(),
-                usage: crate::llm::Usage {
+                usage: crate::domain::Receipt {
+                    model: "claude".into(),
+                    provider: "anthropic".into(),
                     prompt_tokens: 812,
                     completion_tokens: 143,
+                    cost_usd: Some(0.004_581),
+                    time_to_first_token_ms: Some(420),
+                    duration_ms: 3_100,
                 },
             });
             let body = response(t).into_response().into_body();
@@ -263,7 +268,9 @@ mod tests {
         assert_eq!(events[1].event, "done");
         assert_eq!(
             events[1].data,
-            serde_json::json!({"message_id": "a1", "finish_reason": "stop", "usage": {"prompt_tokens": 812, "completion_tokens": 143}})
+            serde_json::json!({"message_id": "a1", "finish_reason": "stop", "usage": {
+                "model": "claude", "provider": "anthropic", "prompt_tokens": 812, "completion_tokens": 143,
+                "cost_usd": 0.004_581, "time_to_first_token_ms": 420, "duration_ms": 3_100}})
         );
     }
 

@@ -2,8 +2,9 @@
 //! [`chat_model_contract_tests!`](crate::chat_model_contract_tests) for what every model does (a
 //! stream of deltas closed by exactly one `Done`, usage, `complete()` joining the deltas), and
 //! [`chat_model_failure_contract_tests!`](crate::chat_model_failure_contract_tests) for adapters
-//! whose provider can be made to fail on request (errors before the first token and midway, a
-//! missing usage).
+//! whose provider can be made to fail on request (errors before the first token and midway), and
+//! [`chat_model_missing_usage_contract_tests!`](crate::chat_model_missing_usage_contract_tests) for
+//! adapters whose providers may leave the usage out.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test suite: failing loudly is its job
 
@@ -36,6 +37,17 @@ macro_rules! chat_model_failure_contract_tests {
             an_error_before_the_first_token_comes_before_any_delta,
             an_error_midway_ends_the_stream_after_its_deltas,
             complete_fails_when_the_stream_fails,
+            an_early_failure_of_the_provider_allows_a_fallback,
+        );
+    };
+}
+
+/// The check for adapters whose providers may answer without usage (OpenAI-compatible servers
+/// that ignore `stream_options`); the [`ModelUnderTest`] has `without_usage`.
+#[macro_export]
+macro_rules! chat_model_missing_usage_contract_tests {
+    ($name:ident, $setup:expr) => {
+        $crate::__contract_tests!(llm; $name, $setup;
             a_missing_usage_is_none,
         );
     };
@@ -49,7 +61,8 @@ pub struct ModelUnderTest {
     pub answered: ChatRequest,
     /// A request answered normally but without usage.
     pub without_usage: Option<ChatRequest>,
-    /// A request that fails before the first token.
+    /// A request that fails before the first token, the provider's fault (a 5xx, an overload):
+    /// another model may answer it instead.
     pub failing_early: Option<ChatRequest>,
     /// A request that fails after some tokens.
     pub failing_midway: Option<ChatRequest>,
@@ -151,6 +164,17 @@ pub async fn an_error_before_the_first_token_comes_before_any_delta(m: Arc<Model
     let items = items(&*m.model, request).await;
     assert_eq!(items.len(), 1, "{items:?}");
     assert!(items[0].is_err(), "{items:?}");
+}
+
+/// A failure before the first token that is the provider's (its `failing_early` request) lets the
+/// registry try a fallback: the one rule, [`LlmError::may_fall_back`], recognises it.
+pub async fn an_early_failure_of_the_provider_allows_a_fallback(m: Arc<ModelUnderTest>) {
+    let request = needed(&m.failing_early, "fails before the first token");
+    let items = items(&*m.model, request).await;
+    match items.first() {
+        Some(Err(e)) => assert!(e.may_fall_back(), "{e:?}"),
+        other => panic!("expected an early error, got {other:?}"),
+    }
 }
 
 /// A failure midway comes after the deltas already sent, ends the stream, and no `Done` follows.

@@ -1,18 +1,25 @@
 //! The `ChatModel` port: a streaming chat completion, provider-neutral.
 //!
-//! Adapters: `openai` (any OpenAI-compatible endpoint, through async-openai) and, behind features,
-//! an in-process local model.
+//! Adapters: `openai` (any OpenAI-compatible endpoint, through async-openai), `anthropic` (the
+//! Messages API) and, behind features, `bedrock` (Amazon Bedrock ConverseStream) and an in-process
+//! local model. The [`Registry`] holds the configured models by id and answers with fallbacks.
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
+pub mod anthropic;
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
 #[cfg(any(test, feature = "test-support"))]
 pub mod contract;
 #[cfg(feature = "local-model")]
 pub mod local;
 pub mod openai;
+pub mod registry;
+
+pub use registry::{ModelEntry, Provider, Registry, RegistryError};
 
 /// What can go wrong when calling a model.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -31,6 +38,143 @@ pub enum LlmError {
     /// The request cannot be served by this model (e.g. it is too long for the context window).
     #[error("{0}")]
     Invalid(String),
+}
+
+impl LlmError {
+    /// Whether another model may answer instead, when this happened before the first token: the
+    /// provider could not be reached or timed out, was rate limited (429), or failed on its side
+    /// (5xx, Anthropic's 529 "overloaded", Bedrock's 424 model error). A refused request (any other
+    /// 4xx) or one this model cannot serve would fail the same way elsewhere, or should be fixed.
+    pub fn may_fall_back(&self) -> bool {
+        match self {
+            LlmError::Unreachable(_) => true,
+            LlmError::Upstream {
+                status: Some(s), ..
+            } => matches!(*s, 408 | 424 | 429) || *s >= 500,
+            LlmError::Upstream { status: None, .. } | LlmError::Invalid(_) => false,
+        }
+    }
+}
+
+/// A provider's error text made safe to show: addresses (`http://…`, `https://…`) and resource
+/// names (`arn:…`, which carry account ids) are replaced, any of `secrets` (the key) is blanked,
+/// whitespace is collapsed and the result is cut at 300 characters.
+pub fn safe_message(raw: &str, secrets: &[&str]) -> String {
+    let mut text = raw.to_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        text = text.replace(secret, "[redacted]");
+    }
+    let mut out = String::new();
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let lower = word.to_ascii_lowercase();
+        let sensitive = ["http://", "https://", "arn:"]
+            .iter()
+            .find_map(|p| lower.find(p));
+        match sensitive {
+            Some(at) => {
+                out.push_str(&word[..at]);
+                out.push_str(if lower[at..].starts_with("arn:") {
+                    "[resource]"
+                } else {
+                    "[address]"
+                });
+                // Keep closing punctuation that followed the address.
+                let tail: String = word[at..]
+                    .chars()
+                    .rev()
+                    .take_while(|c| matches!(c, '.' | ',' | ')' | '"' | '\'' | ';'))
+                    .collect();
+                out.extend(tail.chars().rev());
+            }
+            None => out.push_str(word),
+        }
+    }
+    if out.chars().count() > 300 {
+        out = out.chars().take(299).collect();
+        out.push('…');
+    }
+    out
+}
+
+/// The sentence that replaces an image for a model without vision.
+pub fn image_note(name: &str) -> String {
+    format!("[The image {name} is attached, but this model cannot see images.]")
+}
+
+/// The conversation with every image replaced by [`image_note`] (for a model without vision).
+pub fn without_images(messages: &[ChatMessage]) -> Vec<ChatMessage> {
+    messages
+        .iter()
+        .map(|m| ChatMessage {
+            role: m.role,
+            parts: m
+                .parts
+                .iter()
+                .map(|p| match p {
+                    Part::Image { name, .. } => Part::Text(image_note(name)),
+                    text => text.clone(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A conversation in the shape the Anthropic and Bedrock APIs require: the system messages' text
+/// taken out (joined by blank lines), empty text parts and messages left empty dropped (an answer
+/// that failed with no text), consecutive messages of one role merged, and a user message first.
+pub fn normalise_turns(messages: &[ChatMessage]) -> (String, Vec<ChatMessage>) {
+    let mut system = Vec::new();
+    let mut turns: Vec<ChatMessage> = Vec::new();
+    for m in messages {
+        if m.role == ChatRole::System {
+            let text = m.joined_text();
+            if !text.trim().is_empty() {
+                system.push(text);
+            }
+            continue;
+        }
+        let parts: Vec<Part> = m
+            .parts
+            .iter()
+            .filter(|p| !matches!(p, Part::Text(t) if t.trim().is_empty()))
+            .cloned()
+            .collect();
+        if parts.is_empty() {
+            continue;
+        }
+        match turns.last_mut() {
+            Some(last) if last.role == m.role => last.parts.extend(parts),
+            _ => turns.push(ChatMessage {
+                role: m.role,
+                parts,
+            }),
+        }
+    }
+    // An answer with no question before it (the history window began with it) goes.
+    while turns.first().is_some_and(|m| m.role != ChatRole::User) {
+        turns.remove(0);
+    }
+    (system.join("\n\n"), turns)
+}
+
+/// The finish reason of Anthropic's `stop_reason` and Bedrock's `stopReason`, in OpenAI's words.
+pub(crate) fn finish_reason_of(stop_reason: &str) -> String {
+    match stop_reason {
+        "end_turn" | "stop_sequence" | "pause_turn" => "stop",
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "refusal" | "content_filtered" | "guardrail_intervened" => "content_filter",
+        "tool_use" => "tool_calls",
+        "malformed_model_output" | "malformed_tool_use" => {
+            tracing::warn!(stop_reason, "the model ended with a malformed answer");
+            "stop"
+        }
+        "" => "stop",
+        other => return other.to_owned(),
+    }
+    .to_owned()
 }
 
 /// Who speaks in a model conversation.
@@ -106,7 +250,7 @@ pub struct ChatRequest {
 }
 
 /// Token counts reported for a completion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Usage {
     /// Tokens of the request.
     pub prompt_tokens: u64,
@@ -152,5 +296,105 @@ pub trait ChatModel: Send + Sync {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_providers_own_failures_may_fall_back() {
+        let upstream = |s: Option<u16>| LlmError::Upstream {
+            status: s,
+            message: String::new(),
+        };
+        for s in [408, 424, 429, 500, 502, 503, 504, 529] {
+            assert!(upstream(Some(s)).may_fall_back(), "{s}");
+        }
+        for s in [400, 401, 402, 403, 404, 413, 422] {
+            assert!(!upstream(Some(s)).may_fall_back(), "{s}");
+        }
+        assert!(!upstream(None).may_fall_back());
+        assert!(LlmError::Unreachable("connection refused".into()).may_fall_back());
+        assert!(!LlmError::Invalid("too long".into()).may_fall_back());
+    }
+
+    #[test]
+    fn safe_messages_hide_addresses_resources_and_keys() {
+        let said = safe_message(
+            "Key sk-live-abcdef is invalid (see https://gw.internal/v1/keys). Model arn:aws:bedrock:us-east-1:123456789012:foundation-model/x denied.",
+            &["sk-live-abcdef"],
+        );
+        assert_eq!(
+            said,
+            "Key [redacted] is invalid (see [address]). Model [resource] denied."
+        );
+        assert_eq!(safe_message("  a \n b  ", &[]), "a b");
+        let long = safe_message(&"word ".repeat(200), &[]);
+        assert_eq!(long.chars().count(), 300);
+        assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn turns_are_normalised_for_providers_that_want_alternation() {
+        let (system, turns) = normalise_turns(&[
+            ChatMessage::text(ChatRole::System, "One."),
+            ChatMessage::text(ChatRole::Assistant, "An answer whose question is gone."),
+            ChatMessage::text(ChatRole::User, "Q1"),
+            ChatMessage::text(ChatRole::Assistant, ""),
+            ChatMessage::text(ChatRole::User, "Q1 again"),
+            ChatMessage::text(ChatRole::System, "Two."),
+            ChatMessage::text(ChatRole::Assistant, "A"),
+            ChatMessage::text(ChatRole::User, "Q2"),
+        ]);
+        assert_eq!(system, "One.\n\nTwo.");
+        let shape: Vec<(ChatRole, String)> =
+            turns.iter().map(|m| (m.role, m.joined_text())).collect();
+        assert_eq!(
+            shape,
+            [
+                (ChatRole::User, "Q1\n\nQ1 again".to_owned()),
+                (ChatRole::Assistant, "A".to_owned()),
+                (ChatRole::User, "Q2".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn stop_reasons_map_to_finish_reasons() {
+        for (stop, finish) in [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("max_tokens", "length"),
+            ("model_context_window_exceeded", "length"),
+            ("refusal", "content_filter"),
+            ("guardrail_intervened", "content_filter"),
+            ("tool_use", "tool_calls"),
+            ("", "stop"),
+            ("something_new", "something_new"),
+        ] {
+            assert_eq!(finish_reason_of(stop), finish);
+        }
+    }
+
+    #[test]
+    fn images_become_a_sentence_naming_them_for_models_without_vision() {
+        let m = ChatMessage {
+            role: ChatRole::User,
+            parts: vec![
+                Part::Text("look".into()),
+                Part::Image {
+                    mime: "image/png".into(),
+                    data: Bytes::from_static(b"png"),
+                    name: "cat.png".into(),
+                },
+            ],
+        };
+        let out = without_images(&[m]);
+        assert_eq!(
+            out[0].joined_text(),
+            "look\n\n[The image cat.png is attached, but this model cannot see images.]"
+        );
     }
 }

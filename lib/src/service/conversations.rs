@@ -239,6 +239,7 @@ mod tests {
                 token_count: 2,
                 status: MessageStatus::Complete,
                 created_at: Timestamp::now(),
+                usage: None,
             };
             svc.store.add_message(owner, &m).await.unwrap();
         }

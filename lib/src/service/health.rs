@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::blobs::BlobStore;
 use crate::limits::RateLimiter;
-use crate::llm::ChatModel;
+use crate::llm::Registry;
 use crate::store::Store;
 
 /// How long one dependency may take to answer a health check.
@@ -39,7 +39,7 @@ impl Check {
 pub struct Report {
     /// Each dependency by name (`store`, `blobs`, `limiter`).
     pub checks: Vec<(&'static str, Check)>,
-    /// The model that answers, described without secrets.
+    /// The default model: provider and name.
     pub model: String,
 }
 
@@ -56,7 +56,7 @@ pub struct HealthService {
     store: Arc<dyn Store>,
     blobs: Arc<dyn BlobStore>,
     limiter: Arc<dyn RateLimiter>,
-    model: Arc<dyn ChatModel>,
+    models: Arc<Registry>,
 }
 
 async fn check<E: std::fmt::Display>(f: impl std::future::Future<Output = Result<(), E>>) -> Check {
@@ -76,19 +76,19 @@ impl HealthService {
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
         limiter: Arc<dyn RateLimiter>,
-        model: Arc<dyn ChatModel>,
+        models: Arc<Registry>,
     ) -> Self {
         Self {
             store,
             blobs,
             limiter,
-            model,
+            models,
         }
     }
 
-    /// The model that answers, described without secrets.
+    /// The default model: its provider and name, never an address or a key.
     pub fn model(&self) -> String {
-        self.model.describe()
+        self.models.describe()
     }
 
     /// Every dependency checked at once.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::domain::{ConversationId, Owner};
-use crate::llm::{ChatMessage, ChatModel, ChatRequest, ChatRole};
+use crate::llm::{ChatMessage, ChatRequest, ChatRole, Registry};
 use crate::store::Store;
 
 /// The longest automatic title, in characters.
@@ -49,23 +49,19 @@ pub fn fallback(message: &str, file_names: &[String]) -> String {
     clean(&base).unwrap_or_else(|| "Conversation".into())
 }
 
-/// Names new conversations: asks the title model, falls back to the message itself, and stores
-/// the title only while the conversation still has the default one (a rename wins).
+/// Names new conversations: asks the registry's title model (or its fallbacks), falls back to
+/// the message itself, and stores the title only while the conversation still has the default one
+/// (a rename wins).
 #[derive(Clone)]
 pub struct Titler {
-    model: Arc<dyn ChatModel>,
+    models: Arc<Registry>,
     store: Arc<dyn Store>,
-    model_name: String,
 }
 
 impl Titler {
-    /// Titles written by `model_name` on `model`, stored in `store`.
-    pub fn new(model: Arc<dyn ChatModel>, store: Arc<dyn Store>, model_name: String) -> Self {
-        Self {
-            model,
-            store,
-            model_name,
-        }
+    /// Titles written by the title model of `models`, stored in `store`.
+    pub fn new(models: Arc<Registry>, store: Arc<dyn Store>) -> Self {
+        Self { models, store }
     }
 
     /// Asks the title model, stores the title if the conversation still has the default one, and
@@ -82,8 +78,9 @@ impl Titler {
         if !file_names.is_empty() {
             prompt.push_str(&format!("\nAttached files: {}", file_names.join(", ")));
         }
+        let title_model = self.models.title_model();
         let request = ChatRequest {
-            model: self.model_name.clone(),
+            model: title_model.model.clone(),
             messages: vec![
                 ChatMessage::text(ChatRole::System, INSTRUCTIONS),
                 ChatMessage::text(ChatRole::User, prompt),
@@ -91,8 +88,8 @@ impl Titler {
             max_tokens: Some(24),
             temperature: Some(0.2),
         };
-        let title = match self.model.complete(request).await {
-            Ok(raw) => clean(&raw).unwrap_or_else(|| fallback(message, file_names)),
+        let title = match self.models.complete(&title_model.id, request).await {
+            Ok((_, raw)) => clean(&raw).unwrap_or_else(|| fallback(message, file_names)),
             Err(e) => {
                 tracing::warn!(error = %e, "the title model failed; titling from the message");
                 fallback(message, file_names)

@@ -57,6 +57,20 @@ fn message(conv: &ConversationId, role: Role, content: &str, at: i64) -> Message
         token_count: 3,
         status: MessageStatus::Complete,
         created_at: Timestamp::from_millis(at),
+        usage: None,
+    }
+}
+
+/// An answer's receipt.
+fn receipt(model: &str, completion_tokens: u64) -> Receipt {
+    Receipt {
+        model: model.to_owned(),
+        provider: "anthropic".into(),
+        prompt_tokens: 120,
+        completion_tokens,
+        cost_usd: Some(0.000_405),
+        time_to_first_token_ms: Some(310),
+        duration_ms: 1_250,
     }
 }
 
@@ -109,7 +123,8 @@ async fn listed(store: &dyn Store, owner: &Owner, c: &ConversationId) -> Vec<Mes
         .items
 }
 
-/// A conversation with five messages (the first with a file), oldest first.
+/// A conversation with five messages (the first with a file, the answers with receipts), oldest
+/// first.
 async fn talk(store: &dyn Store, owner: &Owner) -> (Conversation, Vec<Message>) {
     let c = conversation(DEFAULT_TITLE, 5_000_000);
     store.create_conversation(owner, &c).await.unwrap();
@@ -123,6 +138,9 @@ async fn talk(store: &dyn Store, owner: &Owner) -> (Conversation, Vec<Message>) 
         let mut m = message(&c.id, role, &format!("m{i}"), 5_001_000 + i);
         if i == 0 {
             m.files = vec![file(Some(&c.id), "a.txt")];
+        }
+        if role == Role::Assistant {
+            m.usage = Some(receipt("sonnet", 3));
         }
         store.add_message(owner, &m).await.unwrap();
         made.push(m);
@@ -385,7 +403,7 @@ pub async fn recent_messages_are_the_last_ones_oldest_first(store: Arc<dyn Store
         .is_empty());
 }
 
-/// An answer's content, token count and status are replaced in place.
+/// An answer's content, token count, status and receipt are replaced in place.
 pub async fn an_answer_is_updated_in_place(store: Arc<dyn Store>) {
     let owner = unique_owner("updater");
     let (c, made) = talk(&*store, &owner).await;
@@ -393,6 +411,7 @@ pub async fn an_answer_is_updated_in_place(store: Arc<dyn Store>) {
     answer.content = "finished".into();
     answer.status = MessageStatus::Incomplete;
     answer.token_count = 9;
+    answer.usage = Some(receipt("nova-pro", 9));
     store.update_message(&owner, &answer).await.unwrap();
     assert_eq!(
         store.get_message(&owner, &answer.id).await.unwrap(),
@@ -555,4 +574,5 @@ pub async fn reads_back_the_earlier_format(store: &dyn Store, owner: &Owner) {
         .unwrap()
         .expect("the message stored in the earlier format");
     assert_eq!(message.files, vec![file]);
+    assert_eq!(message.usage, None, "written before receipts");
 }

@@ -283,6 +283,9 @@ fn message_records(owner: &Owner, m: &Message) -> Result<(Item, Item), StoreErro
         ("status".to_owned(), s(m.status.as_str())),
         ("created_at".to_owned(), s(m.created_at.to_rfc3339())),
     ]);
+    if let Some(usage) = record::receipt_json(m.usage.as_ref())? {
+        message.insert("usage".to_owned(), s(usage));
+    }
     let mut pointer = key(user_pk(owner), pointer_sk(&m.id));
     pointer.extend([
         ("conversation_id".to_owned(), s(m.conversation_id.as_str())),
@@ -304,6 +307,13 @@ impl Fields for Item {
 
     fn whole(&self, name: &str) -> Result<i64, StoreError> {
         get_n(self, name)
+    }
+
+    fn optional_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        match self.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(_) => get_s(self, name).map(|v| Some(v.to_owned())),
+        }
     }
 }
 
@@ -864,7 +874,7 @@ impl Store for DynamoStore {
             return Ok(());
         };
         let conversation = ConversationId::from(get_s(&pointer, "conversation_id")?);
-        let result = self
+        let update = self
             .client()
             .update_item()
             .table_name(self.name())
@@ -872,15 +882,20 @@ impl Store for DynamoStore {
                 messages_pk(owner, &conversation),
                 get_s(&pointer, "msk")?.to_owned(),
             )))
-            .update_expression("SET #c = :c, token_count = :t, #s = :s")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#c", "content")
             .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#u", "usage")
             .expression_attribute_values(":c", s(m.content.clone()))
             .expression_attribute_values(":t", n(m.token_count))
-            .expression_attribute_values(":s", s(m.status.as_str()))
-            .send()
-            .await;
+            .expression_attribute_values(":s", s(m.status.as_str()));
+        let update = match record::receipt_json(m.usage.as_ref())? {
+            Some(usage) => update
+                .update_expression("SET #c = :c, token_count = :t, #s = :s, #u = :u")
+                .expression_attribute_values(":u", s(usage)),
+            None => update.update_expression("SET #c = :c, token_count = :t, #s = :s REMOVE #u"),
+        };
+        let result = update.send().await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(()),

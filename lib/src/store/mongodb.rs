@@ -55,6 +55,14 @@ impl Fields for Document {
         }
     }
 
+    fn optional_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        match self.get(name) {
+            None | Some(Bson::Null) => Ok(None),
+            Some(Bson::String(v)) => Ok(Some(v.clone())),
+            other => Err(corrupt(format!("`{name}` is not text: {other:?}"))),
+        }
+    }
+
     /// Numbers may come back as 32- or 64-bit integers or doubles, depending on the server.
     fn whole(&self, name: &str) -> Result<i64, StoreError> {
         match self.get(name) {
@@ -341,6 +349,7 @@ impl Store for MongoStore {
 
     async fn add_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
         let files = record::files_json(&m.files)?;
+        let usage = record::receipt_json(m.usage.as_ref())?;
         let conv = Self::by_id(owner, m.conversation_id.as_str());
         let bumped = self
             .conversations
@@ -371,6 +380,7 @@ impl Store for MongoStore {
                 "token_count": count(m.token_count),
                 "status": m.status.as_str(),
                 "created_at": m.created_at.to_rfc3339(),
+                "usage": usage,
             })
             .await;
         if let Err(e) = inserted {
@@ -384,6 +394,7 @@ impl Store for MongoStore {
     }
 
     async fn update_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
+        let usage = record::receipt_json(m.usage.as_ref())?;
         self.messages
             .update_one(
                 Self::by_id(owner, m.id.as_str()),
@@ -391,6 +402,7 @@ impl Store for MongoStore {
                     "content": &m.content,
                     "token_count": count(m.token_count),
                     "status": m.status.as_str(),
+                    "usage": usage,
                 }},
             )
             .await

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::domain::{
-    Conversation, FileMeta, FileStatus, FileType, Message, MessageStatus, Role, Timestamp,
+    Conversation, FileMeta, FileStatus, FileType, Message, MessageStatus, Receipt, Role, Timestamp,
 };
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -139,6 +139,62 @@ pub fn files_from_json(json: &str) -> Result<Vec<FileMeta>, StoreError> {
         .collect()
 }
 
+/// An answer's receipt as stored: JSON text with these field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceiptRecord {
+    /// The id of the model that answered.
+    pub model: String,
+    /// Its provider.
+    pub provider: String,
+    /// Tokens of the request.
+    pub prompt_tokens: u64,
+    /// Tokens of the answer.
+    pub completion_tokens: u64,
+    /// What it cost.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    /// Until the first token.
+    #[serde(default)]
+    pub time_to_first_token_ms: Option<u64>,
+    /// Until the end.
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+/// A message's receipt as the stored JSON text (`None`: no receipt).
+pub fn receipt_json(r: Option<&Receipt>) -> Result<Option<String>, StoreError> {
+    r.map(|r| {
+        serde_json::to_string(&ReceiptRecord {
+            model: r.model.clone(),
+            provider: r.provider.clone(),
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            cost_usd: r.cost_usd,
+            time_to_first_token_ms: r.time_to_first_token_ms,
+            duration_ms: r.duration_ms,
+        })
+        .map_err(corrupt)
+    })
+    .transpose()
+}
+
+/// A message's receipt from the stored JSON text.
+pub fn receipt_from_json(json: Option<&str>) -> Result<Option<Receipt>, StoreError> {
+    json.map(|j| {
+        let r: ReceiptRecord = serde_json::from_str(j).map_err(corrupt)?;
+        Ok(Receipt {
+            model: r.model,
+            provider: r.provider,
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            cost_usd: r.cost_usd,
+            time_to_first_token_ms: r.time_to_first_token_ms,
+            duration_ms: r.duration_ms,
+        })
+    })
+    .transpose()
+}
+
 /// A stored row read by field name (a SQLite row, a DynamoDB item, a MongoDB document), and the
 /// records read from it.
 pub trait Fields {
@@ -147,6 +203,9 @@ pub trait Fields {
 
     /// A text field.
     fn text(&self, name: &str) -> Result<String, StoreError>;
+
+    /// A text field that may be absent (or null): rows written before it existed.
+    fn optional_text(&self, name: &str) -> Result<Option<String>, StoreError>;
 
     /// A whole-number field.
     fn whole(&self, name: &str) -> Result<i64, StoreError>;
@@ -174,6 +233,7 @@ pub trait Fields {
             token_count: self.whole("token_count")?,
             status: self.text("status")?,
             created_at: self.text("created_at")?,
+            usage: self.optional_text("usage")?,
         }
         .try_into()
     }
@@ -232,6 +292,9 @@ pub struct MessageRecord {
     pub status: String,
     /// RFC 3339.
     pub created_at: String,
+    /// The receipt's JSON ([`receipt_json`]); absent on user messages and on rows written before
+    /// receipts.
+    pub usage: Option<String>,
 }
 
 impl TryFrom<MessageRecord> for Message {
@@ -248,6 +311,7 @@ impl TryFrom<MessageRecord> for Message {
             conversation_id: r.conversation_id.into(),
             content: r.content,
             token_count: count(r.token_count),
+            usage: receipt_from_json(r.usage.as_deref())?,
         })
     }
 }
@@ -325,6 +389,7 @@ mod tests {
             token_count: 0,
             status: "complete".into(),
             created_at: "2026-02-28T10:00:00.123Z".into(),
+            usage: None,
         };
         assert!(matches!(
             Message::try_from(message),
@@ -353,6 +418,7 @@ mod tests {
             token_count: 2,
             status: "incomplete".into(),
             created_at: "2026-02-28T10:00:00.123Z".into(),
+            usage: Some(r#"{"model":"sonnet","provider":"anthropic","prompt_tokens":12,"completion_tokens":3,"cost_usd":null,"time_to_first_token_ms":420,"duration_ms":900}"#.into()),
         })
         .unwrap();
         assert_eq!(
@@ -360,5 +426,40 @@ mod tests {
             (Role::Assistant, MessageStatus::Incomplete)
         );
         assert_eq!(m.files, vec![meta()]);
+        let usage = m.usage.unwrap();
+        assert_eq!(
+            (usage.model.as_str(), usage.provider.as_str()),
+            ("sonnet", "anthropic")
+        );
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (12, 3));
+        assert_eq!(
+            (
+                usage.time_to_first_token_ms,
+                usage.duration_ms,
+                usage.cost_usd
+            ),
+            (Some(420), 900, None)
+        );
+    }
+
+    #[test]
+    fn receipts_round_trip_and_may_be_absent() {
+        let r = Receipt {
+            model: "gpt".into(),
+            provider: "openai".into(),
+            prompt_tokens: 1,
+            completion_tokens: 2,
+            cost_usd: Some(0.0125),
+            time_to_first_token_ms: None,
+            duration_ms: 30,
+        };
+        let json = receipt_json(Some(&r)).unwrap();
+        assert_eq!(receipt_from_json(json.as_deref()).unwrap(), Some(r));
+        assert_eq!(receipt_json(None).unwrap(), None);
+        assert_eq!(receipt_from_json(None).unwrap(), None);
+        assert!(matches!(
+            receipt_from_json(Some("{\"model\":1}")),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

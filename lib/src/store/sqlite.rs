@@ -16,7 +16,8 @@ use crate::domain::{
 };
 
 /// Migrations in order; `user_version` counts how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE conversations (
     owner TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -49,7 +50,11 @@ CREATE TABLE files (
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
 CREATE INDEX files_by_conversation ON files (owner, conversation_id);
-"#];
+"#,
+    r#"
+ALTER TABLE messages ADD COLUMN usage TEXT;
+"#,
+];
 
 /// SQLite behind a mutex.
 #[derive(Clone)]
@@ -166,6 +171,7 @@ fn append_message(
     m: &Message,
     files_json: &str,
 ) -> Result<(), StoreError> {
+    let usage_json = record::receipt_json(m.usage.as_ref())?;
     let n = c
         .prepare_cached(
             "UPDATE conversations SET message_count = message_count + 1, updated_at = MAX(updated_at, ?3) WHERE owner = ?1 AND id = ?2",
@@ -185,7 +191,7 @@ fn append_message(
         )));
     }
     c.prepare_cached(&format!(
-        "INSERT INTO messages (owner, {MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        "INSERT INTO messages (owner, {MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     ))
     .and_then(|mut st| {
         st.execute(params![
@@ -197,7 +203,8 @@ fn append_message(
             files_json,
             m.token_count as i64,
             m.status.as_str(),
-            m.created_at.to_rfc3339()
+            m.created_at.to_rfc3339(),
+            usage_json
         ])
     })
     .map_err(unavailable)?;
@@ -213,6 +220,11 @@ impl Fields for Row<'_> {
     }
 
     fn whole(&self, name: &str) -> Result<i64, StoreError> {
+        self.get(name)
+            .map_err(|e| StoreError::Corrupt(format!("`{name}`: {e}")))
+    }
+
+    fn optional_text(&self, name: &str) -> Result<Option<String>, StoreError> {
         self.get(name)
             .map_err(|e| StoreError::Corrupt(format!("`{name}`: {e}")))
     }
@@ -272,7 +284,7 @@ fn like_pattern(q: &str) -> String {
 
 const CONVERSATION_COLUMNS: &str = "id, title, message_count, created_at, updated_at";
 const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, role, content, files, token_count, status, created_at";
+    "id, conversation_id, role, content, files, token_count, status, created_at, usage";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -431,10 +443,11 @@ impl Store for SqliteStore {
 
     async fn update_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
         let (owner, m) = (owner.clone(), m.clone());
+        let usage = record::receipt_json(m.usage.as_ref())?;
         self.with(move |c| {
             c.execute(
-                "UPDATE messages SET content = ?3, token_count = ?4, status = ?5 WHERE owner = ?1 AND id = ?2",
-                params![owner.as_str(), m.id.as_str(), m.content, m.token_count as i64, m.status.as_str()],
+                "UPDATE messages SET content = ?3, token_count = ?4, status = ?5, usage = ?6 WHERE owner = ?1 AND id = ?2",
+                params![owner.as_str(), m.id.as_str(), m.content, m.token_count as i64, m.status.as_str(), usage],
             )
             .map_err(unavailable)?;
             Ok(())
@@ -575,12 +588,42 @@ mod tests {
             .with(move |c| {
                 c.execute_batch(&format!(
                     "INSERT INTO files VALUES ('local', 'f-old', 'c-old', '{BODY}');
-                     INSERT INTO messages VALUES ('local', 'm-old', 'c-old', 'user', 'hi', '[{BODY}]', 1, 'complete', '2026-02-28T10:00:00.123Z');"
+                     INSERT INTO messages (owner, id, conversation_id, role, content, files, token_count, status, created_at)
+                         VALUES ('local', 'm-old', 'c-old', 'user', 'hi', '[{BODY}]', 1, 'complete', '2026-02-28T10:00:00.123Z');"
                 ))
                 .map_err(unavailable)
             })
             .await
             .unwrap();
         reads_back_the_earlier_format(&store, &Owner::local()).await;
+    }
+
+    /// A database written at the first schema version (messages without receipts) is migrated
+    /// when opened, and its rows read back.
+    #[tokio::test]
+    async fn a_database_of_the_first_schema_is_migrated() {
+        use crate::store::contract::{reads_back_the_earlier_format, EARLIER_FILE_JSON as BODY};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conversa.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute_batch(&format!(
+                "INSERT INTO files VALUES ('local', 'f-old', 'c-old', '{BODY}');
+                 INSERT INTO messages VALUES ('local', 'm-old', 'c-old', 'user', 'hi', '[{BODY}]', 1, 'complete', '2026-02-28T10:00:00.123Z');"
+            ))
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        reads_back_the_earlier_format(&store, &Owner::local()).await;
+        let version: usize = store
+            .with(|c| {
+                c.pragma_query_value(None, "user_version", |r| r.get(0))
+                    .map_err(unavailable)
+            })
+            .await
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
     }
 }

@@ -173,6 +173,24 @@ impl LocalModel {
         })
     }
 
+    /// The name and context window of a GGUF file without loading its weights (only the header is
+    /// read; blocking).
+    pub fn peek(path: &Path) -> Result<(String, usize), LlmError> {
+        let file = std::fs::File::open(path).map_err(|e| invalid(path, e))?;
+        let content = gguf_file::Content::read(&mut std::io::BufReader::new(file))
+            .map_err(|e| invalid(path, e))?;
+        let trained = content
+            .metadata
+            .get("llama.context_length")
+            .and_then(|v| v.to_u32().ok())
+            .map_or(2048, |n| n as usize);
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "local model".into());
+        Ok((name, trained.clamp(16, MAX_SEQ_LEN)))
+    }
+
     /// Loads on a blocking thread (for async callers).
     pub async fn load_async(path: PathBuf) -> Result<Self, LlmError> {
         tokio::task::spawn_blocking(move || Self::load(&path))

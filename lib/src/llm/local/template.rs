@@ -11,10 +11,7 @@ use crate::llm::{ChatMessage, ChatRole, Part};
 pub const CUT_MARKER: &str =
     "\n\n[… part of this message was left out to fit the model's context window …]\n\n";
 
-/// The sentence that replaces an image for a model without vision.
-pub fn image_note(name: &str) -> String {
-    format!("[The image {name} is attached, but this model cannot see images.]")
-}
+pub use crate::llm::image_note;
 
 /// A message's text as this model reads it: text parts joined, images replaced by a note.
 pub fn message_text(m: &ChatMessage) -> String {

@@ -3,14 +3,19 @@
 //! so far (or `error` when there is none) after a failure — then waits for the automatic title of a
 //! new conversation, inside the request, so a serverless sandbox does not freeze it half done.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::persist::Persisted;
 use super::{ChatService, Turn, TurnEvent, TurnMeta, TITLE_WAIT};
-use crate::domain::{ConversationId, Message, MessageId, MessageStatus, Owner, Role, Timestamp};
-use crate::llm::{ChatEvent, ChatRequest, LlmError, Usage};
+use crate::domain::{
+    ConversationId, Message, MessageId, MessageStatus, Owner, Receipt, Role, Timestamp,
+};
+use crate::llm::{ChatEvent, ChatRequest, LlmError, ModelEntry, Usage};
 use crate::service::Error;
 
 /// How the model's answer ended.
@@ -22,13 +27,38 @@ enum Outcome {
     Failed(LlmError),
 }
 
+/// What the models did for one answer: who answered (when one did) and how long it took.
+struct Timing {
+    answered: Option<Arc<ModelEntry>>,
+    started: Instant,
+    first_token: Option<Duration>,
+}
+
 /// One answer being generated and stored.
 struct Answer {
     service: ChatService,
     owner: Owner,
     conversation_id: ConversationId,
     message_id: MessageId,
+    model: Arc<ModelEntry>,
     prompt_estimate: u64,
+}
+
+/// The receipt of an answer by `model`: its counts, its price applied, its times.
+fn receipt(model: &ModelEntry, usage: Usage, timing: &Timing) -> Receipt {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Receipt {
+        model: model.id.clone(),
+        provider: model.provider.as_str().to_owned(),
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        cost_usd: model.price.map(|p| {
+            (usage.prompt_tokens as f64 * p.input + usage.completion_tokens as f64 * p.output)
+                / 1_000_000.0
+        }),
+        time_to_first_token_ms: timing.first_token.map(millis),
+        duration_ms: millis(timing.started.elapsed()),
+    }
 }
 
 impl ChatService {
@@ -42,6 +72,7 @@ impl ChatService {
             assistant_message_id: MessageId::generate(),
             created_conversation: turn.created,
             files,
+            model: turn.model.id.clone(),
         };
         let title_job = turn.created.then(|| {
             let titler = self.titler.clone();
@@ -55,6 +86,7 @@ impl ChatService {
             owner: owner.clone(),
             conversation_id: turn.conversation.id,
             message_id: meta.assistant_message_id.clone(),
+            model: turn.model,
             prompt_estimate: request
                 .messages
                 .iter()
@@ -76,37 +108,53 @@ impl Answer {
         title_job: Option<JoinHandle<Option<String>>>,
     ) {
         let mut text = String::new();
-        let outcome = self.stream(request, &tx, &mut text).await;
-        let (status, last) = match outcome {
+        let mut timing = Timing {
+            answered: None,
+            started: Instant::now(),
+            first_token: None,
+        };
+        let outcome = self.stream(request, &tx, &mut text, &mut timing).await;
+        let estimated = Usage {
+            prompt_tokens: self.prompt_estimate,
+            completion_tokens: crate::tokens::estimate(&text),
+        };
+        let (status, last, usage) = match outcome {
             Outcome::Finished {
                 finish_reason,
                 usage,
             } => {
-                let usage = usage.unwrap_or(Usage {
-                    prompt_tokens: self.prompt_estimate,
-                    completion_tokens: crate::tokens::estimate(&text),
-                });
+                let answered = timing
+                    .answered
+                    .clone()
+                    .unwrap_or_else(|| self.model.clone());
+                let usage = receipt(&answered, usage.unwrap_or(estimated), &timing);
                 (
                     MessageStatus::Complete,
                     TurnEvent::Done {
                         message_id: self.message_id.clone(),
                         finish_reason,
-                        usage,
+                        usage: usage.clone(),
                     },
+                    Some(usage),
                 )
             }
             Outcome::Failed(e) => {
-                tracing::warn!(conversation = %self.conversation_id, error = %e, "the model failed during a turn");
+                tracing::warn!(conversation = %self.conversation_id, model = %self.model.id, error = %e, "the model failed during a turn");
                 let status = if text.is_empty() {
                     MessageStatus::Error
                 } else {
                     MessageStatus::Incomplete
                 };
-                (status, TurnEvent::Error(Error::from(e)))
+                // A model that started answering is named, with what it said so far.
+                let usage = timing
+                    .answered
+                    .as_ref()
+                    .map(|m| receipt(m, estimated, &timing));
+                (status, TurnEvent::Error(Error::from(e)), usage)
             }
         };
-        let token_count = match &last {
-            TurnEvent::Done { usage, .. } => usage.completion_tokens,
+        let token_count = match &usage {
+            Some(u) if status == MessageStatus::Complete => u.completion_tokens,
             _ => crate::tokens::estimate(&text),
         };
         let message = Message {
@@ -118,6 +166,7 @@ impl Answer {
             token_count,
             status,
             created_at: Timestamp::now(),
+            usage,
         };
         if let Err(e) = self.service.store.add_message(&self.owner, &message).await {
             tracing::error!(error = %e, "could not store the answer");
@@ -148,23 +197,29 @@ impl Answer {
         }
     }
 
-    /// The model's answer into `tx` and `text`, each wait bounded by the model timeout.
+    /// The model's answer (or a fallback's, before the first token) into `tx` and `text`, each
+    /// wait bounded by the model timeout; `timing` learns who answered and when it started.
     async fn stream(
         &self,
         request: ChatRequest,
         tx: &mpsc::UnboundedSender<TurnEvent>,
         text: &mut String,
+        timing: &mut Timing,
     ) -> Outcome {
         let timeout = self.service.settings.model_timeout;
+        let models = &self.service.models;
         let mut stream =
-            match tokio::time::timeout(timeout, self.service.model.stream(request)).await {
+            match tokio::time::timeout(timeout, models.stream(&self.model.id, request)).await {
                 Err(_) => {
                     return Outcome::Failed(LlmError::Unreachable(
                         "the model did not answer in time".into(),
                     ))
                 }
                 Ok(Err(e)) => return Outcome::Failed(e),
-                Ok(Ok(stream)) => stream,
+                Ok(Ok(answering)) => {
+                    timing.answered = Some(answering.model);
+                    answering.stream
+                }
             };
         loop {
             match tokio::time::timeout(timeout, stream.next()).await {
@@ -180,6 +235,9 @@ impl Answer {
                 }
                 Ok(Some(Err(e))) => return Outcome::Failed(e),
                 Ok(Some(Ok(ChatEvent::Delta(t)))) => {
+                    if timing.first_token.is_none() {
+                        timing.first_token = Some(timing.started.elapsed());
+                    }
                     text.push_str(&t);
                     // A client that left is no reason to stop: the answer is still stored.
                     let _ = tx.send(TurnEvent::Token(t));
@@ -222,9 +280,20 @@ mod tests {
         };
         assert_eq!(message_id, &turn.meta.assistant_message_id);
         assert_eq!(usage.prompt_tokens, 7, "the provider's usage is passed on");
+        assert_eq!(turn.meta.model, "chat-model", "the default was asked for");
+        assert_eq!(
+            (usage.model.as_str(), usage.provider.as_str()),
+            ("chat-model", "openai")
+        );
+        assert_eq!(usage.cost_usd, None, "the test model has no price");
         let stored = f.message(&owner, message_id).await;
         assert_eq!(stored.status, MessageStatus::Complete);
         assert_eq!(stored.content, "Echo: hello there");
+        assert_eq!(
+            stored.usage.as_ref(),
+            Some(usage),
+            "the stored answer keeps the receipt"
+        );
         // The title is in the store once the turn's events end, whether or not it was an event.
         let c = f.conversation(&owner, &turn.meta.conversation_id).await;
         assert_eq!(c.title, "Title For hello there");
@@ -319,6 +388,11 @@ mod tests {
         let stored = f.message(&owner, &turn.meta.assistant_message_id).await;
         assert_eq!(stored.status, MessageStatus::Incomplete);
         assert_eq!(stored.content, said);
+        let receipt = stored
+            .usage
+            .expect("the model that started answering is named");
+        assert_eq!(receipt.model, "chat-model");
+        assert!(receipt.time_to_first_token_ms.is_some());
     }
 
     #[tokio::test]
@@ -334,6 +408,7 @@ mod tests {
         let stored = f.message(&owner, &turn.meta.assistant_message_id).await;
         assert_eq!(stored.status, MessageStatus::Error);
         assert_eq!(stored.content, "");
+        assert_eq!(stored.usage, None, "no model answered");
         // The user message stays.
         let user = f
             .store

@@ -48,8 +48,9 @@ const NO_MESSAGE: &str = "(The user sent the files above without a message.)";
 pub struct ContextSettings {
     /// The system prompt (`CONVERSA_SYSTEM_PROMPT`).
     pub system_prompt: String,
-    /// The context window of the chat model (`CONVERSA_CONTEXT_TOKENS`); `None`: known for
-    /// well-known models, else [`DEFAULT_WINDOW`].
+    /// The context window; each turn sets its model's (from the registry, see
+    /// [`ContextBuilder::with_window`]). `None`: known for well-known models, else
+    /// [`DEFAULT_WINDOW`].
     pub context_tokens: Option<u64>,
     /// The share of the window that file text may fill, 0–1 (`CONVERSA_FILE_CONTEXT_SHARE`).
     pub file_share: f64,
@@ -86,6 +87,18 @@ impl ContextSettings {
 pub struct ContextBuilder {
     blobs: Arc<dyn BlobStore>,
     settings: ContextSettings,
+}
+
+impl ContextBuilder {
+    /// The same builder for a model whose context window is `window` tokens.
+    pub fn with_window(&self, window: u64) -> Self {
+        let mut settings = self.settings.clone();
+        settings.context_tokens = Some(window);
+        Self {
+            blobs: self.blobs.clone(),
+            settings,
+        }
+    }
 }
 
 /// A text file in play, with its text.
@@ -409,7 +422,8 @@ impl ContextBuilder {
 }
 
 impl ChatService {
-    /// Builds the model request of a persisted turn: its context, within the model's window.
+    /// Builds the model request of a persisted turn: its context, within the window of the model
+    /// asked for.
     pub async fn build_request(
         &self,
         owner: &Owner,
@@ -417,16 +431,17 @@ impl ChatService {
     ) -> Result<ChatRequest, Error> {
         let messages = self
             .context
+            .with_window(turn.model.context_tokens)
             .build(
                 owner,
-                &turn.model,
+                &turn.model.model,
                 &turn.history,
                 &turn.user_message.content,
                 &turn.user_message.files,
             )
             .await?;
         Ok(ChatRequest {
-            model: turn.model.clone(),
+            model: turn.model.model.clone(),
             messages,
             max_tokens: self.settings.context.max_answer_tokens,
             temperature: None,
@@ -463,6 +478,7 @@ mod tests {
             token_count: 0,
             status: MessageStatus::Complete,
             created_at: Timestamp::now(),
+            usage: None,
         }
     }
 

@@ -16,7 +16,9 @@ use crate::domain::{
     Conversation, ConversationId, FileMeta, FileStatus, FileType, Message, MessageId, Owner,
 };
 use crate::extract::Limits;
-use crate::llm::{ChatEvent, ChatModel, ChatRequest, ChatStream, LlmError, Usage};
+use crate::llm::{
+    ChatEvent, ChatModel, ChatRequest, ChatStream, LlmError, ModelEntry, Provider, Registry, Usage,
+};
 use crate::service::conversations::ConversationService;
 use crate::service::files::{new_meta, FileService, FileSettings};
 use crate::store::Store;
@@ -135,11 +137,9 @@ pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-/// The settings of these tests: no rate limit, an 8k window.
+/// The settings of these tests: no rate limit.
 pub(crate) fn settings() -> ChatSettings {
     ChatSettings {
-        chat_model: "chat-model".into(),
-        title_model: TITLE_MODEL.into(),
         history_messages: 20,
         rate_limit_per_minute: 0,
         model_timeout: Duration::from_secs(10),
@@ -190,6 +190,23 @@ impl Fixture {
         ));
         let model = Arc::new(model);
         let mut s = settings();
+        // Two models on the test model, both reading images, with an 8k window: `chat-model`
+        // answers, `title-model` writes titles.
+        let entry = |id: &str| {
+            let mut e = ModelEntry::new(id, Provider::OpenAi, id, model.clone());
+            e.vision = true;
+            e.context_tokens = 8_192;
+            e
+        };
+        let models = Arc::new(
+            Registry::from_entries(
+                vec![entry("chat-model"), entry(TITLE_MODEL)],
+                Some("chat-model"),
+                Some(TITLE_MODEL),
+                Duration::from_secs(10),
+            )
+            .unwrap(),
+        );
         change(&mut s);
         let chat = ChatService::new(
             ChatPorts {
@@ -201,7 +218,7 @@ impl Fixture {
                     Arc::new(crate::limits::memory::MemoryLimiter::new()),
                     Arc::new(crate::limits::ManualClock::at(1_800_000_020_000)),
                 ),
-                model: model.clone(),
+                models,
             },
             files,
             s,

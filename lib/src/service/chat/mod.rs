@@ -22,11 +22,11 @@ use super::title::Titler;
 use super::Error;
 use crate::blobs::BlobStore;
 use crate::domain::{
-    ConversationId, FileId, FileMeta, Message, MessageId, MessageStatus, Owner, Role, Timestamp,
-    DEFAULT_TITLE,
+    ConversationId, FileId, FileMeta, Message, MessageId, MessageStatus, Owner, Receipt, Role,
+    Timestamp, DEFAULT_TITLE,
 };
 use crate::limits::RateLimit;
-use crate::llm::{ChatModel, Usage};
+use crate::llm::Registry;
 use crate::store::Store;
 
 pub mod admit;
@@ -51,17 +51,13 @@ pub const TITLE_WAIT: Duration = Duration::from_secs(30);
 /// The settings a chat turn uses, from the configuration.
 #[derive(Debug, Clone)]
 pub struct ChatSettings {
-    /// The model that answers unless the request names another (`CONVERSA_CHAT_MODEL`).
-    pub chat_model: String,
-    /// The model that writes titles (`CONVERSA_TITLE_MODEL`).
-    pub title_model: String,
     /// Previous messages read as history (`CONVERSA_HISTORY_MESSAGES`).
     pub history_messages: u32,
     /// Chat requests per client per minute; 0 disables (`CONVERSA_RATE_LIMIT_PER_MINUTE`).
     pub rate_limit_per_minute: u32,
     /// The longest wait for the model's next piece of answer (`CONVERSA_MODEL_TIMEOUT_SECS`).
     pub model_timeout: Duration,
-    /// What the model sees: system prompt, window, file share, answer cap.
+    /// What the model sees: system prompt, file share, answer cap (the window is each model's).
     pub context: ContextSettings,
 }
 
@@ -74,8 +70,9 @@ pub struct ChatPorts {
     pub blobs: Arc<dyn BlobStore>,
     /// Chat requests per client, under the per-minute policy.
     pub limiter: RateLimit,
-    /// The model that answers and writes titles.
-    pub model: Arc<dyn ChatModel>,
+    /// The models on offer: the one asked for (or the default) answers, with its fallbacks; the
+    /// title model writes titles.
+    pub models: Arc<Registry>,
 }
 
 /// The chat use case: one turn from the request to the stored answer. Cheap to clone.
@@ -83,7 +80,7 @@ pub struct ChatPorts {
 pub struct ChatService {
     store: Arc<dyn Store>,
     limiter: RateLimit,
-    model: Arc<dyn ChatModel>,
+    models: Arc<Registry>,
     files: Arc<FileService>,
     context: ContextBuilder,
     titler: Titler,
@@ -101,7 +98,7 @@ pub struct ChatInput {
     pub file_ids: Vec<FileId>,
     /// Files in this request.
     pub uploads: Vec<Upload>,
-    /// A model other than the configured one.
+    /// The id of a model of the registry; `None`: the default.
     pub model: Option<String>,
 }
 
@@ -118,6 +115,9 @@ pub struct TurnMeta {
     pub created_conversation: bool,
     /// The files of the user message.
     pub files: Vec<FileMeta>,
+    /// The id of the model asked for (the default when the request named none); the receipt
+    /// names the one that answered.
+    pub model: String,
 }
 
 /// Events after `meta`, in order.
@@ -138,8 +138,8 @@ pub enum TurnEvent {
         message_id: MessageId,
         /// Why the model stopped.
         finish_reason: String,
-        /// Token counts.
-        usage: Usage,
+        /// The receipt: the model that answered, tokens, cost, times.
+        usage: Receipt,
     },
     /// The model failed (what was received is stored as `incomplete`, or `error` when nothing
     /// was), or the answer could not be stored. The stream ends after it.
@@ -169,15 +169,11 @@ impl ChatService {
     /// A chat service over `ports`, with `files` for the uploads of a turn. Starts nothing.
     pub fn new(ports: ChatPorts, files: Arc<FileService>, settings: ChatSettings) -> Self {
         Self {
-            titler: Titler::new(
-                ports.model.clone(),
-                ports.store.clone(),
-                settings.title_model.clone(),
-            ),
+            titler: Titler::new(ports.models.clone(), ports.store.clone()),
             context: ContextBuilder::new(ports.blobs, settings.context.clone()),
             store: ports.store,
             limiter: ports.limiter,
-            model: ports.model,
+            models: ports.models,
             files,
             settings: Arc::new(settings),
         }
@@ -186,6 +182,11 @@ impl ChatService {
     /// The settings this service runs with.
     pub fn settings(&self) -> &ChatSettings {
         &self.settings
+    }
+
+    /// The models on offer.
+    pub fn models(&self) -> &Arc<Registry> {
+        &self.models
     }
 
     /// Resolves, persists and builds a turn, then starts the answer. Every refusal happens here,
@@ -235,6 +236,7 @@ impl ChatService {
                 token_count: 0,
                 status: MessageStatus::Error,
                 created_at: Timestamp::now(),
+                usage: None,
             });
         Ok(Finished {
             meta,

@@ -3,12 +3,15 @@
 //! this turn are discarded and earlier uploads detached again: a failed turn leaves no file
 //! pointing at a message that does not exist.
 
+use std::sync::Arc;
+
 use super::resolve::Resolved;
 use super::ChatService;
 use crate::domain::{
     Conversation, ConversationId, FileMeta, Message, MessageId, MessageStatus, Owner, Role,
     Timestamp, DEFAULT_TITLE,
 };
+use crate::llm::ModelEntry;
 use crate::service::Error;
 
 /// A turn whose user message is stored.
@@ -22,8 +25,8 @@ pub struct Persisted {
     pub user_message: Message,
     /// The history window before it, oldest first.
     pub history: Vec<Message>,
-    /// The model that answers.
-    pub model: String,
+    /// The model asked for.
+    pub model: Arc<ModelEntry>,
 }
 
 impl ChatService {
@@ -81,6 +84,7 @@ impl ChatService {
                 files: files.clone(),
                 status: MessageStatus::Complete,
                 created_at: now,
+                usage: None,
             };
             if created {
                 // A new conversation is stored together with its first message.

@@ -2,12 +2,14 @@
 //! for earlier uploads that are still being processed, and read this request's uploads. Nothing is
 //! stored yet, so a refusal here leaves no trace.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
     ChatInput, ChatService, MAX_FILES, MAX_MESSAGE_CHARS, MAX_MODEL_CHARS, PROCESSING_WAIT,
 };
 use crate::domain::{Conversation, FileId, FileMeta, FileStatus, Message, Owner};
+use crate::llm::ModelEntry;
 use crate::service::files::Prepared;
 use crate::service::Error;
 
@@ -19,8 +21,8 @@ const PROCESSING_POLL: Duration = Duration::from_millis(250);
 pub struct Resolved {
     /// The message, trimmed.
     pub text: String,
-    /// The model that answers.
-    pub model: String,
+    /// The model asked for (the default when the request named none).
+    pub model: Arc<ModelEntry>,
     /// The conversation continued, or `None` for a new one.
     pub conversation: Option<Conversation>,
     /// The history window before this message, oldest first (empty for a new conversation).
@@ -67,6 +69,17 @@ impl ChatService {
     /// input, the conversation, earlier uploads, then this request's uploads.
     pub async fn resolve(&self, owner: &Owner, input: ChatInput) -> Result<Resolved, Error> {
         self.check(&input)?;
+        let model = self
+            .models
+            .resolve(input.model.as_deref())
+            .map_err(|e| {
+                Error::Unprocessable(format!(
+                    "There is no model {:?}. The models are: {}.",
+                    e.requested,
+                    e.available.join(", ")
+                ))
+            })?
+            .clone();
         let conversation = match &input.conversation_id {
             Some(id) => {
                 Some(crate::service::conversations::find(self.store.as_ref(), owner, id).await?)
@@ -92,9 +105,7 @@ impl ChatService {
         };
         Ok(Resolved {
             text: input.message.trim().to_owned(),
-            model: input
-                .model
-                .unwrap_or_else(|| self.settings.chat_model.clone()),
+            model,
             conversation,
             history,
             earlier,
@@ -213,12 +224,47 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resolved.text, "sum it");
-        assert_eq!(resolved.model, "chat-model");
+        assert_eq!(resolved.model.id, "chat-model");
         assert!(resolved.conversation.is_none() && resolved.history.is_empty());
         assert_eq!(resolved.uploads.len(), 1);
         assert_eq!(resolved.uploads[0].meta.file_type, FileType::Csv);
         let id = &resolved.uploads[0].meta.id;
         assert!(f.store.get_file(&owner, id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_model_is_picked_by_id_and_an_unknown_one_is_refused_naming_the_others() {
+        let f = Fixture::new();
+        let owner = Owner::local();
+        let picked = f
+            .chat
+            .resolve(
+                &owner,
+                ChatInput {
+                    model: Some("title-model".into()),
+                    ..ask("hi")
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(picked.model.id, "title-model");
+        let e = f
+            .chat
+            .resolve(
+                &owner,
+                ChatInput {
+                    model: Some("gpt-99".into()),
+                    ..ask("hi")
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Error::Unprocessable(
+                "There is no model \"gpt-99\". The models are: chat-model, title-model.".into()
+            )
+        );
     }
 
     #[tokio::test(start_paused = true)]
