@@ -61,7 +61,8 @@ pub struct ChatForm {
     #[schema(required = false, schema_with = message_schema)]
     message: String,
     /// Continue this conversation; absent (or blank) starts a new one.
-    conversation_id: Option<String>,
+    #[schema(required = false)]
+    conversation_id: String,
     /// Files of this message (a part named `files` or `file`, or any part with a file name); files
     /// and file ids together are at most 10.
     #[schema(required = false, schema_with = files_schema)]
@@ -71,8 +72,8 @@ pub struct ChatForm {
     #[schema(required = false)]
     file_ids: Vec<String>,
     /// The id of a model of `GET /api/models`; absent (or blank) means the default model.
-    #[schema(schema_with = model_schema)]
-    model: Option<String>,
+    #[schema(required = false, schema_with = form_model_schema)]
+    model: String,
 }
 
 /// `message`: at most [`MAX_MESSAGE_CHARS`] characters after trimming.
@@ -82,6 +83,13 @@ fn message_schema() -> Object {
     s.description = Some(format!(
         "The user's text, at most {MAX_MESSAGE_CHARS} characters after trimming (may be blank only when files are attached)."
     ));
+    s
+}
+
+/// `model` of a form: a text part (a form has no null; leave the part out instead).
+fn form_model_schema() -> Object {
+    let mut s = model_schema();
+    s.schema_type = Type::String.into();
     s
 }
 

@@ -43,8 +43,9 @@ pub struct UploadForm {
     /// text, Markdown, JSON, PNG, JPEG, WEBP or GIF, decided from its bytes.
     #[schema(value_type = String, format = Binary, min_length = 1)]
     file: Vec<u8>,
-    /// Attach it to this conversation; absent or blank leaves it unattached.
-    conversation_id: Option<String>,
+    /// Attach it to this conversation; absent or blank leaves it unattached (a form has no null).
+    #[schema(required = false)]
+    conversation_id: String,
 }
 
 /// Extracted text.
