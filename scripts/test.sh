@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, with its set-up: system packages, backing services (Redis, moto,
-# a MongoDB-wire server), test documents, the offline model, the Rust tests with every feature,
-# and the frontend's unit and browser tests against the real server.
+# a MongoDB-wire server), test documents, the offline model, the Rust tests with every feature
+# (with Schemathesis run on the API's OpenAPI document), and the frontend's unit and browser tests
+# against the real server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/conversa-target}"
@@ -10,7 +11,7 @@ step() { printf '\n== %s\n' "$*" >&2; }
 step "system packages"
 bash scripts/setup.sh
 
-step "tools (cargo-lambda, cfn-lint)"
+step "tools (cargo-lambda, cfn-lint, schemathesis)"
 bash scripts/tools.sh install >/dev/null
 PATH="$(bash scripts/tools.sh path):$PATH"
 export PATH

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Build and lint tools for the serverless deployment, installed from PyPI into the
+# Build, lint and test tools, installed from PyPI into the
 # project's tool venv (the same one scripts/services.sh uses):
 #
 #   cargo-lambda   `cargo lambda build --release --arm64` (brings zig as its cross linker)
 #   cfn-lint       lints template.yaml
+#   schemathesis   checks the running API against its OpenAPI document
+#                  (functions/local/tests/openapi_conformance.rs)
 #
 # Usage:  scripts/tools.sh [install|path|check]          (default: install)
 #   install  install the pinned versions when missing, then print where they are
@@ -11,7 +13,7 @@
 #   check    print the versions; exit 1 when one is missing
 #
 # After install:  export PATH="$(bash scripts/tools.sh path):$PATH"
-#                 cargo lambda --version; cfn-lint --version
+#                 cargo lambda --version; cfn-lint --version; st --version
 #
 # Also adds the Rust target aarch64-unknown-linux-gnu (Lambda arm64) with rustup when
 # rustup can reach its dist server; cargo-lambda can still link for arm64 with zig
@@ -32,7 +34,11 @@ BIN="$VENV/bin"
 # transform (aws-sam-translator), so it checks the generated resources (function URLs'
 # InvokeMode, GetAtt ChatFunctionUrl.FunctionUrl, dependency cycles). 1.54 and later
 # validate SAM resources shallowly and missed a real circular dependency here.
-PKGS=("cargo-lambda==1.9.2" "ziglang==0.15.2" "cfn-lint==1.53.3" "aws-sam-translator==1.115.0")
+# schemathesis: the conformance test runs all its checks, and functions/local/tests holds a
+# settings file and a hook written for 4.32.5; a new version can add checks, so it moves on
+# purpose only.
+PKGS=("cargo-lambda==1.9.2" "ziglang==0.15.2" "cfn-lint==1.53.3" "aws-sam-translator==1.115.0"
+  "schemathesis==4.32.5")
 RUST_TARGET=aarch64-unknown-linux-gnu
 
 log() { printf '[tools] %s\n' "$*" >&2; }
@@ -95,6 +101,9 @@ check() {
   if [[ -x $BIN/cfn-lint ]]; then
     printf 'cfn-lint:     %s  (%s)\n' "$("$BIN/cfn-lint" --version 2>&1 | head -n1)" "$BIN/cfn-lint"
   else echo "cfn-lint:     missing"; ok=1; fi
+  if [[ -x $BIN/st ]]; then
+    printf 'schemathesis: %s  (%s)\n' "$("$BIN/st" --version 2>&1 | head -n1)" "$BIN/st"
+  else echo "schemathesis: missing"; ok=1; fi
   if [[ -x $BIN/python-zig || -n $(installed_version ziglang) ]]; then
     printf 'zig:          %s  (python -m ziglang)\n' "$("$PY" -m ziglang version 2>&1 | head -n1)"
   else echo "zig:          missing"; ok=1; fi

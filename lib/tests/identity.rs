@@ -1238,3 +1238,69 @@ async fn the_conversations_function_serves_sign_in_keys_and_admin_routes() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_served_document_asks_for_the_bearer_token_only_where_people_sign_in() {
+    let security =
+        |doc: &Value, path: &str, method: &str| doc["paths"][path][method]["security"].clone();
+    let none = Deployment::new(&[]).await.instance().await;
+    let doc = none
+        .call(Method::GET, "/api/openapi.json", Send::default())
+        .await
+        .body;
+    assert_eq!(
+        security(&doc, "/api/me", "get"),
+        Value::Null,
+        "mode none takes no token"
+    );
+    let d = Deployment::new(&[("CONVERSA_AUTH_TOKENS", TOKENS)]).await;
+    let i = d.instance().await;
+    let doc = i
+        .call(Method::GET, "/api/openapi.json", Send::default())
+        .await
+        .body;
+    for (path, method) in [
+        ("/api/me", "get"),
+        ("/api/conversations", "get"),
+        ("/api/chat/send", "post"),
+        ("/api/keys", "post"),
+        ("/api/admin/users/{id}", "patch"),
+        ("/api/files/{id}/download", "get"),
+    ] {
+        assert_eq!(
+            security(&doc, path, method),
+            json!([{"bearer": []}]),
+            "{path}"
+        );
+    }
+    // Every operation that asks for the token documents its two refusals.
+    let paths = doc["paths"].as_object().unwrap();
+    let mut secured = 0;
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            if op.get("security").is_some() {
+                secured += 1;
+                for status in ["401", "403"] {
+                    assert_eq!(
+                        op["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} documents {status}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(secured > 20, "{secured} operations ask for the token");
+    for (path, method) in [
+        ("/api/auth/config", "get"),
+        ("/api/auth/login", "post"),
+        ("/health", "get"),
+        ("/api/openapi.json", "get"),
+    ] {
+        assert_eq!(
+            security(&doc, path, method),
+            Value::Null,
+            "{path} is public"
+        );
+    }
+}

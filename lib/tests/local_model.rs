@@ -2,7 +2,8 @@
 //! handling, cancellation, the tokenizer on real text, and the HTTP API streaming from it end to end.
 //!
 //! Needs the model file (`scripts/fetch-model.sh`, or `CONVERSA_LOCAL_MODEL`). Without it every test says
-//! SKIPPED on stderr and passes, except under CI (`CI` set), where a missing model is a failure.
+//! SKIPPED on stderr and passes, except under CI (`CI` set) or `CONVERSA_REQUIRE_SERVICES=1`, where a
+//! missing model is a failure.
 #![cfg(feature = "local-model")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -35,7 +36,9 @@ async fn model() -> Option<Arc<LocalModel>> {
         .get_or_init(|| async {
             let path = model_path();
             if !path.is_file() {
-                if std::env::var_os("CI").is_some() {
+                if std::env::var_os("CI").is_some()
+                    || std::env::var("CONVERSA_REQUIRE_SERVICES").as_deref() == Ok("1")
+                {
                     panic!(
                         "{} is missing: CI must run scripts/fetch-model.sh",
                         path.display()
@@ -236,10 +239,7 @@ async fn the_http_api_streams_from_the_local_model() {
         .unwrap();
     let health: serde_json::Value =
         serde_json::from_slice(&health.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    assert_eq!(
-        health["model"],
-        "local SmolLM2-135M-Instruct.Q4_1"
-    );
+    assert_eq!(health["model"], "local SmolLM2-135M-Instruct.Q4_1");
 
     let response = app
         .oneshot(

@@ -3,58 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+
+use common::Server;
 
 use conversa::testing::{multipart, parse_sse, pdf_with_pages, streamed_text, FakeOpenAi};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(fake: &FakeOpenAi, data: &Path, frontend: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_conversa-local"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CONVERSA_BIND", "127.0.0.1:0")
-        .env("CONVERSA_DATA_DIR", data)
-        .env("CONVERSA_FRONTEND_DIR", frontend)
-        .env("OPENAI_API_KEY", "test-key")
-        .env("OPENAI_BASE_URL", &fake.base_url)
-        .env("CONVERSA_TITLE_MODEL", "title-model")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("the server printed its address")
-            .unwrap();
-        if let Some(rest) = line
-            .strip_prefix("Conversa")
-            .and_then(|l| l.split("http://").nth(1))
-        {
-            let addr = rest.split('/').next().unwrap();
-            break format!("http://{addr}");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
+    Server::start(fake, data, frontend, &[])
 }
 
 async fn messages(client: &reqwest::Client, base: &str, conv: &str) -> Vec<Value> {

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::conversations::PageParams;
 use super::extract::{Json, Path, Query, RequireAdmin};
-use super::{ApiError, ErrorBody};
+use super::{openapi, ApiError, ErrorBody};
 use crate::accounts::User;
 use crate::auth::Role;
 use crate::domain::{Page, Timestamp};
@@ -94,7 +94,16 @@ pub struct NewUserBody {
     /// `user` (default) or `admin`.
     pub role: Option<Role>,
     /// Default: `CONVERSA_DEFAULT_TIER`.
+    #[schema(schema_with = tier_schema)]
     pub tier: Option<String>,
+}
+
+/// A tier's name: 1–64 letters, digits, `-` or `_`.
+fn tier_schema() -> utoipa::openapi::schema::Object {
+    openapi::string_with_pattern(
+        "^[A-Za-z0-9_-]{1,64}$".into(),
+        "A tier: 1–64 letters, digits, - or _.",
+    )
 }
 
 /// What to change about a user; absent fields stay.
@@ -102,6 +111,7 @@ pub struct NewUserBody {
 #[serde(deny_unknown_fields)]
 pub struct UserChangeBody {
     /// A new tier.
+    #[schema(schema_with = tier_schema)]
     pub tier: Option<String>,
     /// A new role (local accounts; elsewhere the identity provider decides).
     pub role: Option<Role>,
@@ -110,7 +120,7 @@ pub struct UserChangeBody {
 }
 
 /// Everyone who has signed in, oldest first.
-#[utoipa::path(get, path = "/api/admin/users", tag = "admin", security(("bearer" = [])), params(PageParams),
+#[utoipa::path(get, path = "/api/admin/users", tag = "admin", params(PageParams),
     responses((status = 200, body = Page<AdminUser>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn list_users(
@@ -127,7 +137,7 @@ pub async fn list_users(
 }
 
 /// Adds a local account (mode `local`).
-#[utoipa::path(post, path = "/api/admin/users", tag = "admin", security(("bearer" = [])), request_body = NewUserBody,
+#[utoipa::path(post, path = "/api/admin/users", tag = "admin", request_body = NewUserBody,
     responses((status = 201, body = AdminUser), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -148,7 +158,7 @@ pub async fn create_user(
 }
 
 /// Changes a user's tier, role or whether they are disabled.
-#[utoipa::path(patch, path = "/api/admin/users/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/api/admin/users/{id}", tag = "admin", params(("id" = String, Path)),
     request_body = UserChangeBody,
     responses((status = 200, body = AdminUser), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]

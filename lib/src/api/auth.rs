@@ -164,7 +164,7 @@ pub async fn config(
 }
 
 /// The caller: id, email, name, role, tier.
-#[utoipa::path(get, path = "/api/me", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/me", tag = "auth",
     responses((status = 200, body = Me), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn me(principal: Principal) -> Json<Me> {
     Json(Me {

@@ -7,13 +7,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{Object, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Json, Path, Query};
-use super::{ApiError, ErrorBody};
+use super::{openapi, ApiError, ErrorBody};
 use crate::auth::Principal;
-use crate::domain::{Conversation, ConversationId, Message, Page};
+use crate::domain::{Conversation, ConversationId, Message, Page, MAX_TITLE_CHARS};
 use crate::service::conversations::{self as svc, ConversationService};
 use crate::AppState;
 
@@ -43,9 +44,11 @@ pub fn router(state: AppState) -> Router {
 /// `?limit=&cursor=&q=`.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListParams {
-    /// Items per page, 1–200 (default 50).
+    /// Items per page.
+    #[param(schema_with = openapi::page_limit)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = openapi::page_cursor)]
     pub cursor: Option<String>,
     /// Keep conversations whose title or messages contain this text.
     pub q: Option<String>,
@@ -54,24 +57,55 @@ pub struct ListParams {
 /// `?limit=&cursor=`.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct PageParams {
-    /// Items per page, 1–200 (default 50).
+    /// Items per page.
+    #[param(schema_with = openapi::page_limit)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = openapi::page_cursor)]
     pub cursor: Option<String>,
 }
 
 /// `?format=`.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ExportParams {
-    /// `markdown` (default) or `json`.
+    /// `markdown` (default; `md` too) or `json`.
+    #[param(schema_with = export_format)]
     pub format: Option<String>,
+}
+
+/// The export formats.
+const EXPORT_FORMATS: [&str; 3] = ["markdown", "md", "json"];
+
+fn export_format() -> Object {
+    let mut s = Object::with_type(Type::String);
+    s.enum_values = Some(EXPORT_FORMATS.iter().map(|f| (*f).into()).collect());
+    s.default = Some("markdown".into());
+    s.description = Some("`markdown` (or `md`) or `json`.".into());
+    s
 }
 
 /// A new title.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RenameBody {
-    /// 1–200 characters after trimming.
+    /// 1–200 characters after trimming, without control characters.
+    #[schema(schema_with = title_schema)]
     pub title: String,
+}
+
+fn title_schema() -> Object {
+    openapi::string_with_pattern(
+        openapi::trimmed_line_pattern(MAX_TITLE_CHARS, false),
+        &format!("1–{MAX_TITLE_CHARS} characters after trimming, without control characters."),
+    )
+}
+
+/// A conversation exported as JSON.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Export {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// All its messages, oldest first.
+    pub messages: Vec<Message>,
 }
 
 /// Conversations, most recently updated first.
@@ -104,7 +138,7 @@ pub async fn get_one(
 
 /// Its messages, oldest first.
 #[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "conversations", params(("id" = String, Path), PageParams),
-    responses((status = 200, body = Page<Message>), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Page<Message>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn messages(
     State(conversations): State<Arc<ConversationService>>,
     auth: Principal,
@@ -151,7 +185,11 @@ pub async fn delete(
 
 /// Downloads it as Markdown or JSON.
 #[utoipa::path(get, path = "/api/conversations/{id}/export", tag = "conversations", params(("id" = String, Path), ExportParams),
-    responses((status = 200, description = "`text/markdown` or `application/json` attachment"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The conversation as an attachment: Markdown, or JSON with every message",
+            content((String = "text/markdown"), (Export = "application/json")),
+            headers(("Content-Disposition" = String, description = "`attachment` with a file name made of the title"))),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn export(
     State(conversations): State<Arc<ConversationService>>,
     auth: Principal,
@@ -193,7 +231,10 @@ pub async fn export(
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{stem}.json\""),
             )],
-            axum::Json(serde_json::json!({ "conversation": conversation, "messages": messages })),
+            axum::Json(Export {
+                conversation,
+                messages,
+            }),
         )
             .into_response()),
         other => Err(ApiError::bad_request(format!(

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::Schema;
 use utoipa::ToSchema;
 
 use super::extract::{Json, Path};
@@ -39,11 +40,13 @@ pub fn router(state: AppState) -> Router {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
-    /// The file.
-    #[schema(value_type = String, format = Binary)]
+    /// The file (not empty, at most `CONVERSA_MAX_UPLOAD_BYTES`): PDF, DOCX, XLSX, XLS, ODS, CSV,
+    /// text, Markdown, JSON, PNG, JPEG, WEBP or GIF, decided from its bytes.
+    #[schema(value_type = String, format = Binary, min_length = 1)]
     file: Vec<u8>,
-    /// Attach it to this conversation.
-    conversation_id: Option<String>,
+    /// Attach it to this conversation; absent or blank leaves it unattached (a form has no null).
+    #[schema(required = false)]
+    conversation_id: String,
 }
 
 /// Extracted text.
@@ -109,11 +112,17 @@ pub async fn get_one(
 /// `CONVERSA_DOWNLOAD_REDIRECT_BYTES` are served directly); on local disk, the bytes themselves.
 #[utoipa::path(get, path = "/api/files/{id}/download", tag = "files", params(("id" = String, Path)),
     responses(
-        (status = 200, description = "The file as uploaded", content_type = "application/octet-stream", body = Vec<u8>,
-            headers(("Content-Disposition" = String, description = "`attachment` with the file's name"))),
+        (status = 200, description = "The file as uploaded, with the media type it was stored with: the type decided from its \
+            bytes (`application/pdf`, `image/png`, `text/csv`, …), or the type a presigned upload claimed while it is not completed",
+            content_type = "*/*", body = inline(FileBytes),
+            headers(
+                ("Content-Disposition" = String, description = "`attachment` with the file's name"),
+                ("X-Content-Type-Options" = String, description = "`nosniff`"))),
         (status = 302, description = "Download the file from storage: `Location` is a presigned URL that works for 5 minutes and \
             answers the bytes with `Content-Disposition: attachment` and the file's name",
-            headers(("Location" = String, description = "The presigned URL"))),
+            headers(
+                ("Location" = String, description = "The presigned URL"),
+                ("Cache-Control" = String, description = "`no-store`: the URL expires"))),
         (status = 404, body = ErrorBody)))]
 pub async fn download(
     State(files): State<Arc<FileService>>,
@@ -145,6 +154,17 @@ pub async fn download(
     }
 }
 
+/// A file's bytes (for the OpenAPI document).
+pub struct FileBytes;
+
+impl utoipa::PartialSchema for FileBytes {
+    fn schema() -> utoipa::openapi::RefOr<Schema> {
+        Schema::Object(super::openapi::binary_object("The file's bytes.")).into()
+    }
+}
+
+impl ToSchema for FileBytes {}
+
 /// The extracted text.
 #[utoipa::path(get, path = "/api/files/{id}/text", tag = "files", params(("id" = String, Path)),
     responses((status = 200, body = FileText), (status = 404, body = ErrorBody)))]
@@ -167,10 +187,24 @@ pub struct PresignBody {
     #[serde(default)]
     pub content_type: Option<String>,
     /// Its exact size in bytes (at most 100 MB).
+    #[schema(schema_with = presigned_size)]
     pub size: u64,
     /// Attach it to this conversation.
     #[serde(default)]
     pub conversation_id: Option<String>,
+}
+
+/// `size` of a presigned upload: 1 to [`svc::MAX_PRESIGNED_BYTES`].
+fn presigned_size() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{Object, Type};
+    let mut s = Object::with_type(Type::Integer);
+    s.minimum = Some(1.into());
+    s.maximum = Some(svc::MAX_PRESIGNED_BYTES.into());
+    s.description = Some(format!(
+        "Its exact size in bytes, 1 to {} (100 MB).",
+        svc::MAX_PRESIGNED_BYTES
+    ));
+    s
 }
 
 /// Where and how to upload the bytes.

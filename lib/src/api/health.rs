@@ -81,8 +81,11 @@ pub async fn index() -> axum::Json<Index> {
     })
 }
 
-/// The OpenAPI 3 document of this API, generated from the code.
+/// The OpenAPI 3 document of this API, generated from the code (with the models on offer).
 #[utoipa::path(get, path = "/api/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3 document")))]
-pub async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(super::openapi::document())
+pub async fn openapi(
+    State(models): State<Arc<crate::llm::Registry>>,
+    State(auth): State<Arc<crate::auth::Authenticator>>,
+) -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(super::openapi::document_for(&models, auth.mode()))
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::conversations::PageParams;
 use super::extract::{Json, Path, Query};
-use super::{ApiError, ErrorBody};
+use super::{openapi, ApiError, ErrorBody};
 use crate::accounts::ApiKey;
 use crate::auth::Principal;
 use crate::domain::{Page, Timestamp};
@@ -30,8 +30,16 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKeyBody {
-    /// What the key is for (1–100 characters).
+    /// What the key is for: 1–100 characters after trimming, without control characters.
+    #[schema(schema_with = key_name_schema)]
     pub name: String,
+}
+
+fn key_name_schema() -> utoipa::openapi::schema::Object {
+    openapi::string_with_pattern(
+        openapi::trimmed_line_pattern(crate::service::keys::MAX_NAME_CHARS, false),
+        "What the key is for: 1–100 characters after trimming, without control characters.",
+    )
 }
 
 /// A new key, with the key itself: shown this once.
@@ -72,7 +80,7 @@ impl From<ApiKey> for KeyItem {
 }
 
 /// Creates a key; the reply holds the key itself, this once.
-#[utoipa::path(post, path = "/api/keys", tag = "auth", security(("bearer" = [])), request_body = NewKeyBody,
+#[utoipa::path(post, path = "/api/keys", tag = "auth", request_body = NewKeyBody,
     responses((status = 201, body = NewKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create(
@@ -93,7 +101,7 @@ pub async fn create(
 }
 
 /// The caller's keys, oldest first, without the keys themselves.
-#[utoipa::path(get, path = "/api/keys", tag = "auth", security(("bearer" = [])), params(PageParams),
+#[utoipa::path(get, path = "/api/keys", tag = "auth", params(PageParams),
     responses((status = 200, body = Page<KeyItem>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn list(
@@ -111,7 +119,7 @@ pub async fn list(
 }
 
 /// Deletes a key: it stops working at once on this instance and within 60 s everywhere.
-#[utoipa::path(delete, path = "/api/keys/{id}", tag = "auth", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/keys/{id}", tag = "auth", params(("id" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn remove(

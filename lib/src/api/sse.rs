@@ -1,33 +1,81 @@
 //! Turns a chat turn into the SSE events of `API.md`: `meta`, `token`…, `title`, then `done` or
-//! `error`, with `: ping` after 15 s of silence.
+//! `error`, with `: ping` after 15 s of silence. Each event's data is one JSON document; its
+//! payload types here are what the wire carries and what the OpenAPI document describes.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
-use serde_json::json;
+use serde::Serialize;
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use utoipa::openapi::schema::{Object, OneOf, Schema, Type};
+use utoipa::openapi::{Discriminator, Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
-use crate::service::chat::{Turn, TurnEvent};
+use super::ErrorDetail;
+use crate::domain::{ConversationId, MessageId, Receipt};
+use crate::service::chat::{Turn, TurnEvent, TurnMeta};
 
 /// How long the stream may stay silent before a `: ping` comment.
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 
-fn event(name: &str, data: serde_json::Value) -> Event {
-    Event::default().event(name).data(data.to_string())
+/// The data of a `token` event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenData {
+    /// The next piece of the answer; append it to what came before.
+    pub text: String,
+}
+
+/// The data of a `title` event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TitleData {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Its automatic title.
+    pub title: String,
+}
+
+/// The data of a `done` event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DoneData {
+    /// The stored answer's id.
+    pub message_id: MessageId,
+    /// Why the model stopped (`stop`, `length`, …, as the provider said).
+    pub finish_reason: String,
+    /// The receipt: the model that answered, its provider, tokens, cost, times.
+    pub usage: Receipt,
+}
+
+/// The events of a turn with the schema of each one's data (`event: <name>`, `data: <JSON>`).
+const EVENTS: [(&str, &str); 5] = [
+    ("meta", "TurnMeta"),
+    ("token", "TokenData"),
+    ("title", "TitleData"),
+    ("done", "DoneData"),
+    ("error", "ErrorDetail"),
+];
+
+fn event(name: &str, data: &impl Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .data(serde_json::to_string(data).unwrap_or_default())
 }
 
 /// The wire form of one turn event.
 pub fn to_event(e: TurnEvent) -> Event {
     match e {
-        TurnEvent::Token(text) => event("token", json!({ "text": text })),
+        TurnEvent::Token(text) => event("token", &TokenData { text }),
         TurnEvent::Title {
             conversation_id,
             title,
         } => event(
             "title",
-            json!({ "conversation_id": conversation_id, "title": title }),
+            &TitleData {
+                conversation_id,
+                title,
+            },
         ),
         TurnEvent::Done {
             message_id,
@@ -35,21 +83,105 @@ pub fn to_event(e: TurnEvent) -> Event {
             usage,
         } => event(
             "done",
-            json!({ "message_id": message_id, "finish_reason": finish_reason, "usage": usage }),
+            &DoneData {
+                message_id,
+                finish_reason,
+                usage,
+            },
         ),
-        TurnEvent::Error(e) => {
-            let body = super::ApiError::from(e).body();
-            event(
-                "error",
-                json!({ "code": body.error.code, "message": body.error.message }),
-            )
+        TurnEvent::Error(e) => event("error", &super::ApiError::from(e).body().error),
+    }
+}
+
+/// One server-sent event of a chat turn, for the OpenAPI document: an object with the event's
+/// name and its `data`, a JSON document (`contentMediaType`) of the event's schema
+/// (`contentSchema`), the form OpenAPI 3.1 gives events of a `text/event-stream`.
+pub struct TurnEventSchema;
+
+/// The schema name of the event called `name`: `meta` → `MetaEvent`.
+fn event_schema_name(name: &str) -> String {
+    let mut chars = name.chars();
+    let first = chars.next().map(|c| c.to_ascii_uppercase());
+    format!(
+        "{}{}Event",
+        first.into_iter().collect::<String>(),
+        chars.as_str()
+    )
+}
+
+/// `{event: "<name>", data: "<JSON of payload>"}`.
+fn event_schema(name: &str, payload: &str) -> Schema {
+    let mut data = Object::with_type(Type::String);
+    data.description = Some(format!("A JSON document: {payload}."));
+    data.content_media_type = "application/json".into();
+    // utoipa's Object has no field for JSON Schema's `contentSchema`; its extensions are written
+    // into the object as they are.
+    data.extensions.get_or_insert_with(Default::default).insert(
+        "contentSchema".into(),
+        serde_json::json!({ "$ref": format!("#/components/schemas/{payload}") }),
+    );
+    let mut kind = Object::with_type(Type::String);
+    kind.enum_values = Some(vec![name.into()]);
+    let mut object = Object::with_type(Type::Object);
+    object.description = Some(format!("The `{name}` event."));
+    object.required = vec!["event".into(), "data".into()];
+    object.properties.insert("event".into(), kind.into());
+    object.properties.insert("data".into(), data.into());
+    Schema::Object(object)
+}
+
+impl PartialSchema for TurnEventSchema {
+    fn schema() -> RefOr<Schema> {
+        let mut one_of = OneOf::new();
+        let mut discriminator = Discriminator::new("event");
+        for (name, _) in EVENTS {
+            let schema = event_schema_name(name);
+            one_of
+                .items
+                .push(Ref::from_schema_name(schema.clone()).into());
+            discriminator
+                .mapping
+                .insert(name.into(), format!("#/components/schemas/{schema}"));
         }
+        one_of.description = Some(
+            "One event: `meta` first, then `token`… as the answer is written, `title` when a new \
+             conversation's automatic title is ready, and last `done` (the answer is stored) or \
+             `error` (the stream ends; what was written is stored as `incomplete`). A `: ping` \
+             comment comes after 15 s of silence."
+                .into(),
+        );
+        one_of.discriminator = Some(discriminator);
+        Schema::OneOf(one_of).into()
+    }
+}
+
+impl ToSchema for TurnEventSchema {
+    fn name() -> Cow<'static, str> {
+        "TurnEvent".into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        for (name, payload) in EVENTS {
+            schemas.push((event_schema_name(name), event_schema(name, payload).into()));
+        }
+        schemas.extend([
+            (TurnMeta::name().into(), TurnMeta::schema()),
+            (TokenData::name().into(), TokenData::schema()),
+            (TitleData::name().into(), TitleData::schema()),
+            (DoneData::name().into(), DoneData::schema()),
+            (Receipt::name().into(), Receipt::schema()),
+            (ErrorDetail::name().into(), ErrorDetail::schema()),
+        ]);
+        <TurnMeta as ToSchema>::schemas(schemas);
+        <TokenData as ToSchema>::schemas(schemas);
+        <TitleData as ToSchema>::schemas(schemas);
+        <DoneData as ToSchema>::schemas(schemas);
     }
 }
 
 /// The whole event stream of a turn.
 pub fn turn_stream(turn: Turn) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
-    let meta = event("meta", serde_json::to_value(&turn.meta).unwrap_or_default());
+    let meta = event("meta", &turn.meta);
     stream::once(async move { Ok(meta) })
         .chain(UnboundedReceiverStream::new(turn.events).map(|e| Ok(to_event(e))))
 }
@@ -62,8 +194,6 @@ pub fn response(turn: Turn) -> Sse<impl Stream<Item = Result<Event, Infallible>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ConversationId, MessageId};
-    use crate::service::chat::TurnMeta;
     use axum::response::IntoResponse;
     use http_body_util::BodyExt;
 

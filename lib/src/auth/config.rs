@@ -235,17 +235,18 @@ pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<AuthConfig, C
     } else {
         None
     };
-    let jwt_secret =
-        match get("CONVERSA_JWT_SECRET") {
-            None => None,
-            Some(s) if s.len() < MIN_SECRET_BYTES => return Err(err(
+    let jwt_secret = match get("CONVERSA_JWT_SECRET") {
+        None => None,
+        Some(s) if s.len() < MIN_SECRET_BYTES => {
+            return Err(err(
                 "CONVERSA_JWT_SECRET",
                 format!(
                     "must be at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -base64 48`)"
                 ),
-            )),
-            Some(s) => Some(s.into_bytes()),
-        };
+            ))
+        }
+        Some(s) => Some(s.into_bytes()),
+    };
     let registration = match get("CONVERSA_REGISTRATION").as_deref() {
         None => Registration::Closed,
         Some(s) if s.eq_ignore_ascii_case("closed") => Registration::Closed,

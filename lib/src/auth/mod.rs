@@ -41,9 +41,10 @@ pub const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
 pub const UNAUTHORIZED: &str =
     "Sign in to continue: the credentials are missing, not valid, or expired.";
 
-/// What a user may do.
+/// What a user may do (`UserRole` in the OpenAPI document: `Role` is a message's author).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = UserRole)]
 pub enum Role {
     /// Sees usage, manages users; never other people's conversations or files.
     Admin,

@@ -5,9 +5,27 @@ use std::io::{Cursor, Read};
 
 use super::{ExtractError, Limits};
 
+type Archive<'a> = zip::ZipArchive<Cursor<&'a [u8]>>;
+
+/// Entry `index` of `archive`, refused when it is encrypted or cannot be read.
+fn entry<'z, 'a>(
+    archive: &'z mut Archive<'a>,
+    index: usize,
+) -> Result<zip::read::ZipFile<'z, Cursor<&'a [u8]>>, ExtractError> {
+    let encrypted = || ExtractError::Encrypted("the document is password-protected".into());
+    let entry = archive.by_index(index).map_err(|e| match e {
+        zip::result::ZipError::UnsupportedArchive(m) if m.contains("ncrypt") => encrypted(),
+        _ => ExtractError::Corrupt("the document is damaged (a part cannot be read)".into()),
+    })?;
+    if entry.encrypted() {
+        return Err(encrypted());
+    }
+    Ok(entry)
+}
+
 /// A zip archive whose parts are read with a shared decompression budget.
 pub(super) struct Container<'a> {
-    archive: zip::ZipArchive<Cursor<&'a [u8]>>,
+    archive: Archive<'a>,
     budget: u64,
     limit: u64,
 }
@@ -73,17 +91,7 @@ impl<'a> Container<'a> {
         let Some(index) = self.archive.index_for_name(name) else {
             return Ok(None);
         };
-        let mut entry = self.archive.by_index(index).map_err(|e| match e {
-            zip::result::ZipError::UnsupportedArchive(m) if m.contains("ncrypt") => {
-                ExtractError::Encrypted("the document is password-protected".into())
-            }
-            _ => ExtractError::Corrupt("the document is damaged (a part cannot be read)".into()),
-        })?;
-        if entry.encrypted() {
-            return Err(ExtractError::Encrypted(
-                "the document is password-protected".into(),
-            ));
-        }
+        let mut entry = entry(&mut self.archive, index)?;
         let mut out = Vec::with_capacity(entry.size().min(self.budget).min(1 << 24) as usize);
         let n = (&mut entry)
             .take(self.budget.saturating_add(1))
@@ -115,17 +123,7 @@ pub(super) fn check_zip(bytes: &[u8], limits: &Limits) -> Result<(), ExtractErro
     let mut container = Container::open(bytes, limits)?;
     let mut total: u64 = 0;
     for i in 0..container.archive.len() {
-        let mut entry = container.archive.by_index(i).map_err(|e| match e {
-            zip::result::ZipError::UnsupportedArchive(m) if m.contains("ncrypt") => {
-                ExtractError::Encrypted("the document is password-protected".into())
-            }
-            _ => ExtractError::Corrupt("the document is damaged (a part cannot be read)".into()),
-        })?;
-        if entry.encrypted() {
-            return Err(ExtractError::Encrypted(
-                "the document is password-protected".into(),
-            ));
-        }
+        let mut entry = entry(&mut container.archive, i)?;
         // Count what really comes out, not what the header claims.
         let budget = limits.max_decompressed_bytes.saturating_sub(total) + 1;
         let n =

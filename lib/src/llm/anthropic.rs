@@ -53,12 +53,7 @@ impl AnthropicModel {
             .trim_end_matches('/')
             .trim_end_matches("/v1")
             .to_owned();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| LlmError::Invalid(format!("cannot build the HTTP client: {e}")))?;
+        let http = super::http_client()?;
         Ok(Self {
             http,
             endpoint: format!("{base}/v1/messages"),
@@ -254,25 +249,16 @@ struct Fold<S> {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
     stop_reason: Option<String>,
-    ended: bool,
 }
 
-impl<S, E> Fold<S>
+impl<S, E> super::Fold for Fold<S>
 where
-    S: Stream<Item = Result<eventsource_stream::Event, EventStreamError<E>>> + Unpin,
+    S: Stream<Item = Result<eventsource_stream::Event, EventStreamError<E>>>
+        + Unpin
+        + Send
+        + 'static,
+    E: Send + 'static,
 {
-    /// The next event of ours, or `None` once the stream has ended.
-    async fn next(&mut self) -> Option<Result<ChatEvent, LlmError>> {
-        if self.ended {
-            return None;
-        }
-        let item = self.step().await;
-        if !matches!(item, Ok(ChatEvent::Delta(_))) {
-            self.ended = true;
-        }
-        Some(item)
-    }
-
     async fn step(&mut self) -> Result<ChatEvent, LlmError> {
         loop {
             let event = match self.events.next().await {
@@ -385,12 +371,8 @@ impl ChatModel for AnthropicModel {
             prompt_tokens: None,
             completion_tokens: None,
             stop_reason: None,
-            ended: false,
         };
-        Ok(futures::stream::unfold(fold, |mut fold| async move {
-            fold.next().await.map(|item| (item, fold))
-        })
-        .boxed())
+        Ok(super::folded(fold))
     }
 }
 

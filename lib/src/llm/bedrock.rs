@@ -186,21 +186,9 @@ struct Fold {
     >,
     stop_reason: Option<String>,
     usage: Option<Usage>,
-    ended: bool,
 }
 
-impl Fold {
-    async fn next(&mut self) -> Option<Result<ChatEvent, LlmError>> {
-        if self.ended {
-            return None;
-        }
-        let item = self.step().await;
-        if !matches!(item, Ok(ChatEvent::Delta(_))) {
-            self.ended = true;
-        }
-        Some(item)
-    }
-
+impl super::Fold for Fold {
     async fn step(&mut self) -> Result<ChatEvent, LlmError> {
         loop {
             match self.events.recv().await.map_err(map_stream_error)? {
@@ -281,12 +269,8 @@ impl ChatModel for BedrockModel {
             events: output.stream,
             stop_reason: None,
             usage: None,
-            ended: false,
         };
-        Ok(Box::pin(futures::stream::unfold(
-            fold,
-            |mut fold| async move { fold.next().await.map(|item| (item, fold)) },
-        )))
+        Ok(super::folded(fold))
     }
 }
 

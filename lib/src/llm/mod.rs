@@ -275,6 +275,35 @@ pub enum ChatEvent {
 /// A stream of completion events; it ends after `Done` or an error.
 pub type ChatStream = BoxStream<'static, Result<ChatEvent, LlmError>>;
 
+/// A provider's stream of events, read into ours one at a time (the adapters that speak a
+/// provider's own protocol).
+pub(crate) trait Fold: Send + 'static {
+    /// Reads the provider's events until the next event of ours: a delta, `Done`, or an error.
+    fn step(&mut self) -> impl std::future::Future<Output = Result<ChatEvent, LlmError>> + Send;
+}
+
+/// The stream of `fold`'s events, ending after `Done` or an error.
+pub(crate) fn folded(fold: impl Fold) -> ChatStream {
+    futures::stream::unfold(Some(fold), |fold| async move {
+        let mut fold = fold?;
+        let item = fold.step().await;
+        let more = matches!(item, Ok(ChatEvent::Delta(_)));
+        Some((item, more.then_some(fold)))
+    })
+    .boxed()
+}
+
+/// The HTTP client of the adapters that call a provider over HTTP: connections made within 10 s,
+/// no Nagle delay on the stream, idle connections kept for a minute.
+pub(crate) fn http_client() -> Result<reqwest::Client, LlmError> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| LlmError::Invalid(format!("cannot build the HTTP client: {e}")))
+}
+
 /// A chat model.
 #[async_trait]
 pub trait ChatModel: Send + Sync {

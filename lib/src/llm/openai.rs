@@ -1,8 +1,6 @@
 //! `ChatModel` on any OpenAI-compatible endpoint (OpenAI, Azure-compatible proxies, Ollama, vLLM, …)
 //! through async-openai: streamed chat completions with usage, images as `data:` URLs.
 
-use std::time::Duration;
-
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
@@ -45,12 +43,7 @@ impl OpenAiModel {
         let config = OpenAIConfig::new()
             .with_api_base(&base_url)
             .with_api_key(api_key.unwrap_or(""));
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| LlmError::Invalid(format!("cannot build the HTTP client: {e}")))?;
+        let http = super::http_client()?;
         Ok(Self {
             client: Client::build(http, config),
             default_model: default_model.to_owned(),

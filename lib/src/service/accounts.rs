@@ -453,6 +453,11 @@ impl AccountService {
         if let Some(tier) = &change.tier {
             check_tier(tier)?;
         }
+        let no_such_user = || Error::NotFound("No such user.".into());
+        self.accounts()
+            .get_user(id)
+            .await?
+            .ok_or_else(no_such_user)?;
         if change.role.is_some() {
             match self.auth.mode() {
                 AuthMode::Local => {}
@@ -486,7 +491,7 @@ impl AccountService {
             .accounts()
             .update_user(id, &patch)
             .await?
-            .ok_or_else(|| Error::NotFound("No such user.".into()))?;
+            .ok_or_else(no_such_user)?;
         self.auth.directory().forget_user(id);
         tracing::info!(
             admin = admin.owner.as_str(),

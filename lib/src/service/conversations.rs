@@ -30,6 +30,26 @@ pub fn page_request(limit: Option<u32>, cursor: Option<String>) -> Result<PageRe
     })
 }
 
+/// A title a user gives: trimmed, 1 to [`MAX_TITLE_CHARS`] characters, no control character.
+pub fn check_title(title: &str) -> Result<&str, Error> {
+    let title = title.trim();
+    let n = title.chars().count();
+    if n == 0 {
+        return Err(Error::Unprocessable("The title cannot be empty.".into()));
+    }
+    if n > MAX_TITLE_CHARS {
+        return Err(Error::Unprocessable(format!(
+            "The title is {n} characters; the limit is {MAX_TITLE_CHARS}."
+        )));
+    }
+    if title.chars().any(char::is_control) {
+        return Err(Error::Unprocessable(
+            "The title cannot contain control characters.".into(),
+        ));
+    }
+    Ok(title)
+}
+
 /// One of `owner`'s conversations, or not found (shared by the services that take a
 /// conversation id).
 pub async fn find(
@@ -98,21 +118,7 @@ impl ConversationService {
         id: &ConversationId,
         title: &str,
     ) -> Result<Conversation, Error> {
-        let title = title.trim();
-        let n = title.chars().count();
-        if n == 0 {
-            return Err(Error::Unprocessable("The title cannot be empty.".into()));
-        }
-        if n > MAX_TITLE_CHARS {
-            return Err(Error::Unprocessable(format!(
-                "The title is {n} characters; the limit is {MAX_TITLE_CHARS}."
-            )));
-        }
-        if title.chars().any(char::is_control) {
-            return Err(Error::Unprocessable(
-                "The title cannot contain control characters.".into(),
-            ));
-        }
+        let title = check_title(title)?;
         self.store
             .rename_conversation(owner, id, title, Timestamp::now())
             .await?

@@ -89,6 +89,22 @@ struct Params {
     seed: u64,
 }
 
+/// The context length a GGUF file's model was trained with (2,048 when the header does not say).
+fn trained_context(content: &gguf_file::Content) -> usize {
+    content
+        .metadata
+        .get("llama.context_length")
+        .and_then(|v| v.to_u32().ok())
+        .map_or(2048, |n| n as usize)
+}
+
+/// What a model file is called: its name without the extension.
+fn model_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "local model".into())
+}
+
 fn invalid(path: &Path, what: impl std::fmt::Display) -> LlmError {
     LlmError::Invalid(format!(
         "CONVERSA_LOCAL_MODEL: {} cannot be used: {what}",
@@ -136,11 +152,7 @@ impl LocalModel {
             .cloned();
         let template = ChatTemplate::detect(chat_template.as_deref(), |n| tokenizer.token_id(n))
             .map_err(|e| invalid(path, e))?;
-        let trained = content
-            .metadata
-            .get("llama.context_length")
-            .and_then(|v| v.to_u32().ok())
-            .map_or(2048, |n| n as usize);
+        let trained = trained_context(&content);
         // The rotary tables cover MAX_SEQ_LEN positions.
         let context_window = trained.clamp(16, MAX_SEQ_LEN);
         let weights = match format {
@@ -151,10 +163,7 @@ impl LocalModel {
             }
         }
         .map_err(|e| invalid(path, e))?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "local model".into());
+        let name = model_name(path);
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -179,16 +188,10 @@ impl LocalModel {
         let file = std::fs::File::open(path).map_err(|e| invalid(path, e))?;
         let content = gguf_file::Content::read(&mut std::io::BufReader::new(file))
             .map_err(|e| invalid(path, e))?;
-        let trained = content
-            .metadata
-            .get("llama.context_length")
-            .and_then(|v| v.to_u32().ok())
-            .map_or(2048, |n| n as usize);
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "local model".into());
-        Ok((name, trained.clamp(16, MAX_SEQ_LEN)))
+        Ok((
+            model_name(path),
+            trained_context(&content).clamp(16, MAX_SEQ_LEN),
+        ))
     }
 
     /// Loads on a blocking thread (for async callers).

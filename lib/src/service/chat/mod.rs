@@ -41,6 +41,8 @@ pub use context::{ContextBuilder, ContextSettings};
 pub const MAX_FILES: usize = 10;
 /// Longest message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 100_000;
+/// Longest model name, in characters.
+pub const MAX_MODEL_CHARS: usize = 200;
 /// How long a turn waits for a file that is still being processed.
 pub const PROCESSING_WAIT: Duration = Duration::from_secs(30);
 /// How long a turn's answer task waits for the automatic title after `done`.

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ChatInput, ChatService, MAX_FILES, MAX_MESSAGE_CHARS, PROCESSING_WAIT};
+use super::{
+    ChatInput, ChatService, MAX_FILES, MAX_MESSAGE_CHARS, MAX_MODEL_CHARS, PROCESSING_WAIT,
+};
 use crate::domain::{Conversation, FileId, FileMeta, FileStatus, Message, Owner};
 use crate::llm::ModelEntry;
 use crate::service::files::Prepared;
@@ -31,6 +33,12 @@ pub struct Resolved {
     pub uploads: Vec<Prepared>,
 }
 
+/// Whether `model` can name a model: 1 to [`MAX_MODEL_CHARS`] characters, no control character.
+pub fn valid_model_name(model: &str) -> bool {
+    let n = model.chars().count();
+    n > 0 && n <= MAX_MODEL_CHARS && !model.chars().any(char::is_control)
+}
+
 impl ChatService {
     /// Refuses what no turn can carry: nothing to say, a message over the limit, too many files,
     /// a model name that is not one.
@@ -50,7 +58,7 @@ impl ChatService {
             )));
         }
         if let Some(model) = &input.model {
-            if model.is_empty() || model.len() > 200 || model.chars().any(char::is_control) {
+            if !valid_model_name(model) {
                 return Err(Error::Invalid("The model name is not valid.".into()));
             }
         }
