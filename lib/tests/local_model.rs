@@ -238,7 +238,7 @@ async fn the_http_api_streams_from_the_local_model() {
         serde_json::from_slice(&health.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(
         health["model"],
-        "SmolLM2-135M-Instruct.Q4_1 (local, in-process)"
+        "local SmolLM2-135M-Instruct.Q4_1"
     );
 
     let response = app
