@@ -13,6 +13,7 @@ use crate::config::{BlobsKind, Config, LimiterKind};
 use crate::extract::Limits;
 use crate::jobs::local::LocalJobs;
 use crate::jobs::JobQueue;
+use crate::ledger::Ledger;
 use crate::limits::{RateLimit, RateLimiter};
 use crate::llm::Registry;
 use crate::service::accounts::AccountService;
@@ -21,6 +22,7 @@ use crate::service::conversations::ConversationService;
 use crate::service::files::{FileService, FileSettings};
 use crate::service::health::HealthService;
 use crate::service::keys::KeyService;
+use crate::service::usage::{Budgets, UsageService};
 use crate::store::Store;
 
 /// What the HTTP layer itself needs, beyond the services.
@@ -53,6 +55,8 @@ pub struct AppState {
     pub accounts: Arc<AccountService>,
     /// API keys.
     pub keys: Arc<KeyService>,
+    /// Usage reports and budgets.
+    pub usage: Arc<UsageService>,
     /// Origin and form limits.
     pub http: Arc<HttpSettings>,
 }
@@ -67,6 +71,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// Users, refresh tokens, API keys (in the same database as the store).
     pub accounts: Arc<dyn Accounts>,
+    /// Budgets and usage (in the same database as the store).
+    pub ledger: Arc<dyn Ledger>,
     /// File bytes and extracted text.
     pub blobs: Arc<dyn BlobStore>,
     /// Chat-turn rate limits (the counters under the policy, on the system clock).
@@ -162,6 +168,7 @@ impl App {
             Stores {
                 store: self.store,
                 accounts: self.accounts,
+                ledger: self.ledger,
             },
             self.blobs,
             limiter,
@@ -180,7 +187,17 @@ impl App {
         jobs: Arc<dyn JobQueue>,
         local_jobs: Option<Arc<LocalJobs>>,
     ) -> Result<Self, BuildError> {
-        let Stores { store, accounts } = stores;
+        let Stores {
+            store,
+            accounts,
+            ledger,
+        } = stores;
+        let budgets = Budgets::new(
+            ledger.clone(),
+            config.tiers.clone(),
+            &config.auth.default_tier,
+            limiter.clock(),
+        );
         let auth = Arc::new(
             Authenticator::new(&config.auth, accounts.clone(), limiter.clock())
                 .map_err(BuildError)?,
@@ -197,6 +214,7 @@ impl App {
                 blobs: blobs.clone(),
                 limiter: limiter.clone(),
                 models: models.clone(),
+                budgets: budgets.clone(),
             },
             files.clone(),
             chat_settings(&config),
@@ -212,7 +230,12 @@ impl App {
                 models.clone(),
             )),
             models: models.clone(),
-            accounts: Arc::new(AccountService::new(auth.clone(), limiter.clone())),
+            accounts: Arc::new(AccountService::new(
+                auth.clone(),
+                limiter.clone(),
+                config.tiers.clone(),
+            )),
+            usage: Arc::new(UsageService::new(budgets)),
             keys: Arc::new(KeyService::new(auth.clone())),
             auth,
             http: Arc::new(http_settings(&config)),
@@ -221,6 +244,7 @@ impl App {
             config: Arc::new(config),
             store,
             accounts,
+            ledger,
             blobs,
             limiter,
             models,
@@ -343,22 +367,25 @@ pub async fn run_extractor(
     Ok(())
 }
 
-/// The store and the accounts, kept in one database.
+/// The store, the accounts and the ledger, kept in one database.
 #[derive(Clone)]
 pub struct Stores {
     /// Conversations, messages, file records.
     pub store: Arc<dyn Store>,
     /// Users, refresh tokens, API keys.
     pub accounts: Arc<dyn Accounts>,
+    /// Budgets and usage.
+    pub ledger: Arc<dyn Ledger>,
 }
 
 impl Stores {
-    /// Both from one adapter that implements both ports.
-    pub fn of<T: Store + Accounts + 'static>(adapter: T) -> Self {
+    /// All from one adapter that implements every port.
+    pub fn of<T: Store + Accounts + Ledger + 'static>(adapter: T) -> Self {
         let shared = Arc::new(adapter);
         Self {
             store: shared.clone(),
-            accounts: shared,
+            accounts: shared.clone(),
+            ledger: shared,
         }
     }
 }

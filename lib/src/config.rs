@@ -128,6 +128,10 @@ pub struct Config {
     /// `CONVERSA_ORIGIN_SECRET`: when set, requests must carry it in `x-conversa-origin-verify`
     /// (CloudFront adds it), and the client IP is taken from `x-conversa-client-ip`.
     pub origin_secret: Option<String>,
+    /// `CONVERSA_TIERS`: the limits of each tier (`ledger::tiers`).
+    pub tiers: crate::ledger::Tiers,
+    /// `CONVERSA_PRICES`: prices beside the built-in ones (`llm::prices`).
+    pub prices: crate::llm::PriceTable,
 }
 
 impl Config {
@@ -245,6 +249,18 @@ impl Config {
             });
         }
         let auth = crate::auth::config::from_lookup(&get)?;
+        let tiers = crate::ledger::Tiers::parse(get("CONVERSA_TIERS").as_deref())?;
+        if !tiers.contains(&auth.default_tier) {
+            return Err(ConfigError {
+                var: "CONVERSA_DEFAULT_TIER",
+                message: format!(
+                    "{:?} is not a tier; CONVERSA_TIERS defines {}",
+                    auth.default_tier,
+                    tiers.names().join(", ")
+                ),
+            });
+        }
+        let prices = crate::llm::PriceTable::parse(get("CONVERSA_PRICES").as_deref())?;
         let data_dir = PathBuf::from(get("CONVERSA_DATA_DIR").unwrap_or_else(|| "./data".into()));
         Ok(Self {
             bind,
@@ -362,6 +378,8 @@ impl Config {
                 n
             },
             origin_secret: get("CONVERSA_ORIGIN_SECRET"),
+            tiers,
+            prices,
         })
     }
 
@@ -422,6 +440,39 @@ mod tests {
             let e = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(e.var, var);
             assert!(e.to_string().starts_with(var), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_default_tier_stops_the_start() {
+        let e = cfg(&[("CONVERSA_DEFAULT_TIER", "gold")]).unwrap_err();
+        assert_eq!(e.var, "CONVERSA_DEFAULT_TIER");
+        let e = cfg(&[
+            ("CONVERSA_TIERS", r#"{"free": {"tokens_per_day": 10}}"#),
+            ("CONVERSA_DEFAULT_TIER", "pro"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.var, "CONVERSA_DEFAULT_TIER");
+        assert!(e.message.contains("default, free"), "{e}");
+        let c = cfg(&[
+            ("CONVERSA_TIERS", r#"{"free": {"tokens_per_day": 10}}"#),
+            ("CONVERSA_DEFAULT_TIER", "free"),
+        ])
+        .unwrap();
+        assert_eq!(c.auth.default_tier, "free");
+        assert_eq!(c.tiers.limits("free", "default").tokens_per_day, Some(10));
+    }
+
+    #[test]
+    fn tiers_and_prices_that_do_not_parse_stop_the_start() {
+        for (var, val) in [
+            ("CONVERSA_TIERS", r#"{"free": {"tokens_per_day": -1}}"#),
+            ("CONVERSA_TIERS", r#"{"free": {"tokens_per_day": "many"}}"#),
+            ("CONVERSA_PRICES", r#"{"gpt-4o": 2.5}"#),
+            ("CONVERSA_PRICES", "{"),
+        ] {
+            let e = cfg(&[(var, val)]).unwrap_err();
+            assert_eq!(e.var, var, "{val}");
         }
     }
 

@@ -23,6 +23,7 @@ pub mod contract;
 pub mod domain;
 pub mod extract;
 pub mod jobs;
+pub mod ledger;
 pub mod limits;
 pub mod llm;
 pub mod local;

@@ -40,6 +40,7 @@ use crate::config::Config;
 pub mod anthropic;
 #[cfg(feature = "bedrock")]
 pub mod bedrock;
+pub mod receipts;
 
 pub use anthropic::FakeAnthropic;
 #[cfg(feature = "bedrock")]

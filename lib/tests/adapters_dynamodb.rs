@@ -45,6 +45,7 @@ async fn subject<T>(adapter: impl FnOnce(Table) -> T) -> Option<Subject<T>> {
 conversa::store_contract_tests!(store, subject(DynamoStore::new));
 conversa::limiter_contract_tests!(limiter, subject(DynamoLimiter::new));
 conversa::accounts_contract_tests!(accounts, subject(DynamoStore::new));
+conversa::ledger_contract_tests!(ledger, subject(DynamoStore::new));
 
 #[tokio::test]
 async fn deleting_a_long_conversation_removes_every_item() {
@@ -215,4 +216,29 @@ async fn an_unreachable_table_is_unavailable() {
         store.health().await,
         Err(conversa::store::StoreError::Unavailable(_))
     ));
+}
+
+/// The sum of the stored receipts equals `/api/usage` and the admin totals on DynamoDB.
+#[tokio::test]
+async fn receipts_add_up_on_dynamodb() {
+    let Some(table) = table().await else {
+        return;
+    };
+    let fake = conversa::testing::FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = conversa::testing::receipts::env();
+    env.extend([
+        ("CONVERSA_STORE", "dynamodb"),
+        ("CONVERSA_DYNAMODB_TABLE", table.name()),
+    ]);
+    let app = conversa::App::from_config(conversa::testing::test_config(
+        &fake.base_url,
+        dir.path(),
+        &env,
+    ))
+    .await
+    .unwrap();
+    conversa::testing::receipts::receipts_add_up(conversa::api::router(app.state.clone())).await;
+    drop(app);
+    drop_table(table).await;
 }

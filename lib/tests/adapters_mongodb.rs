@@ -34,6 +34,11 @@ conversa::accounts_contract_tests!(accounts, async {
     Some(Subject::new(store).with_teardown(drop_database(uri, db)))
 });
 
+conversa::ledger_contract_tests!(ledger, async {
+    let (store, uri, db) = store().await?;
+    Some(Subject::new(store).with_teardown(drop_database(uri, db)))
+});
+
 /// A file document and a message document exactly as written before the store had its own records
 /// (the API's JSON of `FileMeta` in `body` and `files`).
 #[tokio::test]
@@ -96,4 +101,31 @@ async fn a_missing_uri_names_the_variable() {
     .err()
     .unwrap();
     assert!(err.starts_with("MONGODB_URI: required"), "{err}");
+}
+
+/// The sum of the stored receipts equals `/api/usage` and the admin totals on MongoDB.
+#[tokio::test]
+async fn receipts_add_up_on_mongodb() {
+    let Some(uri) = common::service("MONGODB_URI", "MongoDB") else {
+        return;
+    };
+    let db = common::unique("receipts").replace('-', "_");
+    let fake = conversa::testing::FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = conversa::testing::receipts::env();
+    env.extend([
+        ("CONVERSA_STORE", "mongodb"),
+        ("MONGODB_URI", uri.as_str()),
+        ("CONVERSA_MONGODB_DB", db.as_str()),
+    ]);
+    let app = conversa::App::from_config(conversa::testing::test_config(
+        &fake.base_url,
+        dir.path(),
+        &env,
+    ))
+    .await
+    .unwrap();
+    conversa::testing::receipts::receipts_add_up(conversa::api::router(app.state.clone())).await;
+    drop(app);
+    drop_database(uri, db).await;
 }

@@ -228,6 +228,8 @@ fn refresh_of(r: &Reply) -> String {
 }
 
 const ADMIN: &str = "ada@example.com";
+/// Tiers the admin tests give people.
+const TIERS: &str = r#"{"free": {"tokens_per_day": 100000}, "pro": {"usd_per_month": 20}}"#;
 const PASSWORD: &str = "correct horse battery";
 
 /// A local deployment with its first account (the admin) registered: its access token.
@@ -754,7 +756,11 @@ async fn admin_routes_need_an_admin() {
     assert_eq!(items[0]["email"], ADMIN);
     assert_eq!(items[1]["email"], "bob@example.com");
     assert_eq!(items[1]["name"], "Bob");
-    assert_eq!(items[1]["usage_this_month"], Value::Null);
+    assert_eq!(
+        items[1]["usage_this_month"],
+        json!({"turns": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}),
+        "nothing used yet"
+    );
     assert!(
         items[1]["last_active_at"].is_string(),
         "bob used the API: {}",
@@ -771,7 +777,11 @@ async fn admin_routes_need_an_admin() {
 
 #[tokio::test]
 async fn admins_change_tiers_and_roles_and_add_people() {
-    let (_d, i, admin) = with_admin(&[("CONVERSA_DEFAULT_TIER", "free")]).await;
+    let (_d, i, admin) = with_admin(&[
+        ("CONVERSA_DEFAULT_TIER", "free"),
+        ("CONVERSA_TIERS", TIERS),
+    ])
+    .await;
     let (bob, bob_token) = add_user(&i, &admin, "bob@example.com").await;
     assert_eq!(i.get("/api/me", &bob_token).await.body["tier"], "free");
     let patch = |body: Value| Send {
@@ -799,6 +809,15 @@ async fn admins_change_tiers_and_roles_and_add_people() {
     i.call(Method::PATCH, &uri, patch(json!({"tier": "gold tier!"})))
         .await
         .refused(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable");
+    let unknown = i
+        .call(Method::PATCH, &uri, patch(json!({"tier": "gold"})))
+        .await;
+    unknown.refused(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable");
+    assert!(
+        unknown.message().contains("default, free, pro"),
+        "{}",
+        unknown.body
+    );
     i.call(Method::PATCH, &uri, patch(json!({"role": "owner"})))
         .await
         .refused(StatusCode::BAD_REQUEST, "bad_request");
@@ -857,6 +876,7 @@ async fn in_tokens_mode_admins_are_listed_in_conversa_admins() {
     let d = Deployment::new(&[
         ("CONVERSA_AUTH_TOKENS", TOKENS),
         ("CONVERSA_ADMINS", "alice"),
+        ("CONVERSA_TIERS", TIERS),
     ])
     .await;
     let i = d.instance().await;

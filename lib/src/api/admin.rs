@@ -1,6 +1,7 @@
-//! `/api/admin/*`: what only admins may do. Every route of this router requires an admin — said
-//! once, here, by the layer in [`routes`]; admins still never see other people's conversations or
-//! files.
+//! `/api/admin/*`: what only admins may do — people (list with this month's usage, add, change
+//! tier, role or whether they are disabled) and everyone's usage. Every route of this router
+//! requires an admin — said once, here, by the layer in [`routes`]; admins still never see other
+//! people's conversations or files.
 
 use std::sync::Arc;
 
@@ -13,12 +14,14 @@ use utoipa::ToSchema;
 
 use super::conversations::PageParams;
 use super::extract::{Json, Path, Query, RequireAdmin};
+use super::usage::UsageTotals;
 use super::{openapi, ApiError, ErrorBody};
 use crate::accounts::User;
 use crate::auth::Role;
 use crate::domain::{Page, Timestamp};
 use crate::service::accounts::{AccountService, Change, NewAccount};
 use crate::service::conversations::page_request;
+use crate::service::usage::{GroupBy, UsageService};
 use crate::AppState;
 
 /// The routes of this group, all behind the admin check.
@@ -26,20 +29,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/admin/users", get(list_users).post(create_user))
         .route("/api/admin/users/{id}", patch(change_user))
+        .route("/api/admin/usage", get(usage))
         .route_layer(axum::middleware::from_extractor::<RequireAdmin>())
-}
-
-/// Usage totals of a period.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UsageTotals {
-    /// Chat turns.
-    pub turns: u64,
-    /// Prompt tokens.
-    pub prompt_tokens: u64,
-    /// Answer tokens.
-    pub completion_tokens: u64,
-    /// Cost in USD, when every model used has a price.
-    pub cost_usd: Option<f64>,
 }
 
 /// A user as admins see them.
@@ -61,12 +52,13 @@ pub struct AdminUser {
     pub created_at: Timestamp,
     /// When they were last active (to the minute).
     pub last_active_at: Option<Timestamp>,
-    /// This month's usage; `null` until usage is recorded.
-    pub usage_this_month: Option<UsageTotals>,
+    /// This month's usage (UTC).
+    pub usage_this_month: UsageTotals,
 }
 
-impl From<User> for AdminUser {
-    fn from(u: User) -> Self {
+impl AdminUser {
+    /// A user with this month's usage.
+    fn of(u: User, usage: crate::ledger::Totals) -> Self {
         Self {
             id: u.id,
             email: u.email,
@@ -76,7 +68,7 @@ impl From<User> for AdminUser {
             disabled: u.disabled,
             created_at: u.created_at,
             last_active_at: u.last_active_at,
-            usage_this_month: None,
+            usage_this_month: usage.into(),
         }
     }
 }
@@ -119,19 +111,28 @@ pub struct UserChangeBody {
     pub disabled: Option<bool>,
 }
 
-/// Everyone who has signed in, oldest first.
+/// Everyone who has signed in, oldest first, with this month's usage.
 #[utoipa::path(get, path = "/api/admin/users", tag = "admin", params(PageParams),
     responses((status = 200, body = Page<AdminUser>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn list_users(
     State(accounts): State<Arc<AccountService>>,
+    State(usage): State<Arc<UsageService>>,
     Query(p): Query<PageParams>,
 ) -> Result<Json<Page<AdminUser>>, ApiError> {
     let page = accounts
         .list_users(page_request(p.limit, p.cursor)?)
         .await?;
+    let month = usage.this_month_by_user().await?;
     Ok(Json(Page {
-        items: page.items.into_iter().map(AdminUser::from).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|u| {
+                let used = month.get(&u.id).copied().unwrap_or_default();
+                AdminUser::of(u, used)
+            })
+            .collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -154,7 +155,10 @@ pub async fn create_user(
             tier: body.tier,
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(user.into())))
+    Ok((
+        StatusCode::CREATED,
+        Json(AdminUser::of(user, crate::ledger::Totals::default())),
+    ))
 }
 
 /// Changes a user's tier, role or whether they are disabled.
@@ -164,6 +168,7 @@ pub async fn create_user(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn change_user(
     State(accounts): State<Arc<AccountService>>,
+    State(usage): State<Arc<UsageService>>,
     RequireAdmin(admin): RequireAdmin,
     Path(id): Path<String>,
     Json(body): Json<UserChangeBody>,
@@ -179,5 +184,95 @@ pub async fn change_user(
             },
         )
         .await?;
-    Ok(Json(user.into()))
+    let used = usage
+        .this_month_by_user()
+        .await?
+        .get(&user.id)
+        .copied()
+        .unwrap_or_default();
+    Ok(Json(AdminUser::of(user, used)))
+}
+
+/// How everyone's usage is grouped.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupByParam {
+    /// Per user id.
+    User,
+    /// Per model id.
+    Model,
+    /// Per UTC day.
+    Day,
+}
+
+/// The days and the grouping of everyone's usage.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AdminUsageParams {
+    /// The first day, `YYYY-MM-DD` (UTC). Default: the first of this month.
+    #[param(format = Date)]
+    pub from: Option<String>,
+    /// The last day, included. Default: the last of this month. At most 400 days after `from`.
+    #[param(format = Date)]
+    pub to: Option<String>,
+    /// `user` (default), `model` or `day`.
+    #[param(inline)]
+    pub group_by: Option<GroupByParam>,
+}
+
+/// One group of everyone's usage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageGroup {
+    /// The user id, the model id or the day (`YYYY-MM-DD`).
+    pub key: String,
+    /// Answers.
+    pub turns: u64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Answer tokens.
+    pub completion_tokens: u64,
+    /// Cost in USD; `null` when a model used has no price.
+    pub cost_usd: Option<f64>,
+}
+
+/// `GET /api/admin/usage`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminUsage {
+    /// The groups, sorted by key.
+    pub items: Vec<UsageGroup>,
+    /// Everything in the range.
+    pub totals: UsageTotals,
+}
+
+/// Everyone's usage in a range of days, grouped by user, model or day.
+#[utoipa::path(get, path = "/api/admin/usage", tag = "admin", params(AdminUsageParams),
+    responses((status = 200, body = AdminUsage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn usage(
+    State(usage): State<Arc<UsageService>>,
+    Query(p): Query<AdminUsageParams>,
+) -> Result<Json<AdminUsage>, ApiError> {
+    let range = usage.range(p.from.as_deref(), p.to.as_deref())?;
+    let group_by = match p.group_by.unwrap_or(GroupByParam::User) {
+        GroupByParam::User => GroupBy::User,
+        GroupByParam::Model => GroupBy::Model,
+        GroupByParam::Day => GroupBy::Day,
+    };
+    let (groups, totals) = usage.everyone(range, group_by).await?;
+    Ok(Json(AdminUsage {
+        items: groups
+            .into_iter()
+            .map(|(key, t)| {
+                let t = UsageTotals::from(t);
+                UsageGroup {
+                    key,
+                    turns: t.turns,
+                    prompt_tokens: t.prompt_tokens,
+                    completion_tokens: t.completion_tokens,
+                    cost_usd: t.cost_usd,
+                }
+            })
+            .collect(),
+        totals: totals.into(),
+    }))
 }

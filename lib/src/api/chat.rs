@@ -264,9 +264,9 @@ async fn begin(
     key: &ClientKey,
     request: Request,
 ) -> Result<Turn, ApiError> {
-    chat.admit(&key.0).await?;
+    chat.admit(auth, &key.0).await?;
     let input = read_input(http, request).await?;
-    Ok(chat.start(&auth.owner, input).await?)
+    Ok(chat.start(auth, input).await?)
 }
 
 /// A chat turn, answered as a stream of server-sent events.

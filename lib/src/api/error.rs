@@ -35,7 +35,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
-    /// `payload_too_large`, `unsupported_media_type`, `unprocessable`, `rate_limited`,
+    /// `payload_too_large`, `unsupported_media_type`, `unprocessable`, `rate_limited`, `quota_exceeded`,
     /// `upstream_error`, `unavailable`, `internal`.
     pub code: String,
     /// For people.
@@ -78,6 +78,7 @@ impl ApiError {
                 E::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
                 E::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
                 E::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+                E::Quota { .. } => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
                 E::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
                 E::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
                 E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -124,9 +125,14 @@ impl IntoResponse for ApiError {
             tracing::debug!(code = self.code(), error = %self, "request refused");
         }
         let mut response = (status, axum::Json(self.body())).into_response();
-        if let ApiError::Service(service::Error::RateLimited {
-            retry_after_secs, ..
-        }) = &self
+        if let ApiError::Service(
+            service::Error::RateLimited {
+                retry_after_secs, ..
+            }
+            | service::Error::Quota {
+                retry_after_secs, ..
+            },
+        ) = &self
         {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
@@ -188,6 +194,14 @@ mod tests {
                 "rate_limited",
             ),
             (
+                E::Quota {
+                    retry_after_secs: 11_520,
+                    message: "m".into(),
+                },
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota_exceeded",
+            ),
+            (
                 E::Upstream("m".into()),
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
@@ -215,5 +229,11 @@ mod tests {
         })
         .into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+        let response = ApiError::from(E::Quota {
+            retry_after_secs: 11_520,
+            message: "over budget".into(),
+        })
+        .into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "11520");
     }
 }

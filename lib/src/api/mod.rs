@@ -18,6 +18,7 @@ pub mod models;
 mod multipart;
 pub mod openapi;
 pub mod sse;
+pub mod usage;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 
@@ -40,6 +41,7 @@ pub fn identity_routes() -> Router<AppState> {
     Router::new()
         .merge(auth::routes())
         .merge(keys::routes())
+        .merge(usage::routes())
         .merge(admin::routes())
 }
 

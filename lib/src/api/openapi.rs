@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, auth, chat, conversations, files, health, keys, models, sse};
+use super::{admin, auth, chat, conversations, files, health, keys, models, sse, usage};
 use crate::domain;
 use crate::llm::Registry;
 use crate::service::conversations::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -23,7 +23,8 @@ use crate::service::conversations::{DEFAULT_LIMIT, MAX_LIMIT};
         health::health, health::index, health::openapi,
         auth::config, auth::me, auth::register, auth::login, auth::refresh, auth::logout,
         keys::create, keys::list, keys::remove,
-        admin::list_users, admin::create_user, admin::change_user,
+        admin::list_users, admin::create_user, admin::change_user, admin::usage,
+        usage::usage,
     ),
     components(schemas(
         domain::Conversation, domain::Message, domain::FileMeta, domain::Role, domain::MessageStatus,
@@ -36,10 +37,13 @@ use crate::service::conversations::{DEFAULT_LIMIT, MAX_LIMIT};
         auth::AuthConfigReply, auth::OidcReply, auth::Me, auth::RegisterBody, auth::LoginBody, auth::RefreshBody,
         auth::SessionReply, crate::auth::Role, crate::auth::AuthMode,
         keys::NewKeyBody, keys::NewKey, keys::KeyItem, domain::Page<keys::KeyItem>,
-        admin::AdminUser, admin::UsageTotals, admin::NewUserBody, admin::UserChangeBody, domain::Page<admin::AdminUser>,
+        admin::AdminUser, usage::UsageTotals, admin::NewUserBody, admin::UserChangeBody, domain::Page<admin::AdminUser>,
+        admin::AdminUsage, admin::UsageGroup, admin::GroupByParam,
+        usage::UsageReply, usage::DayUsage, usage::ModelUsage, usage::BudgetReply, usage::BudgetUsed, usage::BudgetResets,
+        crate::ledger::TierLimits,
     )),
     modifiers(&BearerAuth),
-    tags((name = "chat"), (name = "conversations"), (name = "files"), (name = "auth"), (name = "admin"), (name = "meta"))
+    tags((name = "chat"), (name = "conversations"), (name = "files"), (name = "auth"), (name = "usage"), (name = "admin"), (name = "meta"))
 )]
 struct ApiDoc;
 

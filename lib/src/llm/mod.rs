@@ -17,9 +17,11 @@ pub mod contract;
 #[cfg(feature = "local-model")]
 pub mod local;
 pub mod openai;
+pub mod prices;
 pub mod registry;
 
-pub use registry::{ModelEntry, Provider, Registry, RegistryError};
+pub use prices::PriceTable;
+pub use registry::{ModelEntry, Price, Provider, Registry, RegistryError};
 
 /// What can go wrong when calling a model.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -456,22 +456,27 @@ impl Registry {
         ))
     }
 
-    /// A whole answer from model `id` (or a fallback), and the model that gave it (titles).
+    /// A whole answer from model `id` (or a fallback), the model that gave it, and the usage the
+    /// provider reported (titles).
     pub async fn complete(
         &self,
         id: &str,
         request: ChatRequest,
-    ) -> Result<(Arc<ModelEntry>, String), LlmError> {
+    ) -> Result<(Arc<ModelEntry>, String, Option<super::Usage>), LlmError> {
         let answering = self.stream(id, request).await?;
         let mut stream = answering.stream;
         let mut out = String::new();
+        let mut usage = None;
         while let Some(event) = stream.next().await {
             match event? {
                 ChatEvent::Delta(t) => out.push_str(&t),
-                ChatEvent::Done { .. } => break,
+                ChatEvent::Done { usage: u, .. } => {
+                    usage = u;
+                    break;
+                }
             }
         }
-        Ok((answering.model, out))
+        Ok((answering.model, out, usage))
     }
 }
 
@@ -1097,6 +1102,14 @@ impl<'a> RegistryBuilder<'a> {
             Provider::Local => format!("{model} (offline)"),
             _ => c.id.clone(),
         });
+        // The entry's own price, else the price table's; the offline model costs nothing.
+        let price = c.price.or_else(|| match c.provider {
+            Provider::Local => Some(Price {
+                input: 0.0,
+                output: 0.0,
+            }),
+            _ => self.config.prices.lookup(&c.id, &model),
+        });
         Ok(ModelEntry {
             id: c.id,
             name,
@@ -1108,7 +1121,7 @@ impl<'a> RegistryBuilder<'a> {
                 .unwrap_or(FALLBACK_CONTEXT_TOKENS),
             model,
             vision,
-            price: c.price,
+            price,
             fallbacks: c.fallbacks,
             default: c.default,
             max_tokens: c.max_tokens,
@@ -1366,6 +1379,52 @@ mod tests {
         assert_eq!(r.title_model().id, "gpt-4o-mini");
         assert!(!r.title_model().default);
         assert_eq!(r.describe(), "openai gpt-4o");
+    }
+
+    #[tokio::test]
+    async fn prices_come_from_the_entry_then_the_table_then_the_built_in_list() {
+        let c = config(&[("OPENAI_API_KEY", "sk-test")]);
+        let r = build(&c, &[]).await.unwrap();
+        let price = |r: &Registry, id: &str| r.get(id).unwrap().price;
+        assert_eq!(
+            price(&r, "gpt-4o"),
+            Some(Price {
+                input: 2.5,
+                output: 10.0
+            }),
+            "built in"
+        );
+        let c = config(&[
+            ("OPENAI_API_KEY", "sk-test"),
+            ("CONVERSA_PRICES", r#"{"gpt-4o-mini": {"input": 0.1, "output": 0.5}}"#),
+        ]);
+        let r = build(&c, &[]).await.unwrap();
+        assert_eq!(
+            price(&r, "gpt-4o-mini"),
+            Some(Price {
+                input: 0.1,
+                output: 0.5
+            }),
+            "CONVERSA_PRICES overrides"
+        );
+        let (_dir, c) = with_file(
+            r#"[{"id": "mine", "provider": "openai", "model": "gpt-4o", "base_url": "http://127.0.0.1:1/v1",
+                 "price": {"input": 1, "output": 2}},
+                {"id": "gpt", "provider": "openai", "model": "gpt-4o", "base_url": "http://127.0.0.1:1/v1"},
+                {"id": "ollama", "provider": "openai", "model": "llama3.2", "base_url": "http://127.0.0.1:1/v1"}]"#,
+            &[],
+        );
+        let r = build(&c, &[]).await.unwrap();
+        assert_eq!(
+            price(&r, "mine"),
+            Some(Price {
+                input: 1.0,
+                output: 2.0
+            }),
+            "the entry's own price wins"
+        );
+        assert_eq!(price(&r, "gpt").map(|p| p.input), Some(2.5));
+        assert_eq!(price(&r, "ollama"), None, "no price known: cost_usd null");
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use crate::auth::{
     password, secrets, AuthError, AuthMode, Authenticator, Principal, Registration, Role,
 };
 use crate::domain::{Page, Timestamp};
+use crate::ledger::Tiers;
 use crate::limits::{Decision, Policy, RateLimit};
 use crate::service::Error;
 use crate::store::PageRequest;
@@ -98,6 +99,7 @@ pub struct OidcSettings {
 pub struct AccountService {
     auth: Arc<Authenticator>,
     limiter: RateLimit,
+    tiers: Arc<Tiers>,
 }
 
 fn local_only() -> Error {
@@ -127,21 +129,28 @@ pub fn clean_name(name: Option<&str>) -> Result<Option<String>, Error> {
     Ok(Some(name.to_owned()))
 }
 
-fn check_tier(tier: &str) -> Result<(), Error> {
-    if valid_tier(tier) {
+/// A tier name that names a tier of `CONVERSA_TIERS` (or `default`); else 422 naming them.
+fn check_tier(tiers: &Tiers, tier: &str) -> Result<(), Error> {
+    if valid_tier(tier) && tiers.contains(tier) {
         Ok(())
     } else {
-        Err(Error::Unprocessable(
-            "A tier is 1–64 letters, digits, - or _.".into(),
-        ))
+        Err(Error::Unprocessable(format!(
+            "Unknown tier {:?}; the tiers are {}.",
+            tier.chars().take(64).collect::<String>(),
+            tiers.names().join(", ")
+        )))
     }
 }
 
 impl AccountService {
-    /// A service over the authenticator (its mode, store, tokens and caches) and the rate limiter
-    /// (failed sign-ins are counted in it).
-    pub fn new(auth: Arc<Authenticator>, limiter: RateLimit) -> Self {
-        Self { auth, limiter }
+    /// A service over the authenticator (its mode, store, tokens and caches), the rate limiter
+    /// (failed sign-ins are counted in it) and the tiers users may be given.
+    pub fn new(auth: Arc<Authenticator>, limiter: RateLimit, tiers: Tiers) -> Self {
+        Self {
+            auth,
+            limiter,
+            tiers: Arc::new(tiers),
+        }
     }
 
     fn accounts(&self) -> &Arc<dyn Accounts> {
@@ -422,7 +431,7 @@ impl AccountService {
         let email = password::normalize_email(&input.email).map_err(unprocessable)?;
         let name = clean_name(input.name.as_deref())?;
         if let Some(tier) = &input.tier {
-            check_tier(tier)?;
+            check_tier(&self.tiers, tier)?;
         }
         let hash = password::hash(&input.password)
             .await
@@ -451,7 +460,7 @@ impl AccountService {
         change: Change,
     ) -> Result<User, Error> {
         if let Some(tier) = &change.tier {
-            check_tier(tier)?;
+            check_tier(&self.tiers, tier)?;
         }
         let no_such_user = || Error::NotFound("No such user.".into());
         self.accounts()

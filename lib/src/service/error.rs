@@ -50,6 +50,15 @@ pub enum Error {
         /// What to tell the person.
         message: String,
     },
+    /// Over a budget of the caller's tier: the turn's worst case does not fit. The message says
+    /// the numbers and when the budget resets; the client may try again after `retry_after_secs`.
+    #[error("{message}")]
+    Quota {
+        /// Seconds until the budget resets (at least 1).
+        retry_after_secs: u64,
+        /// What to tell the person.
+        message: String,
+    },
     /// The model provider failed; the message is the provider's, safe to show.
     #[error("{0}")]
     Upstream(String),
@@ -76,6 +85,7 @@ impl Error {
             | Error::Unsupported(_)
             | Error::Unprocessable(_) => true,
             Error::RateLimited { .. }
+            | Error::Quota { .. }
             | Error::Upstream(_)
             | Error::Unavailable(_)
             | Error::Internal(_) => false,
@@ -105,6 +115,12 @@ impl Error {
             Error::RateLimited {
                 retry_after_secs, ..
             } => Error::RateLimited {
+                retry_after_secs,
+                message,
+            },
+            Error::Quota {
+                retry_after_secs, ..
+            } => Error::Quota {
                 retry_after_secs,
                 message,
             },

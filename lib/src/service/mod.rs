@@ -14,6 +14,7 @@ pub mod health;
 pub mod keys;
 pub mod retrieval;
 pub mod title;
+pub mod usage;
 
 pub use error::Error;
 

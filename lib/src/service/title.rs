@@ -2,12 +2,17 @@
 
 use std::sync::Arc;
 
-use crate::domain::{ConversationId, Owner};
+use crate::auth::Principal;
+use crate::domain::ConversationId;
+use crate::ledger::Spend;
 use crate::llm::{ChatMessage, ChatRequest, ChatRole, Registry};
+use crate::service::usage::{worst_case, Budgets};
 use crate::store::Store;
 
 /// The longest automatic title, in characters.
 pub const MAX_AUTO_TITLE: usize = 80;
+/// The title model's answer cap, in tokens.
+pub const TITLE_TOKENS: u32 = 24;
 
 const INSTRUCTIONS: &str =
     "Write a short title (at most 6 words) for a conversation that starts with the message below. \
@@ -51,24 +56,30 @@ pub fn fallback(message: &str, file_names: &[String]) -> String {
 
 /// Names new conversations: asks the registry's title model (or its fallbacks), falls back to
 /// the message itself, and stores the title only while the conversation still has the default one
-/// (a rename wins).
+/// (a rename wins). The title model's call counts against the caller's budgets like an answer:
+/// reserved before, settled after; when it does not fit, the title comes from the message.
 #[derive(Clone)]
 pub struct Titler {
     models: Arc<Registry>,
     store: Arc<dyn Store>,
+    budgets: Budgets,
 }
 
 impl Titler {
-    /// Titles written by the title model of `models`, stored in `store`.
-    pub fn new(models: Arc<Registry>, store: Arc<dyn Store>) -> Self {
-        Self { models, store }
+    /// Titles written by the title model of `models`, stored in `store`, paid from `budgets`.
+    pub fn new(models: Arc<Registry>, store: Arc<dyn Store>, budgets: Budgets) -> Self {
+        Self {
+            models,
+            store,
+            budgets,
+        }
     }
 
     /// Asks the title model, stores the title if the conversation still has the default one, and
     /// returns it when it was stored.
     pub async fn generate(
         &self,
-        owner: &Owner,
+        who: &Principal,
         conversation: &ConversationId,
         message: &str,
         file_names: &[String],
@@ -85,17 +96,53 @@ impl Titler {
                 ChatMessage::text(ChatRole::System, INSTRUCTIONS),
                 ChatMessage::text(ChatRole::User, prompt),
             ],
-            max_tokens: Some(24),
+            max_tokens: Some(TITLE_TOKENS),
             temperature: Some(0.2),
         };
-        let title = match self.models.complete(&title_model.id, request).await {
-            Ok((_, raw)) => clean(&raw).unwrap_or_else(|| fallback(message, file_names)),
+        let prompt: u64 = request
+            .messages
+            .iter()
+            .map(|m| crate::tokens::count(&request.model, &m.joined_text()) + 4)
+            .sum();
+        let worst = worst_case(title_model, prompt, u64::from(TITLE_TOKENS));
+        let title = match self.budgets.reserve(who, worst).await {
             Err(e) => {
-                tracing::warn!(error = %e, "the title model failed; titling from the message");
+                tracing::info!(reason = %e, "no budget for the title model; titling from the message");
                 fallback(message, file_names)
             }
+            Ok(hold) => match self.models.complete(&title_model.id, request).await {
+                Ok((answered, raw, usage)) => {
+                    let usage = usage.unwrap_or(crate::llm::Usage {
+                        prompt_tokens: prompt,
+                        completion_tokens: crate::tokens::estimate(&raw),
+                    });
+                    hold.settle(Spend {
+                        model: answered.id.clone(),
+                        turns: 0,
+                        prompt_tokens: usage.prompt_tokens,
+                        completion_tokens: usage.completion_tokens,
+                        cost_nanos: answered.price.map(|p| {
+                            crate::llm::prices::cost_nanos(
+                                p,
+                                usage.prompt_tokens,
+                                usage.completion_tokens,
+                            )
+                        }),
+                    })
+                    .await;
+                    clean(&raw).unwrap_or_else(|| fallback(message, file_names))
+                }
+                Err(e) => {
+                    hold.settle(Spend::nothing(&title_model.id)).await;
+                    tracing::warn!(error = %e, "the title model failed; titling from the message");
+                    fallback(message, file_names)
+                }
+            },
         };
-        match self.store.set_auto_title(owner, conversation, &title).await {
+        match self
+            .store
+            .set_auto_title(&who.owner, conversation, &title)
+            .await {
             Ok(true) => Some(title),
             Ok(false) => None,
             Err(e) => {

@@ -176,6 +176,7 @@ impl MongoStore {
     /// Creates the indexes (idempotent), the accounts' included.
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
         crate::accounts::mongodb::ensure_indexes(&self.db).await?;
+        crate::ledger::mongodb::ensure_indexes(&self.db).await?;
         let index = |keys: Document| IndexModel::builder().keys(keys).build();
         self.conversations
             .create_index(index(doc! {"owner": 1, "updated_at": -1, "_id": -1}))

@@ -55,6 +55,7 @@ CREATE INDEX files_by_conversation ON files (owner, conversation_id);
 ALTER TABLE messages ADD COLUMN usage TEXT;
 "#,
     crate::accounts::sqlite::MIGRATION,
+    crate::ledger::sqlite::MIGRATION,
 ];
 
 /// SQLite behind a mutex.

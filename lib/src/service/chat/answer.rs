@@ -15,7 +15,11 @@ use super::{ChatService, Turn, TurnEvent, TurnMeta, TITLE_WAIT};
 use crate::domain::{
     ConversationId, Message, MessageId, MessageStatus, Owner, Receipt, Role, Timestamp,
 };
+use crate::auth::Principal;
+use crate::ledger::{nanos_to_usd, Spend};
+use crate::llm::prices::cost_nanos;
 use crate::llm::{ChatEvent, ChatRequest, LlmError, ModelEntry, Usage};
+use crate::service::usage::{spend_of, Hold};
 use crate::service::Error;
 
 /// How the model's answer ended.
@@ -42,6 +46,7 @@ struct Answer {
     message_id: MessageId,
     model: Arc<ModelEntry>,
     prompt_estimate: u64,
+    hold: Hold,
 }
 
 /// The receipt of an answer by `model`: its counts, its price applied, its times.
@@ -52,9 +57,13 @@ fn receipt(model: &ModelEntry, usage: Usage, timing: &Timing) -> Receipt {
         provider: model.provider.as_str().to_owned(),
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
+        // Whole nano-dollars, as the ledger adds them up.
         cost_usd: model.price.map(|p| {
-            (usage.prompt_tokens as f64 * p.input + usage.completion_tokens as f64 * p.output)
-                / 1_000_000.0
+            nanos_to_usd(cost_nanos(
+                p,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+            ))
         }),
         time_to_first_token_ms: timing.first_token.map(millis),
         duration_ms: millis(timing.started.elapsed()),
@@ -63,8 +72,16 @@ fn receipt(model: &ModelEntry, usage: Usage, timing: &Timing) -> Receipt {
 
 impl ChatService {
     /// Starts the answer of a persisted turn (and the automatic title of a new conversation) and
-    /// returns the turn at once: its `meta`, then its events as they come.
-    pub fn run_answer(&self, owner: &Owner, turn: Persisted, request: ChatRequest) -> Turn {
+    /// returns the turn at once: its `meta`, then its events as they come. `hold` is settled to
+    /// the answer's receipt when it ends, however it ends.
+    pub fn run_answer(
+        &self,
+        who: &Principal,
+        turn: Persisted,
+        request: ChatRequest,
+        hold: Hold,
+    ) -> Turn {
+        let owner = &who.owner;
         let files = turn.user_message.files;
         let meta = TurnMeta {
             conversation_id: turn.conversation.id.clone(),
@@ -76,10 +93,10 @@ impl ChatService {
         };
         let title_job = turn.created.then(|| {
             let titler = self.titler.clone();
-            let (owner, id) = (owner.clone(), turn.conversation.id.clone());
+            let (who, id) = (who.clone(), turn.conversation.id.clone());
             let text = turn.user_message.content.clone();
             let names: Vec<String> = meta.files.iter().map(|f| f.filename.clone()).collect();
-            tokio::spawn(async move { titler.generate(&owner, &id, &text, &names).await })
+            tokio::spawn(async move { titler.generate(&who, &id, &text, &names).await })
         });
         let answer = Answer {
             service: self.clone(),
@@ -92,6 +109,7 @@ impl ChatService {
                 .iter()
                 .map(|m| crate::tokens::count(&request.model, &m.joined_text()))
                 .sum(),
+            hold,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(answer.run(request, tx, title_job));
@@ -153,6 +171,27 @@ impl Answer {
                 (status, TurnEvent::Error(Error::from(e)), usage)
             }
         };
+        // The budget moves to what was really spent: the receipt, or nothing when no model answered.
+        let spent = match &usage {
+            Some(receipt) => spend_of(receipt, 1),
+            None => Spend::nothing(&self.model.id),
+        };
+        self.hold.settle(spent).await;
+        // One line per turn: ids, the receipt and the outcome; never the text.
+        tracing::info!(
+            user = self.owner.as_str(),
+            conversation = %self.conversation_id,
+            message = %self.message_id,
+            model = usage.as_ref().map_or(self.model.id.as_str(), |u| u.model.as_str()),
+            provider = usage.as_ref().map(|u| u.provider.as_str()),
+            prompt_tokens = usage.as_ref().map(|u| u.prompt_tokens),
+            completion_tokens = usage.as_ref().map(|u| u.completion_tokens),
+            cost_usd = usage.as_ref().and_then(|u| u.cost_usd),
+            time_to_first_token_ms = usage.as_ref().and_then(|u| u.time_to_first_token_ms),
+            duration_ms = usage.as_ref().map(|u| u.duration_ms),
+            outcome = status.as_str(),
+            "turn"
+        );
         let token_count = match &usage {
             Some(u) if status == MessageStatus::Complete => u.completion_tokens,
             _ => crate::tokens::estimate(&text),
@@ -306,7 +345,7 @@ mod tests {
         let mut next = f
             .chat
             .start(
-                &owner,
+                &crate::service::chat::fixture::who(&owner),
                 crate::service::chat::ChatInput {
                     message: "more".into(),
                     conversation_id: Some(c.id.clone()),
@@ -422,6 +461,135 @@ mod tests {
             f.chat.finish(&owner, turn).await,
             Err(Error::Upstream(_))
         ));
+    }
+
+    /// The owner's usage rows of the fixture's day, by model.
+    async fn rows(f: &Fixture, owner: &Owner) -> std::collections::HashMap<String, crate::ledger::Totals> {
+        f.ledger
+            .usage(Some(owner.as_str()), "2027-01-15", "2027-01-15")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.model, r.totals))
+            .collect()
+    }
+
+    fn in_tier(owner: &Owner, tier: &str) -> crate::auth::Principal {
+        let mut who = crate::service::chat::fixture::who(owner);
+        who.tier = tier.into();
+        who
+    }
+
+    #[tokio::test]
+    async fn a_turn_over_budget_is_refused_before_anything_is_stored() {
+        let f = Fixture::with_tiers(crate::service::chat::fixture::TIERS, |_| {});
+        let owner = Owner::new("budget-ann");
+        // 4,000 of the free tier's 5,000 tokens today are spent already.
+        let budget = crate::ledger::Budget::default();
+        let now = crate::limits::Clock::now_millis(&*f.clock);
+        let crate::ledger::Reserved::Granted(r) = f
+            .ledger
+            .reserve(owner.as_str(), crate::ledger::Amount { tokens: 4_000, usd_nanos: 0 }, &budget, now)
+            .await
+            .unwrap()
+        else {
+            panic!("an unlimited reservation was refused");
+        };
+        f.ledger
+            .settle(&r, &crate::ledger::Spend { model: "chat-model".into(), turns: 1, prompt_tokens: 3_000, completion_tokens: 1_000, cost_nanos: None })
+            .await
+            .unwrap();
+        let refused = f
+            .chat
+            .start(
+                &in_tier(&owner, "free"),
+                crate::service::chat::ChatInput {
+                    message: "one more question".into(),
+                    ..Default::default()
+                },
+            )
+            .await;
+        let Err(Error::Quota { retry_after_secs, message }) = refused else {
+            panic!("{:?}", refused.map(|t| t.meta));
+        };
+        // The fixture's clock stands at 08:00:20 UTC: the day's budget resets at midnight.
+        assert_eq!(retry_after_secs, 16 * 3600 - 20);
+        assert_eq!(
+            message,
+            "You have used 4,000 of your 5,000 tokens today; the budget resets in 16 h."
+        );
+        let listed = f
+            .conversations
+            .list(&owner, crate::store::PageRequest { limit: 10, cursor: None }, None)
+            .await
+            .unwrap();
+        assert!(listed.items.is_empty(), "nothing was stored");
+        // The default tier has no budget: the same person is served there.
+        let mut turn = f.send(&owner, "one more question").await;
+        assert!(matches!(drain(&mut turn).await.last(), Some(TurnEvent::Done { .. })));
+    }
+
+    #[tokio::test]
+    async fn the_answer_settles_to_its_receipt_and_the_title_counts_too() {
+        let f = Fixture::with_tiers(crate::service::chat::fixture::TIERS, |_| {});
+        let owner = Owner::new("budget-bob");
+        let who = in_tier(&owner, "free");
+        let mut turn = f
+            .chat
+            .start(
+                &who,
+                crate::service::chat::ChatInput {
+                    message: "hello budget".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let events = drain(&mut turn).await;
+        let Some(TurnEvent::Done { usage, .. }) = events.last() else {
+            panic!("{events:?}");
+        };
+        let rows = rows(&f, &owner).await;
+        let answer = &rows["chat-model"];
+        assert_eq!(
+            (answer.turns, answer.prompt_tokens, answer.completion_tokens),
+            (1, usage.prompt_tokens, usage.completion_tokens),
+            "the ledger holds the receipt"
+        );
+        let title = &rows[crate::service::chat::fixture::TITLE_MODEL];
+        assert_eq!(title.turns, 0, "a title is no turn");
+        assert!(title.prompt_tokens > 0 && title.completion_tokens > 0);
+        // The counters hold what was spent, not the worst cases reserved.
+        let now = crate::limits::Clock::now_millis(&*f.clock);
+        let used = f.ledger.used(owner.as_str(), now).await.unwrap();
+        assert_eq!(
+            used.day.tokens,
+            answer.prompt_tokens + answer.completion_tokens + title.prompt_tokens + title.completion_tokens
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_no_model_gave_spends_nothing() {
+        let f = Fixture::with_tiers(crate::service::chat::fixture::TIERS, |_| {});
+        let owner = Owner::new("budget-cy");
+        let mut turn = f
+            .chat
+            .start(
+                &in_tier(&owner, "free"),
+                crate::service::chat::ChatInput {
+                    message: "boom [[fail]]".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        drain(&mut turn).await;
+        let rows = rows(&f, &owner).await;
+        assert!(!rows.contains_key("chat-model"), "{rows:?}");
+        let title = &rows[crate::service::chat::fixture::TITLE_MODEL];
+        let now = crate::limits::Clock::now_millis(&*f.clock);
+        let used = f.ledger.used(owner.as_str(), now).await.unwrap();
+        assert_eq!(used.day.tokens, title.prompt_tokens + title.completion_tokens);
     }
 
     #[tokio::test]

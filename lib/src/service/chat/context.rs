@@ -99,6 +99,48 @@ impl ContextBuilder {
             settings,
         }
     }
+
+    /// Tokens kept free in the window for the answer to `model`.
+    pub fn answer_room(&self, model: &str) -> u64 {
+        self.settings.answer_room(model)
+    }
+
+    /// At most how many tokens the prompt of a turn to `model` takes, before it is built: the
+    /// system prompt, the history, the message and every file it could carry (each distinct file
+    /// once; a file whose size is unknown as its whole share of the window), and never more than
+    /// the window less the answer's room, which the builder keeps to — the system prompt and the
+    /// message aside, which always go. What a budget reserves for the prompt.
+    pub fn prompt_bound<'a>(
+        &self,
+        model: &str,
+        history: &[Message],
+        text: &str,
+        files: impl Iterator<Item = &'a FileMeta>,
+    ) -> u64 {
+        let fixed = estimate(&self.settings.system_prompt) + estimate(text) + 2 * MESSAGE_TOKENS;
+        let mut seen = HashSet::new();
+        let mut file_tokens = 0;
+        for f in history.iter().flat_map(|m| m.files.iter()).chain(files) {
+            if !seen.insert(f.id.clone()) {
+                continue;
+            }
+            file_tokens += if is_text(f) {
+                f.token_count
+                    .unwrap_or_else(|| self.settings.file_budget(model))
+                    .saturating_add(CUT_FILE_TOKENS)
+            } else {
+                IMAGE_TOKENS
+            };
+        }
+        let all = fixed
+            .saturating_add(history.iter().map(message_tokens).sum::<u64>())
+            .saturating_add(file_tokens);
+        let room = self
+            .settings
+            .window(model)
+            .saturating_sub(self.settings.answer_room(model));
+        all.min(room).max(fixed)
+    }
 }
 
 /// A text file in play, with its text.
@@ -511,6 +553,35 @@ mod tests {
             .map(ChatMessage::joined_text)
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    #[test]
+    fn the_prompt_bound_counts_everything_once_and_stays_within_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = builder(dir.path(), 8_192, 1_000);
+        let alone = b.prompt_bound("m", &[], "hello", std::iter::empty());
+        assert_eq!(
+            alone,
+            estimate(SYSTEM) + estimate("hello") + 2 * MESSAGE_TOKENS
+        );
+        let mut file = crate::service::files::new_meta(
+            "a.txt".into(),
+            "text/plain".into(),
+            10,
+            FileType::Text,
+            crate::domain::FileStatus::Ready,
+        );
+        file.token_count = Some(500);
+        let history = vec![message(Role::User, "earlier", vec![file.clone()])];
+        let with = b.prompt_bound("m", &history, "hello", std::iter::once(&file));
+        assert_eq!(
+            with,
+            alone + message_tokens(&history[0]) + 500 + CUT_FILE_TOKENS,
+            "a file in the history and in this turn counts once"
+        );
+        file.token_count = Some(100_000);
+        let big = b.prompt_bound("m", &[], "hello", std::iter::once(&file));
+        assert_eq!(big, 8_192 - 1_000, "never more than the window less the answer's room");
     }
 
     #[tokio::test]

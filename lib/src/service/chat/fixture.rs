@@ -11,6 +11,10 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use super::{ChatInput, ChatPorts, ChatService, ChatSettings, ContextSettings, Turn, TurnEvent};
+use crate::auth::Principal;
+use crate::ledger::{Ledger, Tiers};
+use crate::limits::ManualClock;
+use crate::service::usage::Budgets;
 use crate::blobs::BlobStore;
 use crate::domain::{
     Conversation, ConversationId, FileMeta, FileStatus, FileType, Message, MessageId, Owner,
@@ -25,6 +29,17 @@ use crate::store::Store;
 
 /// The title model's name in these tests.
 pub(crate) const TITLE_MODEL: &str = "title-model";
+
+/// Tiers of these tests: `free` has 2 turns a minute and 5,000 tokens a day.
+pub(crate) const TIERS: &str = r#"{"free": {"turns_per_minute": 2, "tokens_per_day": 5000}}"#;
+
+/// The principal of `owner`, in the default tier.
+pub(crate) fn who(owner: &Owner) -> Principal {
+    Principal {
+        owner: owner.clone(),
+        ..Principal::local("default")
+    }
+}
 
 /// A model in the test's process. Chat requests are answered `Echo: <last user text>` word by
 /// word, unless the text holds `[[fail]]` (an error before any token) or `[[midway]]` (two tokens,
@@ -130,6 +145,8 @@ impl ChatModel for TestModel {
 /// A chat service and the parts around it.
 pub(crate) struct Fixture {
     pub chat: ChatService,
+    pub ledger: Arc<dyn Ledger>,
+    pub clock: Arc<ManualClock>,
     pub conversations: ConversationService,
     pub store: Arc<dyn Store>,
     pub blobs: Arc<dyn BlobStore>,
@@ -168,10 +185,23 @@ impl Fixture {
         Self::build(model, |_| {})
     }
 
+    /// With the tiers of `tiers` (JSON) and settings changed by `change`.
+    pub(crate) fn with_tiers(tiers: &str, change: impl FnOnce(&mut ChatSettings)) -> Self {
+        Self::build_with(TestModel::new(), Tiers::parse(Some(tiers)).unwrap(), change)
+    }
+
     fn build(model: TestModel, change: impl FnOnce(&mut ChatSettings)) -> Self {
+        Self::build_with(model, Tiers::default(), change)
+    }
+
+    fn build_with(model: TestModel, tiers: Tiers, change: impl FnOnce(&mut ChatSettings)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(crate::store::sqlite::SqliteStore::in_memory().unwrap());
+        let sqlite = Arc::new(crate::store::sqlite::SqliteStore::in_memory().unwrap());
+        let store: Arc<dyn Store> = sqlite.clone();
+        let ledger: Arc<dyn Ledger> = sqlite;
+        // A clock that stands still, 20 s into a minute: rate-limit checks do not depend on when
+        // the test runs.
+        let clock = Arc::new(ManualClock::at(1_800_000_020_000));
         let blobs: Arc<dyn BlobStore> =
             Arc::new(crate::blobs::local::LocalBlobs::new(dir.path().join("blobs")).unwrap());
         let jobs = Arc::new(crate::jobs::local::LocalJobs::new(dir.path().join("jobs")));
@@ -212,19 +242,20 @@ impl Fixture {
             ChatPorts {
                 store: store.clone(),
                 blobs: blobs.clone(),
-                // A clock that stands still, 20 s into a minute: rate-limit checks do not depend
-                // on when the test runs.
                 limiter: crate::limits::RateLimit::new(
                     Arc::new(crate::limits::memory::MemoryLimiter::new()),
-                    Arc::new(crate::limits::ManualClock::at(1_800_000_020_000)),
+                    clock.clone(),
                 ),
                 models,
+                budgets: Budgets::new(ledger.clone(), tiers, "default", clock.clone()),
             },
             files,
             s,
         );
         Self {
             chat,
+            ledger,
+            clock,
             conversations: ConversationService::new(store.clone(), blobs.clone()),
             store,
             blobs,
@@ -251,7 +282,7 @@ impl Fixture {
     pub(crate) async fn send(&self, owner: &Owner, text: &str) -> Turn {
         self.chat
             .start(
-                owner,
+                &who(owner),
                 ChatInput {
                     message: text.into(),
                     ..ChatInput::default()

@@ -19,7 +19,9 @@ use tokio::sync::mpsc;
 
 use super::files::{FileService, Upload};
 use super::title::Titler;
+use super::usage::{worst_case, Budgets};
 use super::Error;
+use crate::auth::Principal;
 use crate::blobs::BlobStore;
 use crate::domain::{
     ConversationId, FileId, FileMeta, Message, MessageId, MessageStatus, Owner, Receipt, Role,
@@ -73,6 +75,8 @@ pub struct ChatPorts {
     /// The models on offer: the one asked for (or the default) answers, with its fallbacks; the
     /// title model writes titles.
     pub models: Arc<Registry>,
+    /// The tiers' budgets and turns per minute, over the ledger.
+    pub budgets: Budgets,
 }
 
 /// The chat use case: one turn from the request to the stored answer. Cheap to clone.
@@ -81,6 +85,7 @@ pub struct ChatService {
     store: Arc<dyn Store>,
     limiter: RateLimit,
     models: Arc<Registry>,
+    budgets: Budgets,
     files: Arc<FileService>,
     context: ContextBuilder,
     titler: Titler,
@@ -169,11 +174,16 @@ impl ChatService {
     /// A chat service over `ports`, with `files` for the uploads of a turn. Starts nothing.
     pub fn new(ports: ChatPorts, files: Arc<FileService>, settings: ChatSettings) -> Self {
         Self {
-            titler: Titler::new(ports.models.clone(), ports.store.clone()),
+            titler: Titler::new(
+                ports.models.clone(),
+                ports.store.clone(),
+                ports.budgets.clone(),
+            ),
             context: ContextBuilder::new(ports.blobs, settings.context.clone()),
             store: ports.store,
             limiter: ports.limiter,
             models: ports.models,
+            budgets: ports.budgets,
             files,
             settings: Arc::new(settings),
         }
@@ -189,13 +199,57 @@ impl ChatService {
         &self.models
     }
 
-    /// Resolves, persists and builds a turn, then starts the answer. Every refusal happens here,
-    /// before anything is streamed; the user message is stored before the model is called.
-    pub async fn start(&self, owner: &Owner, input: ChatInput) -> Result<Turn, Error> {
+    /// The budgets a turn is held against.
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
+    }
+
+    /// Resolves the turn, reserves its worst case against the caller's budgets, persists and
+    /// builds it, then starts the answer. Every refusal happens here, before anything is streamed
+    /// (a turn over budget stores nothing); the user message is stored before the model is
+    /// called.
+    pub async fn start(&self, who: &Principal, input: ChatInput) -> Result<Turn, Error> {
+        let owner = &who.owner;
         let resolved = self.resolve(owner, input).await?;
-        let persisted = self.persist(owner, resolved).await?;
-        let request = self.build_request(owner, &persisted).await?;
-        Ok(self.run_answer(owner, persisted, request))
+        let model = Arc::clone(&resolved.model);
+        let context = self.context.with_window(model.context_tokens);
+        let answer_cap = self
+            .settings
+            .context
+            .max_answer_tokens
+            .or(model.max_tokens)
+            .map_or_else(|| context.answer_room(&model.model), u64::from);
+        let prompt = context.prompt_bound(
+            &model.model,
+            &resolved.history,
+            &resolved.text,
+            resolved
+                .earlier
+                .iter()
+                .chain(resolved.uploads.iter().map(|u| &u.meta)),
+        );
+        let hold = self
+            .budgets
+            .reserve(who, worst_case(&model, prompt, answer_cap))
+            .await?;
+        let limited = !self.budgets.limits(&who.tier).budget().is_unlimited();
+        let prepared = async {
+            let persisted = self.persist(owner, resolved).await?;
+            let mut request = self.build_request(owner, &persisted).await?;
+            // Under a budget the answer cap the reservation priced is the one the model gets.
+            if limited && request.max_tokens.is_none() {
+                request.max_tokens = Some(u32::try_from(answer_cap).unwrap_or(u32::MAX));
+            }
+            Ok::<_, Error>((persisted, request))
+        }
+        .await;
+        match prepared {
+            Ok((persisted, request)) => Ok(self.run_answer(who, persisted, request, hold)),
+            Err(e) => {
+                hold.settle(crate::ledger::Spend::nothing(&model.id)).await;
+                Err(e)
+            }
+        }
     }
 
     /// Waits for a started turn to end (the answer and the title stored): the stored answer and
