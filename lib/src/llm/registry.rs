@@ -1396,7 +1396,10 @@ mod tests {
         );
         let c = config(&[
             ("OPENAI_API_KEY", "sk-test"),
-            ("CONVERSA_PRICES", r#"{"gpt-4o-mini": {"input": 0.1, "output": 0.5}}"#),
+            (
+                "CONVERSA_PRICES",
+                r#"{"gpt-4o-mini": {"input": 0.1, "output": 0.5}}"#,
+            ),
         ]);
         let r = build(&c, &[]).await.unwrap();
         assert_eq!(

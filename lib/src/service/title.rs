@@ -142,7 +142,8 @@ impl Titler {
         match self
             .store
             .set_auto_title(&who.owner, conversation, &title)
-            .await {
+            .await
+        {
             Ok(true) => Some(title),
             Ok(false) => None,
             Err(e) => {

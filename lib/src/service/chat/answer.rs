@@ -12,10 +12,10 @@ use tokio::task::JoinHandle;
 
 use super::persist::Persisted;
 use super::{ChatService, Turn, TurnEvent, TurnMeta, TITLE_WAIT};
+use crate::auth::Principal;
 use crate::domain::{
     ConversationId, Message, MessageId, MessageStatus, Owner, Receipt, Role, Timestamp,
 };
-use crate::auth::Principal;
 use crate::ledger::{nanos_to_usd, Spend};
 use crate::llm::prices::cost_nanos;
 use crate::llm::{ChatEvent, ChatRequest, LlmError, ModelEntry, Usage};
@@ -58,13 +58,9 @@ fn receipt(model: &ModelEntry, usage: Usage, timing: &Timing) -> Receipt {
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
         // Whole nano-dollars, as the ledger adds them up.
-        cost_usd: model.price.map(|p| {
-            nanos_to_usd(cost_nanos(
-                p,
-                usage.prompt_tokens,
-                usage.completion_tokens,
-            ))
-        }),
+        cost_usd: model
+            .price
+            .map(|p| nanos_to_usd(cost_nanos(p, usage.prompt_tokens, usage.completion_tokens))),
         time_to_first_token_ms: timing.first_token.map(millis),
         duration_ms: millis(timing.started.elapsed()),
     }
@@ -464,7 +460,10 @@ mod tests {
     }
 
     /// The owner's usage rows of the fixture's day, by model.
-    async fn rows(f: &Fixture, owner: &Owner) -> std::collections::HashMap<String, crate::ledger::Totals> {
+    async fn rows(
+        f: &Fixture,
+        owner: &Owner,
+    ) -> std::collections::HashMap<String, crate::ledger::Totals> {
         f.ledger
             .usage(Some(owner.as_str()), "2027-01-15", "2027-01-15")
             .await
@@ -489,14 +488,31 @@ mod tests {
         let now = crate::limits::Clock::now_millis(&*f.clock);
         let crate::ledger::Reserved::Granted(r) = f
             .ledger
-            .reserve(owner.as_str(), crate::ledger::Amount { tokens: 4_000, usd_nanos: 0 }, &budget, now)
+            .reserve(
+                owner.as_str(),
+                crate::ledger::Amount {
+                    tokens: 4_000,
+                    usd_nanos: 0,
+                },
+                &budget,
+                now,
+            )
             .await
             .unwrap()
         else {
             panic!("an unlimited reservation was refused");
         };
         f.ledger
-            .settle(&r, &crate::ledger::Spend { model: "chat-model".into(), turns: 1, prompt_tokens: 3_000, completion_tokens: 1_000, cost_nanos: None })
+            .settle(
+                &r,
+                &crate::ledger::Spend {
+                    model: "chat-model".into(),
+                    turns: 1,
+                    prompt_tokens: 3_000,
+                    completion_tokens: 1_000,
+                    cost_nanos: None,
+                },
+            )
             .await
             .unwrap();
         let refused = f
@@ -509,7 +525,11 @@ mod tests {
                 },
             )
             .await;
-        let Err(Error::Quota { retry_after_secs, message }) = refused else {
+        let Err(Error::Quota {
+            retry_after_secs,
+            message,
+        }) = refused
+        else {
             panic!("{:?}", refused.map(|t| t.meta));
         };
         // The fixture's clock stands at 08:00:20 UTC: the day's budget resets at midnight.
@@ -520,13 +540,23 @@ mod tests {
         );
         let listed = f
             .conversations
-            .list(&owner, crate::store::PageRequest { limit: 10, cursor: None }, None)
+            .list(
+                &owner,
+                crate::store::PageRequest {
+                    limit: 10,
+                    cursor: None,
+                },
+                None,
+            )
             .await
             .unwrap();
         assert!(listed.items.is_empty(), "nothing was stored");
         // The default tier has no budget: the same person is served there.
         let mut turn = f.send(&owner, "one more question").await;
-        assert!(matches!(drain(&mut turn).await.last(), Some(TurnEvent::Done { .. })));
+        assert!(matches!(
+            drain(&mut turn).await.last(),
+            Some(TurnEvent::Done { .. })
+        ));
     }
 
     #[tokio::test]
@@ -564,7 +594,10 @@ mod tests {
         let used = f.ledger.used(owner.as_str(), now).await.unwrap();
         assert_eq!(
             used.day.tokens,
-            answer.prompt_tokens + answer.completion_tokens + title.prompt_tokens + title.completion_tokens
+            answer.prompt_tokens
+                + answer.completion_tokens
+                + title.prompt_tokens
+                + title.completion_tokens
         );
     }
 
@@ -589,7 +622,10 @@ mod tests {
         let title = &rows[crate::service::chat::fixture::TITLE_MODEL];
         let now = crate::limits::Clock::now_millis(&*f.clock);
         let used = f.ledger.used(owner.as_str(), now).await.unwrap();
-        assert_eq!(used.day.tokens, title.prompt_tokens + title.completion_tokens);
+        assert_eq!(
+            used.day.tokens,
+            title.prompt_tokens + title.completion_tokens
+        );
     }
 
     #[tokio::test]

@@ -113,7 +113,7 @@ impl ContextBuilder {
     pub fn prompt_bound<'a>(
         &self,
         model: &str,
-        history: &[Message],
+        history: &'a [Message],
         text: &str,
         files: impl Iterator<Item = &'a FileMeta>,
     ) -> u64 {
@@ -581,7 +581,11 @@ mod tests {
         );
         file.token_count = Some(100_000);
         let big = b.prompt_bound("m", &[], "hello", std::iter::once(&file));
-        assert_eq!(big, 8_192 - 1_000, "never more than the window less the answer's room");
+        assert_eq!(
+            big,
+            8_192 - 1_000,
+            "never more than the window less the answer's room"
+        );
     }
 
     #[tokio::test]

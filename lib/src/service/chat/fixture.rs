@@ -12,19 +12,19 @@ use tokio::sync::Semaphore;
 
 use super::{ChatInput, ChatPorts, ChatService, ChatSettings, ContextSettings, Turn, TurnEvent};
 use crate::auth::Principal;
-use crate::ledger::{Ledger, Tiers};
-use crate::limits::ManualClock;
-use crate::service::usage::Budgets;
 use crate::blobs::BlobStore;
 use crate::domain::{
     Conversation, ConversationId, FileMeta, FileStatus, FileType, Message, MessageId, Owner,
 };
 use crate::extract::Limits;
+use crate::ledger::{Ledger, Tiers};
+use crate::limits::ManualClock;
 use crate::llm::{
     ChatEvent, ChatModel, ChatRequest, ChatStream, LlmError, ModelEntry, Provider, Registry, Usage,
 };
 use crate::service::conversations::ConversationService;
 use crate::service::files::{new_meta, FileService, FileSettings};
+use crate::service::usage::Budgets;
 use crate::store::Store;
 
 /// The title model's name in these tests.
