@@ -777,11 +777,8 @@ async fn admin_routes_need_an_admin() {
 
 #[tokio::test]
 async fn admins_change_tiers_and_roles_and_add_people() {
-    let (_d, i, admin) = with_admin(&[
-        ("CONVERSA_DEFAULT_TIER", "free"),
-        ("CONVERSA_TIERS", TIERS),
-    ])
-    .await;
+    let (_d, i, admin) =
+        with_admin(&[("CONVERSA_DEFAULT_TIER", "free"), ("CONVERSA_TIERS", TIERS)]).await;
     let (bob, bob_token) = add_user(&i, &admin, "bob@example.com").await;
     assert_eq!(i.get("/api/me", &bob_token).await.body["tier"], "free");
     let patch = |body: Value| Send {
