@@ -104,6 +104,7 @@ pub fn chat_settings(config: &Config) -> ChatSettings {
         history_messages: config.history_messages,
         rate_limit_per_minute: config.rate_limit_per_minute,
         model_timeout: config.model_timeout,
+        metrics_emf: config.metrics_emf,
         context: ContextSettings {
             system_prompt: config.system_prompt.clone(),
             context_tokens: config.context_tokens,

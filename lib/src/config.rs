@@ -132,6 +132,9 @@ pub struct Config {
     pub tiers: crate::ledger::Tiers,
     /// `CONVERSA_PRICES`: prices beside the built-in ones (`llm::prices`).
     pub prices: crate::llm::PriceTable,
+    /// `CONVERSA_METRICS_EMF`: each turn's figures as a CloudWatch EMF line on stdout (default:
+    /// on Lambda).
+    pub metrics_emf: bool,
 }
 
 impl Config {
@@ -261,6 +264,10 @@ impl Config {
             });
         }
         let prices = crate::llm::PriceTable::parse(get("CONVERSA_PRICES").as_deref())?;
+        let metrics_emf = crate::metrics::enabled_from(&get).map_err(|message| ConfigError {
+            var: "CONVERSA_METRICS_EMF",
+            message,
+        })?;
         let data_dir = PathBuf::from(get("CONVERSA_DATA_DIR").unwrap_or_else(|| "./data".into()));
         Ok(Self {
             bind,
@@ -380,6 +387,7 @@ impl Config {
             origin_secret: get("CONVERSA_ORIGIN_SECRET"),
             tiers,
             prices,
+            metrics_emf,
         })
     }
 
@@ -436,6 +444,7 @@ mod tests {
             ("CONVERSA_CONTEXT_TOKENS", "lots"),
             ("CONVERSA_DOWNLOAD_REDIRECT_BYTES", "-5"),
             ("CONVERSA_FIRST_TOKEN_TIMEOUT_SECS", "0"),
+            ("CONVERSA_METRICS_EMF", "sometimes"),
         ] {
             let e = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(e.var, var);

@@ -27,6 +27,7 @@ pub mod ledger;
 pub mod limits;
 pub mod llm;
 pub mod local;
+pub mod metrics;
 pub mod service;
 pub mod store;
 pub mod tokens;

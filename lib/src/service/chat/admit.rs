@@ -18,12 +18,15 @@ impl ChatService {
             .turns_per_minute(&who.tier, self.settings.rate_limit_per_minute);
         match self.limiter.check(client_key, limit).await? {
             Decision::Allowed => Ok(()),
-            Decision::Limited { retry_after_secs } => Err(Error::RateLimited {
+            Decision::Limited { retry_after_secs } => {
+                self.refused("rate_limited", who);
+                Err(Error::RateLimited {
                 retry_after_secs,
                 message: format!(
                     "Too many messages: the limit is {limit} per minute. Try again in {retry_after_secs} s."
                 ),
-            }),
+            })
+            }
         }
     }
 }

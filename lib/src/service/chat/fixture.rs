@@ -160,6 +160,7 @@ pub(crate) fn settings() -> ChatSettings {
         history_messages: 20,
         rate_limit_per_minute: 0,
         model_timeout: Duration::from_secs(10),
+        metrics_emf: false,
         context: ContextSettings {
             system_prompt: "You are a test assistant.".into(),
             context_tokens: Some(8_192),

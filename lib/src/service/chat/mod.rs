@@ -59,6 +59,8 @@ pub struct ChatSettings {
     pub rate_limit_per_minute: u32,
     /// The longest wait for the model's next piece of answer (`CONVERSA_MODEL_TIMEOUT_SECS`).
     pub model_timeout: Duration,
+    /// Each turn's figures (and each refusal) as a CloudWatch EMF line (`CONVERSA_METRICS_EMF`).
+    pub metrics_emf: bool,
     /// What the model sees: system prompt, file share, answer cap (the window is each model's).
     pub context: ContextSettings,
 }
@@ -199,6 +201,17 @@ impl ChatService {
         &self.models
     }
 
+    /// Counts a refused turn in the metrics (when they are on).
+    pub(crate) fn refused(&self, reason: &str, who: &Principal) {
+        if self.settings.metrics_emf {
+            crate::metrics::emit(&crate::metrics::refused(
+                reason,
+                who.owner.as_str(),
+                self.budgets.now_ms(),
+            ));
+        }
+    }
+
     /// The budgets a turn is held against.
     pub fn budgets(&self) -> &Budgets {
         &self.budgets
@@ -228,10 +241,19 @@ impl ChatService {
                 .iter()
                 .chain(resolved.uploads.iter().map(|u| &u.meta)),
         );
-        let hold = self
+        let hold = match self
             .budgets
             .reserve(who, worst_case(&model, prompt, answer_cap))
-            .await?;
+            .await
+        {
+            Ok(hold) => hold,
+            Err(e) => {
+                if matches!(e, Error::Quota { .. }) {
+                    self.refused("quota_exceeded", who);
+                }
+                return Err(e);
+            }
+        };
         let limited = !self.budgets.limits(&who.tier).budget().is_unlimited();
         let prepared = async {
             let persisted = self.persist(owner, resolved).await?;
