@@ -117,6 +117,12 @@ describe("conversa in the browser", () => {
     assert.match(answer, /The document says: .*ZEBRA-42 revenue grew by 17 percent/);
     assert.equal(await lastAnswer(page).locator(".msg-content").getAttribute("aria-live"), "polite");
 
+    // Its receipt: the model on the answer, the tokens, cost and times on hover.
+    const receipt = lastAnswer(page).locator(".msg-receipt");
+    await receipt.waitFor();
+    const done = await receipt.getAttribute("title");
+    assert.match(done, /^Model: \S+ \(openai\)\nTokens: [\d,]+ in, [\d,]+ out\nCost: .+\n(First token: .+\n)?Duration: /);
+
     // The conversation is in the URL and in the sidebar, with its automatic title.
     const id = await currentId(page);
     assert.ok(id, "the URL names the conversation");
@@ -147,6 +153,8 @@ describe("conversa in the browser", () => {
     assert.equal(await page.locator(".msg-user").count(), 1);
     assert.match(await page.locator(".msg-user").textContent(), /report\.pdf/);
     assert.match(await lastAnswer(page).textContent(), /ZEBRA-42/);
+    // The stored answer keeps its receipt.
+    assert.match(await lastAnswer(page).locator(".msg-receipt").getAttribute("title"), /Tokens: [\d,]+ in/);
     assert.equal(await page.textContent("#conv-title"), "Zebra Revenue Question");
     assert.equal(
       await page.getAttribute(`#conv-list li[data-id="${pdfConversation}"] .conv-link`, "aria-current"),

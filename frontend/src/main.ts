@@ -382,7 +382,7 @@ class App {
     const openSeq = this.openSeq;
     const model = this.models.selected;
     try {
-      await this.api.sendChat(
+      const done = await this.api.sendChat(
         { message: input.text, conversationId: convId, fileIds: input.fileIds, model },
         {
           onMeta: (meta) => {
@@ -409,7 +409,7 @@ class App {
         },
         controller.signal,
       );
-      answer.finish();
+      answer.finish(done.usage);
     } catch (e) {
       answer.finish();
       if ((e as Error).name === "AbortError" || controller.signal.aborted) {

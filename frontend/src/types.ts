@@ -28,6 +28,17 @@ export interface FileMeta {
   progress?: number | null;
 }
 
+/** What an answer took, and which model gave it (`usage` on answers and on `done`). */
+export interface Receipt {
+  model: string;
+  provider: string;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost_usd: number | null;
+  time_to_first_token_ms: number | null;
+  duration_ms: number;
+}
+
 export interface Message {
   id: string;
   conversation_id: string;
@@ -37,6 +48,8 @@ export interface Message {
   token_count: number | null;
   status: "complete" | "incomplete" | "error";
   created_at: string;
+  /** The receipt of an answer (null on user messages and on answers no model started). */
+  usage?: Receipt | null;
 }
 
 export interface Page<T> {
@@ -80,7 +93,7 @@ export interface TitleEvent {
 export interface DoneEvent {
   message_id: string;
   finish_reason: string;
-  usage?: { prompt_tokens: number; completion_tokens: number };
+  usage?: Receipt;
 }
 
 /** `GET /api/auth/config`: how people sign in. */

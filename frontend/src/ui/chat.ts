@@ -7,7 +7,8 @@
 import type { Api } from "../api";
 import { fileTypeLabel, formatBytes } from "../files";
 import { renderMarkdown } from "../markdown";
-import type { FileMeta, Message } from "../types";
+import { receiptLines } from "../receipt";
+import type { FileMeta, Message, Receipt } from "../types";
 import { copyText, h, icon } from "./dom";
 
 /** A file as shown on a message: from the server, or an attachment just sent. */
@@ -38,6 +39,27 @@ function addAnswerActions(el: HTMLElement, text: string): void {
   const content = el.querySelector(".msg-content");
   const row = h("div", { class: "msg-actions" }, copy);
   content?.after(row);
+}
+
+/** Adds the receipt under an answer: a small label whose tooltip (on hover or focus) says the
+ * model, the tokens, the cost and the times. */
+function addReceipt(el: HTMLElement, usage: Receipt): void {
+  el.querySelector(".msg-receipt")?.remove();
+  const lines = receiptLines(usage);
+  const label = h("span", {
+    class: "msg-receipt",
+    role: "note",
+    tabindex: "0",
+    title: lines.join("\n"),
+    "aria-label": `Receipt. ${lines.join(". ")}`,
+    text: usage.model,
+  });
+  let row = el.querySelector(".msg-actions");
+  if (!row) {
+    row = h("div", { class: "msg-actions" });
+    el.querySelector(".msg-content")?.after(row);
+  }
+  row.append(label);
 }
 
 export class ChatView {
@@ -147,6 +169,7 @@ export class ChatView {
     const body = el.querySelector<HTMLElement>(".msg-content")!;
     body.append(renderMarkdown(m.content));
     addAnswerActions(el, m.content);
+    if (m.usage) addReceipt(el, m.usage);
     if (m.status === "incomplete") {
       el.append(h("p", { class: "msg-note", text: "This answer was interrupted before it finished." }));
     } else if (m.status === "error") {
@@ -278,8 +301,8 @@ export class StreamingAnswer {
     this.el.dataset.id = id;
   }
 
-  /** Ends the stream: renders the last text and clears the busy state. */
-  finish(): void {
+  /** Ends the stream: renders the last text and clears the busy state; `usage` is the receipt. */
+  finish(usage?: Receipt): void {
     if (this.frame) cancelAnimationFrame(this.frame);
     this.frame = 0;
     if (this.text) this.render();
@@ -287,6 +310,7 @@ export class StreamingAnswer {
     this.content.setAttribute("aria-busy", "false");
     this.el.classList.remove("streaming");
     addAnswerActions(this.el, this.text);
+    if (usage) addReceipt(this.el, usage);
   }
 
   note(text: string, kind: "info" | "error" = "info"): HTMLElement {
