@@ -59,7 +59,7 @@ describe("local accounts", () => {
   let browser;
 
   before(async () => {
-    stack = await startStack({ CONVERSA_AUTH: "local" });
+    stack = await startStack({ CONVERSA_AUTH: "local", CONVERSA_TIERS: '{"default": {"tokens_per_day": 1000000}}' });
     browser = await launchBrowser();
   });
 
@@ -106,6 +106,33 @@ describe("local accounts", () => {
     await page.click(".signin-submit");
     await page.waitForSelector("#conv-list .conv-item");
     assert.equal(await page.locator("#conv-list .conv-item").count(), 1, "the conversation is back");
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("the usage page shows this month's answers, the day's budget as a bar and tokens per day as a chart", async () => {
+    const page = await newPage(browser);
+    await page.goto(`${stack.baseUrl}/`);
+    await page.waitForSelector("#composer-input");
+    await page.click("#user-btn");
+    await page.click("#open-usage");
+    await page.waitForSelector("#usage-dialog[open]");
+    await page.waitForFunction(() => /answer/.test(document.getElementById("usage-summary").textContent));
+    const summary = await page.textContent("#usage-summary");
+    // Ada's one answer; the fake title model has no price, so the cost is unknown.
+    assert.match(
+      summary,
+      /^1 answer, [\d,]+ tokens, cost unknown \(a model has no price\) \(\d{4}-\d{2}-01 to \d{4}-\d{2}-\d{2}; tier default\)\.$/,
+    );
+    const budget = page.locator("#usage-budgets .usage-budget");
+    assert.equal(await budget.count(), 1);
+    assert.match(await budget.textContent(), /^Tokens today: [\d,]+ of 1,000,000$/);
+    const share = Number(await budget.locator("progress").getAttribute("value"));
+    assert.ok(share > 0 && share < 0.01, `${share}`);
+    await page.waitForSelector("#usage-chart canvas");
+    const days = Number(await page.getAttribute("#usage-chart", "data-points"));
+    assert.ok(days >= 28 && days <= 31, `a point per day of the month: ${days}`);
+    await page.click("#usage-close");
     assert.deepEqual(page.errors, []);
     await page.close();
   });

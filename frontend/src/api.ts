@@ -18,6 +18,7 @@ import type {
   NewKey,
   Page,
   TitleEvent,
+  UsageReply,
 } from "./types";
 import { buildListUrl } from "./pagination";
 
@@ -122,6 +123,11 @@ export class Api {
   }
 
   /** The caller's API keys. */
+  /** The caller's usage (default: this month) and budget. */
+  usage(): Promise<UsageReply> {
+    return this.request<UsageReply>("/api/usage", { cache: "no-store" });
+  }
+
   async listKeys(): Promise<KeyItem[]> {
     const page = await this.request<Page<KeyItem>>("/api/keys?limit=200", { cache: "no-store" });
     return page.items;

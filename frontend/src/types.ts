@@ -144,3 +144,35 @@ export interface NewKey {
   key: string;
   created_at: string;
 }
+
+/** Usage added up (`GET /api/usage`, `GET /api/admin/usage`). */
+export interface UsageTotals {
+  turns: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost_usd: number | null;
+}
+
+/** The limits of a tier; an absent one is no limit. */
+export interface TierLimits {
+  turns_per_minute?: number;
+  tokens_per_day?: number;
+  tokens_per_month?: number;
+  usd_per_day?: number;
+  usd_per_month?: number;
+}
+
+/** `GET /api/usage`. */
+export interface UsageReply {
+  from: string;
+  to: string;
+  totals: UsageTotals;
+  by_day: (UsageTotals & { day: string })[];
+  by_model: (UsageTotals & { model: string })[];
+  budget: {
+    tier: string;
+    limits: TierLimits;
+    used: { tokens_per_day: number; tokens_per_month: number; usd_per_day: number; usd_per_month: number };
+    resets_at: { day: string; month: string };
+  };
+}

@@ -20,6 +20,7 @@ export class UserMenu {
     me: Me,
     private readonly keys: KeysDialog,
     onSignOut: () => void,
+    usage?: { open(): Promise<void> },
   ) {
     const name = me.name || me.email || me.id;
     $("user-label").textContent = name;
@@ -35,6 +36,10 @@ export class UserMenu {
     $("open-keys").addEventListener("click", () => {
       this.close();
       void this.keys.open();
+    });
+    $("open-usage").addEventListener("click", () => {
+      this.close();
+      void usage?.open();
     });
     $("sign-out").addEventListener("click", () => {
       this.close();
