@@ -230,9 +230,49 @@ describe("local accounts", () => {
       await page.waitForSelector("#composer-input");
       assert.deepEqual(await signedInAs(page), { label: "Bob", role: "user" });
       assert.equal(await page.locator("#conv-list .conv-item").count(), 0, "Ada's conversations are hers");
+      // People who are not admins have no admin page.
+      await page.click("#user-btn");
+      assert.equal(await page.isHidden("#open-admin"), true);
     } finally {
       await other.close();
     }
+  });
+
+  it("the admin page lists people with this month's usage, changes a tier or disables someone, and charts tokens by person and model", async () => {
+    const page = await newPage(browser);
+    await page.goto(`${stack.baseUrl}/`);
+    await page.waitForSelector("#composer-input");
+    await page.click("#user-btn");
+    await page.click("#open-admin");
+    await page.waitForSelector("#admin-dialog[open]");
+    await page.waitForSelector("#admin-users tbody tr");
+    const ada = page.locator("#admin-users tbody tr", { hasText: "Ada Admin" });
+    const bob = page.locator("#admin-users tbody tr", { hasText: "Bob" });
+    assert.equal(await ada.locator("td").nth(3).textContent(), "1", "Ada's one answer");
+    assert.match(await ada.locator("td").nth(4).textContent(), /^[1-9][\d,]*$/);
+    assert.equal(await bob.locator("td").nth(3).textContent(), "0");
+    // An unknown tier is refused with the tiers there are, and the field goes back.
+    await bob.locator(".admin-tier").fill("gold");
+    await bob.locator(".admin-tier").press("Enter");
+    await page.waitForSelector("#admin-error:not([hidden])");
+    assert.match(await page.textContent("#admin-error"), /Unknown tier "gold"; the tiers are default/);
+    assert.equal(await bob.locator(".admin-tier").inputValue(), "default");
+    // Disabling takes effect on the API at once.
+    await bob.locator(".admin-disabled").check();
+    const login = await fetch(`${stack.baseUrl}/api/auth/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ email: "bob@example.com", password: PASSWORD }),
+    });
+    await page.waitForFunction(() => document.getElementById("admin-error").hidden);
+    assert.equal(login.status, 403, "a disabled person cannot sign in");
+    // The charts: one bar per person and per model.
+    await page.waitForSelector("#admin-by-user canvas");
+    await page.waitForSelector("#admin-by-model canvas");
+    assert.equal((await page.getAttribute("#admin-by-user", "data-bars")).split(",").length, 1, "only Ada used anything");
+    assert.match(await page.getAttribute("#admin-by-model", "data-bars"), /gpt-4o/);
+    assert.deepEqual(page.errors, []);
+    await page.close();
   });
 });
 

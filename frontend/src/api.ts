@@ -19,6 +19,8 @@ import type {
   Page,
   TitleEvent,
   UsageReply,
+  AdminUser,
+  AdminUsage,
 } from "./types";
 import { buildListUrl } from "./pagination";
 
@@ -123,6 +125,21 @@ export class Api {
   }
 
   /** The caller's API keys. */
+  /** Admins: everyone, with this month's usage (first 200). */
+  async adminUsers(): Promise<AdminUser[]> {
+    return (await this.request<Page<AdminUser>>("/api/admin/users?limit=200", { cache: "no-store" })).items;
+  }
+
+  /** Admins: changes a person's tier or whether they are disabled. */
+  changeUser(id: string, change: { tier?: string; disabled?: boolean }): Promise<AdminUser> {
+    return this.request<AdminUser>(`/api/admin/users/${encodeURIComponent(id)}`, this.json("PATCH", change));
+  }
+
+  /** Admins: everyone's usage this month, grouped. */
+  adminUsage(groupBy: "user" | "model" | "day"): Promise<AdminUsage> {
+    return this.request<AdminUsage>(`/api/admin/usage?group_by=${groupBy}`, { cache: "no-store" });
+  }
+
   /** The caller's usage (default: this month) and budget. */
   usage(): Promise<UsageReply> {
     return this.request<UsageReply>("/api/usage", { cache: "no-store" });

@@ -16,6 +16,7 @@ import { HealthMonitor } from "./ui/health";
 import { ModelPicker } from "./ui/models";
 import { Sidebar } from "./ui/sidebar";
 import { NOTICE_KEY, SignInScreen } from "./ui/signin";
+import { AdminDialog } from "./ui/admin";
 import { UsageDialog } from "./ui/usage";
 import { KeysDialog, UserMenu } from "./ui/user";
 
@@ -56,7 +57,7 @@ class App {
     signOut: () => void,
   ) {
     this.api = api;
-    if (me) new UserMenu(me, new KeysDialog(api), signOut, new UsageDialog(api));
+    if (me) new UserMenu(me, new KeysDialog(api), signOut, new UsageDialog(api), new AdminDialog(api));
     this.health = new HealthMonitor(this.api, $("banner"), $("model"), (reachable) => {
       if (reachable) void this.sidebar.reload();
     });

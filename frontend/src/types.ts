@@ -162,6 +162,25 @@ export interface TierLimits {
   usd_per_month?: number;
 }
 
+/** A person as admins see them (`GET /api/admin/users`). */
+export interface AdminUser {
+  id: string;
+  email: string | null;
+  name: string | null;
+  role: "admin" | "user";
+  tier: string;
+  disabled: boolean;
+  created_at: string;
+  last_active_at: string | null;
+  usage_this_month: UsageTotals;
+}
+
+/** `GET /api/admin/usage`. */
+export interface AdminUsage {
+  items: (UsageTotals & { key: string })[];
+  totals: UsageTotals;
+}
+
 /** `GET /api/usage`. */
 export interface UsageReply {
   from: string;

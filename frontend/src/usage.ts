@@ -1,6 +1,6 @@
 /** The caller's usage (`GET /api/usage`) made ready to show: a day per point, budgets as shares. */
 
-import type { UsageReply } from "./types";
+import type { AdminUsage, UsageReply } from "./types";
 
 /** Every day from `from` to `to` (UTC, both included) with its tokens, 0 where nothing was used. */
 export function dailyTokens(u: UsageReply): { days: string[]; tokens: number[]; cost: number[] } {
@@ -45,4 +45,13 @@ export function budgetLines(u: UsageReply): BudgetLine[] {
   add("Spent today", b.used.usd_per_day, b.limits.usd_per_day, money);
   add("Spent this month", b.used.usd_per_month, b.limits.usd_per_month, money);
   return lines;
+}
+
+/** Bars of tokens per group (`key`), largest first, at most 20. */
+export function barsOf(usage: AdminUsage): { labels: string[]; tokens: number[] } {
+  const items = [...usage.items]
+    .map((i) => ({ key: i.key, tokens: i.prompt_tokens + i.completion_tokens }))
+    .sort((a, b) => b.tokens - a.tokens || a.key.localeCompare(b.key))
+    .slice(0, 20);
+  return { labels: items.map((i) => i.key), tokens: items.map((i) => i.tokens) };
 }

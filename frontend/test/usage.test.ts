@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { budgetLines, dailyTokens } from "../src/usage";
+import { barsOf, budgetLines, dailyTokens } from "../src/usage";
 import type { UsageReply } from "../src/types";
 
 const zero = { turns: 0, prompt_tokens: 0, completion_tokens: 0, cost_usd: 0 };
@@ -38,5 +38,16 @@ describe("usage", () => {
       ["Spent this month", "$25.00 of $20.00", 1],
     ]);
     expect(budgetLines(reply({ budget: { ...reply().budget, limits: {} } }))).toEqual([]);
+  });
+});
+
+
+describe("admin usage charts", () => {
+  it("show the largest groups first", () => {
+    const t = (key: string, p: number, c: number) => ({ key, turns: 1, prompt_tokens: p, completion_tokens: c, cost_usd: 0 });
+    expect(barsOf({ items: [t("ann", 10, 5), t("bob", 100, 1), t("cy", 10, 5)], totals: zero })).toEqual({
+      labels: ["bob", "ann", "cy"],
+      tokens: [101, 15, 15],
+    });
   });
 });

@@ -21,6 +21,7 @@ export class UserMenu {
     private readonly keys: KeysDialog,
     onSignOut: () => void,
     usage?: { open(): Promise<void> },
+    admin?: { open(): Promise<void> },
   ) {
     const name = me.name || me.email || me.id;
     $("user-label").textContent = name;
@@ -36,6 +37,12 @@ export class UserMenu {
     $("open-keys").addEventListener("click", () => {
       this.close();
       void this.keys.open();
+    });
+    const openAdmin = $("open-admin");
+    openAdmin.hidden = !(admin && me.role === "admin");
+    openAdmin.addEventListener("click", () => {
+      this.close();
+      void admin?.open();
     });
     $("open-usage").addEventListener("click", () => {
       this.close();
