@@ -135,6 +135,9 @@ pub struct Config {
     /// `CONVERSA_METRICS_EMF`: each turn's figures as a CloudWatch EMF line on stdout (default:
     /// on Lambda).
     pub metrics_emf: bool,
+    /// `CONVERSA_METRICS_BIND`: an address where the local server also serves `GET /metrics`
+    /// without sign-in (for a Prometheus scraper); `/metrics` on the main address is for admins.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 impl Config {
@@ -388,6 +391,15 @@ impl Config {
             tiers,
             prices,
             metrics_emf,
+            metrics_bind: match get("CONVERSA_METRICS_BIND") {
+                None => None,
+                Some(s) => Some(parse(
+                    "CONVERSA_METRICS_BIND",
+                    Some(s),
+                    SocketAddr::from(([127, 0, 0, 1], 9090)),
+                    "an address like 127.0.0.1:9090",
+                )?),
+            },
         })
     }
 
@@ -445,6 +457,7 @@ mod tests {
             ("CONVERSA_DOWNLOAD_REDIRECT_BYTES", "-5"),
             ("CONVERSA_FIRST_TOKEN_TIMEOUT_SECS", "0"),
             ("CONVERSA_METRICS_EMF", "sometimes"),
+            ("CONVERSA_METRICS_BIND", "port 9090"),
         ] {
             let e = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(e.var, var);

@@ -19,12 +19,39 @@ use crate::Config;
 /// A startup or serving failure, said once on the way out.
 pub type BoxError = Box<dyn std::error::Error>;
 
-/// The API plus, when the configured frontend directory holds an `index.html`, the site at `/`.
+/// `GET /metrics`: this process's figures in Prometheus text format.
+#[cfg(feature = "prometheus")]
+async fn metrics() -> axum::response::Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::prom::CONTENT_TYPE,
+        )],
+        crate::metrics::prom::render(),
+    )
+        .into_response()
+}
+
+/// `GET /metrics` for admins (built with Prometheus; nothing otherwise).
+fn metrics_routes() -> Router<crate::AppState> {
+    let routes = Router::new();
+    #[cfg(feature = "prometheus")]
+    let routes = routes
+        .route("/metrics", axum::routing::get(metrics))
+        .route_layer(axum::middleware::from_extractor::<
+            crate::api::extract::RequireAdmin,
+        >());
+    routes
+}
+
+/// The API and `GET /metrics` (admins) plus, when the configured frontend directory holds an
+/// `index.html`, the site at `/`.
 pub fn app(app: &App) -> Router {
     let state = app.state.clone();
     let dir = app.config.frontend_dir.clone();
+    let routes = crate::api::all_routes().merge(metrics_routes());
     if !has_frontend(&dir) {
-        return crate::api::router(state);
+        return crate::api::with_fallbacks(routes, state);
     }
     let site = ServeDir::new(&dir).fallback(ServeFile::new(dir.join("index.html")));
     // API paths keep their JSON 404s; everything else is the site (unknown paths get index.html,
@@ -41,7 +68,7 @@ pub fn app(app: &App) -> Router {
             }
         }
     };
-    crate::api::finish(crate::api::all_routes().fallback(fallback), state)
+    crate::api::finish(routes.fallback(fallback), state)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, with `TCP_NODELAY` on every connection
@@ -129,6 +156,18 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
         .map_err(|e| format!("CONVERSA_BIND: cannot listen on {}: {e}", config.bind))?;
     let addr = listener.local_addr()?;
     let frontend = has_frontend(&config.frontend_dir);
+    #[cfg(feature = "prometheus")]
+    if let Some(bind) = config.metrics_bind {
+        let metrics_listener = TcpListener::bind(bind)
+            .await
+            .map_err(|e| format!("CONVERSA_METRICS_BIND: cannot listen on {bind}: {e}"))?;
+        println!("Metrics (no sign-in) at http://{bind}/metrics");
+        tokio::spawn(serve(
+            metrics_listener,
+            Router::new().route("/metrics", axum::routing::get(metrics)),
+            shutdown_signal(),
+        ));
+    }
     let built = App::from_config(config).await?;
     built.start_workers();
     println!("Model: {}", built.models.describe());

@@ -134,6 +134,177 @@ pub fn emit(doc: &Value) {
     let _ = writeln!(out, "{doc}");
 }
 
+/// Records a turn in the process's Prometheus families (when built with them).
+pub fn record_turn(f: &TurnFigures<'_>) {
+    #[cfg(feature = "prometheus")]
+    prom::turn(f);
+    #[cfg(not(feature = "prometheus"))]
+    let _ = f;
+}
+
+/// Records a refused turn in the process's Prometheus families (when built with them).
+pub fn record_refused(reason: &str) {
+    #[cfg(feature = "prometheus")]
+    prom::refused(reason);
+    #[cfg(not(feature = "prometheus"))]
+    let _ = reason;
+}
+
+/// The same figures for Prometheus (`GET /metrics` on the local server): histograms of time to
+/// first token and turn duration, counters of turns, tokens, cost, errors (by model) and refusals
+/// (by reason), in this process since it started.
+#[cfg(feature = "prometheus")]
+pub mod prom {
+    use std::sync::OnceLock;
+
+    use prometheus::{
+        CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
+        TextEncoder,
+    };
+
+    use super::TurnFigures;
+
+    struct Families {
+        registry: Registry,
+        first_token: HistogramVec,
+        duration: HistogramVec,
+        turns: IntCounterVec,
+        prompt: IntCounterVec,
+        completion: IntCounterVec,
+        cost: CounterVec,
+        errors: IntCounterVec,
+        refused: IntCounterVec,
+    }
+
+    const SECONDS: &[f64] = &[
+        0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0,
+    ];
+
+    fn families() -> Option<&'static Families> {
+        static FAMILIES: OnceLock<Option<Families>> = OnceLock::new();
+        FAMILIES
+            .get_or_init(|| {
+                let made = make();
+                if let Err(e) = &made {
+                    tracing::error!(error = %e, "the Prometheus metrics could not be made");
+                }
+                made.ok()
+            })
+            .as_ref()
+    }
+
+    fn make() -> prometheus::Result<Families> {
+        let registry = Registry::new_custom(Some("conversa".into()), None)?;
+        let histogram = |name: &str, help: &str| -> prometheus::Result<HistogramVec> {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(SECONDS.to_vec()),
+                &["model"],
+            )?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let counter = |name: &str, help: &str, label: &str| -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let cost = CounterVec::new(
+            Opts::new(
+                "cost_usd_total",
+                "Cost of the answers in USD (priced models)",
+            ),
+            &["model"],
+        )?;
+        registry.register(Box::new(cost.clone()))?;
+        Ok(Families {
+            first_token: histogram(
+                "time_to_first_token_seconds",
+                "From the request to the model until its first token",
+            )?,
+            duration: histogram(
+                "turn_duration_seconds",
+                "From the request to the model until the answer ended",
+            )?,
+            turns: counter(
+                "turns_total",
+                "Answers, by the model that gave them",
+                "model",
+            )?,
+            prompt: counter(
+                "prompt_tokens_total",
+                "Prompt tokens of the answers",
+                "model",
+            )?,
+            completion: counter(
+                "completion_tokens_total",
+                "Answer tokens of the answers",
+                "model",
+            )?,
+            errors: counter(
+                "turn_errors_total",
+                "Answers that ended incomplete or with an error",
+                "model",
+            )?,
+            refused: counter(
+                "refused_total",
+                "Turns refused before the model: rate_limited, quota_exceeded",
+                "reason",
+            )?,
+            cost,
+            registry,
+        })
+    }
+
+    pub(super) fn turn(f: &TurnFigures<'_>) {
+        let Some(m) = families() else { return };
+        let model = [f.model];
+        m.turns.with_label_values(&model).inc();
+        if let Some(ms) = f.time_to_first_token_ms {
+            m.first_token
+                .with_label_values(&model)
+                .observe(ms as f64 / 1000.0);
+        }
+        if let Some(ms) = f.duration_ms {
+            m.duration
+                .with_label_values(&model)
+                .observe(ms as f64 / 1000.0);
+        }
+        if let Some(n) = f.prompt_tokens {
+            m.prompt.with_label_values(&model).inc_by(n);
+        }
+        if let Some(n) = f.completion_tokens {
+            m.completion.with_label_values(&model).inc_by(n);
+        }
+        if let Some(c) = f.cost_usd.filter(|c| c.is_finite() && *c >= 0.0) {
+            m.cost.with_label_values(&model).inc_by(c);
+        }
+        if f.outcome != "complete" {
+            m.errors.with_label_values(&model).inc();
+        }
+    }
+
+    pub(super) fn refused(reason: &str) {
+        if let Some(m) = families() {
+            m.refused.with_label_values(&[reason]).inc();
+        }
+    }
+
+    /// Every family in Prometheus's text format.
+    pub fn render() -> String {
+        let Some(m) = families() else {
+            return String::new();
+        };
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "could not encode the metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The text format's media type.
+    pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -221,3 +221,55 @@ async fn the_openapi_document_lists_the_usage_routes() {
         doc["components"]["schemas"]["AdminUser"]["properties"]["usage_this_month"].is_object()
     );
 }
+
+/// `GET /metrics` on the local server: Prometheus text for admins, 403 for others.
+#[cfg(feature = "prometheus")]
+#[tokio::test]
+async fn the_local_server_serves_prometheus_metrics_to_admins() {
+    let fake = FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = test_app(&fake, dir.path(), &receipts::env()).await;
+    let (s, _, _) = call(
+        &app,
+        Method::POST,
+        "/api/chat/send-simple",
+        Some(json!({"message": "count me"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let get = |token: &'static str| {
+        let router = conversa::local::app(&app);
+        async move {
+            let response = router
+                .oneshot(
+                    Request::get("/metrics")
+                        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let (status, headers) = (response.status(), response.headers().clone());
+            (status, headers, body_text(response).await)
+        }
+    };
+    let (s, headers, text) = get(ANN).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    for line in [
+        "# TYPE conversa_time_to_first_token_seconds histogram",
+        "# TYPE conversa_turn_duration_seconds histogram",
+        "# TYPE conversa_turns_total counter",
+        "conversa_turns_total{model=\"chat-model\"}",
+        "conversa_prompt_tokens_total{model=\"chat-model\"}",
+        "conversa_completion_tokens_total{model=\"chat-model\"}",
+        "conversa_cost_usd_total{model=\"chat-model\"}",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    let (s, _, _) = get("bob-token-0123456789ab").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "admins only");
+}

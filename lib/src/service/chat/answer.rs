@@ -188,23 +188,25 @@ impl Answer {
             outcome = status.as_str(),
             "turn"
         );
+        let figures = crate::metrics::TurnFigures {
+            model: usage
+                .as_ref()
+                .map_or(self.model.id.as_str(), |u| u.model.as_str()),
+            provider: usage.as_ref().map(|u| u.provider.as_str()),
+            user: self.owner.as_str(),
+            conversation_id: self.conversation_id.as_str(),
+            message_id: self.message_id.as_str(),
+            outcome: status.as_str(),
+            time_to_first_token_ms: usage.as_ref().and_then(|u| u.time_to_first_token_ms),
+            duration_ms: usage.as_ref().map(|u| u.duration_ms),
+            prompt_tokens: usage.as_ref().map(|u| u.prompt_tokens),
+            completion_tokens: usage.as_ref().map(|u| u.completion_tokens),
+            cost_usd: usage.as_ref().and_then(|u| u.cost_usd),
+        };
+        crate::metrics::record_turn(&figures);
         if self.service.settings.metrics_emf {
             crate::metrics::emit(&crate::metrics::turn(
-                &crate::metrics::TurnFigures {
-                    model: usage
-                        .as_ref()
-                        .map_or(self.model.id.as_str(), |u| u.model.as_str()),
-                    provider: usage.as_ref().map(|u| u.provider.as_str()),
-                    user: self.owner.as_str(),
-                    conversation_id: self.conversation_id.as_str(),
-                    message_id: self.message_id.as_str(),
-                    outcome: status.as_str(),
-                    time_to_first_token_ms: usage.as_ref().and_then(|u| u.time_to_first_token_ms),
-                    duration_ms: usage.as_ref().map(|u| u.duration_ms),
-                    prompt_tokens: usage.as_ref().map(|u| u.prompt_tokens),
-                    completion_tokens: usage.as_ref().map(|u| u.completion_tokens),
-                    cost_usd: usage.as_ref().and_then(|u| u.cost_usd),
-                },
+                &figures,
                 self.service.budgets.now_ms(),
             ));
         }

@@ -203,6 +203,7 @@ impl ChatService {
 
     /// Counts a refused turn in the metrics (when they are on).
     pub(crate) fn refused(&self, reason: &str, who: &Principal) {
+        crate::metrics::record_refused(reason);
         if self.settings.metrics_emf {
             crate::metrics::emit(&crate::metrics::refused(
                 reason,
