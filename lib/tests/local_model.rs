@@ -80,6 +80,9 @@ async fn collect(model: &LocalModel, req: ChatRequest) -> (Vec<String>, String, 
     while let Some(event) = stream.next().await {
         match event.unwrap() {
             ChatEvent::Delta(t) => deltas.push(t),
+            ChatEvent::Queued(place) => {
+                panic!("the local model is not shared here: queued {place}")
+            }
             ChatEvent::Done {
                 finish_reason,
                 usage,
