@@ -19,6 +19,7 @@ use crate::service::conversations::ConversationService;
 use crate::service::files::{FileService, FileSettings};
 use crate::service::health::HealthService;
 use crate::store::Store;
+use crate::turns::TurnLog;
 
 /// What the HTTP layer itself needs, beyond the services.
 #[derive(Debug, Clone)]
@@ -58,6 +59,8 @@ pub struct App {
     pub config: Arc<Config>,
     /// Conversations, messages, file records.
     pub store: Arc<dyn Store>,
+    /// Each turn's events and stop flag (beside the store, in the same database).
+    pub turns: Arc<dyn TurnLog>,
     /// File bytes and extracted text.
     pub blobs: Arc<dyn BlobStore>,
     /// Chat-turn rate limits (the counters under the policy, on the system clock).
@@ -129,7 +132,7 @@ impl App {
     /// called.
     pub fn new(
         config: Config,
-        store: Arc<dyn Store>,
+        (store, turns): (Arc<dyn Store>, Arc<dyn TurnLog>),
         blobs: Arc<dyn BlobStore>,
         limiter: Arc<dyn RateLimiter>,
         models: Arc<Registry>,
@@ -137,7 +140,7 @@ impl App {
         let local = Arc::new(LocalJobs::new(config.data_dir.join("jobs")));
         Self::assemble(
             config,
-            store,
+            (store, turns),
             blobs,
             RateLimit::system(limiter),
             models,
@@ -150,7 +153,7 @@ impl App {
     pub fn with_rate_limit(self, limiter: RateLimit) -> Self {
         Self::assemble(
             (*self.config).clone(),
-            self.store,
+            (self.store, self.turns),
             self.blobs,
             limiter,
             self.models,
@@ -161,7 +164,7 @@ impl App {
 
     fn assemble(
         config: Config,
-        store: Arc<dyn Store>,
+        (store, turns): (Arc<dyn Store>, Arc<dyn TurnLog>),
         blobs: Arc<dyn BlobStore>,
         limiter: RateLimit,
         models: Arc<Registry>,
@@ -180,6 +183,7 @@ impl App {
                 blobs: blobs.clone(),
                 limiter: limiter.clone(),
                 models: models.clone(),
+                turns: turns.clone(),
             },
             files.clone(),
             chat_settings(&config),
@@ -200,6 +204,7 @@ impl App {
         Self {
             config: Arc::new(config),
             store,
+            turns,
             blobs,
             limiter,
             models,
@@ -311,30 +316,43 @@ pub async fn run_extractor(
     Ok(())
 }
 
-/// The store the configuration names; a clear error when that store is not compiled in.
+/// A store and the turn log kept beside it.
+pub type Stores = (Arc<dyn Store>, Arc<dyn TurnLog>);
+
+/// The store the configuration names, with its turn log (the same database); a clear error when
+/// that store is not compiled in.
 #[cfg(any(feature = "sqlite", feature = "dynamodb", feature = "mongodb"))]
-async fn build_store(config: &Config) -> Result<Arc<dyn Store>, BuildError> {
+async fn build_store(config: &Config) -> Result<Stores, BuildError> {
     Ok(match config.store {
         #[cfg(feature = "sqlite")]
-        crate::config::StoreKind::Sqlite => Arc::new(
-            crate::store::sqlite::SqliteStore::open(&config.data_dir.join("conversa.db")).map_err(
-                |e| BuildError(format!("CONVERSA_DATA_DIR: cannot open the database: {e}")),
-            )?,
-        ),
+        crate::config::StoreKind::Sqlite => {
+            crate::store::sqlite::SqliteStore::open(&config.data_dir.join("conversa.db"))
+                .map_err(|e| {
+                    BuildError(format!("CONVERSA_DATA_DIR: cannot open the database: {e}"))
+                })?
+                .with_turn_log()
+        }
         #[cfg(feature = "dynamodb")]
-        crate::config::StoreKind::DynamoDb => Arc::new(
-            crate::store::dynamodb::DynamoStore::from_env(config.dynamodb_table.clone()).await,
-        ),
+        crate::config::StoreKind::DynamoDb => {
+            let table =
+                crate::store::dynamodb::Table::from_env(config.dynamodb_table.clone()).await;
+            (
+                Arc::new(crate::store::dynamodb::DynamoStore::new(table.clone())),
+                Arc::new(crate::turns::dynamodb::DynamoTurnLog::new(table)),
+            )
+        }
         #[cfg(feature = "mongodb")]
         crate::config::StoreKind::MongoDb => {
             let uri = config.mongodb_uri.as_deref().ok_or_else(|| {
                 BuildError("MONGODB_URI: required when CONVERSA_STORE=mongodb".into())
             })?;
-            Arc::new(
-                crate::store::mongodb::MongoStore::connect(uri, &config.mongodb_db)
-                    .await
-                    .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?,
-            )
+            let store = crate::store::mongodb::MongoStore::connect(uri, &config.mongodb_db)
+                .await
+                .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?;
+            let turns = crate::turns::mongodb::MongoTurnLog::open(store.database())
+                .await
+                .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?;
+            (Arc::new(store), Arc::new(turns))
         }
         #[allow(unreachable_patterns)]
         other => return Err(not_built("CONVERSA_STORE", other)),
@@ -343,7 +361,7 @@ async fn build_store(config: &Config) -> Result<Arc<dyn Store>, BuildError> {
 
 /// Built without any store (e.g. only the local model for a benchmark): nothing to open.
 #[cfg(not(any(feature = "sqlite", feature = "dynamodb", feature = "mongodb")))]
-async fn build_store(config: &Config) -> Result<Arc<dyn Store>, BuildError> {
+async fn build_store(config: &Config) -> Result<Stores, BuildError> {
     Err(BuildError(format!(
         "CONVERSA_STORE: {:?} is not built into this binary (it has no store: build it with the \
          `sqlite`, `dynamodb` or `mongodb` feature)",
