@@ -433,12 +433,15 @@ pub async fn regenerate(
     Ok(super::sse::response(turn).into_response())
 }
 
+/// The largest event id a client may resume after (12 digits).
+const MAX_EVENT_ID: u64 = 999_999_999_999;
+
 /// `?after=`.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct StreamParams {
     /// Send the events after this id (default 0: all of them). `Last-Event-ID` wins when both
     /// are given.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 999_999_999_999_i64)]
     pub after: Option<u64>,
 }
 
@@ -452,7 +455,7 @@ pub struct StreamParams {
     tag = "chat",
     params(
         ("message_id" = String, Path, description = "The answer of the turn (`meta.assistant_message_id`)"),
-        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received: the stream resumes after it"),
+        ("Last-Event-ID" = Option<String>, Header, pattern = r"^[0-9]{1,12}$", description = "The id of the last event received: the stream resumes after it"),
         StreamParams,
     ),
     responses(
@@ -471,12 +474,21 @@ pub async fn stream(
     Query(p): Query<StreamParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if p.after.is_some_and(|a| a > MAX_EVENT_ID) {
+        return Err(ApiError::bad_request(format!(
+            "after must be at most {MAX_EVENT_ID}."
+        )));
+    }
     let after = match headers.get("last-event-id") {
         Some(v) => v
             .to_str()
             .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a whole number."))?,
+            .map(str::trim)
+            .filter(|v| (1..=12).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| {
+                ApiError::bad_request("Last-Event-ID must be a whole number of at most 12 digits.")
+            })?,
         None => p.after.unwrap_or(0),
     };
     let events = chat
