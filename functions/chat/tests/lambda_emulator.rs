@@ -182,7 +182,10 @@ async fn a_resume_streams_from_another_instance_while_the_first_generates() {
     let fake = FakeOpenAi::start().await;
     let data = tempfile::tempdir().unwrap();
     let mut env: Vec<(String, String)> = vec![
-        ("CONVERSA_DATA_DIR".into(), data.path().display().to_string()),
+        (
+            "CONVERSA_DATA_DIR".into(),
+            data.path().display().to_string(),
+        ),
         ("OPENAI_API_KEY".into(), "test-key".into()),
         ("OPENAI_BASE_URL".into(), fake.base_url.clone()),
         ("CONVERSA_TITLE_MODEL".into(), "title-model".into()),
@@ -293,9 +296,10 @@ async fn a_resume_streams_from_another_instance_while_the_first_generates() {
         first_token_at < live_done_at,
         "the resumed stream was live while the first instance generated"
     );
-    let events = |v: &[(Duration, conversa::testing::SseEvent)]| -> Vec<conversa::testing::SseEvent> {
-        v.iter().map(|(_, e)| e.clone()).collect()
-    };
+    let events =
+        |v: &[(Duration, conversa::testing::SseEvent)]| -> Vec<conversa::testing::SseEvent> {
+            v.iter().map(|(_, e)| e.clone()).collect()
+        };
     let resumed_text = streamed_text(&events(&after));
     assert_eq!(resumed_text, streamed_text(&events(&rest)));
     let whole = format!("{}{}", streamed_text(&events(&before)), resumed_text);
