@@ -55,20 +55,3 @@ export function siblingPlaces(messages: Message[]): Map<string, SiblingPlace> {
   }
   return out;
 }
-
-/** The leaf reached from `from` by following the most recently written child at each step. */
-export function latestLeaf(messages: Message[], from: string): string {
-  const newest = new Map<string, Message>();
-  for (const m of messages) {
-    if (!m.parent_id) continue;
-    const c = newest.get(m.parent_id);
-    if (!c || order(c, m) < 0) newest.set(m.parent_id, m);
-  }
-  let at = from;
-  for (let i = 0; i <= messages.length; i++) {
-    const next = newest.get(at);
-    if (!next) break;
-    at = next.id;
-  }
-  return at;
-}
