@@ -22,6 +22,7 @@ use crate::service::files::{FileService, FileSettings};
 use crate::service::health::HealthService;
 use crate::service::keys::KeyService;
 use crate::store::Store;
+use crate::turns::TurnLog;
 
 /// What the HTTP layer itself needs, beyond the services.
 #[derive(Debug, Clone)]
@@ -67,6 +68,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// Users, refresh tokens, API keys (in the same database as the store).
     pub accounts: Arc<dyn Accounts>,
+    /// Each turn's events and stop flag (beside the store, in the same database).
+    pub turns: Arc<dyn TurnLog>,
     /// File bytes and extracted text.
     pub blobs: Arc<dyn BlobStore>,
     /// Chat-turn rate limits (the counters under the policy, on the system clock).
@@ -162,6 +165,7 @@ impl App {
             Stores {
                 store: self.store,
                 accounts: self.accounts,
+                turns: self.turns,
             },
             self.blobs,
             limiter,
@@ -180,7 +184,11 @@ impl App {
         jobs: Arc<dyn JobQueue>,
         local_jobs: Option<Arc<LocalJobs>>,
     ) -> Result<Self, BuildError> {
-        let Stores { store, accounts } = stores;
+        let Stores {
+            store,
+            accounts,
+            turns,
+        } = stores;
         let auth = Arc::new(
             Authenticator::new(&config.auth, accounts.clone(), limiter.clock())
                 .map_err(BuildError)?,
@@ -197,6 +205,7 @@ impl App {
                 blobs: blobs.clone(),
                 limiter: limiter.clone(),
                 models: models.clone(),
+                turns: turns.clone(),
             },
             files.clone(),
             chat_settings(&config),
@@ -221,6 +230,7 @@ impl App {
             config: Arc::new(config),
             store,
             accounts,
+            turns,
             blobs,
             limiter,
             models,
@@ -343,50 +353,63 @@ pub async fn run_extractor(
     Ok(())
 }
 
-/// The store and the accounts, kept in one database.
+/// The store, the accounts and the turn log, kept in one database.
 #[derive(Clone)]
 pub struct Stores {
     /// Conversations, messages, file records.
     pub store: Arc<dyn Store>,
     /// Users, refresh tokens, API keys.
     pub accounts: Arc<dyn Accounts>,
+    /// Each turn's events and stop flag.
+    pub turns: Arc<dyn TurnLog>,
 }
 
 impl Stores {
-    /// Both from one adapter that implements both ports.
-    pub fn of<T: Store + Accounts + 'static>(adapter: T) -> Self {
+    /// The store and the accounts from one adapter that implements both ports, with its turn log.
+    pub fn of<T: Store + Accounts + 'static>(adapter: T, turns: Arc<dyn TurnLog>) -> Self {
         let shared = Arc::new(adapter);
         Self {
             store: shared.clone(),
             accounts: shared,
+            turns,
         }
     }
 }
 
-/// The store the configuration names; a clear error when that store is not compiled in.
+/// The store the configuration names, with its accounts and turn log (the same database); a
+/// clear error when that store is not compiled in.
 #[cfg(any(feature = "sqlite", feature = "dynamodb", feature = "mongodb"))]
 async fn build_store(config: &Config) -> Result<Stores, BuildError> {
     Ok(match config.store {
         #[cfg(feature = "sqlite")]
-        crate::config::StoreKind::Sqlite => Stores::of(
-            crate::store::sqlite::SqliteStore::open(&config.data_dir.join("conversa.db")).map_err(
-                |e| BuildError(format!("CONVERSA_DATA_DIR: cannot open the database: {e}")),
-            )?,
-        ),
+        crate::config::StoreKind::Sqlite => {
+            crate::store::sqlite::SqliteStore::open(&config.data_dir.join("conversa.db"))
+                .map_err(|e| {
+                    BuildError(format!("CONVERSA_DATA_DIR: cannot open the database: {e}"))
+                })?
+                .with_turn_log()
+        }
         #[cfg(feature = "dynamodb")]
-        crate::config::StoreKind::DynamoDb => Stores::of(
-            crate::store::dynamodb::DynamoStore::from_env(config.dynamodb_table.clone()).await,
-        ),
+        crate::config::StoreKind::DynamoDb => {
+            let table =
+                crate::store::dynamodb::Table::from_env(config.dynamodb_table.clone()).await;
+            Stores::of(
+                crate::store::dynamodb::DynamoStore::new(table.clone()),
+                Arc::new(crate::turns::dynamodb::DynamoTurnLog::new(table)),
+            )
+        }
         #[cfg(feature = "mongodb")]
         crate::config::StoreKind::MongoDb => {
             let uri = config.mongodb_uri.as_deref().ok_or_else(|| {
                 BuildError("MONGODB_URI: required when CONVERSA_STORE=mongodb".into())
             })?;
-            Stores::of(
-                crate::store::mongodb::MongoStore::connect(uri, &config.mongodb_db)
-                    .await
-                    .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?,
-            )
+            let store = crate::store::mongodb::MongoStore::connect(uri, &config.mongodb_db)
+                .await
+                .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?;
+            let turns = crate::turns::mongodb::MongoTurnLog::open(store.database())
+                .await
+                .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?;
+            Stores::of(store, Arc::new(turns))
         }
         #[allow(unreachable_patterns)]
         other => return Err(not_built("CONVERSA_STORE", other)),

@@ -29,6 +29,7 @@ pub mod local;
 pub mod service;
 pub mod store;
 pub mod tokens;
+pub mod turns;
 
 #[cfg(feature = "test-support")]
 pub mod testing;
