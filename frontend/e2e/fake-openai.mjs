@@ -6,6 +6,8 @@
 //   - MALICIOUS_OUTPUT: Markdown/HTML that tries to run script;
 //   - FAIL_UPSTREAM: HTTP 500 from the provider;
 //   - SHOWCASE: Markdown with a table, code and math (for screenshots);
+//   - COUNTED: "Answer number N to: …", N rising with every answer this provider gives to such a
+//     question (so a regenerated answer differs from the one before);
 //   - otherwise an echo of the user's words.
 // Title requests (the title model, any non-streaming request, or a system prompt asking for a
 // title) get a short title: as JSON, or streamed when the request streams.
@@ -65,6 +67,8 @@ function chunks(text, size) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+let counted = 0;
+
 export function answerFor(messages) {
   const all = messages.map((m) => textOf(m.content)).join("\n");
   const users = messages.filter((m) => m.role === "user");
@@ -80,6 +84,10 @@ export function answerFor(messages) {
     const parts = [];
     for (let i = 1; i <= 40; i++) parts.push(`step${i} `);
     return { kind: "text", parts, delay: 50 };
+  }
+  if (last.includes("COUNTED")) {
+    counted++;
+    return { kind: "text", parts: chunks(`Answer number ${counted} to: ${last.trim().slice(0, 100)}`, 5), delay: 8 };
   }
   if (last.includes("SHOWCASE") || /summari[sz]e .*by region/i.test(last)) return { kind: "text", parts: chunks(SHOWCASE_MARKDOWN, 6), delay: 4 };
   const m = /ZEBRA-\d+[^\n]*?(?:\.|$)/m.exec(all);

@@ -1,4 +1,8 @@
-/** HTTP client for the Conversa API: JSON routes, uploads with progress, and the chat stream. */
+/**
+ * HTTP client for the Conversa API: JSON routes, uploads with progress, and the chat streams —
+ * a turn sent or regenerated, and a turn followed from any event id (after a reload, in another
+ * tab, or when the connection dropped).
+ */
 
 import type { Credentials } from "./auth";
 import type { AppConfig } from "./config";
@@ -17,6 +21,7 @@ import type {
   ModelInfo,
   NewKey,
   Page,
+  QueuedEvent,
   TitleEvent,
   UsageReply,
   AdminUser,
@@ -29,14 +34,21 @@ export interface ChatRequest {
   conversationId?: string | null;
   fileIds?: string[];
   model?: string;
+  /** The message the new one follows: absent, the current leaf; null, none (a new first message). */
+  parentId?: string | null;
 }
 
 export interface ChatHandlers {
   onMeta?(meta: MetaEvent): void;
+  onQueued?(queued: QueuedEvent): void;
   onToken?(text: string): void;
   onTitle?(title: TitleEvent): void;
   onDone?(done: DoneEvent): void;
+  /** Every event's id, after the event was handled: where a resumed stream starts from. */
+  onEventId?(id: number): void;
 }
+
+export type StopStatus = "stopping" | "finished";
 
 export interface UploadHandle {
   promise: Promise<FileMeta>;
@@ -192,12 +204,16 @@ export class Api {
     return this.request<Conversation>(`/api/conversations/${encodeURIComponent(id)}`);
   }
 
-  /** All messages of a conversation, oldest first (follows the cursor when the server pages them). */
-  async listMessages(id: string): Promise<Message[]> {
+  /**
+   * The messages of a conversation, oldest first: its current branch, or with `all` every message
+   * of its tree (follows the cursor when the server pages them).
+   */
+  async listMessages(id: string, opts: { all?: boolean } = {}): Promise<Message[]> {
     const out: Message[] = [];
     let cursor: string | null = null;
     for (let i = 0; i < 100; i++) {
-      const path = buildListUrl(`/api/conversations/${encodeURIComponent(id)}/messages`, { limit: 200, cursor });
+      let path = buildListUrl(`/api/conversations/${encodeURIComponent(id)}/messages`, { limit: 200, cursor });
+      if (opts.all) path += `${path.includes("?") ? "&" : "?"}all=true`;
       const page: Page<Message> | Message[] = await this.request(path);
       if (Array.isArray(page)) return page;
       out.push(...page.items);
@@ -213,6 +229,23 @@ export class Api {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ title }),
     });
+  }
+
+  /** Shows the branch through `messageId` (its latest descendant becomes the current leaf). */
+  setCurrent(conversationId: string, messageId: string) {
+    return this.request<Conversation>(`/api/conversations/${encodeURIComponent(conversationId)}/current`, {
+      method: "PUT",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ message_id: messageId }),
+    });
+  }
+
+  /** Stops the turn whose answer is `messageId`, on whichever server generates it. */
+  async stopTurn(messageId: string): Promise<StopStatus> {
+    const r = await this.request<{ status: StopStatus }>(`/api/chat/stop/${encodeURIComponent(messageId)}`, {
+      method: "POST",
+    });
+    return r.status;
   }
 
   deleteConversation(id: string) {
@@ -287,12 +320,40 @@ export class Api {
     if (req.conversationId) form.append("conversation_id", req.conversationId);
     for (const id of req.fileIds ?? []) form.append("file_ids", id);
     if (req.model) form.append("model", req.model);
+    // A blank parent_id is null: a new first message.
+    if (req.parentId !== undefined) form.append("parent_id", req.parentId ?? "");
+    return this.streamTurn("/api/chat/send", { method: "POST", body: form }, handlers, signal);
+  }
+
+  /** A new answer to the question `messageId` answered, streamed like a sent turn. */
+  regenerate(messageId: string, model: string | undefined, handlers: ChatHandlers, signal: AbortSignal): Promise<DoneEvent> {
+    const body: Record<string, string> = { message_id: messageId };
+    if (model) body.model = model;
+    return this.streamTurn(
+      "/api/chat/regenerate",
+      { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } },
+      handlers,
+      signal,
+    );
+  }
+
+  /** Follows the turn whose answer is `messageId`: every event after `after`, then live ones. */
+  followTurn(messageId: string, after: number, handlers: ChatHandlers, signal: AbortSignal): Promise<DoneEvent> {
+    return this.streamTurn(
+      `/api/chat/stream/${encodeURIComponent(messageId)}`,
+      { method: "GET", headers: { "Last-Event-ID": String(after) }, cache: "no-store" },
+      handlers,
+      signal,
+    );
+  }
+
+  /** Opens a turn's SSE stream and dispatches its events until `done` (or an error). */
+  private async streamTurn(path: string, init: RequestInit, handlers: ChatHandlers, signal: AbortSignal): Promise<DoneEvent> {
     let res: Response;
     try {
-      res = await this.authFetch(this.url("/api/chat/send"), {
-        method: "POST",
-        body: form,
-        headers: { Accept: "text/event-stream" },
+      res = await this.authFetch(this.url(path), {
+        ...init,
+        headers: { Accept: "text/event-stream", ...(init.headers as Record<string, string> | undefined) },
         signal,
       });
     } catch (e) {
@@ -310,9 +371,13 @@ export class Api {
         } catch {
           continue; // not JSON: ignore rather than break the answer
         }
+        const id = ev.id !== undefined && /^\d+$/.test(ev.id) ? Number(ev.id) : null;
         switch (ev.event) {
           case "meta":
             handlers.onMeta?.(data as MetaEvent);
+            break;
+          case "queued":
+            handlers.onQueued?.(data as QueuedEvent);
             break;
           case "token":
             handlers.onToken?.((data as { text?: string }).text ?? "");
@@ -321,15 +386,18 @@ export class Api {
             handlers.onTitle?.(data as TitleEvent);
             break;
           case "done":
+            if (id !== null) handlers.onEventId?.(id);
             handlers.onDone?.(data as DoneEvent);
             return data as DoneEvent;
           case "error": {
+            if (id !== null) handlers.onEventId?.(id);
             const d = data as { code?: string; message?: string };
             throw new ApiError(200, d.code || "upstream_error", d.message || "");
           }
           default:
             break;
         }
+        if (id !== null) handlers.onEventId?.(id);
       }
     } catch (e) {
       if (e instanceof ApiError) throw e;

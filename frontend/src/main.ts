@@ -1,16 +1,21 @@
-/** Conversa web app: wires the API client, the sidebar, the message view and the composer. */
+/**
+ * Conversa web app: wires the API client, the sidebar, the message view and the composer. A turn
+ * lives on the server: opening a conversation whose answer is being generated follows it, Stop
+ * asks the server to stop it, and a dropped stream picks up after the last event it received.
+ */
 
 import "./styles.css";
-import { Api } from "./api";
+import { Api, type ChatHandlers } from "./api";
 import { LocalAuth, OidcAuth, PastedToken } from "./auth";
 import { loadConfig, type AppConfig } from "./config";
-import { describeError, technicalDetail, toApiError, type ApiError } from "./errors";
+import { STREAM_INTERRUPTED, describeError, technicalDetail, toApiError, type ApiError } from "./errors";
 import { namePastedFile, ACCEPT_ATTR, formatBytes } from "./files";
 import { conversationIdFromHash, hashForConversation } from "./router";
 import { applyTheme, initialTheme, saveTheme, type Theme } from "./theme";
-import type { Conversation, Me } from "./types";
+import { branchOf, siblingPlaces } from "./tree";
+import type { Conversation, DoneEvent, Me, MetaEvent, Message } from "./types";
 import { Attachments } from "./ui/attachments";
-import { ChatView, shownFromMeta, type ShownFile, type StreamingAnswer } from "./ui/chat";
+import { ChatView, addUserActions, shownFromMeta, type ShownFile, type StreamingAnswer } from "./ui/chat";
 import { $, h } from "./ui/dom";
 import { HealthMonitor } from "./ui/health";
 import { ModelPicker } from "./ui/models";
@@ -22,15 +27,40 @@ import { KeysDialog, UserMenu } from "./ui/user";
 
 const NEW_TITLE = "New conversation";
 
+/** How long a stop may take on the server before the app lets go of the stream itself. */
+const STOP_GRACE_MS = 5000;
+/** Reconnections of a dropped stream before the answer is reported as interrupted. */
+const RESUME_ATTEMPTS = 3;
+
 interface TurnInput {
   text: string;
   fileIds: string[];
   shown: ShownFile[];
 }
 
+/** The answer being streamed into the view. */
+interface Turn {
+  controller: AbortController;
+  answer: StreamingAnswer;
+  /** Known from `meta` (or from the conversation, when following). */
+  answerId: string | null;
+  /** Stop was pressed: the server is asked once the answer's id is known. */
+  stopRequested: boolean;
+}
+
+/** What the caller of [`App.streamAnswer`] adds to the event handlers. */
+interface TurnHooks {
+  onMeta?(meta: MetaEvent): void;
+  onError(err: ApiError): void;
+}
+
+const delay = (ms: number) => new Promise((r) => window.setTimeout(r, ms));
+
 class App {
   private conversationId: string | null = null;
-  private streaming: { controller: AbortController; answer: StreamingAnswer } | null = null;
+  private streaming: Turn | null = null;
+  /** Every message of the open conversation's tree. */
+  private tree: Message[] = [];
   private rateLimitedUntil = 0;
   private rateTimer: number | undefined;
   private openSeq = 0;
@@ -88,6 +118,11 @@ class App {
       storage(),
     );
     this.chat = new ChatView(this.api, $("messages"), $("message-list"), $("empty"), $("jump") as HTMLButtonElement);
+    this.chat.actions = {
+      regenerate: (id) => void this.regenerate(id),
+      edit: (id, text) => void this.edit(id, text),
+      show: (id) => void this.showBranch(id),
+    };
     this.attachments = new Attachments(
       this.api,
       $("chips"),
@@ -244,7 +279,7 @@ class App {
   }
 
   private newChat(updateHash = true): void {
-    this.streaming?.controller.abort();
+    this.detach();
     this.openSeq++;
     this.conversationId = null;
     if (updateHash && location.hash !== "#/") history.pushState(null, "", hashForConversation(null));
@@ -256,8 +291,14 @@ class App {
     this.input.focus();
   }
 
-  private async open(id: string): Promise<void> {
+  /** Lets go of the answer streamed into the view (the server goes on generating it). */
+  private detach(): void {
     this.streaming?.controller.abort();
+    this.streaming = null;
+  }
+
+  private async open(id: string): Promise<void> {
+    this.detach();
     const seq = ++this.openSeq;
     this.conversationId = id;
     this.sidebar.setActive(id);
@@ -266,11 +307,12 @@ class App {
     this.chat.showLoading();
     this.updateComposer();
     try {
-      const [conv, messages] = await Promise.all([this.api.getConversation(id), this.api.listMessages(id)]);
+      const [conv, messages] = await Promise.all([this.api.getConversation(id), this.api.listMessages(id, { all: true })]);
       if (seq !== this.openSeq) return;
       this.setTitle(conv.title);
       this.sidebar.setTitle(conv.id, conv.title);
-      this.chat.renderHistory(messages);
+      this.sidebar.setGenerating(conv.id, conv.generating_message_id ?? null);
+      this.showTree(conv, messages);
     } catch (e) {
       if (seq !== this.openSeq) return;
       const err = toApiError(e);
@@ -286,6 +328,49 @@ class App {
           run: () => void this.open(id),
         });
       }
+    }
+  }
+
+  /**
+   * Shows the current branch of a conversation's tree; when its answer is being generated, follows
+   * it from the first event.
+   */
+  private showTree(conv: Conversation, messages: Message[]): void {
+    this.tree = messages;
+    const leaf = conv.current_message_id ?? messages[messages.length - 1]?.id;
+    let branch = branchOf(messages, leaf);
+    if (branch.length === 0) branch = messages.filter((m) => !m.parent_id).length <= 1 ? messages : [];
+    const generating = conv.generating_message_id ?? null;
+    const shown = generating !== null && branch.some((m) => m.id === generating) ? generating : null;
+    this.chat.renderHistory(branch, { places: siblingPlaces(messages), generating: shown });
+    if (shown) void this.follow(conv.id, shown);
+  }
+
+  /** Reads the open conversation's tree again and shows its current branch. */
+  private async reloadTree(): Promise<void> {
+    const id = this.conversationId;
+    if (!id) return;
+    const seq = this.openSeq;
+    try {
+      const [conv, messages] = await Promise.all([this.api.getConversation(id), this.api.listMessages(id, { all: true })]);
+      if (seq !== this.openSeq || id !== this.conversationId || this.streaming) return;
+      this.showTree(conv, messages);
+    } catch {
+      // The branch shown stays; the next open reads it again.
+    }
+  }
+
+  /** Shows the branch through a message (‹ ›), and makes it the conversation's current one. */
+  private async showBranch(messageId: string): Promise<void> {
+    const id = this.conversationId;
+    if (!id || this.streaming) return;
+    const seq = this.openSeq;
+    try {
+      const conv = await this.api.setCurrent(id, messageId);
+      if (seq !== this.openSeq || this.streaming) return;
+      this.showTree(conv, this.tree);
+    } catch (e) {
+      this.showComposerError(`Couldn't show that version. ${describeError(toApiError(e))}`);
     }
   }
 
@@ -370,65 +455,208 @@ class App {
     await this.runTurn(input);
   }
 
+  /**
+   * Stops the answer on the server (its stream then ends with `done`, `stopped`). Before the
+   * answer has an id, the request goes out as soon as it has one; if the server cannot be asked,
+   * or takes too long, the app lets go of the stream.
+   */
   private stop(): void {
-    this.streaming?.controller.abort();
+    const turn = this.streaming;
+    if (!turn) return;
+    if (turn.stopRequested) {
+      turn.controller.abort();
+      return;
+    }
+    turn.stopRequested = true;
+    this.stopBtn.disabled = true;
+    window.setTimeout(() => {
+      if (this.streaming === turn) turn.controller.abort();
+    }, STOP_GRACE_MS);
+    if (turn.answerId) void this.requestStop(turn);
   }
 
-  private async runTurn(input: TurnInput): Promise<void> {
-    const userEl = this.chat.addUserMessage(input.text, input.shown);
-    const answer = this.chat.startAnswer();
-    const controller = new AbortController();
-    this.streaming = { controller, answer };
-    this.updateComposer();
-    let convId = this.conversationId;
-    const openSeq = this.openSeq;
-    const model = this.models.selected;
+  private async requestStop(turn: Turn): Promise<void> {
+    if (!turn.answerId) return;
     try {
-      const done = await this.api.sendChat(
-        { message: input.text, conversationId: convId, fileIds: input.fileIds, model },
-        {
-          onMeta: (meta) => {
-            convId = meta.conversation_id;
-            userEl.dataset.id = meta.user_message_id;
-            answer.setId(meta.assistant_message_id);
-            if (meta.created_conversation) this.models.adopt(convId, model, openSeq === this.openSeq);
-            if (openSeq !== this.openSeq) return;
-            if (this.conversationId !== convId) {
-              this.conversationId = convId;
-              history.pushState(null, "", hashForConversation(convId));
-            }
-            if (meta.created_conversation) {
-              const now = new Date().toISOString();
-              this.sidebar.upsertFirst({ id: convId, title: NEW_TITLE, message_count: 1, created_at: now, updated_at: now });
-            }
-            this.sidebar.setActive(convId);
-          },
-          onToken: (t) => answer.append(t),
-          onTitle: (t) => {
-            this.sidebar.setTitle(t.conversation_id, t.title);
-            if (t.conversation_id === this.conversationId) this.setTitle(t.title);
-          },
-        },
-        controller.signal,
-      );
-      answer.finish(done.usage);
-    } catch (e) {
-      answer.finish();
-      if ((e as Error).name === "AbortError" || controller.signal.aborted) {
-        answer.note(answer.text ? "Stopped." : "Stopped before the answer started.");
-        answer.el.classList.add("msg-stopped");
-      } else {
-        this.showTurnError(answer, userEl, input, toApiError(e));
-      }
-    } finally {
-      if (this.streaming?.controller === controller) this.streaming = null;
-      this.updateComposer();
-      if (convId) void this.refreshConversation(convId);
-      if (openSeq === this.openSeq) this.input.focus();
+      await this.api.stopTurn(turn.answerId);
+    } catch {
+      turn.controller.abort();
     }
   }
 
-  private showTurnError(answer: StreamingAnswer, userEl: HTMLElement, input: TurnInput, err: ApiError): void {
+  /**
+   * Streams an answer into `answer` until `done`: `open` starts the stream; when it drops after
+   * the answer has an id, the stream is followed again from the last event received.
+   */
+  private async streamAnswer(
+    turn: Turn,
+    open: (handlers: ChatHandlers, signal: AbortSignal) => Promise<DoneEvent>,
+    hooks: TurnHooks,
+  ): Promise<DoneEvent | null> {
+    const { answer, controller } = turn;
+    let last = 0;
+    const handlers: ChatHandlers = {
+      onMeta: (meta) => {
+        turn.answerId = meta.assistant_message_id;
+        answer.setId(meta.assistant_message_id);
+        if (turn.stopRequested) void this.requestStop(turn);
+        hooks.onMeta?.(meta);
+      },
+      onQueued: (q) => answer.queued(q.position),
+      onToken: (t) => answer.append(t),
+      onTitle: (t) => {
+        this.sidebar.setTitle(t.conversation_id, t.title);
+        if (t.conversation_id === this.conversationId) this.setTitle(t.title);
+      },
+      onEventId: (id) => (last = id),
+    };
+    let done: DoneEvent | null = null;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          done = attempt === 0 ? await open(handlers, controller.signal) : await this.api.followTurn(turn.answerId!, last, handlers, controller.signal);
+          break;
+        } catch (e) {
+          const err = toApiError(e);
+          if (controller.signal.aborted || err.code !== STREAM_INTERRUPTED || !turn.answerId || attempt >= RESUME_ATTEMPTS) throw e;
+          await delay(250 * 2 ** attempt);
+          if (controller.signal.aborted) throw e;
+        }
+      }
+      answer.finish(done.usage);
+      if (done.finish_reason === "stopped") this.markStopped(answer);
+    } catch (e) {
+      answer.finish();
+      if ((e as Error).name === "AbortError" || controller.signal.aborted) this.markStopped(answer);
+      else hooks.onError(toApiError(e));
+    } finally {
+      if (this.streaming === turn) this.streaming = null;
+      this.stopBtn.disabled = false;
+      this.updateComposer();
+    }
+    return done;
+  }
+
+  private markStopped(answer: StreamingAnswer): void {
+    answer.note(answer.text ? "Stopped." : "Stopped before the answer started.");
+    answer.el.classList.add("msg-stopped");
+  }
+
+  private beginTurn(answer: StreamingAnswer, answerId: string | null = null): Turn {
+    const turn: Turn = { controller: new AbortController(), answer, answerId, stopRequested: false };
+    this.streaming = turn;
+    this.updateComposer();
+    return turn;
+  }
+
+  /** Follows an answer being generated (after a reload, or in another tab) from its first event. */
+  private async follow(conversationId: string, answerId: string): Promise<void> {
+    if (this.streaming) return;
+    const answer = this.chat.resumeAnswer(answerId);
+    if (!answer) return;
+    const turn = this.beginTurn(answer, answerId);
+    await this.streamAnswer(turn, (handlers, signal) => this.api.followTurn(answerId, 0, handlers, signal), {
+      onError: (err) => {
+        answer.el.classList.add("msg-failed");
+        answer.note(describeError(err), "error");
+      },
+    });
+    this.sidebar.setGenerating(conversationId, null);
+    void this.refreshConversation(conversationId);
+  }
+
+  /** A new answer to the question `answerId` answered: a sibling, shown in its place. */
+  private async regenerate(answerId: string): Promise<void> {
+    const convId = this.conversationId;
+    if (this.streaming || !convId) return;
+    const el = this.chat.elementOf(answerId);
+    if (!el) return;
+    this.clearComposerError();
+    this.chat.removeFrom(el);
+    const answer = this.chat.startAnswer();
+    const turn = this.beginTurn(answer);
+    const openSeq = this.openSeq;
+    const model = this.models.selected;
+    const done = await this.streamAnswer(turn, (handlers, signal) => this.api.regenerate(answerId, model, handlers, signal), {
+      onMeta: (meta) => this.sidebar.setGenerating(convId, meta.assistant_message_id),
+      onError: (err) => {
+        answer.el.classList.add("msg-failed");
+        const note = answer.note(describeError(err), "error");
+        note.dataset.code = err.code;
+      },
+    });
+    this.sidebar.setGenerating(convId, null);
+    void this.refreshConversation(convId);
+    if (openSeq === this.openSeq && (done || turn.answerId)) await this.reloadTree();
+  }
+
+  /** Sends a new version of a question: a sibling of it, with the answers after it left in the old branch. */
+  private async edit(messageId: string, text: string): Promise<void> {
+    const convId = this.conversationId;
+    if (this.streaming || !convId) return;
+    let m = this.tree.find((x) => x.id === messageId);
+    if (!m) {
+      // Sent since the tree was read.
+      try {
+        this.tree = await this.api.listMessages(convId, { all: true });
+      } catch (e) {
+        this.showComposerError(`Couldn't edit that message. ${describeError(toApiError(e))}`);
+        return;
+      }
+      m = this.tree.find((x) => x.id === messageId);
+    }
+    const el = this.chat.elementOf(messageId);
+    if (!m || !el || this.streaming || convId !== this.conversationId) return;
+    this.clearComposerError();
+    this.chat.removeFrom(el);
+    const files = m.files ?? [];
+    await this.runTurn({ text, fileIds: files.map((f) => f.id), shown: files.map(shownFromMeta) }, m.parent_id ?? null);
+  }
+
+  /** Sends a question (after the current leaf, or after `parentId` when it is given: an edit). */
+  private async runTurn(input: TurnInput, parentId?: string | null): Promise<void> {
+    const userEl = this.chat.addUserMessage(input.text, input.shown);
+    const answer = this.chat.startAnswer();
+    const turn = this.beginTurn(answer);
+    let convId = this.conversationId;
+    const openSeq = this.openSeq;
+    const model = this.models.selected;
+    const done = await this.streamAnswer(
+      turn,
+      (handlers, signal) =>
+        this.api.sendChat({ message: input.text, conversationId: convId, fileIds: input.fileIds, model, parentId }, handlers, signal),
+      {
+        onMeta: (meta) => {
+          convId = meta.conversation_id;
+          userEl.dataset.id = meta.user_message_id;
+          addUserActions(userEl);
+          if (meta.created_conversation) this.models.adopt(convId, model, openSeq === this.openSeq);
+          if (openSeq !== this.openSeq) return;
+          if (this.conversationId !== convId) {
+            this.conversationId = convId;
+            history.pushState(null, "", hashForConversation(convId));
+          }
+          if (meta.created_conversation) {
+            const now = new Date().toISOString();
+            this.sidebar.upsertFirst({ id: convId, title: NEW_TITLE, message_count: 1, created_at: now, updated_at: now });
+          }
+          this.sidebar.setActive(convId);
+          this.sidebar.setGenerating(convId, meta.assistant_message_id);
+        },
+        onError: (err) => this.showTurnError(answer, userEl, input, err, parentId),
+      },
+    );
+    if (convId) {
+      this.sidebar.setGenerating(convId, null);
+      void this.refreshConversation(convId);
+    }
+    if (openSeq !== this.openSeq) return;
+    this.input.focus();
+    // An edit made a new version of a question: show its place among them.
+    if (parentId !== undefined && (done || turn.answerId)) await this.reloadTree();
+  }
+
+  private showTurnError(answer: StreamingAnswer, userEl: HTMLElement, input: TurnInput, err: ApiError, parentId?: string | null): void {
     answer.el.classList.add("msg-failed");
     const note = answer.note(describeError(err), "error");
     note.dataset.code = err.code;
@@ -437,7 +665,7 @@ class App {
       if (this.streaming) return;
       userEl.remove();
       answer.el.remove();
-      void this.runTurn(input);
+      void this.runTurn(input, parentId);
     });
     note.append(retry);
     const detail = technicalDetail(err);

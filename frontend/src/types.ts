@@ -6,6 +6,10 @@ export interface Conversation {
   message_count: number;
   created_at: string;
   updated_at: string;
+  /** The leaf of the branch shown (the last message of `GET …/messages`). */
+  current_message_id?: string | null;
+  /** The answer being generated now, when there is one. */
+  generating_message_id?: string | null;
 }
 
 export type FileStatus = "processing" | "ready" | "failed";
@@ -42,6 +46,8 @@ export interface Receipt {
 export interface Message {
   id: string;
   conversation_id: string;
+  /** The message it follows; null for a first message. Siblings share a parent. */
+  parent_id?: string | null;
   role: "user" | "assistant";
   content: string;
   files: FileMeta[];
@@ -83,6 +89,12 @@ export interface MetaEvent {
   assistant_message_id: string;
   created_conversation: boolean;
   files: FileMeta[];
+  model?: string;
+}
+
+export interface QueuedEvent {
+  /** The answer's place in line for its model (1 = next). */
+  position: number;
 }
 
 export interface TitleEvent {
@@ -92,6 +104,7 @@ export interface TitleEvent {
 
 export interface DoneEvent {
   message_id: string;
+  /** `stopped` when someone stopped the answer. */
   finish_reason: string;
   usage?: Receipt;
 }

@@ -24,6 +24,7 @@ use crate::service::health::HealthService;
 use crate::service::keys::KeyService;
 use crate::service::usage::{Budgets, UsageService};
 use crate::store::Store;
+use crate::turns::TurnLog;
 
 /// What the HTTP layer itself needs, beyond the services.
 #[derive(Debug, Clone)]
@@ -73,6 +74,8 @@ pub struct App {
     pub accounts: Arc<dyn Accounts>,
     /// Budgets and usage (in the same database as the store).
     pub ledger: Arc<dyn Ledger>,
+    /// Each turn's events and stop flag (beside the store, in the same database).
+    pub turns: Arc<dyn TurnLog>,
     /// File bytes and extracted text.
     pub blobs: Arc<dyn BlobStore>,
     /// Chat-turn rate limits (the counters under the policy, on the system clock).
@@ -170,6 +173,7 @@ impl App {
                 store: self.store,
                 accounts: self.accounts,
                 ledger: self.ledger,
+                turns: self.turns,
             },
             self.blobs,
             limiter,
@@ -192,6 +196,7 @@ impl App {
             store,
             accounts,
             ledger,
+            turns,
         } = stores;
         let budgets = Budgets::new(
             ledger.clone(),
@@ -216,6 +221,7 @@ impl App {
                 limiter: limiter.clone(),
                 models: models.clone(),
                 budgets: budgets.clone(),
+                turns: turns.clone(),
             },
             files.clone(),
             chat_settings(&config),
@@ -246,6 +252,7 @@ impl App {
             store,
             accounts,
             ledger,
+            turns,
             blobs,
             limiter,
             models,
@@ -368,7 +375,7 @@ pub async fn run_extractor(
     Ok(())
 }
 
-/// The store, the accounts and the ledger, kept in one database.
+/// The store, the accounts, the ledger and the turn log, kept in one database.
 #[derive(Clone)]
 pub struct Stores {
     /// Conversations, messages, file records.
@@ -377,44 +384,58 @@ pub struct Stores {
     pub accounts: Arc<dyn Accounts>,
     /// Budgets and usage.
     pub ledger: Arc<dyn Ledger>,
+    /// Each turn's events and stop flag.
+    pub turns: Arc<dyn TurnLog>,
 }
 
 impl Stores {
-    /// All from one adapter that implements every port.
-    pub fn of<T: Store + Accounts + Ledger + 'static>(adapter: T) -> Self {
+    /// The store, the accounts and the ledger from one adapter that implements those ports, with
+    /// its turn log.
+    pub fn of<T: Store + Accounts + Ledger + 'static>(adapter: T, turns: Arc<dyn TurnLog>) -> Self {
         let shared = Arc::new(adapter);
         Self {
             store: shared.clone(),
             accounts: shared.clone(),
             ledger: shared,
+            turns,
         }
     }
 }
 
-/// The store the configuration names; a clear error when that store is not compiled in.
+/// The store the configuration names, with its accounts and turn log (the same database); a
+/// clear error when that store is not compiled in.
 #[cfg(any(feature = "sqlite", feature = "dynamodb", feature = "mongodb"))]
 async fn build_store(config: &Config) -> Result<Stores, BuildError> {
     Ok(match config.store {
         #[cfg(feature = "sqlite")]
-        crate::config::StoreKind::Sqlite => Stores::of(
-            crate::store::sqlite::SqliteStore::open(&config.data_dir.join("conversa.db")).map_err(
-                |e| BuildError(format!("CONVERSA_DATA_DIR: cannot open the database: {e}")),
-            )?,
-        ),
+        crate::config::StoreKind::Sqlite => {
+            crate::store::sqlite::SqliteStore::open(&config.data_dir.join("conversa.db"))
+                .map_err(|e| {
+                    BuildError(format!("CONVERSA_DATA_DIR: cannot open the database: {e}"))
+                })?
+                .with_turn_log()
+        }
         #[cfg(feature = "dynamodb")]
-        crate::config::StoreKind::DynamoDb => Stores::of(
-            crate::store::dynamodb::DynamoStore::from_env(config.dynamodb_table.clone()).await,
-        ),
+        crate::config::StoreKind::DynamoDb => {
+            let table =
+                crate::store::dynamodb::Table::from_env(config.dynamodb_table.clone()).await;
+            Stores::of(
+                crate::store::dynamodb::DynamoStore::new(table.clone()),
+                Arc::new(crate::turns::dynamodb::DynamoTurnLog::new(table)),
+            )
+        }
         #[cfg(feature = "mongodb")]
         crate::config::StoreKind::MongoDb => {
             let uri = config.mongodb_uri.as_deref().ok_or_else(|| {
                 BuildError("MONGODB_URI: required when CONVERSA_STORE=mongodb".into())
             })?;
-            Stores::of(
-                crate::store::mongodb::MongoStore::connect(uri, &config.mongodb_db)
-                    .await
-                    .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?,
-            )
+            let store = crate::store::mongodb::MongoStore::connect(uri, &config.mongodb_db)
+                .await
+                .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?;
+            let turns = crate::turns::mongodb::MongoTurnLog::open(store.database())
+                .await
+                .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?;
+            Stores::of(store, Arc::new(turns))
         }
         #[allow(unreachable_patterns)]
         other => return Err(not_built("CONVERSA_STORE", other)),

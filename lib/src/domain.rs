@@ -149,6 +149,14 @@ pub struct Conversation {
     pub created_at: Timestamp,
     /// Moves when a message is added or the user renames; not when the automatic title lands.
     pub updated_at: Timestamp,
+    /// The leaf of the branch shown: `GET …/messages` returns the path from the first message to
+    /// it (`null` while the conversation has no message).
+    #[serde(default)]
+    pub current_message_id: Option<MessageId>,
+    /// The answer being generated now, or `null`: its events can be followed with
+    /// `GET /api/chat/stream/{message_id}`.
+    #[serde(default)]
+    pub generating_message_id: Option<MessageId>,
 }
 
 /// Who wrote a message.
@@ -185,7 +193,9 @@ impl Role {
 pub enum MessageStatus {
     /// Fully written (every user message; an answer after `done`).
     Complete,
-    /// An answer cut short by a model failure; holds the text received so far.
+    /// An answer cut short (a model failure, or stopped); holds the text received so far. An
+    /// answer being generated is stored `incomplete` and empty until it ends (the conversation's
+    /// `generating_message_id` names it).
     Incomplete,
     /// An answer that failed before any text.
     Error,
@@ -218,6 +228,11 @@ pub struct Message {
     pub id: MessageId,
     /// The conversation it belongs to.
     pub conversation_id: ConversationId,
+    /// The message it follows in the conversation's tree (`null` for a first message): an
+    /// answer's parent is the user message it answers; a user message's parent is the answer it
+    /// follows. Siblings are alternative answers (regenerated) or edits.
+    #[serde(default)]
+    pub parent_id: Option<MessageId>,
     /// Who wrote it.
     pub role: Role,
     /// The text.

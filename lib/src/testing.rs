@@ -14,6 +14,7 @@
 //! | `[[drop]]` | sends three words, then cuts the connection |
 //! | `[[stream-error]]` | sends two words, then an error object inside the stream |
 //! | `[[slow]]` | 40 words, 50 ms apart |
+//! | `[[slower]]` | 40 words, 250 ms apart |
 //! | `[[no-usage]]` | no usage chunk |
 //!
 //! Requests with the title model's name (`title-model` in [`test_config`]) get `Fake Title For <first
@@ -51,15 +52,27 @@ pub struct FakeOpenAi {
     /// `http://127.0.0.1:PORT/v1`.
     pub base_url: String,
     requests: Arc<Mutex<Vec<Value>>>,
+    aborted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// What the fake's handler shares.
+#[derive(Clone)]
+struct FakeState {
+    requests: Arc<Mutex<Vec<Value>>>,
+    aborted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FakeOpenAi {
     /// Starts one on a free port, for the rest of the test's runtime.
     pub async fn start() -> Self {
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let aborted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
-            .with_state(Arc::clone(&requests));
+            .with_state(FakeState {
+                requests: Arc::clone(&requests),
+                aborted: Arc::clone(&aborted),
+            });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -68,7 +81,13 @@ impl FakeOpenAi {
         Self {
             base_url: format!("http://{addr}/v1"),
             requests,
+            aborted,
         }
+    }
+
+    /// Streamed answers whose client went away before the end (their request was aborted).
+    pub fn aborted(&self) -> usize {
+        self.aborted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every request body received so far.
@@ -132,9 +151,10 @@ fn words(text: &str) -> Vec<String> {
     out
 }
 
-async fn completions(State(requests): State<Arc<Mutex<Vec<Value>>>>, body: Bytes) -> Response {
+async fn completions(State(state): State<FakeState>, body: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    requests.lock().unwrap().push(body.clone());
+    state.requests.lock().unwrap().push(body.clone());
+    let aborted = state.aborted.clone();
     let user = last_user_text(&body);
     let is_title = body["model"] == "title-model";
 
@@ -161,7 +181,9 @@ async fn completions(State(requests): State<Arc<Mutex<Vec<Value>>>>, body: Bytes
     } else {
         format!("Echo: {user}")
     };
-    let slow = user.contains("[[slow]]") && !is_title;
+    let slower = user.contains("[[slower]]") && !is_title;
+    let slow = (user.contains("[[slow]]") || slower) && !is_title;
+    let gap = Duration::from_millis(if slower { 250 } else { 50 });
     let parts: Vec<String> = if slow {
         (0..40).map(|i| format!("w{i} ")).collect()
     } else {
@@ -189,9 +211,10 @@ async fn completions(State(requests): State<Arc<Mutex<Vec<Value>>>>, body: Bytes
                 return;
             }
             if slow {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(gap).await;
             }
             if send(chunk(Some(p), None)).is_err() {
+                aborted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 return;
             }
         }
@@ -308,6 +331,8 @@ where
 /// One server-sent event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SseEvent {
+    /// `id:` as a number (`None` when absent or not a number).
+    pub id: Option<u64>,
     /// `event:` (empty when absent).
     pub event: String,
     /// `data:` lines joined by newlines, parsed as JSON (`Null` when not JSON).
@@ -320,21 +345,72 @@ pub fn parse_sse(text: &str) -> Vec<SseEvent> {
     for block in text.replace("\r\n", "\n").split("\n\n") {
         let mut event = String::new();
         let mut data = Vec::new();
+        let mut id = None;
         for line in block.lines() {
             if let Some(v) = line.strip_prefix("event:") {
                 event = v.trim().to_owned();
+            } else if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().parse().ok();
             } else if let Some(v) = line.strip_prefix("data:") {
                 data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
             }
         }
         if !event.is_empty() || !data.is_empty() {
             out.push(SseEvent {
+                id,
                 event,
                 data: serde_json::from_str(&data.join("\n")).unwrap_or(Value::Null),
             });
         }
     }
     out
+}
+
+/// Reads server-sent events from a body as they arrive.
+pub struct SseReader<S> {
+    body: S,
+    buffer: String,
+    ready: std::collections::VecDeque<SseEvent>,
+}
+
+impl<S, E> SseReader<S>
+where
+    S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Debug,
+{
+    /// Reads `body` (a response's data stream).
+    pub fn new(body: S) -> Self {
+        Self {
+            body,
+            buffer: String::new(),
+            ready: Default::default(),
+        }
+    }
+
+    /// The next event (comments skipped), or `None` at the end of the body.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(e) = self.ready.pop_front() {
+                return Some(e);
+            }
+            let chunk = self.body.next().await?.unwrap();
+            self.buffer
+                .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                self.ready.extend(parse_sse(&block));
+            }
+        }
+    }
+
+    /// Every event up to the end of the body.
+    pub async fn rest(&mut self) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        while let Some(e) = self.next().await {
+            out.push(e);
+        }
+        out
+    }
 }
 
 /// The concatenated `token` texts of a parsed stream.

@@ -13,9 +13,13 @@ use aws_sdk_dynamodb::Client;
 use conversa::contract::Subject;
 use conversa::domain::*;
 use conversa::limits::dynamodb::DynamoLimiter;
+use conversa::store::contract::{migrates_a_linear_history, LINEAR_CONVERSATION, LINEAR_MESSAGES};
 use conversa::store::contract::{reads_back_the_earlier_format, EARLIER_FILE_JSON};
 use conversa::store::dynamodb::{ensure_table, DynamoStore, Table};
 use conversa::store::{PageRequest, Store};
+use conversa::turns::contract::Instances;
+use conversa::turns::dynamodb::DynamoTurnLog;
+use std::sync::Arc;
 
 /// A fresh table, or `None` when DynamoDB is not configured.
 async fn table() -> Option<Table> {
@@ -43,6 +47,20 @@ async fn subject<T>(adapter: impl FnOnce(Table) -> T) -> Option<Subject<T>> {
 }
 
 conversa::store_contract_tests!(store, subject(DynamoStore::new));
+conversa::turn_log_contract_tests!(turn_log, async {
+    let table = table().await?;
+    Some(
+        Subject::new(Instances {
+            here: Arc::new(DynamoTurnLog::new(table.clone())),
+            // Another instance: its own client and broadcast, the same table.
+            elsewhere: Arc::new(DynamoTurnLog::new(Table::new(
+                Client::new(conversa::aws::sdk_config().await),
+                table.name(),
+            ))),
+        })
+        .with_teardown(drop_table(table)),
+    )
+});
 conversa::limiter_contract_tests!(limiter, subject(DynamoLimiter::new));
 conversa::accounts_contract_tests!(accounts, subject(DynamoStore::new));
 conversa::ledger_contract_tests!(ledger, subject(DynamoStore::new));
@@ -60,11 +78,14 @@ async fn deleting_a_long_conversation_removes_every_item() {
         message_count: 0,
         created_at: Timestamp::from_millis(1_000),
         updated_at: Timestamp::from_millis(1_000),
+        current_message_id: None,
+        generating_message_id: None,
     };
     store.create_conversation(&owner, &conv).await.unwrap();
     let message = |i: i64, at: i64| Message {
         id: MessageId::generate(),
         conversation_id: conv.id.clone(),
+        parent_id: None,
         role: Role::User,
         content: format!("message {i}"),
         files: vec![],
@@ -240,5 +261,75 @@ async fn receipts_add_up_on_dynamodb() {
     .unwrap();
     conversa::testing::receipts::receipts_add_up(conversa::api::router(app.state.clone())).await;
     drop(app);
+    drop_table(table).await;
+}
+
+/// A conversation and its messages exactly as written before message trees: no parents, no
+/// current leaf.
+#[tokio::test]
+async fn items_of_a_linear_history_become_one_branch() {
+    let Some(table) = table().await else {
+        return;
+    };
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let owner = "linear@example.com";
+    let put = |item: HashMap<String, AttributeValue>| {
+        let table = table.clone();
+        async move {
+            table
+                .client()
+                .put_item()
+                .table_name(table.name())
+                .set_item(Some(item))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let (last_at, created) = (LINEAR_MESSAGES[2].2, "2026-02-28T10:00:00.000Z");
+    put(HashMap::from([
+        ("pk".into(), s(&format!("U#{owner}"))),
+        ("sk".into(), s(&format!("C#{LINEAR_CONVERSATION}"))),
+        ("gsi1pk".into(), s(&format!("U#{owner}#UPD"))),
+        (
+            "gsi1sk".into(),
+            s(&format!("{last_at}#{LINEAR_CONVERSATION}")),
+        ),
+        ("id".into(), s(LINEAR_CONVERSATION)),
+        ("title".into(), s("Trip")),
+        ("title_default".into(), AttributeValue::Bool(false)),
+        ("message_count".into(), AttributeValue::N("3".into())),
+        ("created_at".into(), s(created)),
+        ("updated_at".into(), s(last_at)),
+    ]))
+    .await;
+    for (id, role, at) in LINEAR_MESSAGES {
+        let msk = format!("M#{at}#{id}");
+        put(HashMap::from([
+            (
+                "pk".into(),
+                s(&format!("U#{owner}#C#{LINEAR_CONVERSATION}")),
+            ),
+            ("sk".into(), s(&msk)),
+            ("id".into(), s(id)),
+            ("conversation_id".into(), s(LINEAR_CONVERSATION)),
+            ("role".into(), s(role)),
+            ("content".into(), s(&format!("said by {role}"))),
+            ("files".into(), s("[]")),
+            ("token_count".into(), AttributeValue::N("3".into())),
+            ("status".into(), s("complete")),
+            ("created_at".into(), s(at)),
+        ]))
+        .await;
+        put(HashMap::from([
+            ("pk".into(), s(&format!("U#{owner}"))),
+            ("sk".into(), s(&format!("MSG#{id}"))),
+            ("conversation_id".into(), s(LINEAR_CONVERSATION)),
+            ("msk".into(), s(&msk)),
+        ]))
+        .await;
+    }
+    let store = DynamoStore::new(table.clone());
+    migrates_a_linear_history(&store, &Owner::new(owner)).await;
     drop_table(table).await;
 }

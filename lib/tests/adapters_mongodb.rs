@@ -8,9 +8,13 @@ mod common;
 
 use conversa::contract::Subject;
 use conversa::domain::Owner;
+use conversa::store::contract::{migrates_a_linear_history, LINEAR_CONVERSATION, LINEAR_MESSAGES};
 use conversa::store::contract::{reads_back_the_earlier_format, EARLIER_FILE_JSON};
 use conversa::store::mongodb::MongoStore;
+use conversa::turns::contract::Instances;
+use conversa::turns::mongodb::MongoTurnLog;
 use mongodb::bson::doc;
+use std::sync::Arc;
 
 /// A store on a fresh database with the database's name, or `None` when MongoDB is not configured.
 async fn store() -> Option<(MongoStore, String, String)> {
@@ -38,6 +42,56 @@ conversa::ledger_contract_tests!(ledger, async {
     let (store, uri, db) = store().await?;
     Some(Subject::new(store).with_teardown(drop_database(uri, db)))
 });
+
+conversa::turn_log_contract_tests!(turn_log, async {
+    let (store, uri, db) = store().await?;
+    let here = MongoTurnLog::open(store.database()).await.unwrap();
+    // Another instance: its own client and broadcast, the same database.
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let elsewhere = MongoTurnLog::new(&client.database(&db));
+    Some(
+        Subject::new(Instances {
+            here: Arc::new(here),
+            elsewhere: Arc::new(elsewhere),
+        })
+        .with_teardown(drop_database(uri, db)),
+    )
+});
+
+/// A conversation and its messages exactly as written before message trees: no parents, no
+/// current leaf.
+#[tokio::test]
+async fn documents_of_a_linear_history_become_one_branch() {
+    let Some((store, uri, db)) = store().await else {
+        return;
+    };
+    let database = mongodb::Client::with_uri_str(&uri)
+        .await
+        .unwrap()
+        .database(&db);
+    let last_at = LINEAR_MESSAGES[2].2;
+    database
+        .collection("conversations")
+        .insert_one(doc! {
+            "_id": LINEAR_CONVERSATION, "owner": "local", "title": "Trip", "title_default": false,
+            "message_count": 3_i64, "created_at": "2026-02-28T10:00:00.000Z", "updated_at": last_at,
+        })
+        .await
+        .unwrap();
+    for (id, role, at) in LINEAR_MESSAGES {
+        database
+            .collection("messages")
+            .insert_one(doc! {
+                "_id": id, "owner": "local", "conversation_id": LINEAR_CONVERSATION, "role": role,
+                "content": format!("said by {role}"), "files": "[]", "token_count": 3_i64,
+                "status": "complete", "created_at": at, "usage": null,
+            })
+            .await
+            .unwrap();
+    }
+    migrates_a_linear_history(&store, &Owner::local()).await;
+    drop_database(uri, db).await;
+}
 
 /// A file document and a message document exactly as written before the store had its own records
 /// (the API's JSON of `FileMeta` in `body` and `files`).

@@ -163,8 +163,9 @@ fn state_with_config(blobs: Arc<dyn BlobStore>, pairs: &[(&str, &str)]) -> Api {
     let mut pairs = pairs.to_vec();
     pairs.push(("CONVERSA_DATA_DIR", dir.path().to_str().unwrap()));
     let config = common::config(&pairs);
-    let store =
-        conversa::app::Stores::of(conversa::store::sqlite::SqliteStore::in_memory().unwrap());
+    let store = conversa::store::sqlite::SqliteStore::in_memory()
+        .unwrap()
+        .with_turn_log();
     let limiter = Arc::new(conversa::limits::memory::MemoryLimiter::new());
     let model = Arc::new(
         conversa::llm::openai::OpenAiModel::new(Some("unused"), Some("http://127.0.0.1:9"), "m")

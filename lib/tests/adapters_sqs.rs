@@ -134,7 +134,9 @@ async fn the_worker_processes_queued_files() {
     let blobs = S3Blobs::new(s3.clone(), &bucket);
     let state = App::new(
         config,
-        conversa::app::Stores::of(conversa::store::sqlite::SqliteStore::in_memory().unwrap()),
+        conversa::store::sqlite::SqliteStore::in_memory()
+            .unwrap()
+            .with_turn_log(),
         Arc::new(blobs.clone()),
         Arc::new(conversa::limits::memory::MemoryLimiter::new()),
         Arc::new(conversa::llm::Registry::single(

@@ -55,10 +55,9 @@ impl Harness {
             .unwrap();
         let app = App::new(
             config,
-            conversa::app::Stores::of(
-                conversa::store::sqlite::SqliteStore::open(&dir.path().join("conversa.db"))
-                    .unwrap(),
-            ),
+            conversa::store::sqlite::SqliteStore::open(&dir.path().join("conversa.db"))
+                .unwrap()
+                .with_turn_log(),
             std::sync::Arc::new(
                 conversa::blobs::local::LocalBlobs::new(dir.path().join("blobs")).unwrap(),
             ),
@@ -618,10 +617,15 @@ async fn the_answer_is_finished_and_stored_when_the_client_disconnects() {
     let conv = meta[0].data["conversation_id"].as_str().unwrap().to_owned();
     drop(body); // the client goes away after the first event
 
+    // The answer is stored as it begins, and finished when it ends.
     let stored = eventually(
         Duration::from_secs(10),
         "the answer to be stored",
         || async {
+            let (_, c) = h.get(&format!("/api/conversations/{conv}")).await;
+            if !c["generating_message_id"].is_null() {
+                return None;
+            }
             let (_, msgs) = h.get(&format!("/api/conversations/{conv}/messages")).await;
             msgs["items"]
                 .as_array()

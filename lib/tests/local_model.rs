@@ -83,6 +83,9 @@ async fn collect(model: &LocalModel, req: ChatRequest) -> (Vec<String>, String, 
     while let Some(event) = stream.next().await {
         match event.unwrap() {
             ChatEvent::Delta(t) => deltas.push(t),
+            ChatEvent::Queued(place) => {
+                panic!("the local model is not shared here: queued {place}")
+            }
             ChatEvent::Done {
                 finish_reason,
                 usage,
@@ -259,35 +262,28 @@ async fn the_http_api_streams_from_the_local_model() {
         .starts_with("text/event-stream"));
     let mut body = response.into_body().into_data_stream();
     let mut text = String::new();
-    let mut token_events_before_done = 0;
     while let Some(chunk) = body.next().await {
         text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
-        if text.contains("event: done") {
-            token_events_before_done = text.matches("event: token").count();
+        if text.contains("event: done") && text.ends_with("\n\n") {
             break;
         }
     }
-    assert!(text.starts_with("event: meta"), "{text}");
+    let events = conversa::testing::parse_sse(&text);
+    assert_eq!(events[0].event, "meta", "{text}");
+    assert!(events.iter().all(|e| e.event != "error"), "{text}");
+    // Numbered from 1, one more per event.
+    let ids: Vec<Option<u64>> = events.iter().map(|e| e.id).collect();
+    let expected: Vec<Option<u64>> = (1..=events.len() as u64).map(Some).collect();
+    assert_eq!(ids, expected, "{text}");
+    let done_at = events.iter().position(|e| e.event == "done").unwrap();
+    let token_events_before_done = events[..done_at]
+        .iter()
+        .filter(|e| e.event == "token")
+        .count();
     assert!(token_events_before_done > 3, "{text}");
-    assert!(!text.contains("event: error"), "{text}");
-    let answer: String = text
-        .split("\n\n")
-        .filter(|e| e.starts_with("event: token"))
-        .filter_map(|e| e.split_once("data: "))
-        .map(|(_, d)| {
-            serde_json::from_str::<serde_json::Value>(d).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let answer = conversa::testing::streamed_text(&events);
     assert!(answer.contains("Paris"), "{answer:?}");
-    let done = text
-        .split("\n\n")
-        .find(|e| e.starts_with("event: done"))
-        .and_then(|e| e.split_once("data: "))
-        .map(|(_, d)| serde_json::from_str::<serde_json::Value>(d).unwrap())
-        .unwrap();
+    let done = &events[done_at].data;
     assert_eq!(done["finish_reason"], "stop");
     assert!(done["usage"]["completion_tokens"].as_u64().unwrap() > 3);
 }

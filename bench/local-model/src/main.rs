@@ -77,6 +77,7 @@ async fn run(
     let mut cpu_first = 0.0;
     while let Some(event) = stream.next().await {
         match event? {
+            ChatEvent::Queued(_) => {}
             ChatEvent::Delta(_) => {
                 deltas += 1;
                 if first.is_none() {

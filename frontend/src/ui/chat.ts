@@ -1,15 +1,27 @@
 /**
- * The message column: past messages, the answer being streamed (rendered as Markdown once per
- * frame), attachments with download links, copy buttons on code, and an auto-scroll that follows
- * the answer until the user scrolls up.
+ * The message column: the branch shown, the answer being streamed (rendered as Markdown once per
+ * frame, resumed where it was after a reload), attachments with download links, copy buttons on
+ * code, Regenerate on answers and Edit on questions, "‹ 2 / 3 ›" between a message's versions,
+ * and an auto-scroll that follows the answer until the user scrolls up.
  */
 
 import type { Api } from "../api";
 import { fileTypeLabel, formatBytes } from "../files";
 import { renderMarkdown } from "../markdown";
 import { receiptLines } from "../receipt";
+import type { SiblingPlace } from "../tree";
 import type { FileMeta, Message, Receipt } from "../types";
 import { copyText, h, icon } from "./dom";
+
+/** What the reader can do to the messages shown. */
+export interface HistoryActions {
+  /** Answer the question of this answer again. */
+  regenerate(answerId: string): void;
+  /** Send a new version of this question. */
+  edit(messageId: string, text: string): void;
+  /** Show the branch through this message. */
+  show(messageId: string): void;
+}
 
 /** A file as shown on a message: from the server, or an attachment just sent. */
 export interface ShownFile {
@@ -29,16 +41,63 @@ const STICK_THRESHOLD_PX = 48;
 /** The Markdown source of each answer shown, for its Copy button. */
 const answerSource = new WeakMap<HTMLElement, string>();
 
-/** Adds the actions row (Copy) under a finished answer. */
+/** Adds the actions row under a finished answer: Copy (when it has text), Regenerate (once the
+ * server named it). */
 function addAnswerActions(el: HTMLElement, text: string): void {
-  if (!text) return;
-  answerSource.set(el, text);
   el.querySelector(".msg-actions")?.remove();
-  const copy = h("button", { type: "button", class: "btn btn-small copy-answer", text: "Copy" });
-  copy.setAttribute("aria-label", "Copy the answer as Markdown");
-  const content = el.querySelector(".msg-content");
-  const row = h("div", { class: "msg-actions" }, copy);
-  content?.after(row);
+  const row = h("div", { class: "msg-actions" });
+  if (text) {
+    answerSource.set(el, text);
+    const copy = h("button", { type: "button", class: "btn btn-small copy-answer", text: "Copy" });
+    copy.setAttribute("aria-label", "Copy the answer as Markdown");
+    row.append(copy);
+  }
+  if (el.dataset.id) {
+    const again = h("button", { type: "button", class: "btn btn-small regenerate", text: "Regenerate" });
+    again.setAttribute("aria-label", "Regenerate: answer this question again");
+    row.append(again);
+  }
+  if (row.childElementCount === 0) return;
+  const nav = el.querySelector(".msg-branches");
+  if (nav) row.append(nav);
+  el.querySelector(".msg-content")?.after(row);
+}
+
+/** Adds Edit under a question the server has stored. */
+export function addUserActions(el: HTMLElement): void {
+  if (!el.dataset.id || el.querySelector(".edit-message")) return;
+  const edit = h("button", { type: "button", class: "btn btn-small edit-message", text: "Edit" });
+  edit.setAttribute("aria-label", "Edit this message");
+  const row = el.querySelector(".msg-actions") ?? h("div", { class: "msg-actions" });
+  row.prepend(edit);
+  if (!row.isConnected) el.append(row);
+}
+
+/** "‹ 2 / 3 ›": moves between the versions of a message (its siblings). */
+function branchNav(place: SiblingPlace): HTMLElement {
+  const prev = h("button", {
+    type: "button",
+    class: "icon-btn branch-prev",
+    "aria-label": "Previous version",
+    "data-target": place.prev,
+    disabled: !place.prev,
+    text: "‹",
+  });
+  const next = h("button", {
+    type: "button",
+    class: "icon-btn branch-next",
+    "aria-label": "Next version",
+    "data-target": place.next,
+    disabled: !place.next,
+    text: "›",
+  });
+  return h(
+    "div",
+    { class: "msg-branches", role: "group", "aria-label": `Version ${place.index} of ${place.count}` },
+    prev,
+    h("span", { class: "branch-count", text: `${place.index} / ${place.count}` }),
+    next,
+  );
 }
 
 /** Adds the receipt under an answer: a small label whose tooltip (on hover or focus) says the
@@ -66,6 +125,8 @@ export class ChatView {
   /** Whether new content scrolls the view (false once the user scrolls up). */
   private stick = true;
   private lastScrollTop = 0;
+  /** What the buttons on messages do (set by the app). */
+  actions: HistoryActions | null = null;
 
   constructor(
     private readonly api: Api,
@@ -80,6 +141,21 @@ export class ChatView {
       this.scrollToBottom(true);
     });
     list.addEventListener("click", (e) => {
+      const target = e.target as Element;
+      const msgId = target.closest<HTMLElement>(".msg")?.dataset.id;
+      if (target.closest(".regenerate") && msgId) {
+        this.actions?.regenerate(msgId);
+        return;
+      }
+      if (target.closest(".edit-message") && msgId) {
+        this.startEdit(target.closest<HTMLElement>(".msg")!);
+        return;
+      }
+      const branch = target.closest<HTMLButtonElement>(".branch-prev, .branch-next");
+      if (branch?.dataset.target) {
+        this.actions?.show(branch.dataset.target);
+        return;
+      }
       const answerBtn = (e.target as Element).closest<HTMLButtonElement>(".copy-answer");
       if (answerBtn) {
         const msg = answerBtn.closest<HTMLElement>(".msg-assistant");
@@ -155,17 +231,90 @@ export class ChatView {
     this.updateEmpty();
   }
 
-  renderHistory(messages: Message[]): void {
-    this.list.replaceChildren(...messages.map((m) => this.messageEl(m)));
+  /**
+   * Shows a branch. `places` gives each message's place among its versions; the answer
+   * `generating` is left empty, for a stream to fill ([`resumeAnswer`]).
+   */
+  renderHistory(
+    messages: Message[],
+    opts: { places?: Map<string, SiblingPlace>; generating?: string | null } = {},
+  ): void {
+    this.list.replaceChildren(...messages.map((m) => this.messageEl(m, opts.places?.get(m.id), m.id === opts.generating)));
     this.updateEmpty();
     this.stick = true;
     this.scrollToBottom(true);
   }
 
-  private messageEl(m: Message): HTMLElement {
+  /** The answer being generated, shown by [`renderHistory`], as a stream to fill. */
+  resumeAnswer(id: string): StreamingAnswer | null {
+    const el = this.list.querySelector<HTMLElement>(`.msg-assistant[data-id="${CSS.escape(id)}"]`);
+    if (!el) return null;
+    el.querySelector(".msg-content")?.replaceChildren();
+    return new StreamingAnswer(el, () => this.scrollToBottom());
+  }
+
+  /** The element of a message shown. */
+  elementOf(id: string): HTMLElement | null {
+    return this.list.querySelector<HTMLElement>(`.msg[data-id="${CSS.escape(id)}"]`);
+  }
+
+  /** Removes `el` and every message after it (a regenerated answer or an edit replaces them). */
+  removeFrom(el: HTMLElement): void {
+    while (el.nextElementSibling) el.nextElementSibling.remove();
+    el.remove();
+    this.updateEmpty();
+  }
+
+  /** Turns a question into a text box with Save and Cancel. */
+  private startEdit(el: HTMLElement): void {
+    if (el.querySelector(".edit-box")) return;
+    const id = el.dataset.id;
+    const content = el.querySelector<HTMLElement>(".msg-text");
+    const old = content?.textContent ?? "";
+    const box = h("textarea", { class: "edit-box", "aria-label": "Edit your message", rows: 3 });
+    box.value = old;
+    const save = h("button", { type: "submit", class: "btn btn-small btn-primary edit-save", text: "Send" });
+    const cancel = h("button", { type: "button", class: "btn btn-small edit-cancel", text: "Cancel" });
+    const form = h("form", { class: "edit-form" }, box, h("div", { class: "edit-buttons" }, cancel, save));
+    const hidden = [content, el.querySelector<HTMLElement>(".msg-actions")].filter((x): x is HTMLElement => !!x);
+    for (const x of hidden) x.hidden = true;
+    el.append(form);
+    box.focus();
+    const close = () => {
+      form.remove();
+      for (const x of hidden) x.hidden = false;
+    };
+    cancel.addEventListener("click", close);
+    box.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") {
+        e.preventDefault();
+        e.stopPropagation();
+        close();
+      } else if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const text = box.value.trim();
+      if (!text || !id) return;
+      close();
+      this.actions?.edit(id, text);
+    });
+  }
+
+  private messageEl(m: Message, place?: SiblingPlace, generating = false): HTMLElement {
     const files = (m.files ?? []).map(shownFromMeta);
-    if (m.role === "user") return this.userEl(m.content, files, m.id);
+    if (m.role === "user") {
+      const el = this.userEl(m.content, files, m.id);
+      addUserActions(el);
+      if (place && place.count > 1) el.querySelector(".msg-actions")?.append(branchNav(place));
+      return el;
+    }
     const el = this.assistantShell(m.id);
+    if (place && place.count > 1) el.append(branchNav(place));
+    if (generating) return el;
     const body = el.querySelector<HTMLElement>(".msg-content")!;
     body.append(renderMarkdown(m.content));
     addAnswerActions(el, m.content);
@@ -282,7 +431,20 @@ export class StreamingAnswer {
     el.classList.add("streaming");
   }
 
+  /** The answer waits for its model: its place in line (1 = next). */
+  queued(position: number): void {
+    let q = this.el.querySelector<HTMLElement>(".msg-queued");
+    if (!q) {
+      q = h("p", { class: "msg-queued", role: "status" });
+      this.content.before(q);
+    }
+    q.textContent =
+      position <= 1 ? "Waiting for the model: this answer is next in line." : `Waiting for the model: number ${position} in line.`;
+    this.onGrow();
+  }
+
   append(t: string): void {
+    this.el.querySelector(".msg-queued")?.remove();
     this.text += t;
     if (!this.frame) {
       this.frame = requestAnimationFrame(() => {
@@ -309,6 +471,7 @@ export class StreamingAnswer {
     else this.content.replaceChildren();
     this.content.setAttribute("aria-busy", "false");
     this.el.classList.remove("streaming");
+    this.el.querySelector(".msg-queued")?.remove();
     addAnswerActions(this.el, this.text);
     if (usage) addReceipt(this.el, usage);
   }

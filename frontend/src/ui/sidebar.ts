@@ -1,6 +1,7 @@
 /**
  * The conversation list: newest first, more pages on scroll, search, inline rename, delete with
- * confirmation, and live titles.
+ * confirmation, live titles, and which conversations are being answered right now (looked at
+ * again every few seconds while any is).
  */
 
 import type { Api } from "../api";
@@ -11,6 +12,8 @@ import type { Conversation } from "../types";
 import { h, icon } from "./dom";
 
 const PAGE_SIZE = 30;
+/** How often conversations being answered are looked at again. */
+const GENERATING_POLL_MS = 3000;
 
 export interface SidebarEvents {
   /** The open conversation was deleted. */
@@ -19,6 +22,19 @@ export interface SidebarEvents {
   onRenamed(conv: Conversation): void;
   /** A conversation link was followed (closes the drawer on small screens). */
   onNavigate(): void;
+}
+
+/** Marks an item whose conversation is being answered. */
+function showGenerating(li: HTMLElement, on: boolean): void {
+  li.classList.toggle("generating", on);
+  const mark = li.querySelector(".conv-generating");
+  if (on && !mark) {
+    li.querySelector(".conv-link")?.append(
+      h("span", { class: "conv-generating", role: "img", "aria-label": "Answering now", title: "Answering now" }),
+    );
+  } else if (!on) {
+    mark?.remove();
+  }
 }
 
 /** Names the item's controls after its current title. */
@@ -35,6 +51,7 @@ export class Sidebar {
   private searchTimer: number | undefined;
   private observer: IntersectionObserver | null = null;
   private errorText = "";
+  private watchTimer: number | undefined;
 
   constructor(
     private readonly api: Api,
@@ -149,6 +166,33 @@ export class Sidebar {
     }
   }
 
+  /** A conversation started (or finished) answering. */
+  setGenerating(id: string, answerId: string | null): void {
+    const c = this.pager.items.find((x) => x.id === id);
+    if (!c || (c.generating_message_id ?? null) === answerId) return;
+    this.pager.update({ ...c, generating_message_id: answerId });
+    this.render();
+  }
+
+  /** While a conversation listed is being answered, reads it again every few seconds. */
+  private watchGenerating(): void {
+    const busy = this.pager.items.filter((c) => c.generating_message_id);
+    if (busy.length === 0 || this.watchTimer !== undefined) return;
+    this.watchTimer = window.setTimeout(async () => {
+      this.watchTimer = undefined;
+      for (const c of this.pager.items.filter((x) => x.generating_message_id)) {
+        try {
+          const fresh = await this.api.getConversation(c.id);
+          const now = this.pager.items.find((x) => x.id === c.id);
+          if (now) this.pager.update({ ...now, generating_message_id: fresh.generating_message_id ?? null, title: fresh.title });
+        } catch {
+          // Gone or unreachable: the next reload says.
+        }
+      }
+      this.render();
+    }, GENERATING_POLL_MS);
+  }
+
   titleOf(id: string): string | undefined {
     return this.pager.items.find((x) => x.id === id)?.title;
   }
@@ -178,6 +222,7 @@ export class Sidebar {
       } else if (!li) {
         li = this.item(c);
       }
+      showGenerating(li, !!c.generating_message_id);
       nodes.push(li);
     }
     // Only touch the DOM when the order changed, so focus stays where it is.
@@ -187,6 +232,7 @@ export class Sidebar {
     }
     this.setActive(this.activeId);
     this.renderStatus();
+    this.watchGenerating();
   }
 
   private item(c: Conversation): HTMLLIElement {

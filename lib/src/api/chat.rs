@@ -1,21 +1,27 @@
-//! `POST /api/chat/send` (SSE) and `POST /api/chat/send-simple` (one JSON document).
+//! `POST /api/chat/send` (SSE) and `POST /api/chat/send-simple` (one JSON document);
+//! `POST /api/chat/regenerate` (SSE, a new answer beside an earlier one); following and stopping a
+//! turn from anywhere: `GET /api/chat/stream/{message_id}` (SSE, after `Last-Event-ID` or
+//! `?after=`) and `POST /api/chat/stop/{message_id}`.
 
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{Array, Object, SchemaType, Type};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::extract::ClientKey;
+use super::extract::{ClientKey, Path, Query};
 use super::{multipart, openapi, ApiError, ErrorBody};
 use crate::app::HttpSettings;
 use crate::auth::Principal;
-use crate::domain::{ConversationId, FileId, Message};
+use crate::domain::{ConversationId, FileId, Message, MessageId};
+use crate::service::chat::follow::StopStatus;
+use crate::service::chat::regenerate::RegenerateInput;
 use crate::service::chat::{
     ChatInput, ChatService, Turn, MAX_FILES, MAX_MESSAGE_CHARS, MAX_MODEL_CHARS,
 };
@@ -26,6 +32,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/chat/send", post(send))
         .route("/api/chat/send-simple", post(send_simple))
+        .route("/api/chat/regenerate", post(regenerate))
+        .route("/api/chat/stream/{message_id}", get(stream))
+        .route("/api/chat/stop/{message_id}", post(stop))
 }
 
 /// The router of the chat function: the chat routes and the models on offer.
@@ -51,6 +60,26 @@ pub struct ChatRequestBody {
     /// The id of a model of `GET /api/models`; absent (or blank) means the default model.
     #[schema(schema_with = model_schema)]
     pub model: Option<String>,
+    /// The message the new one follows: absent, the conversation's current leaf; `null` (or
+    /// blank), none — a new first message; an id, that message of the conversation (how a
+    /// message is edited: send its new text with its `parent_id`). Without `conversation_id`,
+    /// the parent's conversation is continued.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = parent_schema)]
+    pub parent_id: Option<Option<String>>,
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `parent_id` of the JSON form: an id, or null.
+fn parent_schema() -> Object {
+    let mut s = Object::new();
+    s.schema_type = SchemaType::Array(vec![Type::String, Type::Null]);
+    s.description = Some("The message the new one follows: absent, the current leaf; null (or blank), none (a new first message); an id, that message (an edit).".into());
+    s
 }
 
 /// The multipart form of a chat request (for the OpenAPI document). Something to send is
@@ -75,6 +104,10 @@ pub struct ChatForm {
     /// The id of a model of `GET /api/models`; absent (or blank) means the default model.
     #[schema(required = false, schema_with = form_model_schema)]
     model: String,
+    /// The message the new one follows: absent, the current leaf; blank, none (a new first
+    /// message); an id, that message (an edit).
+    #[schema(required = false)]
+    parent_id: String,
 }
 
 /// `message`: at most [`MAX_MESSAGE_CHARS`] characters after trimming.
@@ -193,6 +226,9 @@ async fn read_input(http: &HttpSettings, request: Request) -> Result<ChatInput, 
                 .map(FileId::from)
                 .collect(),
             model: optional_id(form.first("model").map(str::to_owned)),
+            parent_id: form
+                .first("parent_id")
+                .map(|p| optional_id(Some(p.to_owned())).map(MessageId::from)),
             uploads: form.files,
         })
     } else if content_type.starts_with("application/json") || content_type.is_empty() {
@@ -212,6 +248,7 @@ async fn read_input(http: &HttpSettings, request: Request) -> Result<ChatInput, 
                 .map(FileId::from)
                 .collect(),
             model: optional_id(body.model),
+            parent_id: body.parent_id.map(|p| optional_id(p).map(MessageId::from)),
             uploads: vec![],
         })
     } else {
@@ -325,4 +362,181 @@ pub async fn send_simple(
         message: finished.message,
         title: finished.title,
     }))
+}
+
+/// A regenerate request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegenerateBody {
+    /// An answer (an assistant message): its question is answered again, beside it.
+    pub message_id: String,
+    /// The id of a model of `GET /api/models`; absent (or blank) means the default model.
+    #[schema(schema_with = model_schema)]
+    pub model: Option<String>,
+}
+
+/// What regenerate is refused with before its answer starts.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum RegenerateRefusals {
+    /// A body that cannot be read, or a model name that is none.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// Authentication is on and the token is missing or wrong.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// No such message.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The message is not an answer, or the model is not one on offer.
+    #[response(status = 422)]
+    Unprocessable(ErrorBody),
+    /// Too many requests this minute.
+    #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds until a request is counted again")))]
+    RateLimited(ErrorBody),
+    /// A store is unreachable.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// A new answer to the question an answer answered, streamed like `send`: a sibling of
+/// `message_id` in the conversation's tree, and its current leaf.
+#[utoipa::path(
+    post,
+    path = "/api/chat/regenerate",
+    tag = "chat",
+    request_body = RegenerateBody,
+    responses(
+        (status = 200, description = "Server-sent events, as `POST /api/chat/send` sends them",
+            content_type = "text/event-stream", body = super::sse::TurnEventSchema),
+        RegenerateRefusals,
+    )
+)]
+pub async fn regenerate(
+    State(chat): State<Arc<ChatService>>,
+    auth: Principal,
+    key: ClientKey,
+    request: Request,
+) -> Result<Response, ApiError> {
+    chat.admit(&auth, &key.0).await?;
+    let bytes = axum::body::to_bytes(request.into_body(), MAX_JSON_BODY)
+        .await
+        .map_err(|_| ApiError::too_large("The request body is too large."))?;
+    let body: RegenerateBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("The JSON body is not valid: {e}")))?;
+    let optional = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let turn = chat
+        .regenerate(
+            &auth,
+            RegenerateInput {
+                message_id: MessageId::from(body.message_id),
+                model: optional(body.model),
+            },
+        )
+        .await?;
+    Ok(super::sse::response(turn).into_response())
+}
+
+/// The largest event id a client may resume after (12 digits).
+const MAX_EVENT_ID: u64 = 999_999_999_999;
+
+/// `?after=`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct StreamParams {
+    /// Send the events after this id (default 0: all of them). `Last-Event-ID` wins when both
+    /// are given.
+    #[param(minimum = 0, maximum = 999_999_999_999_i64)]
+    pub after: Option<u64>,
+}
+
+/// The events of a turn, from any instance: every event after `Last-Event-ID` (or `?after=`),
+/// then the live ones until `done` or `error`. A turn that has ended is replayed (its tokens
+/// possibly merged into fewer events, each numbered as the last token it holds); an id past the
+/// end waits for that id, or gets the turn's last event when the turn has ended.
+#[utoipa::path(
+    get,
+    path = "/api/chat/stream/{message_id}",
+    tag = "chat",
+    params(
+        ("message_id" = String, Path, description = "The answer of the turn (`meta.assistant_message_id`)"),
+        ("Last-Event-ID" = Option<String>, Header, pattern = r"^[0-9]{1,12}$", description = "The id of the last event received: the stream resumes after it"),
+        StreamParams,
+    ),
+    responses(
+        (status = 200, description = "Server-sent events, as `POST /api/chat/send` sends them, after the id asked for",
+            content_type = "text/event-stream", body = super::sse::TurnEventSchema),
+        (status = 400, description = "`Last-Event-ID` or `after` is not a whole number", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such answer", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn stream(
+    State(chat): State<Arc<ChatService>>,
+    auth: Principal,
+    Path(message_id): Path<String>,
+    Query(p): Query<StreamParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if p.after.is_some_and(|a| a > MAX_EVENT_ID) {
+        return Err(ApiError::bad_request(format!(
+            "after must be at most {MAX_EVENT_ID}."
+        )));
+    }
+    let after = match headers.get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|v| (1..=12).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| {
+                ApiError::bad_request("Last-Event-ID must be a whole number of at most 12 digits.")
+            })?,
+        None => p.after.unwrap_or(0),
+    };
+    let events = chat
+        .follow(&auth.owner, &MessageId::from(message_id), after)
+        .await?;
+    Ok(super::sse::followed(events).into_response())
+}
+
+/// What a stop request came to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StopReply {
+    /// `stopping`: the answer is being stopped (within a second); `finished`: it had ended.
+    #[schema(pattern = "^(stopping|finished)$")]
+    pub status: &'static str,
+}
+
+/// Stops the turn whose answer is `message_id`, on whichever instance generates it: the model's
+/// request is aborted within a second, the answer is stored `incomplete` with what was generated
+/// (and billed), and the turn's stream ends with `done` (`finish_reason: "stopped"`).
+#[utoipa::path(
+    post,
+    path = "/api/chat/stop/{message_id}",
+    tag = "chat",
+    params(("message_id" = String, Path, description = "The answer of the turn")),
+    responses(
+        (status = 202, description = "The answer is being stopped", body = StopReply),
+        (status = 200, description = "The answer had ended (or was being stopped and has ended)", body = StopReply),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such answer", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn stop(
+    State(chat): State<Arc<ChatService>>,
+    auth: Principal,
+    Path(message_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let status = chat.stop(&auth.owner, &MessageId::from(message_id)).await?;
+    Ok(match status {
+        StopStatus::Stopping => (
+            StatusCode::ACCEPTED,
+            axum::Json(StopReply { status: "stopping" }),
+        )
+            .into_response(),
+        StopStatus::Finished => axum::Json(StopReply { status: "finished" }).into_response(),
+    })
 }

@@ -1,11 +1,12 @@
-//! `/api/conversations`: list (with search), read, messages, rename, delete, export.
+//! `/api/conversations`: list (with search), read, messages (the current branch, or all), rename,
+//! delete, export, and the branch shown (`PUT …/current`).
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{Object, Type};
@@ -14,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::extract::{Json, Path, Query};
 use super::{openapi, ApiError, ErrorBody};
 use crate::auth::Principal;
-use crate::domain::{Conversation, ConversationId, Message, Page, MAX_TITLE_CHARS};
+use crate::domain::{Conversation, ConversationId, Message, MessageId, Page, MAX_TITLE_CHARS};
 use crate::service::conversations::{self as svc, ConversationService};
 use crate::AppState;
 
@@ -27,6 +28,7 @@ pub fn routes() -> Router<AppState> {
             get(get_one).patch(rename).delete(delete),
         )
         .route("/api/conversations/{id}/messages", get(messages))
+        .route("/api/conversations/{id}/current", put(set_current))
         .route("/api/conversations/{id}/export", get(export))
 }
 
@@ -63,6 +65,27 @@ pub struct PageParams {
     /// `next_cursor` of the previous page.
     #[param(schema_with = openapi::page_cursor)]
     pub cursor: Option<String>,
+}
+
+/// `?limit=&cursor=&all=`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct MessagesParams {
+    /// Items per page.
+    #[param(schema_with = openapi::page_limit)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(schema_with = openapi::page_cursor)]
+    pub cursor: Option<String>,
+    /// `true`: every message of the conversation's tree, oldest first; `false` (default): the
+    /// current branch, from the first message to the current leaf.
+    pub all: Option<bool>,
+}
+
+/// The message whose branch to show.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CurrentBody {
+    /// A message of the conversation: its branch is shown, down to its latest descendant.
+    pub message_id: String,
 }
 
 /// `?format=`.
@@ -104,7 +127,7 @@ fn title_schema() -> Object {
 pub struct Export {
     /// The conversation.
     pub conversation: Conversation,
-    /// All its messages, oldest first.
+    /// Every message of its tree (each names its parent), oldest first.
     pub messages: Vec<Message>,
 }
 
@@ -136,19 +159,46 @@ pub async fn get_one(
     ))
 }
 
-/// Its messages, oldest first.
-#[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "conversations", params(("id" = String, Path), PageParams),
+/// Its current branch (from the first message to the current leaf), or with `all=true` every
+/// message of its tree; oldest first.
+#[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "conversations", params(("id" = String, Path), MessagesParams),
     responses((status = 200, body = Page<Message>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn messages(
     State(conversations): State<Arc<ConversationService>>,
     auth: Principal,
     Path(id): Path<String>,
-    Query(p): Query<PageParams>,
+    Query(p): Query<MessagesParams>,
 ) -> Result<Json<Page<Message>>, ApiError> {
     let page = svc::page_request(p.limit, p.cursor)?;
     Ok(Json(
         conversations
-            .messages(&auth.owner, &ConversationId::from(id), page)
+            .messages(
+                &auth.owner,
+                &ConversationId::from(id),
+                page,
+                p.all.unwrap_or(false),
+            )
+            .await?,
+    ))
+}
+
+/// Shows the branch through a message: its latest descendant (the most recent child at each
+/// step) becomes the current leaf. `updated_at` does not move.
+#[utoipa::path(put, path = "/api/conversations/{id}/current", tag = "conversations", params(("id" = String, Path)), request_body = CurrentBody,
+    responses((status = 200, body = Conversation), (status = 400, body = ErrorBody), (status = 404, description = "No such conversation, or no such message in it", body = ErrorBody)))]
+pub async fn set_current(
+    State(conversations): State<Arc<ConversationService>>,
+    auth: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<CurrentBody>,
+) -> Result<Json<Conversation>, ApiError> {
+    Ok(Json(
+        conversations
+            .set_current(
+                &auth.owner,
+                &ConversationId::from(id),
+                &MessageId::from(body.message_id),
+            )
             .await?,
     ))
 }
@@ -183,7 +233,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Downloads it as Markdown or JSON.
+/// Downloads it: Markdown (the current branch) or JSON (every message).
 #[utoipa::path(get, path = "/api/conversations/{id}/export", tag = "conversations", params(("id" = String, Path), ExportParams),
     responses(
         (status = 200, description = "The conversation as an attachment: Markdown, or JSON with every message",
@@ -196,7 +246,11 @@ pub async fn export(
     Path(id): Path<String>,
     Query(p): Query<ExportParams>,
 ) -> Result<Response, ApiError> {
-    let (conversation, messages) = conversations
+    let svc::Export {
+        conversation,
+        messages,
+        branch,
+    } = conversations
         .export(&auth.owner, &ConversationId::from(id))
         .await?;
     let stem: String = conversation
@@ -223,7 +277,7 @@ pub async fn export(
                     format!("attachment; filename=\"{stem}.md\""),
                 ),
             ],
-            svc::to_markdown(&conversation, &messages),
+            svc::to_markdown(&conversation, &branch),
         )
             .into_response()),
         "json" => Ok((

@@ -84,12 +84,14 @@ fn cors() -> CorsLayer {
             Method::GET,
             Method::POST,
             Method::PATCH,
+            Method::PUT,
             Method::DELETE,
             Method::OPTIONS,
         ])
         .allow_headers([
             axum::http::header::CONTENT_TYPE,
             axum::http::header::AUTHORIZATION,
+            axum::http::HeaderName::from_static("last-event-id"),
         ])
         .expose_headers([
             axum::http::header::RETRY_AFTER,

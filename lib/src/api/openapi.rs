@@ -16,8 +16,8 @@ use crate::service::conversations::{DEFAULT_LIMIT, MAX_LIMIT};
 #[openapi(
     info(title = "Conversa API", description = "Chat with your files: streamed answers, conversations, uploads."),
     paths(
-        chat::send, chat::send_simple, models::list,
-        conversations::list, conversations::get_one, conversations::messages, conversations::rename,
+        chat::send, chat::send_simple, chat::regenerate, chat::stream, chat::stop, models::list,
+        conversations::list, conversations::get_one, conversations::messages, conversations::set_current, conversations::rename,
         conversations::delete, conversations::export,
         files::upload, files::get_one, files::download, files::text, files::presign, files::complete,
         health::health, health::index, health::openapi,
@@ -30,6 +30,7 @@ use crate::service::conversations::{DEFAULT_LIMIT, MAX_LIMIT};
         domain::Conversation, domain::Message, domain::FileMeta, domain::Role, domain::MessageStatus,
         domain::FileType, domain::FileStatus, domain::Page<domain::Conversation>, domain::Page<domain::Message>,
         super::ErrorBody, super::ErrorDetail, chat::ChatRequestBody, chat::ChatForm, chat::SimpleReply,
+        chat::RegenerateBody, chat::StopReply, conversations::CurrentBody,
         crate::service::chat::TurnMeta, sse::TurnEventSchema, conversations::RenameBody, conversations::Export,
         files::FileText, files::UploadForm, files::PresignBody, files::PresignReply,
         health::Health, health::Index,
@@ -169,7 +170,7 @@ pub fn document_for(models: &Registry, mode: crate::auth::AuthMode) -> utoipa::o
     }
     let pattern = model_id_pattern(&models.ids());
     if let Some(components) = doc.components.as_mut() {
-        for name in ["ChatRequestBody", "ChatForm"] {
+        for name in ["ChatRequestBody", "ChatForm", "RegenerateBody"] {
             if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(name) {
                 if let Some(RefOr::T(Schema::Object(model))) = o.properties.get_mut("model") {
                     model.pattern = Some(pattern.clone());

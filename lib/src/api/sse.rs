@@ -1,13 +1,16 @@
-//! Turns a chat turn into the SSE events of `API.md`: `meta`, `token`…, `title`, then `done` or
-//! `error`, with `: ping` after 15 s of silence. Each event's data is one JSON document; its
-//! payload types here are what the wire carries and what the OpenAPI document describes.
+//! Turns a chat turn into the SSE events of `API.md`: `meta`, `queued`…, `token`…, `title`, then
+//! `done` or `error`, with `: ping` after 15 s of silence. Every event has an `id:` (its number in
+//! the turn: 1 is `meta`), so a client that loses the stream resumes after the last id it got
+//! (`GET /api/chat/stream/{message_id}` with `Last-Event-ID`). Each event's data is one JSON
+//! document; its payload types here are what the wire carries and what the OpenAPI document
+//! describes. A followed turn is rendered by the same functions as a live one.
 
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::stream::{self, Stream, StreamExt};
+use futures::stream::{self, BoxStream, Stream, StreamExt};
 use serde::Serialize;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use utoipa::openapi::schema::{Object, OneOf, Schema, Type};
@@ -16,10 +19,19 @@ use utoipa::{PartialSchema, ToSchema};
 
 use super::ErrorDetail;
 use crate::domain::{ConversationId, MessageId, Receipt};
-use crate::service::chat::{Turn, TurnEvent, TurnMeta};
+use crate::service::chat::follow::Followed;
+use crate::service::chat::recorder::Logged;
+use crate::service::chat::{Turn, TurnEvent, TurnMeta, META_ID};
 
 /// How long the stream may stay silent before a `: ping` comment.
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+
+/// The data of a `queued` event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueuedData {
+    /// The answer's place in line for its model (1 = next).
+    pub position: usize,
+}
 
 /// The data of a `token` event.
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,35 +54,42 @@ pub struct TitleData {
 pub struct DoneData {
     /// The stored answer's id.
     pub message_id: MessageId,
-    /// Why the model stopped (`stop`, `length`, …, as the provider said).
+    /// Why the answer ended: the provider's reason (`stop`, `length`, …), or `stopped` when
+    /// someone stopped it (`POST /api/chat/stop/{message_id}`; the answer is stored
+    /// `incomplete`). A replay of an answer whose events have expired says `incomplete` for an
+    /// answer that was cut short.
     pub finish_reason: String,
     /// The receipt: the model that answered, its provider, tokens, cost, times.
     pub usage: Receipt,
 }
 
 /// The events of a turn with the schema of each one's data (`event: <name>`, `data: <JSON>`).
-const EVENTS: [(&str, &str); 5] = [
+const EVENTS: [(&str, &str); 6] = [
     ("meta", "TurnMeta"),
+    ("queued", "QueuedData"),
     ("token", "TokenData"),
     ("title", "TitleData"),
     ("done", "DoneData"),
     ("error", "ErrorDetail"),
 ];
 
-fn event(name: &str, data: &impl Serialize) -> Event {
+fn event(id: u64, name: &str, data: &impl Serialize) -> Event {
     Event::default()
+        .id(id.to_string())
         .event(name)
         .data(serde_json::to_string(data).unwrap_or_default())
 }
 
-/// The wire form of one turn event.
-pub fn to_event(e: TurnEvent) -> Event {
+/// The wire form of one turn event, numbered `id`.
+pub fn to_event(id: u64, e: TurnEvent) -> Event {
     match e {
-        TurnEvent::Token(text) => event("token", &TokenData { text }),
+        TurnEvent::Queued { position } => event(id, "queued", &QueuedData { position }),
+        TurnEvent::Token(text) => event(id, "token", &TokenData { text }),
         TurnEvent::Title {
             conversation_id,
             title,
         } => event(
+            id,
             "title",
             &TitleData {
                 conversation_id,
@@ -82,6 +101,7 @@ pub fn to_event(e: TurnEvent) -> Event {
             finish_reason,
             usage,
         } => event(
+            id,
             "done",
             &DoneData {
                 message_id,
@@ -89,7 +109,15 @@ pub fn to_event(e: TurnEvent) -> Event {
                 usage,
             },
         ),
-        TurnEvent::Error(e) => event("error", &super::ApiError::from(e).body().error),
+        TurnEvent::Error(e) => event(id, "error", &super::ApiError::from(e).body().error),
+    }
+}
+
+/// The wire form of an event of a followed turn.
+pub fn followed_event(f: Followed) -> Event {
+    match f.event {
+        Logged::Meta(meta) => event(f.id, "meta", &meta),
+        Logged::Event(e) => to_event(f.id, e),
     }
 }
 
@@ -122,9 +150,18 @@ fn event_schema(name: &str, payload: &str) -> Schema {
     );
     let mut kind = Object::with_type(Type::String);
     kind.enum_values = Some(vec![name.into()]);
+    let mut id = Object::with_type(Type::String);
+    id.pattern = Some("^[1-9][0-9]*$".into());
+    id.description = Some(
+        "The event's number in the turn: 1 is `meta`, then one more per event. A followed turn \
+         may merge tokens into one `token` event, numbered as the last of them. Send the last id \
+         received as `Last-Event-ID` to resume."
+            .into(),
+    );
     let mut object = Object::with_type(Type::Object);
     object.description = Some(format!("The `{name}` event."));
-    object.required = vec!["event".into(), "data".into()];
+    object.required = vec!["id".into(), "event".into(), "data".into()];
+    object.properties.insert("id".into(), id.into());
     object.properties.insert("event".into(), kind.into());
     object.properties.insert("data".into(), data.into());
     Schema::Object(object)
@@ -144,10 +181,12 @@ impl PartialSchema for TurnEventSchema {
                 .insert(name.into(), format!("#/components/schemas/{schema}"));
         }
         one_of.description = Some(
-            "One event: `meta` first, then `token`… as the answer is written, `title` when a new \
-             conversation's automatic title is ready, and last `done` (the answer is stored) or \
-             `error` (the stream ends; what was written is stored as `incomplete`). A `: ping` \
-             comment comes after 15 s of silence."
+            "One event: `meta` first, `queued` while the answer waits in line for its model, then \
+             `token`… as the answer is written, `title` when a new conversation's automatic title \
+             is ready, and last `done` (the answer is stored; `finish_reason` `stopped` when it \
+             was stopped) or `error` (the stream ends; what was written is stored as \
+             `incomplete`). Every event has an `id`. A `: ping` comment comes after 15 s of \
+             silence."
                 .into(),
         );
         one_of.discriminator = Some(discriminator);
@@ -166,6 +205,7 @@ impl ToSchema for TurnEventSchema {
         }
         schemas.extend([
             (TurnMeta::name().into(), TurnMeta::schema()),
+            (QueuedData::name().into(), QueuedData::schema()),
             (TokenData::name().into(), TokenData::schema()),
             (TitleData::name().into(), TitleData::schema()),
             (DoneData::name().into(), DoneData::schema()),
@@ -173,6 +213,7 @@ impl ToSchema for TurnEventSchema {
             (ErrorDetail::name().into(), ErrorDetail::schema()),
         ]);
         <TurnMeta as ToSchema>::schemas(schemas);
+        <QueuedData as ToSchema>::schemas(schemas);
         <TokenData as ToSchema>::schemas(schemas);
         <TitleData as ToSchema>::schemas(schemas);
         <DoneData as ToSchema>::schemas(schemas);
@@ -181,14 +222,48 @@ impl ToSchema for TurnEventSchema {
 
 /// The whole event stream of a turn.
 pub fn turn_stream(turn: Turn) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
-    let meta = event("meta", &turn.meta);
+    let meta = event(META_ID, "meta", &turn.meta);
     stream::once(async move { Ok(meta) })
-        .chain(UnboundedReceiverStream::new(turn.events).map(|e| Ok(to_event(e))))
+        .chain(UnboundedReceiverStream::new(turn.events).map(|n| Ok(to_event(n.id, n.event))))
 }
 
 /// The SSE response of a turn.
 pub fn response(turn: Turn) -> Sse<impl Stream<Item = Result<Event, Infallible>> + Send + 'static> {
     Sse::new(turn_stream(turn)).keep_alive(KeepAlive::new().interval(PING_INTERVAL).text("ping"))
+}
+
+/// The SSE response of a followed turn; a failure to read its log midway ends it with `error`.
+pub fn followed(
+    events: BoxStream<'static, Result<Followed, crate::service::Error>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + Send + 'static> {
+    let mut last = 0;
+    let stream = events
+        .scan(false, |failed, item| {
+            let out = if *failed {
+                None
+            } else {
+                match item {
+                    Ok(f) => Some(Ok(f)),
+                    Err(e) => {
+                        *failed = true;
+                        Some(Err(e))
+                    }
+                }
+            };
+            futures::future::ready(out)
+        })
+        .map(move |item| {
+            Ok(match item {
+                Ok(f) => {
+                    last = f.id;
+                    followed_event(f)
+                }
+                // The failure takes the next number, so a client resuming after it is not told it
+                // again.
+                Err(e) => to_event(last + 1, TurnEvent::Error(e)),
+            })
+        });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(PING_INTERVAL).text("ping"))
 }
 
 #[cfg(test)]
@@ -197,7 +272,9 @@ mod tests {
     use axum::response::IntoResponse;
     use http_body_util::BodyExt;
 
-    fn turn() -> (tokio::sync::mpsc::UnboundedSender<TurnEvent>, Turn) {
+    use crate::service::chat::Numbered;
+
+    fn turn() -> (tokio::sync::mpsc::UnboundedSender<Numbered>, Turn) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let meta = TurnMeta {
             conversation_id: ConversationId::from("c1"),
@@ -210,6 +287,10 @@ mod tests {
         (tx, Turn { meta, events: rx })
     }
 
+    fn numbered(id: u64, event: TurnEvent) -> Numbered {
+        Numbered { id, event }
+    }
+
     async fn next_text(body: &mut axum::body::Body) -> String {
         let frame = body.frame().await.unwrap().unwrap();
         String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
@@ -219,7 +300,9 @@ mod tests {
     async fn a_silent_stream_is_pinged_every_15_seconds() {
         let (tx, t) = turn();
         let mut body = response(t).into_response().into_body();
-        assert!(next_text(&mut body).await.starts_with("event: meta\n"));
+        assert!(next_text(&mut body)
+            .await
+            .starts_with("id: 1\nevent: meta\n"));
         // Nothing for 15 s: a comment line keeps proxies and clients from timing out.
         let ping = tokio::spawn(async move {
             let text = next_text(&mut body).await;
@@ -228,10 +311,10 @@ mod tests {
         tokio::time::advance(PING_INTERVAL + std::time::Duration::from_millis(10)).await;
         let (text, mut body) = ping.await.unwrap();
         assert_eq!(text, ": ping\n\n");
-        tx.send(TurnEvent::Token("Hi".into())).unwrap();
+        tx.send(numbered(2, TurnEvent::Token("Hi".into()))).unwrap();
         assert_eq!(
             next_text(&mut body).await,
-            "event: token\ndata: {\"text\":\"Hi\"}\n\n"
+            "id: 2\nevent: token\ndata: {\"text\":\"Hi\"}\n\n"
         );
     }
 
@@ -239,7 +322,7 @@ mod tests {
     fn events_have_the_contract_shapes() {
         let e = |ev: TurnEvent| {
             let (tx, t) = turn();
-            tx.send(ev).unwrap();
+            tx.send(numbered(2, ev)).unwrap();
             drop(tx);
             t
         };
@@ -295,7 +378,7 @@ mod tests {
             ),
         ] {
             let (tx, t) = turn();
-            tx.send(TurnEvent::Error(e)).unwrap();
+            tx.send(numbered(2, TurnEvent::Error(e))).unwrap();
             drop(tx);
             let body = response(t).into_response().into_body();
             let text =

@@ -18,6 +18,7 @@ pub mod contract;
 pub mod local;
 pub mod openai;
 pub mod prices;
+pub mod queue;
 pub mod registry;
 
 pub use prices::PriceTable;
@@ -263,6 +264,9 @@ pub struct Usage {
 /// One item of a streamed completion.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChatEvent {
+    /// The model serves a limited number of answers at once and this one waits its turn: its
+    /// place in line (1 = next). Comes before the first delta, again whenever the place changes.
+    Queued(usize),
     /// A piece of the answer, in order.
     Delta(String),
     /// The end: why it stopped and, when the provider says, the usage.
@@ -323,6 +327,7 @@ pub trait ChatModel: Send + Sync {
         while let Some(event) = stream.next().await {
             match event? {
                 ChatEvent::Delta(t) => out.push_str(&t),
+                ChatEvent::Queued(_) => {}
                 ChatEvent::Done { .. } => break,
             }
         }

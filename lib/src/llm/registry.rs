@@ -470,6 +470,7 @@ impl Registry {
         while let Some(event) = stream.next().await {
             match event? {
                 ChatEvent::Delta(t) => out.push_str(&t),
+                ChatEvent::Queued(_) => {}
                 ChatEvent::Done { usage: u, .. } => {
                     usage = u;
                     break;
@@ -646,6 +647,8 @@ struct Spec {
     name: Option<String>,
     #[serde(default)]
     max_tokens: Option<u32>,
+    #[serde(default)]
+    max_concurrent: Option<usize>,
 }
 
 /// An entry checked and ready to get its adapter.
@@ -666,6 +669,7 @@ struct Checked {
     fallbacks: Vec<String>,
     default: bool,
     max_tokens: Option<u32>,
+    max_concurrent: Option<usize>,
     /// The offline model's file.
     #[cfg_attr(not(feature = "local-model"), allow(dead_code))]
     path: Option<PathBuf>,
@@ -691,6 +695,7 @@ impl Checked {
             fallbacks: Vec::new(),
             default: false,
             max_tokens: None,
+            max_concurrent: None,
             path: None,
             eager: false,
         }
@@ -937,6 +942,9 @@ impl<'a> RegistryBuilder<'a> {
         if s.max_tokens == Some(0) {
             return Err(bad("max_tokens must be greater than 0".into()));
         }
+        if s.max_concurrent == Some(0) {
+            return Err(bad("max_concurrent must be greater than 0".into()));
+        }
         if let Some(p) = &s.price {
             if !(p.input.is_finite() && p.output.is_finite() && p.input >= 0.0 && p.output >= 0.0) {
                 return Err(bad(
@@ -1015,6 +1023,7 @@ impl<'a> RegistryBuilder<'a> {
         c.fallbacks = s.fallbacks;
         c.default = s.default;
         c.max_tokens = s.max_tokens;
+        c.max_concurrent = s.max_concurrent;
         Ok(c)
     }
 
@@ -1096,6 +1105,17 @@ impl<'a> RegistryBuilder<'a> {
                     "the {other} provider is not built into this binary"
                 )))
             }
+        };
+        // The offline model serves a few answers at once; any model may be given a limit. The
+        // answers past it wait in line, told their place.
+        let slots = match c.provider {
+            #[cfg(feature = "local-model")]
+            Provider::Local => Some(c.max_concurrent.unwrap_or(super::local::MAX_CONCURRENT)),
+            _ => c.max_concurrent,
+        };
+        let chat: Arc<dyn ChatModel> = match slots {
+            Some(n) => Arc::new(super::queue::QueuedModel::new(chat, n)),
+            None => chat,
         };
         let vision = c.vision.unwrap_or_else(|| known_vision(c.provider, &model));
         let name = c.name.clone().unwrap_or_else(|| match c.provider {

@@ -1,10 +1,11 @@
-//! Listing, reading, renaming, deleting and exporting conversations.
+//! Listing, reading, renaming, deleting and exporting conversations; the branch shown (the path
+//! to the current leaf) and moving it.
 
 use std::sync::Arc;
 
 use crate::blobs::{keys, BlobStore};
 use crate::domain::{
-    Conversation, ConversationId, Message, Owner, Page, Role, Timestamp, MAX_TITLE_CHARS,
+    Conversation, ConversationId, Message, MessageId, Owner, Page, Role, Timestamp, MAX_TITLE_CHARS,
 };
 use crate::service::Error;
 use crate::store::{PageRequest, Store};
@@ -100,15 +101,83 @@ impl ConversationService {
         Ok(self.store.list_conversations(owner, &page, query).await?)
     }
 
-    /// Messages oldest first.
+    /// The current branch, from the first message to the current leaf (`all`: every message of
+    /// the tree), oldest first.
     pub async fn messages(
         &self,
         owner: &Owner,
         id: &ConversationId,
         page: PageRequest,
+        all: bool,
     ) -> Result<Page<Message>, Error> {
+        let conversation = self.get(owner, id).await?;
+        if all {
+            return Ok(self.store.list_messages(owner, id, &page).await?);
+        }
+        let branch = match &conversation.current_message_id {
+            Some(leaf) => self.store.branch(owner, id, leaf, None).await?,
+            None => Vec::new(),
+        };
+        // The branch is ordered like a list of messages: the same keyset cursors page it.
+        let after = page.after()?;
+        let rows: Vec<Message> = branch
+            .into_iter()
+            .filter(|m| match &after {
+                Some((at, mid)) => {
+                    (m.created_at.to_rfc3339(), m.id.as_str()) > (at.clone(), mid.as_str())
+                }
+                None => true,
+            })
+            .take(page.fetch())
+            .collect();
+        Ok(crate::store::cursor::page(rows, &page))
+    }
+
+    /// Every message of the conversation, oldest first.
+    async fn tree(&self, owner: &Owner, id: &ConversationId) -> Result<Vec<Message>, Error> {
+        let mut messages = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .list_messages(
+                    owner,
+                    id,
+                    &PageRequest {
+                        limit: MAX_LIMIT,
+                        cursor,
+                    },
+                )
+                .await?;
+            messages.extend(page.items);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(messages),
+            }
+        }
+    }
+
+    /// Shows the branch through `message_id`: its latest descendant (following the most recent
+    /// child at each step) becomes the current leaf. A message of another conversation is not
+    /// found.
+    pub async fn set_current(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+        message_id: &MessageId,
+    ) -> Result<Conversation, Error> {
         self.get(owner, id).await?;
-        Ok(self.store.list_messages(owner, id, &page).await?)
+        let tree = self.tree(owner, id).await?;
+        if !tree.iter().any(|m| &m.id == message_id) {
+            return Err(Error::NotFound(format!(
+                "No message with id {message_id} in this conversation."
+            )));
+        }
+        let leaf = crate::store::tree::latest_leaf(&tree, message_id);
+        self.store
+            .set_current(owner, id, &leaf)
+            .await?
+            .ok_or_else(not_found)
     }
 
     /// The user renames: 1–200 characters after trimming.
@@ -145,34 +214,31 @@ impl ConversationService {
         Ok(())
     }
 
-    /// A conversation with every message, oldest first (exports).
-    pub async fn export(
-        &self,
-        owner: &Owner,
-        id: &ConversationId,
-    ) -> Result<(Conversation, Vec<Message>), Error> {
+    /// A conversation with every message, oldest first, and its current branch (exports).
+    pub async fn export(&self, owner: &Owner, id: &ConversationId) -> Result<Export, Error> {
         let conversation = self.get(owner, id).await?;
-        let mut messages = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .store
-                .list_messages(
-                    owner,
-                    id,
-                    &PageRequest {
-                        limit: MAX_LIMIT,
-                        cursor,
-                    },
-                )
-                .await?;
-            messages.extend(page.items);
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => return Ok((conversation, messages)),
-            }
-        }
+        let messages = self.tree(owner, id).await?;
+        let branch = match &conversation.current_message_id {
+            Some(leaf) => crate::store::tree::branch(messages.clone(), leaf, None),
+            None => Vec::new(),
+        };
+        Ok(Export {
+            conversation,
+            messages,
+            branch,
+        })
     }
+}
+
+/// A conversation as exported.
+#[derive(Debug, Clone)]
+pub struct Export {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// Every message of its tree, oldest first.
+    pub messages: Vec<Message>,
+    /// The current branch, from the first message to the current leaf.
+    pub branch: Vec<Message>,
 }
 
 /// The conversation as a Markdown document.
@@ -202,7 +268,7 @@ pub fn to_markdown(conversation: &Conversation, messages: &[Message]) -> String 
 #[cfg(feature = "sqlite")]
 mod tests {
     use super::*;
-    use crate::domain::{MessageId, MessageStatus, DEFAULT_TITLE};
+    use crate::domain::{MessageStatus, DEFAULT_TITLE};
 
     fn service(dir: &std::path::Path) -> ConversationService {
         ConversationService::new(
@@ -223,12 +289,17 @@ mod tests {
             message_count: 0,
             created_at: now,
             updated_at: now,
+            current_message_id: None,
+            generating_message_id: None,
         };
         svc.store.create_conversation(owner, &c).await.unwrap();
+        let mut parent = None;
         for i in 0..n {
+            let id = MessageId::generate();
             let m = Message {
-                id: MessageId::generate(),
+                id: id.clone(),
                 conversation_id: c.id.clone(),
+                parent_id: parent.replace(id),
                 role: if i % 2 == 0 {
                     Role::User
                 } else {
@@ -269,10 +340,12 @@ mod tests {
         let svc = service(dir.path());
         let owner = Owner::local();
         let id = conversation_with(&svc, &owner, MAX_LIMIT as usize + 3).await;
-        let (c, messages) = svc.export(&owner, &id).await.unwrap();
+        let export = svc.export(&owner, &id).await.unwrap();
+        let messages = &export.messages;
         assert_eq!(messages.len(), MAX_LIMIT as usize + 3);
         assert_eq!(messages[0].content, "message 0");
-        let md = to_markdown(&c, &messages);
+        assert_eq!(&export.branch, messages, "one branch: every message");
+        let md = to_markdown(&export.conversation, &export.branch);
         assert!(md.starts_with("# New conversation\n"));
         assert!(md.contains("## You — ") && md.contains("## Assistant — "));
     }

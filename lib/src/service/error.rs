@@ -12,7 +12,11 @@ use crate::llm::LlmError;
 use crate::store::StoreError;
 
 /// Why a use case did not succeed. Messages are for people; `Internal`'s is for the logs only.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// A turn's log keeps the error that ended it as `{"kind": "<variant>", "detail": …}` (the serde
+/// form below), so a replayed turn ends with the same error event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum Error {
     /// The request is malformed or incomplete: an empty message with no files, a bad page size or
     /// cursor, a file that has not arrived yet.

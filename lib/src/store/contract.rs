@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::domain::*;
 
-use super::{PageRequest, Store, StoreError};
+use super::{PageRequest, Store, StoreError, TurnStart};
 
 /// One `#[tokio::test]` per check of the `Store` contract, in `mod $name`, against the adapter the
 /// setup (an `async` block giving `Option<Subject<_>>`) builds.
@@ -25,11 +25,16 @@ macro_rules! store_contract_tests {
             the_automatic_title_lands_without_moving_updated_at,
             a_users_title_wins_over_the_automatic_one,
             messages_are_counted_and_paged_oldest_first,
-            recent_messages_are_the_last_ones_oldest_first,
+            a_branch_is_the_path_to_its_leaf,
+            branches_of_a_tree_follow_parents,
             an_answer_is_updated_in_place,
             messages_are_owner_scoped,
-            a_conversation_starts_with_its_first_message,
+            a_turn_starts_a_conversation_in_one_write,
             starting_a_conversation_twice_adds_nothing,
+            a_regenerated_answer_begins_without_a_user_message,
+            a_turn_finishes_in_place,
+            finishing_clears_only_its_own_generating_answer,
+            the_current_leaf_moves_within_its_conversation,
             file_records_keep_every_field,
             deleting_a_conversation_removes_its_messages_and_files,
             deleting_a_file_says_whether_it_existed,
@@ -44,6 +49,8 @@ fn conversation(title: &str, at: i64) -> Conversation {
         message_count: 0,
         created_at: Timestamp::from_millis(at),
         updated_at: Timestamp::from_millis(at),
+        current_message_id: None,
+        generating_message_id: None,
     }
 }
 
@@ -51,6 +58,7 @@ fn message(conv: &ConversationId, role: Role, content: &str, at: i64) -> Message
     Message {
         id: MessageId::generate(),
         conversation_id: conv.clone(),
+        parent_id: None,
         role,
         content: content.to_owned(),
         files: vec![],
@@ -123,12 +131,12 @@ async fn listed(store: &dyn Store, owner: &Owner, c: &ConversationId) -> Vec<Mes
         .items
 }
 
-/// A conversation with five messages (the first with a file, the answers with receipts), oldest
-/// first.
+/// A conversation with five messages, each the child of the one before (the first with a file,
+/// the answers with receipts), oldest first.
 async fn talk(store: &dyn Store, owner: &Owner) -> (Conversation, Vec<Message>) {
     let c = conversation(DEFAULT_TITLE, 5_000_000);
     store.create_conversation(owner, &c).await.unwrap();
-    let mut made = Vec::new();
+    let mut made: Vec<Message> = Vec::new();
     for i in 0..5 {
         let role = if i % 2 == 0 {
             Role::User
@@ -136,6 +144,7 @@ async fn talk(store: &dyn Store, owner: &Owner) -> (Conversation, Vec<Message>) 
             Role::Assistant
         };
         let mut m = message(&c.id, role, &format!("m{i}"), 5_001_000 + i);
+        m.parent_id = made.last().map(|p| p.id.clone());
         if i == 0 {
             m.files = vec![file(Some(&c.id), "a.txt")];
         }
@@ -363,6 +372,12 @@ pub async fn messages_are_counted_and_paged_oldest_first(store: Arc<dyn Store>) 
         .unwrap();
     assert_eq!(got.message_count, 5);
     assert_eq!(got.updated_at, Timestamp::from_millis(5_001_004));
+    assert_eq!(
+        got.current_message_id.as_ref(),
+        Some(&made[4].id),
+        "the last message added is the current leaf"
+    );
+    assert_eq!(got.generating_message_id, None);
 
     let first = store
         .list_messages(&owner, &c.id, &first_page(2))
@@ -384,23 +399,93 @@ pub async fn messages_are_counted_and_paged_oldest_first(store: Arc<dyn Store>) 
     assert!(second.next_cursor.is_none());
 }
 
-/// The most recent messages come back oldest first.
-pub async fn recent_messages_are_the_last_ones_oldest_first(store: Arc<dyn Store>) {
-    let owner = unique_owner("recent");
+/// A branch is the path from the first message to its leaf, oldest first, cut to its last
+/// messages when asked; a leaf the conversation does not hold has no branch.
+pub async fn a_branch_is_the_path_to_its_leaf(store: Arc<dyn Store>) {
+    let owner = unique_owner("branch");
     let (c, made) = talk(&*store, &owner).await;
+    let leaf = &made[4].id;
+    assert_eq!(store.branch(&owner, &c.id, leaf, None).await.unwrap(), made);
     assert_eq!(
-        store.recent_messages(&owner, &c.id, 3).await.unwrap(),
+        store.branch(&owner, &c.id, leaf, Some(3)).await.unwrap(),
         made[2..].to_vec()
     );
     assert_eq!(
-        store.recent_messages(&owner, &c.id, 50).await.unwrap(),
-        made
+        store
+            .branch(&owner, &c.id, &made[1].id, Some(50))
+            .await
+            .unwrap(),
+        made[..2].to_vec()
     );
     assert!(store
-        .recent_messages(&owner, &c.id, 0)
+        .branch(&owner, &c.id, leaf, Some(0))
         .await
         .unwrap()
         .is_empty());
+    assert!(store
+        .branch(&owner, &c.id, &MessageId::from("nope"), None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .branch(&unique_owner("x"), &c.id, leaf, None)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Siblings (a regenerated answer, an edited message) start branches of their own; every message
+/// is still listed, oldest first.
+pub async fn branches_of_a_tree_follow_parents(store: Arc<dyn Store>) {
+    let owner = unique_owner("tree");
+    let (c, made) = talk(&*store, &owner).await;
+    // Another answer to m2, and an edit of m2 (another child of m1) with its own answer.
+    let mut again = message(&c.id, Role::Assistant, "m3 again", 5_002_000);
+    again.parent_id = Some(made[2].id.clone());
+    let mut edit = message(&c.id, Role::User, "m2 edited", 5_002_001);
+    edit.parent_id = Some(made[1].id.clone());
+    let mut answer = message(&c.id, Role::Assistant, "to the edit", 5_002_002);
+    answer.parent_id = Some(edit.id.clone());
+    for m in [&again, &edit, &answer] {
+        store.add_message(&owner, m).await.unwrap();
+    }
+    let branch = |leaf: &MessageId| {
+        let (store, owner, c, leaf) = (store.clone(), owner.clone(), c.id.clone(), leaf.clone());
+        async move { store.branch(&owner, &c, &leaf, None).await.unwrap() }
+    };
+    assert_eq!(
+        branch(&again.id).await,
+        vec![
+            made[0].clone(),
+            made[1].clone(),
+            made[2].clone(),
+            again.clone()
+        ]
+    );
+    assert_eq!(
+        branch(&answer.id).await,
+        vec![
+            made[0].clone(),
+            made[1].clone(),
+            edit.clone(),
+            answer.clone()
+        ]
+    );
+    assert_eq!(branch(&made[4].id).await, made, "the first branch stays");
+    let all = store
+        .list_messages(&owner, &c.id, &first_page(50))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(all.len(), 8);
+    assert_eq!(all[5..].to_vec(), vec![again, edit, answer.clone()]);
+    let got = store
+        .get_conversation(&owner, &c.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.message_count, 8);
+    assert_eq!(got.current_message_id, Some(answer.id));
 }
 
 /// An answer's content, token count, status and receipt are replaced in place.
@@ -430,29 +515,52 @@ pub async fn messages_are_owner_scoped(store: Arc<dyn Store>) {
     assert_eq!(store.get_message(&other, &made[0].id).await.unwrap(), None);
     assert!(listed(&*store, &other, &c.id).await.is_empty());
     assert!(store
-        .recent_messages(&other, &c.id, 10)
+        .branch(&other, &c.id, &made[4].id, None)
         .await
         .unwrap()
         .is_empty());
 }
 
-/// A conversation started with its first message has it counted and listed.
-pub async fn a_conversation_starts_with_its_first_message(store: Arc<dyn Store>) {
+/// The first turn of a new conversation: the conversation, its user message and the answer's
+/// placeholder, in one write.
+fn first_turn(at: i64) -> TurnStart {
+    let c = conversation(DEFAULT_TITLE, at);
+    let user = message(&c.id, Role::User, "hello there", at + 7);
+    let mut answer = message(&c.id, Role::Assistant, "", at + 8);
+    answer.parent_id = Some(user.id.clone());
+    answer.status = MessageStatus::Incomplete;
+    answer.token_count = 0;
+    TurnStart {
+        conversation: c,
+        created: true,
+        user: Some(user),
+        answer,
+    }
+}
+
+/// A turn that starts a conversation stores it with its user message and the answer's
+/// placeholder, counted; the answer is the current leaf and the one being generated.
+pub async fn a_turn_starts_a_conversation_in_one_write(store: Arc<dyn Store>) {
     let owner = unique_owner("starter");
-    let c = conversation(DEFAULT_TITLE, 6_000_000);
-    let mut first = message(&c.id, Role::User, "hello there", 6_000_007);
-    first.files = vec![file(Some(&c.id), "notes.txt")];
-    store.start_conversation(&owner, &c, &first).await.unwrap();
+    let mut turn = first_turn(6_000_000);
+    turn.user.as_mut().unwrap().files = vec![file(Some(&turn.conversation.id), "notes.txt")];
+    store.begin_turn(&owner, &turn).await.unwrap();
+    let c = &turn.conversation;
     let got = store
         .get_conversation(&owner, &c.id)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(got.message_count, 1);
+    assert_eq!(got.message_count, 2);
     assert_eq!(got.created_at, c.created_at);
-    assert_eq!(got.updated_at, first.created_at);
+    assert_eq!(got.updated_at, turn.answer.created_at);
+    assert_eq!(got.current_message_id.as_ref(), Some(&turn.answer.id));
+    assert_eq!(got.generating_message_id.as_ref(), Some(&turn.answer.id));
     let messages = listed(&*store, &owner, &c.id).await;
-    assert_eq!(messages, vec![first]);
+    assert_eq!(
+        messages,
+        vec![turn.user.clone().unwrap(), turn.answer.clone()]
+    );
     assert_eq!(
         store
             .get_conversation(&unique_owner("other"), &c.id)
@@ -465,19 +573,176 @@ pub async fn a_conversation_starts_with_its_first_message(store: Arc<dyn Store>)
 /// Starting the same conversation twice fails and leaves no second message.
 pub async fn starting_a_conversation_twice_adds_nothing(store: Arc<dyn Store>) {
     let owner = unique_owner("twice");
-    let c = conversation(DEFAULT_TITLE, 6_000_000);
-    let first = message(&c.id, Role::User, "hello", 6_000_007);
-    store.start_conversation(&owner, &c, &first).await.unwrap();
-    let again = message(&c.id, Role::User, "again", 6_000_008);
-    assert!(store.start_conversation(&owner, &c, &again).await.is_err());
-    let messages = listed(&*store, &owner, &c.id).await;
-    assert_eq!(messages.len(), 1, "a failed start adds no message");
+    let turn = first_turn(6_000_000);
+    store.begin_turn(&owner, &turn).await.unwrap();
+    let mut again = first_turn(6_100_000);
+    again.conversation = turn.conversation.clone();
+    for m in again.user.iter_mut().chain([&mut again.answer]) {
+        m.conversation_id = turn.conversation.id.clone();
+    }
+    assert!(store.begin_turn(&owner, &again).await.is_err());
+    let messages = listed(&*store, &owner, &turn.conversation.id).await;
+    assert_eq!(messages.len(), 2, "a failed start adds no message");
+    let got = store
+        .get_conversation(&owner, &turn.conversation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.message_count, 2);
+}
+
+/// A regenerated answer begins alone, a sibling of the answer it replaces: counted, current,
+/// being generated.
+pub async fn a_regenerated_answer_begins_without_a_user_message(store: Arc<dyn Store>) {
+    let owner = unique_owner("regen");
+    let (c, made) = talk(&*store, &owner).await;
+    let mut answer = message(&c.id, Role::Assistant, "", 5_003_000);
+    answer.parent_id = Some(made[2].id.clone());
+    answer.status = MessageStatus::Incomplete;
+    store
+        .begin_turn(
+            &owner,
+            &TurnStart {
+                conversation: c.clone(),
+                created: false,
+                user: None,
+                answer: answer.clone(),
+            },
+        )
+        .await
+        .unwrap();
     let got = store
         .get_conversation(&owner, &c.id)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(got.message_count, 1);
+    assert_eq!(got.message_count, 6);
+    assert_eq!(got.updated_at, answer.created_at);
+    assert_eq!(got.current_message_id.as_ref(), Some(&answer.id));
+    assert_eq!(got.generating_message_id.as_ref(), Some(&answer.id));
+    assert_eq!(
+        store.branch(&owner, &c.id, &answer.id, None).await.unwrap(),
+        vec![made[0].clone(), made[1].clone(), made[2].clone(), answer]
+    );
+    // A turn on a conversation that does not exist stores nothing.
+    let mut lost = message(&ConversationId::generate(), Role::Assistant, "", 5_004_000);
+    lost.status = MessageStatus::Incomplete;
+    let missing = TurnStart {
+        conversation: conversation(DEFAULT_TITLE, 5_004_000),
+        created: false,
+        user: None,
+        answer: lost.clone(),
+    };
+    assert!(store.begin_turn(&owner, &missing).await.is_err());
+    assert_eq!(store.get_message(&owner, &lost.id).await.unwrap(), None);
+}
+
+/// The end of a turn replaces the placeholder with the answer and its receipt and clears the answer
+/// being generated (`updated_at` stays); an answer that is not stored is an error.
+pub async fn a_turn_finishes_in_place(store: Arc<dyn Store>) {
+    let owner = unique_owner("finisher");
+    let turn = first_turn(7_000_000);
+    store.begin_turn(&owner, &turn).await.unwrap();
+    let mut answer = turn.answer.clone();
+    answer.content = "General Kenobi".into();
+    answer.status = MessageStatus::Complete;
+    answer.token_count = 4;
+    answer.usage = Some(receipt("sonnet", 4));
+    store.finish_turn(&owner, &answer).await.unwrap();
+    assert_eq!(
+        store.get_message(&owner, &answer.id).await.unwrap(),
+        Some(answer.clone())
+    );
+    let got = store
+        .get_conversation(&owner, &turn.conversation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.updated_at, answer.created_at);
+    assert_eq!(got.generating_message_id, None);
+    assert_eq!(got.current_message_id.as_ref(), Some(&answer.id));
+    assert_eq!(got.message_count, 2, "finishing adds no message");
+    let mut stranger = answer.clone();
+    stranger.id = MessageId::generate();
+    assert!(store.finish_turn(&owner, &stranger).await.is_err());
+    assert!(store
+        .finish_turn(&unique_owner("x"), &answer)
+        .await
+        .is_err());
+}
+
+/// Two turns of one conversation at once: the one that ends first leaves the other's answer
+/// being generated.
+pub async fn finishing_clears_only_its_own_generating_answer(store: Arc<dyn Store>) {
+    let owner = unique_owner("overlap");
+    let turn = first_turn(8_000_000);
+    store.begin_turn(&owner, &turn).await.unwrap();
+    let mut second = message(&turn.conversation.id, Role::Assistant, "", 8_000_100);
+    second.parent_id = turn.user.as_ref().map(|u| u.id.clone());
+    second.status = MessageStatus::Incomplete;
+    store
+        .begin_turn(
+            &owner,
+            &TurnStart {
+                conversation: turn.conversation.clone(),
+                created: false,
+                user: None,
+                answer: second.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let mut first = turn.answer.clone();
+    first.content = "one".into();
+    first.status = MessageStatus::Complete;
+    store.finish_turn(&owner, &first).await.unwrap();
+    let got = store
+        .get_conversation(&owner, &turn.conversation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.generating_message_id.as_ref(), Some(&second.id));
+    assert_eq!(got.current_message_id.as_ref(), Some(&second.id));
+    assert_eq!(got.message_count, 3);
+}
+
+/// The current leaf moves to any message of its conversation without moving `updated_at`; a
+/// message of another conversation is refused, another owner's conversation is absent.
+pub async fn the_current_leaf_moves_within_its_conversation(store: Arc<dyn Store>) {
+    let owner = unique_owner("switcher");
+    let (c, made) = talk(&*store, &owner).await;
+    let moved = store
+        .set_current(&owner, &c.id, &made[1].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(moved.current_message_id.as_ref(), Some(&made[1].id));
+    assert_eq!(moved.updated_at, Timestamp::from_millis(5_001_004));
+    let got = store
+        .get_conversation(&owner, &c.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, moved);
+    let (other, theirs) = talk(&*store, &owner).await;
+    assert!(store
+        .set_current(&owner, &c.id, &theirs[0].id)
+        .await
+        .is_err());
+    assert_eq!(
+        store
+            .set_current(&unique_owner("x"), &other.id, &theirs[0].id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .set_current(&owner, &ConversationId::generate(), &theirs[0].id)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 /// A file record reads back with every field, is replaced whole, and is the owner's only.
@@ -575,4 +840,76 @@ pub async fn reads_back_the_earlier_format(store: &dyn Store, owner: &Owner) {
         .expect("the message stored in the earlier format");
     assert_eq!(message.files, vec![file]);
     assert_eq!(message.usage, None, "written before receipts");
+}
+
+/// A conversation as the stores wrote it before message trees: `c-lin`, created at
+/// `2026-02-28T10:00:00.000Z`, with these messages (id, role, created at) and no parents, the
+/// conversation with no current leaf. Adapter tests store it in their own way, then call
+/// [`migrates_a_linear_history`].
+pub const LINEAR_MESSAGES: [(&str, &str, &str); 3] = [
+    ("m-lin-1", "user", "2026-02-28T10:00:01.000Z"),
+    ("m-lin-2", "assistant", "2026-02-28T10:00:02.000Z"),
+    ("m-lin-3", "user", "2026-02-28T10:00:03.000Z"),
+];
+
+/// The id of the conversation of [`LINEAR_MESSAGES`].
+pub const LINEAR_CONVERSATION: &str = "c-lin";
+
+/// Reads back, for `owner`, the conversation of [`LINEAR_MESSAGES`] as one branch: each message
+/// the child of the one before, the last one the current leaf; listed the same way; continued
+/// from its leaf.
+pub async fn migrates_a_linear_history(store: &dyn Store, owner: &Owner) {
+    let id = ConversationId::from(LINEAR_CONVERSATION);
+    let ids: Vec<MessageId> = LINEAR_MESSAGES
+        .iter()
+        .map(|m| MessageId::from(m.0))
+        .collect();
+    let listed = store
+        .list_conversations(owner, &first_page(10), None)
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].current_message_id.as_ref(), Some(&ids[2]));
+    let c = store.get_conversation(owner, &id).await.unwrap().unwrap();
+    assert_eq!(c.current_message_id.as_ref(), Some(&ids[2]));
+    assert_eq!(c.generating_message_id, None);
+    assert_eq!(c.message_count, 3);
+    let branch = store.branch(owner, &id, &ids[2], None).await.unwrap();
+    assert_eq!(
+        branch.iter().map(|m| &m.id).collect::<Vec<_>>(),
+        ids.iter().collect::<Vec<_>>()
+    );
+    assert_eq!(branch[0].parent_id, None);
+    assert_eq!(branch[1].parent_id.as_ref(), Some(&ids[0]));
+    assert_eq!(branch[2].parent_id.as_ref(), Some(&ids[1]));
+    assert_eq!(
+        store
+            .get_message(owner, &ids[1])
+            .await
+            .unwrap()
+            .unwrap()
+            .parent_id
+            .as_ref(),
+        Some(&ids[0]),
+        "the parents are stored"
+    );
+    // Read again: nothing changes.
+    assert_eq!(
+        store.get_conversation(owner, &id).await.unwrap().unwrap(),
+        c
+    );
+    let mut next = message(&id, Role::Assistant, "an answer at last", 1_772_272_804_000);
+    next.parent_id = Some(ids[2].clone());
+    store.add_message(owner, &next).await.unwrap();
+    let branch = store.branch(owner, &id, &next.id, None).await.unwrap();
+    assert_eq!(branch.len(), 4);
+    assert_eq!(
+        store
+            .get_conversation(owner, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .message_count,
+        4
+    );
 }

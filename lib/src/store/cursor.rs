@@ -116,6 +116,8 @@ mod tests {
                 message_count: 0,
                 created_at: Timestamp::from_millis(i),
                 updated_at: Timestamp::from_millis(1_000 + i),
+                current_message_id: None,
+                generating_message_id: None,
             })
             .collect()
     }

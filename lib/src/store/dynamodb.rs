@@ -14,6 +14,12 @@
 //! with keyset cursors (`store::cursor`). Lists read the index, which is eventually consistent;
 //! everything else reads the table with strongly consistent reads.
 //!
+//! Message trees: a message item holds `parent_id` (a string, or NULL for a first message), a
+//! conversation item `current_message_id` and `generating_message_id`. Items written before trees
+//! lack these attributes; a conversation read in that state is migrated once, in place (its
+//! messages linked one after the other, its last message made the current leaf:
+//! [`DynamoStore::upgrade`]).
+//!
 //! A message is written in one `TransactWriteItems` with the conversation's `message_count` and
 //! `updated_at` (optimistic: the update is conditioned on the `updated_at` it read, and retried:
 //! [`DynamoStore::optimistic`]). Every multi-page read follows `LastEvaluatedKey` through one pager
@@ -38,7 +44,8 @@ use aws_sdk_dynamodb::Client;
 
 use super::cursor::page;
 use super::record::{self, Fields};
-use super::{PageRequest, Store, StoreError};
+use super::tree::Walk;
+use super::{PageRequest, Store, StoreError, TurnStart};
 use crate::domain::{
     Conversation, ConversationId, FileId, FileMeta, Message, MessageId, Owner, Page, Timestamp,
     DEFAULT_TITLE,
@@ -131,7 +138,7 @@ impl Pages {
     }
 
     /// The next page's items; `None` after the last page.
-    async fn next(&mut self) -> Result<Option<Vec<Item>>, StoreError> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<Item>>, StoreError> {
         if self.done {
             return Ok(None);
         }
@@ -192,6 +199,14 @@ pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
+/// A string, or NULL for `None`.
+fn s_or_null(v: Option<&str>) -> AttributeValue {
+    match v {
+        Some(v) => s(v),
+        None => AttributeValue::Null(true),
+    }
+}
+
 pub(crate) fn get_s<'a>(item: &'a Item, k: &str) -> Result<&'a str, StoreError> {
     match item.get(k) {
         Some(AttributeValue::S(v)) => Ok(v),
@@ -212,7 +227,7 @@ fn get_ts(item: &Item, k: &str) -> Result<Timestamp, StoreError> {
     record::time(get_s(item, k)?)
 }
 
-fn id_ok(id: &str) -> bool {
+pub(crate) fn id_ok(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID_BYTES
 }
 
@@ -264,6 +279,14 @@ fn conversation_record(owner: &Owner, c: &Conversation) -> Item {
         ("message_count".to_owned(), n(c.message_count)),
         ("created_at".to_owned(), s(c.created_at.to_rfc3339())),
         ("updated_at".to_owned(), s(updated)),
+        (
+            "current_message_id".to_owned(),
+            s_or_null(c.current_message_id.as_ref().map(MessageId::as_str)),
+        ),
+        (
+            "generating_message_id".to_owned(),
+            s_or_null(c.generating_message_id.as_ref().map(MessageId::as_str)),
+        ),
     ]);
     item
 }
@@ -276,6 +299,10 @@ fn message_records(owner: &Owner, m: &Message) -> Result<(Item, Item), StoreErro
     message.extend([
         ("id".to_owned(), s(m.id.as_str())),
         ("conversation_id".to_owned(), s(m.conversation_id.as_str())),
+        (
+            "parent_id".to_owned(),
+            s_or_null(m.parent_id.as_ref().map(MessageId::as_str)),
+        ),
         ("role".to_owned(), s(m.role.as_str())),
         ("content".to_owned(), s(m.content.clone())),
         ("files".to_owned(), s(files)),
@@ -499,12 +526,12 @@ impl DynamoStore {
         mut pages: Pages,
         needle: &str,
         enough: usize,
-    ) -> Result<Vec<Conversation>, StoreError> {
+    ) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
         while let Some(items) = pages.next().await? {
-            for item in &items {
-                if self.matches(owner, item, needle).await? {
-                    found.push(item.conversation()?);
+            for item in items {
+                if self.matches(owner, &item, needle).await? {
+                    found.push(item);
                     if found.len() >= enough {
                         return Ok(found);
                     }
@@ -538,6 +565,152 @@ impl DynamoStore {
         Err(StoreError::Unavailable(format!(
             "conversation {id} kept changing while it was being updated"
         )))
+    }
+
+    /// Adds `messages` to an existing conversation in one transaction with its count, its
+    /// `updated_at` (moved to `at`, never back), its current leaf `leaf` and, when given, the
+    /// answer being generated.
+    async fn append(
+        &self,
+        owner: &Owner,
+        conversation: &ConversationId,
+        messages: &[&Message],
+        at: Timestamp,
+        leaf: &MessageId,
+        generating: Option<&MessageId>,
+    ) -> Result<(), StoreError> {
+        let records = messages
+            .iter()
+            .map(|m| message_records(owner, m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let added = self
+            .optimistic(owner, conversation, |current| {
+                let records = records.clone();
+                async move {
+                    let mut values = bump(conversation, &current, at)?;
+                    values.insert(":k".to_owned(), n(records.len()));
+                    values.insert(":leaf".to_owned(), s(leaf.as_str()));
+                    let mut set = format!(
+                        "SET message_count = message_count + :k, {BUMP_SET}, current_message_id = :leaf"
+                    );
+                    if let Some(g) = generating {
+                        values.insert(":gen".to_owned(), s(g.as_str()));
+                        set.push_str(", generating_message_id = :gen");
+                    }
+                    let update = build(
+                        Update::builder()
+                            .table_name(self.name())
+                            .set_key(Some(key(user_pk(owner), conversation_sk(conversation))))
+                            .update_expression(set)
+                            .condition_expression(BUMP_CONDITION)
+                            .set_expression_attribute_values(Some(values))
+                            .build(),
+                    )?;
+                    let mut transaction = self
+                        .client()
+                        .transact_write_items()
+                        .transact_items(TransactWriteItem::builder().update(update).build());
+                    for (message, pointer) in &records {
+                        transaction = transaction
+                            .transact_items(self.put_new(message.clone())?)
+                            .transact_items(self.put_new(pointer.clone())?);
+                    }
+                    match transaction.send().await {
+                        Ok(_) => Ok(Attempt::Done(())),
+                        Err(e) if (1..=2 * records.len()).any(|i| condition_failed_at(&e, i)) => {
+                            Err(StoreError::Corrupt("a message of this turn already exists".into()))
+                        }
+                        Err(e) if condition_failed_at(&e, 0) => Ok(Attempt::Conflict),
+                        Err(e) => Err(unavailable(e)),
+                    }
+                }
+            })
+            .await?;
+        added.ok_or_else(|| {
+            StoreError::Corrupt(format!("conversation {conversation} does not exist"))
+        })
+    }
+
+    /// A conversation item as this version stores it: an item written before message trees
+    /// (without `current_message_id`) is migrated first — each of its messages gets the one before
+    /// it as parent, its last message becomes the current leaf — idempotently, so instances that
+    /// meet it at once agree. `None` when it was deleted meanwhile.
+    async fn upgrade(&self, owner: &Owner, item: Item) -> Result<Option<Item>, StoreError> {
+        if item.contains_key("current_message_id") {
+            return Ok(Some(item));
+        }
+        let id = ConversationId::from(get_s(&item, "id")?);
+        let messages = Pages::new(
+            self.messages_query(owner, &id)
+                .projection_expression("pk, sk, id, parent_id")
+                .consistent_read(true),
+        )
+        .collect(usize::MAX)
+        .await?;
+        let mut previous: Option<String> = None;
+        for m in &messages {
+            let mid = get_s(m, "id")?.to_owned();
+            if !m.contains_key("parent_id") {
+                let linked = self
+                    .client()
+                    .update_item()
+                    .table_name(self.name())
+                    .set_key(Some(key(
+                        get_s(m, "pk")?.to_owned(),
+                        get_s(m, "sk")?.to_owned(),
+                    )))
+                    .update_expression("SET parent_id = :p")
+                    .condition_expression(
+                        "attribute_exists(pk) AND attribute_not_exists(parent_id)",
+                    )
+                    .expression_attribute_values(":p", s_or_null(previous.as_deref()))
+                    .send()
+                    .await;
+                match linked {
+                    Ok(_) => {}
+                    Err(e) if e.as_service_error().is_some_and(is_conditional) => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+            previous = Some(mid);
+        }
+        let upgraded = self
+            .client()
+            .update_item()
+            .table_name(self.name())
+            .set_key(Some(key(user_pk(owner), conversation_sk(&id))))
+            .update_expression("SET current_message_id = :c, generating_message_id = :g")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(current_message_id)",
+            )
+            .expression_attribute_values(":c", s_or_null(previous.as_deref()))
+            .expression_attribute_values(":g", AttributeValue::Null(true))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match upgraded {
+            Ok(out) => Ok(out.attributes),
+            // Another instance upgraded it first, or it was deleted.
+            Err(e) if e.as_service_error().is_some_and(is_conditional) => {
+                self.conversation_item(owner, &id).await
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Conversations of `items`, each upgraded when it needs it.
+    async fn conversations(
+        &self,
+        owner: &Owner,
+        items: Vec<Item>,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            if let Some(item) = self.upgrade(owner, item).await? {
+                out.push(item.conversation()?);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -590,7 +763,8 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_in_use_exception()) =>
         {
-            return Ok(())
+            // A table made before turn logs expired by TTL gets the TTL attribute.
+            return ensure_ttl(client, table).await;
         }
         Err(e) => return Err(unavailable(e)),
     }
@@ -609,6 +783,26 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    ensure_ttl(client, table).await
+}
+
+/// Turns on expiry by the `ttl` attribute (turn logs, rate-limit windows, pending uploads) when
+/// the table does not have it.
+pub async fn ensure_ttl(client: &Client, table: &str) -> Result<(), StoreError> {
+    let described = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(unavailable)?;
+    let on = described.time_to_live_description().is_some_and(|d| {
+        d.attribute_name() == Some("ttl")
+            && d.time_to_live_status()
+                .is_some_and(|s| matches!(s.as_str(), "ENABLED" | "ENABLING"))
+    });
+    if on {
+        return Ok(());
     }
     client
         .update_time_to_live()
@@ -643,28 +837,100 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    async fn start_conversation(
-        &self,
-        owner: &Owner,
-        c: &Conversation,
-        first: &Message,
-    ) -> Result<(), StoreError> {
-        // What create_conversation + add_message leave behind, written in one transaction.
+    async fn begin_turn(&self, owner: &Owner, turn: &TurnStart) -> Result<(), StoreError> {
+        let answer = &turn.answer;
+        let mut messages: Vec<&Message> = turn.user.iter().collect();
+        messages.push(answer);
+        if !turn.created {
+            return self
+                .append(
+                    owner,
+                    &answer.conversation_id,
+                    &messages,
+                    answer.created_at,
+                    &answer.id,
+                    Some(&answer.id),
+                )
+                .await;
+        }
+        // A new conversation is written whole, with its messages, in one transaction.
+        let c = &turn.conversation;
         let started = Conversation {
-            message_count: c.message_count + 1,
-            updated_at: c.updated_at.max(first.created_at),
+            message_count: c.message_count + messages.len() as u64,
+            updated_at: c.updated_at.max(answer.created_at),
+            current_message_id: Some(answer.id.clone()),
+            generating_message_id: Some(answer.id.clone()),
             ..c.clone()
         };
-        let (message, pointer) = message_records(owner, first)?;
-        let mut transaction = self.client().transact_write_items();
-        for item in [conversation_record(owner, &started), message, pointer] {
-            transaction = transaction.transact_items(self.put_new(item)?);
+        let mut transaction = self
+            .client()
+            .transact_write_items()
+            .transact_items(self.put_new(conversation_record(owner, &started))?);
+        for m in &messages {
+            let (message, pointer) = message_records(owner, m)?;
+            transaction = transaction
+                .transact_items(self.put_new(message)?)
+                .transact_items(self.put_new(pointer)?);
         }
         match transaction.send().await {
             Ok(_) => Ok(()),
-            Err(e) if (0..3).any(|i| condition_failed_at(&e, i)) => Err(StoreError::Corrupt(
-                format!("conversation {} or its first message already exists", c.id),
-            )),
+            Err(e) if (0..=2 * messages.len()).any(|i| condition_failed_at(&e, i)) => {
+                Err(StoreError::Corrupt(format!(
+                    "conversation {} or a message of its first turn already exists",
+                    c.id
+                )))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn finish_turn(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
+        let gone = || StoreError::Corrupt(format!("answer {} is not stored", m.id));
+        let Some(pointer) = self.pointer(owner, &m.id).await? else {
+            return Err(gone());
+        };
+        let conversation = ConversationId::from(get_s(&pointer, "conversation_id")?);
+        let update = self
+            .client()
+            .update_item()
+            .table_name(self.name())
+            .set_key(Some(key(
+                messages_pk(owner, &conversation),
+                get_s(&pointer, "msk")?.to_owned(),
+            )))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#c", "content")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#u", "usage")
+            .expression_attribute_values(":c", s(m.content.clone()))
+            .expression_attribute_values(":t", n(m.token_count))
+            .expression_attribute_values(":s", s(m.status.as_str()));
+        let update = match record::receipt_json(m.usage.as_ref())? {
+            Some(usage) => update
+                .update_expression("SET #c = :c, token_count = :t, #s = :s, #u = :u")
+                .expression_attribute_values(":u", s(usage)),
+            None => update.update_expression("SET #c = :c, token_count = :t, #s = :s REMOVE #u"),
+        };
+        match update.send().await {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(is_conditional) => return Err(gone()),
+            Err(e) => return Err(unavailable(e)),
+        }
+        // The answer being generated is cleared only when it is still this one.
+        let cleared = self
+            .client()
+            .update_item()
+            .table_name(self.name())
+            .set_key(Some(key(user_pk(owner), conversation_sk(&conversation))))
+            .update_expression("SET generating_message_id = :null")
+            .condition_expression("generating_message_id = :me")
+            .expression_attribute_values(":null", AttributeValue::Null(true))
+            .expression_attribute_values(":me", s(m.id.as_str()))
+            .send()
+            .await;
+        match cleared {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -674,7 +940,10 @@ impl Store for DynamoStore {
         owner: &Owner,
         id: &ConversationId,
     ) -> Result<Option<Conversation>, StoreError> {
-        self.conversation_item(owner, id)
+        let Some(item) = self.conversation_item(owner, id).await? else {
+            return Ok(None);
+        };
+        self.upgrade(owner, item)
             .await?
             .as_ref()
             .map(Item::conversation)
@@ -705,16 +974,14 @@ impl Store for DynamoStore {
             None => q.key_condition_expression("gsi1pk = :p"),
         };
         let fetch = request.fetch();
-        let rows = match &needle {
-            None => all(
-                &Pages::new(q.limit(fetch as i32)).collect(fetch).await?,
-                Item::conversation,
-            )?,
+        let items = match &needle {
+            None => Pages::new(q.limit(fetch as i32)).collect(fetch).await?,
             Some(needle) => {
                 self.search(owner, Pages::new(q.limit(100)), needle, fetch)
                     .await?
             }
         };
+        let rows = self.conversations(owner, items).await?;
         Ok(page(rows, request))
     }
 
@@ -831,47 +1098,8 @@ impl Store for DynamoStore {
     }
 
     async fn add_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
-        let (message, pointer) = message_records(owner, m)?;
-        let conversation = &m.conversation_id;
-        let added = self
-            .optimistic(owner, conversation, |current| {
-                let (message, pointer) = (message.clone(), pointer.clone());
-                async move {
-                    let mut values = bump(conversation, &current, m.created_at)?;
-                    values.insert(":one".to_owned(), n(1));
-                    let update = build(
-                        Update::builder()
-                            .table_name(self.name())
-                            .set_key(Some(key(user_pk(owner), conversation_sk(conversation))))
-                            .update_expression(format!(
-                                "SET message_count = message_count + :one, {BUMP_SET}"
-                            ))
-                            .condition_expression(BUMP_CONDITION)
-                            .set_expression_attribute_values(Some(values))
-                            .build(),
-                    )?;
-                    let sent = self
-                        .client()
-                        .transact_write_items()
-                        .transact_items(TransactWriteItem::builder().update(update).build())
-                        .transact_items(self.put_new(message)?)
-                        .transact_items(self.put_new(pointer)?)
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(_) => Ok(Attempt::Done(())),
-                        Err(e) if condition_failed_at(&e, 1) || condition_failed_at(&e, 2) => Err(
-                            StoreError::Corrupt(format!("message {} already exists", m.id)),
-                        ),
-                        Err(e) if condition_failed_at(&e, 0) => Ok(Attempt::Conflict),
-                        Err(e) => Err(unavailable(e)),
-                    }
-                }
-            })
-            .await?;
-        added.ok_or_else(|| {
-            StoreError::Corrupt(format!("conversation {conversation} does not exist"))
-        })
+        self.append(owner, &m.conversation_id, &[m], m.created_at, &m.id, None)
+            .await
     }
 
     async fn update_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
@@ -953,24 +1181,68 @@ impl Store for DynamoStore {
         Ok(page(rows, request))
     }
 
-    async fn recent_messages(
+    async fn branch(
         &self,
         owner: &Owner,
         conversation: &ConversationId,
-        limit: u32,
+        leaf: &MessageId,
+        limit: Option<u32>,
     ) -> Result<Vec<Message>, StoreError> {
-        if limit == 0 || !id_ok(conversation.as_str()) {
+        if limit == Some(0) || !id_ok(conversation.as_str()) || !id_ok(leaf.as_str()) {
             return Ok(vec![]);
         }
-        let q = self
-            .messages_query(owner, conversation)
-            .scan_index_forward(false)
-            .consistent_read(true)
-            .limit(limit.min(1000) as i32);
-        let newest = Pages::new(q).collect(limit as usize).await?;
-        let mut items = all(&newest[..newest.len().min(limit as usize)], Item::message)?;
-        items.reverse();
-        Ok(items)
+        // Newest first: a leaf's ancestors come after it, so the walk stops once it has them.
+        let mut walk = Walk::new(leaf, limit);
+        let mut pages = Pages::new(
+            self.messages_query(owner, conversation)
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(100),
+        );
+        while let Some(items) = pages.next().await? {
+            for item in &items {
+                if walk.feed(item.message()?) {
+                    return Ok(walk.finish());
+                }
+            }
+        }
+        Ok(walk.finish())
+    }
+
+    async fn set_current(
+        &self,
+        owner: &Owner,
+        conversation: &ConversationId,
+        leaf: &MessageId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let in_conversation = match self.pointer(owner, leaf).await? {
+            Some(p) => get_s(&p, "conversation_id")? == conversation.as_str(),
+            None => false,
+        };
+        if !in_conversation {
+            return match self.conversation_item(owner, conversation).await? {
+                None => Ok(None),
+                Some(_) => Err(StoreError::Corrupt(format!(
+                    "message {leaf} is not in conversation {conversation}"
+                ))),
+            };
+        }
+        let set = self
+            .client()
+            .update_item()
+            .table_name(self.name())
+            .set_key(Some(key(user_pk(owner), conversation_sk(conversation))))
+            .update_expression("SET current_message_id = :m")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":m", s(leaf.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match set {
+            Ok(out) => out.attributes.as_ref().map(Item::conversation).transpose(),
+            Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn put_file(&self, owner: &Owner, f: &FileMeta) -> Result<(), StoreError> {

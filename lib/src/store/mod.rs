@@ -20,6 +20,7 @@ pub mod mongodb;
 pub mod record;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod tree;
 
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,19 @@ pub enum StoreError {
     /// Stored data could not be read back (a bug or a manual edit).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+/// What [`Store::begin_turn`] stores.
+#[derive(Debug, Clone)]
+pub struct TurnStart {
+    /// The conversation (as it is to be stored when new).
+    pub conversation: Conversation,
+    /// Whether the turn starts the conversation.
+    pub created: bool,
+    /// The user message (a child of the leaf it follows); `None` when an answer is regenerated.
+    pub user: Option<Message>,
+    /// The answer's placeholder: empty, `incomplete`, a child of the user message.
+    pub answer: Message,
 }
 
 /// How much of a list to read.
@@ -60,18 +74,18 @@ pub trait Store: Send + Sync {
         conversation: &Conversation,
     ) -> Result<(), StoreError>;
 
-    /// Inserts a new conversation with its first message (`add_message`'s effects included), in one
-    /// transaction where the store has them: a turn never leaves an empty conversation behind, and the
-    /// embedded store answers in one round trip.
-    async fn start_conversation(
-        &self,
-        owner: &Owner,
-        conversation: &Conversation,
-        first: &Message,
-    ) -> Result<(), StoreError> {
-        self.create_conversation(owner, conversation).await?;
-        self.add_message(owner, first).await
-    }
+    /// Stores the start of a chat turn in one write (one transaction where the store has them): the
+    /// conversation when [`TurnStart::created`] (a turn never leaves an empty conversation behind),
+    /// the user message when there is one (none when an answer is regenerated), and the answer's
+    /// placeholder (empty, `incomplete`). Each message is counted and moves `updated_at`; the
+    /// answer becomes the conversation's current leaf and the answer being generated.
+    async fn begin_turn(&self, owner: &Owner, turn: &TurnStart) -> Result<(), StoreError>;
+
+    /// Stores the end of a chat turn: the answer's content, token count, status and receipt replace
+    /// its placeholder, and the conversation's answer being generated is cleared when it is this
+    /// one (`updated_at` stays: the answer was added when the turn began). An answer that is no
+    /// longer stored (its conversation was deleted) is an error.
+    async fn finish_turn(&self, owner: &Owner, answer: &Message) -> Result<(), StoreError>;
 
     /// One conversation.
     async fn get_conversation(
@@ -115,7 +129,8 @@ pub trait Store: Send + Sync {
         id: &ConversationId,
     ) -> Result<Option<Vec<FileMeta>>, StoreError>;
 
-    /// Appends a message: bumps `message_count` and sets `updated_at` to the message's `created_at`.
+    /// Appends a message: bumps `message_count`, sets `updated_at` to the message's `created_at`
+    /// (never back) and makes the message the conversation's current leaf.
     async fn add_message(&self, owner: &Owner, message: &Message) -> Result<(), StoreError>;
 
     /// Replaces a stored message's content, token count and status (an answer being finished).
@@ -128,7 +143,7 @@ pub trait Store: Send + Sync {
         id: &MessageId,
     ) -> Result<Option<Message>, StoreError>;
 
-    /// Messages of a conversation, oldest first.
+    /// Every message of a conversation (all branches), oldest first.
     async fn list_messages(
         &self,
         owner: &Owner,
@@ -136,13 +151,25 @@ pub trait Store: Send + Sync {
         page: &PageRequest,
     ) -> Result<Page<Message>, StoreError>;
 
-    /// The `limit` most recent messages of a conversation, returned oldest first.
-    async fn recent_messages(
+    /// The branch that ends at `leaf`: the path from the conversation's first message to `leaf`,
+    /// oldest first, at most its last `limit` messages (`None`: all of them). Empty when `leaf` is
+    /// not a message of this conversation.
+    async fn branch(
         &self,
         owner: &Owner,
         conversation: &ConversationId,
-        limit: u32,
+        leaf: &MessageId,
+        limit: Option<u32>,
     ) -> Result<Vec<Message>, StoreError>;
+
+    /// Makes `leaf` (a message of the conversation) its current leaf; `updated_at` stays. `None`
+    /// when the conversation does not exist; a `leaf` of another conversation is an error.
+    async fn set_current(
+        &self,
+        owner: &Owner,
+        conversation: &ConversationId,
+        leaf: &MessageId,
+    ) -> Result<Option<Conversation>, StoreError>;
 
     /// Inserts or replaces a file record.
     async fn put_file(&self, owner: &Owner, file: &FileMeta) -> Result<(), StoreError>;

@@ -8,6 +8,10 @@
 //! time order and read back exactly); message files and file records as the JSON text of
 //! `store::record::FileRecord`, as in SQLite.
 //!
+//! Message trees: a message document holds `parent_id` (null for a first message), a conversation
+//! `current_message_id` and `generating_message_id`. Documents written before trees lack these
+//! fields; a conversation read in that state is migrated once, in place ([`MongoStore::upgrade`]).
+//!
 //! Without multi-document transactions (a single-node server has none), adding a message first
 //! bumps the conversation (`$inc` + `$max`) and then inserts the message, undoing the bump if the
 //! insert fails.
@@ -22,7 +26,8 @@ use futures::TryStreamExt;
 
 use super::cursor::{page, Keyset};
 use super::record::{self, Fields};
-use super::{PageRequest, Store, StoreError};
+use super::tree::Walk;
+use super::{PageRequest, Store, StoreError, TurnStart};
 use crate::domain::{
     Conversation, ConversationId, FileId, FileMeta, Message, MessageId, Owner, Page, Timestamp,
     DEFAULT_TITLE,
@@ -149,6 +154,30 @@ fn count(v: u64) -> Bson {
     Bson::Int64(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
+/// An optional id: its text, or null.
+fn id_or_null(id: Option<&MessageId>) -> Bson {
+    id.map_or(Bson::Null, |m| Bson::String(m.as_str().to_owned()))
+}
+
+/// The document of a message.
+fn message_doc(owner: &Owner, m: &Message) -> Result<Document, StoreError> {
+    let files = record::files_json(&m.files)?;
+    let usage = record::receipt_json(m.usage.as_ref())?;
+    Ok(doc! {
+        "_id": m.id.as_str(),
+        "owner": owner.as_str(),
+        "conversation_id": m.conversation_id.as_str(),
+        "parent_id": id_or_null(m.parent_id.as_ref()),
+        "role": m.role.as_str(),
+        "content": &m.content,
+        "files": files,
+        "token_count": count(m.token_count),
+        "status": m.status.as_str(),
+        "created_at": m.created_at.to_rfc3339(),
+        "usage": usage,
+    })
+}
+
 impl MongoStore {
     /// Connects to `uri` and uses database `db`, creating the indexes when they are missing.
     pub async fn connect(uri: &str, db: &str) -> Result<Self, StoreError> {
@@ -156,6 +185,11 @@ impl MongoStore {
         let store = Self::new(client.database(db));
         store.ensure_indexes().await?;
         Ok(store)
+    }
+
+    /// The database it uses (the accounts and the turn log live in it too).
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     /// Uses a database handle as it is.
@@ -166,11 +200,6 @@ impl MongoStore {
             files: db.collection("files"),
             db,
         }
-    }
-
-    /// The database (the accounts live in it too).
-    pub(crate) fn database(&self) -> &Database {
-        &self.db
     }
 
     /// Creates the indexes (idempotent), the accounts' included.
@@ -197,6 +226,136 @@ impl MongoStore {
 
     fn by_id(owner: &Owner, id: &str) -> Document {
         doc! {"_id": id, "owner": owner.as_str()}
+    }
+
+    /// Adds `messages` to an existing conversation: first counts them on it (moving `updated_at`,
+    /// the current leaf and, when given, the answer being generated), then inserts them; when an
+    /// insert fails, the inserted ones go and the count is undone.
+    async fn append(
+        &self,
+        owner: &Owner,
+        conversation: &ConversationId,
+        messages: &[&Message],
+        at: Timestamp,
+        leaf: &MessageId,
+        generating: Option<&MessageId>,
+    ) -> Result<(), StoreError> {
+        let docs = messages
+            .iter()
+            .map(|m| message_doc(owner, m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let conv = Self::by_id(owner, conversation.as_str());
+        let mut set = doc! {"current_message_id": leaf.as_str()};
+        if let Some(g) = generating {
+            set.insert("generating_message_id", g.as_str());
+        }
+        let k = messages.len() as i64;
+        let bumped = self
+            .conversations
+            .update_one(
+                conv.clone(),
+                doc! {
+                    "$inc": {"message_count": k},
+                    "$max": {"updated_at": at.to_rfc3339()},
+                    "$set": set,
+                },
+            )
+            .await
+            .map_err(unavailable)?;
+        if bumped.matched_count == 0 {
+            return Err(StoreError::Corrupt(format!(
+                "conversation {conversation} does not exist"
+            )));
+        }
+        if let Err(e) = self.insert_all(owner, messages, docs).await {
+            let _ = self
+                .conversations
+                .update_one(conv, doc! {"$inc": {"message_count": -k}})
+                .await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Inserts message documents one by one; when one fails, those inserted before it go.
+    async fn insert_all(
+        &self,
+        owner: &Owner,
+        messages: &[&Message],
+        docs: Vec<Document>,
+    ) -> Result<(), StoreError> {
+        for (i, d) in docs.into_iter().enumerate() {
+            if let Err(e) = self.messages.insert_one(d).await {
+                for m in &messages[..i] {
+                    let _ = self
+                        .messages
+                        .delete_one(Self::by_id(owner, m.id.as_str()))
+                        .await;
+                }
+                return Err(unavailable(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// A conversation document as this version stores it: one written before message trees
+    /// (without `current_message_id`) is migrated first — each of its messages gets the one before
+    /// it as parent, its last message becomes the current leaf — idempotently. `None` when it was
+    /// deleted meanwhile.
+    async fn upgrade(&self, owner: &Owner, d: Document) -> Result<Option<Document>, StoreError> {
+        if d.contains_key("current_message_id") {
+            return Ok(Some(d));
+        }
+        let id = d.text("_id")?;
+        let ids: Vec<(String, bool)> = all(
+            self.messages
+                .find(doc! {"owner": owner.as_str(), "conversation_id": &id})
+                .sort(doc! {"created_at": 1, "_id": 1})
+                .projection(doc! {"_id": 1, "parent_id": 1}),
+            |m| Ok((m.text("_id")?, m.contains_key("parent_id"))),
+        )
+        .await?;
+        let mut previous: Option<String> = None;
+        for (mid, linked) in ids {
+            if !linked {
+                let parent = previous.clone().map_or(Bson::Null, Bson::String);
+                self.messages
+                    .update_one(
+                        doc! {"_id": &mid, "owner": owner.as_str(), "parent_id": {"$exists": false}},
+                        doc! {"$set": {"parent_id": parent}},
+                    )
+                    .await
+                    .map_err(unavailable)?;
+            }
+            previous = Some(mid);
+        }
+        let current = previous.map_or(Bson::Null, Bson::String);
+        self.conversations
+            .update_one(
+                doc! {"_id": &id, "owner": owner.as_str(), "current_message_id": {"$exists": false}},
+                doc! {"$set": {"current_message_id": current, "generating_message_id": Bson::Null}},
+            )
+            .await
+            .map_err(unavailable)?;
+        self.conversations
+            .find_one(Self::by_id(owner, &id))
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Conversations of `docs`, each upgraded when it needs it.
+    async fn conversations_of(
+        &self,
+        owner: &Owner,
+        docs: Vec<Document>,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let mut out = Vec::with_capacity(docs.len());
+        for d in docs {
+            if let Some(d) = self.upgrade(owner, d).await? {
+                out.push(d.conversation()?);
+            }
+        }
+        Ok(out)
     }
 
     /// Conversation ids that have a message containing `pattern` (a case-insensitive regex).
@@ -240,7 +399,81 @@ impl Store for MongoStore {
                 "message_count": count(c.message_count),
                 "created_at": c.created_at.to_rfc3339(),
                 "updated_at": c.updated_at.to_rfc3339(),
+                "current_message_id": id_or_null(c.current_message_id.as_ref()),
+                "generating_message_id": id_or_null(c.generating_message_id.as_ref()),
             })
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn begin_turn(&self, owner: &Owner, turn: &TurnStart) -> Result<(), StoreError> {
+        let answer = &turn.answer;
+        let mut messages: Vec<&Message> = turn.user.iter().collect();
+        messages.push(answer);
+        if !turn.created {
+            return self
+                .append(
+                    owner,
+                    &answer.conversation_id,
+                    &messages,
+                    answer.created_at,
+                    &answer.id,
+                    Some(&answer.id),
+                )
+                .await;
+        }
+        let c = &turn.conversation;
+        let started = Conversation {
+            message_count: c.message_count + messages.len() as u64,
+            updated_at: c.updated_at.max(answer.created_at),
+            current_message_id: Some(answer.id.clone()),
+            generating_message_id: Some(answer.id.clone()),
+            ..c.clone()
+        };
+        let docs = messages
+            .iter()
+            .map(|m| message_doc(owner, m))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.create_conversation(owner, &started).await?;
+        if let Err(e) = self.insert_all(owner, &messages, docs).await {
+            let _ = self
+                .conversations
+                .delete_one(Self::by_id(owner, c.id.as_str()))
+                .await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn finish_turn(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
+        let usage = record::receipt_json(m.usage.as_ref())?;
+        let updated = self
+            .messages
+            .update_one(
+                Self::by_id(owner, m.id.as_str()),
+                doc! {"$set": {
+                    "content": &m.content,
+                    "token_count": count(m.token_count),
+                    "status": m.status.as_str(),
+                    "usage": usage,
+                }},
+            )
+            .await
+            .map_err(unavailable)?;
+        if updated.matched_count == 0 {
+            return Err(StoreError::Corrupt(format!(
+                "answer {} is not stored",
+                m.id
+            )));
+        }
+        let mut generating = Self::by_id(owner, m.conversation_id.as_str());
+        generating.insert("generating_message_id", m.id.as_str());
+        self.conversations
+            .update_one(
+                generating,
+                doc! {"$set": {"generating_message_id": Bson::Null}},
+            )
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -251,11 +484,20 @@ impl Store for MongoStore {
         owner: &Owner,
         id: &ConversationId,
     ) -> Result<Option<Conversation>, StoreError> {
-        one(
-            self.conversations.find_one(Self::by_id(owner, id.as_str())),
-            Document::conversation,
-        )
-        .await
+        let found = self
+            .conversations
+            .find_one(Self::by_id(owner, id.as_str()))
+            .await
+            .map_err(unavailable)?;
+        match found {
+            None => Ok(None),
+            Some(d) => self
+                .upgrade(owner, d)
+                .await?
+                .as_ref()
+                .map(Document::conversation)
+                .transpose(),
+        }
     }
 
     async fn list_conversations(
@@ -264,6 +506,16 @@ impl Store for MongoStore {
         request: &PageRequest,
         query: Option<&str>,
     ) -> Result<Page<Conversation>, StoreError> {
+        // Conversations written before message trees are migrated before they are listed.
+        let legacy: Vec<Document> = self
+            .conversations
+            .find(doc! {"owner": owner.as_str(), "current_message_id": {"$exists": false}})
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        self.conversations_of(owner, legacy).await?;
         let mut filter = doc! {"owner": owner.as_str()};
         if let Some(q) = query.map(str::trim).filter(|q| !q.is_empty()) {
             let pattern = regex_escape(q);
@@ -355,49 +607,8 @@ impl Store for MongoStore {
     }
 
     async fn add_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
-        let files = record::files_json(&m.files)?;
-        let usage = record::receipt_json(m.usage.as_ref())?;
-        let conv = Self::by_id(owner, m.conversation_id.as_str());
-        let bumped = self
-            .conversations
-            .update_one(
-                conv.clone(),
-                doc! {
-                    "$inc": {"message_count": 1_i64},
-                    "$max": {"updated_at": m.created_at.to_rfc3339()},
-                },
-            )
+        self.append(owner, &m.conversation_id, &[m], m.created_at, &m.id, None)
             .await
-            .map_err(unavailable)?;
-        if bumped.matched_count == 0 {
-            return Err(StoreError::Corrupt(format!(
-                "conversation {} does not exist",
-                m.conversation_id
-            )));
-        }
-        let inserted = self
-            .messages
-            .insert_one(doc! {
-                "_id": m.id.as_str(),
-                "owner": owner.as_str(),
-                "conversation_id": m.conversation_id.as_str(),
-                "role": m.role.as_str(),
-                "content": &m.content,
-                "files": files,
-                "token_count": count(m.token_count),
-                "status": m.status.as_str(),
-                "created_at": m.created_at.to_rfc3339(),
-                "usage": usage,
-            })
-            .await;
-        if let Err(e) = inserted {
-            let _ = self
-                .conversations
-                .update_one(conv, doc! {"$inc": {"message_count": -1_i64}})
-                .await;
-            return Err(unavailable(e));
-        }
-        Ok(())
     }
 
     async fn update_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
@@ -440,25 +651,62 @@ impl Store for MongoStore {
         keyset_page(&self.messages, filter, order, request, Document::message).await
     }
 
-    async fn recent_messages(
+    async fn branch(
         &self,
         owner: &Owner,
         conversation: &ConversationId,
-        limit: u32,
+        leaf: &MessageId,
+        limit: Option<u32>,
     ) -> Result<Vec<Message>, StoreError> {
-        if limit == 0 {
+        if limit == Some(0) {
             return Ok(vec![]);
         }
-        let mut items = all(
-            self.messages
-                .find(doc! {"owner": owner.as_str(), "conversation_id": conversation.as_str()})
-                .sort(doc! {"created_at": -1, "_id": -1})
-                .limit(i64::from(limit)),
-            Document::message,
+        // Newest first: a leaf's ancestors come after it, so the walk stops once it has them.
+        let mut walk = Walk::new(leaf, limit);
+        let mut cursor = self
+            .messages
+            .find(doc! {"owner": owner.as_str(), "conversation_id": conversation.as_str()})
+            .sort(doc! {"created_at": -1, "_id": -1})
+            .await
+            .map_err(unavailable)?;
+        while let Some(d) = cursor.try_next().await.map_err(unavailable)? {
+            if walk.feed(d.message()?) {
+                break;
+            }
+        }
+        Ok(walk.finish())
+    }
+
+    async fn set_current(
+        &self,
+        owner: &Owner,
+        conversation: &ConversationId,
+        leaf: &MessageId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let in_conversation = self
+            .messages
+            .find_one(doc! {"_id": leaf.as_str(), "owner": owner.as_str(), "conversation_id": conversation.as_str()})
+            .await
+            .map_err(unavailable)?
+            .is_some();
+        if !in_conversation {
+            return match self.get_conversation(owner, conversation).await? {
+                None => Ok(None),
+                Some(_) => Err(StoreError::Corrupt(format!(
+                    "message {leaf} is not in conversation {conversation}"
+                ))),
+            };
+        }
+        one(
+            self.conversations
+                .find_one_and_update(
+                    Self::by_id(owner, conversation.as_str()),
+                    doc! {"$set": {"current_message_id": leaf.as_str()}},
+                )
+                .return_document(ReturnDocument::After),
+            Document::conversation,
         )
-        .await?;
-        items.reverse();
-        Ok(items)
+        .await
     }
 
     async fn put_file(&self, owner: &Owner, f: &FileMeta) -> Result<(), StoreError> {

@@ -195,6 +195,25 @@ pub fn receipt_from_json(json: Option<&str>) -> Result<Option<Receipt>, StoreErr
     .transpose()
 }
 
+/// A batch of a turn's log as stored: the JSON array `[[id, name, data], …]` (`data` is the
+/// event's JSON document as text).
+pub fn log_events_json(events: &[crate::turns::LoggedEvent]) -> Result<String, StoreError> {
+    let rows: Vec<(u64, &str, &str)> = events
+        .iter()
+        .map(|e| (e.id, e.name.as_str(), e.data.as_str()))
+        .collect();
+    serde_json::to_string(&rows).map_err(corrupt)
+}
+
+/// A batch of a turn's log from the stored JSON text.
+pub fn log_events_from_json(json: &str) -> Result<Vec<crate::turns::LoggedEvent>, StoreError> {
+    let rows: Vec<(u64, String, String)> = serde_json::from_str(json).map_err(corrupt)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, data)| crate::turns::LoggedEvent { id, name, data })
+        .collect())
+}
+
 /// A stored row read by field name (a SQLite row, a DynamoDB item, a MongoDB document), and the
 /// records read from it.
 pub trait Fields {
@@ -218,6 +237,8 @@ pub trait Fields {
             message_count: self.whole("message_count")?,
             created_at: self.text("created_at")?,
             updated_at: self.text("updated_at")?,
+            current_message_id: self.optional_text("current_message_id")?,
+            generating_message_id: self.optional_text("generating_message_id")?,
         }
         .try_into()
     }
@@ -227,6 +248,7 @@ pub trait Fields {
         MessageRecord {
             id: self.text(Self::ID)?,
             conversation_id: self.text("conversation_id")?,
+            parent_id: self.optional_text("parent_id")?,
             role: self.text("role")?,
             content: self.text("content")?,
             files: self.text("files")?,
@@ -257,6 +279,10 @@ pub struct ConversationRecord {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// The leaf of the branch shown (absent on records written before message trees).
+    pub current_message_id: Option<String>,
+    /// The answer being generated.
+    pub generating_message_id: Option<String>,
 }
 
 impl TryFrom<ConversationRecord> for Conversation {
@@ -269,6 +295,8 @@ impl TryFrom<ConversationRecord> for Conversation {
             message_count: count(r.message_count),
             created_at: time(&r.created_at)?,
             updated_at: time(&r.updated_at)?,
+            current_message_id: r.current_message_id.map(Into::into),
+            generating_message_id: r.generating_message_id.map(Into::into),
         })
     }
 }
@@ -280,6 +308,9 @@ pub struct MessageRecord {
     pub id: String,
     /// Its conversation's id.
     pub conversation_id: String,
+    /// The message it follows (`None` for a first message, and on records written before message
+    /// trees, which the stores link when they migrate a conversation).
+    pub parent_id: Option<String>,
     /// `user` or `assistant`.
     pub role: String,
     /// The text.
@@ -309,6 +340,7 @@ impl TryFrom<MessageRecord> for Message {
             created_at: time(&r.created_at)?,
             id: r.id.into(),
             conversation_id: r.conversation_id.into(),
+            parent_id: r.parent_id.map(Into::into),
             content: r.content,
             token_count: count(r.token_count),
             usage: receipt_from_json(r.usage.as_deref())?,
@@ -383,6 +415,7 @@ mod tests {
         let message = MessageRecord {
             id: "m".into(),
             conversation_id: "c".into(),
+            parent_id: None,
             role: "robot".into(),
             content: String::new(),
             files: "[]".into(),
@@ -405,6 +438,8 @@ mod tests {
             message_count: -1,
             created_at: "2026-02-28T10:00:00.123Z".into(),
             updated_at: "2026-02-28T10:00:01.000Z".into(),
+            current_message_id: Some("m".into()),
+            generating_message_id: None,
         })
         .unwrap();
         assert_eq!(c.message_count, 0);
@@ -412,6 +447,7 @@ mod tests {
         let m = Message::try_from(MessageRecord {
             id: "m".into(),
             conversation_id: "c".into(),
+            parent_id: Some("u".into()),
             role: "assistant".into(),
             content: "hi".into(),
             files: format!("[{STORED_BEFORE_RECORDS}]"),

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, Row};
 
 use super::cursor::page;
 use super::record::{self, Fields};
-use super::{PageRequest, Store, StoreError};
+use super::{PageRequest, Store, StoreError, TurnStart};
 use crate::domain::{
     Conversation, ConversationId, FileId, FileMeta, Message, MessageId, Owner, Page, Timestamp,
     DEFAULT_TITLE,
@@ -55,6 +55,48 @@ CREATE INDEX files_by_conversation ON files (owner, conversation_id);
 ALTER TABLE messages ADD COLUMN usage TEXT;
 "#,
     crate::accounts::sqlite::MIGRATION,
+    // Message trees: each message names its parent; a conversation its current leaf and the answer
+    // being generated. A history written before is linear: each message's parent is the one before
+    // it, and the last one is the current leaf.
+    r#"
+ALTER TABLE messages ADD COLUMN parent_id TEXT;
+ALTER TABLE conversations ADD COLUMN current_message_id TEXT;
+ALTER TABLE conversations ADD COLUMN generating_message_id TEXT;
+UPDATE messages SET parent_id = (
+    SELECT p.id FROM messages p
+    WHERE p.owner = messages.owner AND p.conversation_id = messages.conversation_id
+      AND (p.created_at < messages.created_at OR (p.created_at = messages.created_at AND p.id < messages.id))
+    ORDER BY p.created_at DESC, p.id DESC LIMIT 1
+);
+UPDATE conversations SET current_message_id = (
+    SELECT m.id FROM messages m
+    WHERE m.owner = conversations.owner AND m.conversation_id = conversations.id
+    ORDER BY m.created_at DESC, m.id DESC LIMIT 1
+);
+"#,
+    // The turn log (`turns::sqlite`): one row per turn, one per batch of its events.
+    r#"
+CREATE TABLE turn_logs (
+    owner TEXT NOT NULL,
+    turn TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    ended INTEGER NOT NULL DEFAULT 0,
+    stop INTEGER NOT NULL DEFAULT 0,
+    last_id INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (owner, turn)
+) WITHOUT ROWID;
+CREATE INDEX turn_logs_by_expiry ON turn_logs (expires_at);
+CREATE INDEX turn_logs_by_conversation ON turn_logs (owner, conversation_id);
+CREATE TABLE turn_log_entries (
+    owner TEXT NOT NULL,
+    turn TEXT NOT NULL,
+    last_id INTEGER NOT NULL,
+    events TEXT NOT NULL,
+    PRIMARY KEY (owner, turn, last_id)
+) WITHOUT ROWID;
+"#,
     crate::ledger::sqlite::MIGRATION,
 ];
 
@@ -64,7 +106,7 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
@@ -77,6 +119,13 @@ impl SqliteStore {
         }
         let conn = Connection::open(path).map_err(unavailable)?;
         Self::init(conn)
+    }
+
+    /// This store, with the accounts and the turn log in its database, as the application holds
+    /// them.
+    pub fn with_turn_log(self) -> crate::app::Stores {
+        let turns = crate::turns::sqlite::SqliteTurnLog::new(self.clone());
+        crate::app::Stores::of(self, Arc::new(turns))
     }
 
     /// A private in-memory database (tests).
@@ -150,7 +199,7 @@ fn insert_conversation(
     conv: &Conversation,
 ) -> Result<(), StoreError> {
     c.prepare_cached(
-        "INSERT INTO conversations (owner, id, title, title_is_default, message_count, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO conversations (owner, id, title, title_is_default, message_count, created_at, updated_at, current_message_id, generating_message_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -160,41 +209,57 @@ fn insert_conversation(
             conv.title == DEFAULT_TITLE,
             conv.message_count as i64,
             conv.created_at.to_rfc3339(),
-            conv.updated_at.to_rfc3339()
+            conv.updated_at.to_rfc3339(),
+            conv.current_message_id.as_ref().map(MessageId::as_str),
+            conv.generating_message_id.as_ref().map(MessageId::as_str)
         ])
     })
     .map_err(unavailable)?;
     Ok(())
 }
 
-/// Inserts a message and counts it on its conversation (inside the caller's transaction).
-fn append_message(
+/// Counts `n` new messages on a conversation: `message_count`, `updated_at` (never back), the
+/// current leaf and, when given, the answer being generated. An error when it does not exist.
+fn count_messages(
     c: &Connection,
     owner: &Owner,
-    m: &Message,
-    files_json: &str,
+    conversation: &ConversationId,
+    n: i64,
+    at: Timestamp,
+    leaf: &MessageId,
+    generating: Option<&MessageId>,
 ) -> Result<(), StoreError> {
-    let usage_json = record::receipt_json(m.usage.as_ref())?;
-    let n = c
+    let changed = c
         .prepare_cached(
-            "UPDATE conversations SET message_count = message_count + 1, updated_at = MAX(updated_at, ?3) WHERE owner = ?1 AND id = ?2",
+            "UPDATE conversations SET message_count = message_count + ?3, updated_at = MAX(updated_at, ?4), \
+             current_message_id = ?5, generating_message_id = COALESCE(?6, generating_message_id) \
+             WHERE owner = ?1 AND id = ?2",
         )
         .and_then(|mut st| {
             st.execute(params![
                 owner.as_str(),
-                m.conversation_id.as_str(),
-                m.created_at.to_rfc3339()
+                conversation.as_str(),
+                n,
+                at.to_rfc3339(),
+                leaf.as_str(),
+                generating.map(MessageId::as_str)
             ])
         })
         .map_err(unavailable)?;
-    if n == 0 {
+    if changed == 0 {
         return Err(StoreError::Corrupt(format!(
-            "conversation {} does not exist",
-            m.conversation_id
+            "conversation {conversation} does not exist"
         )));
     }
+    Ok(())
+}
+
+/// Inserts a message row (inside the caller's transaction).
+fn insert_message(c: &Connection, owner: &Owner, m: &Message) -> Result<(), StoreError> {
+    let files_json = record::files_json(&m.files)?;
+    let usage_json = record::receipt_json(m.usage.as_ref())?;
     c.prepare_cached(&format!(
-        "INSERT INTO messages (owner, {MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        "INSERT INTO messages (owner, {MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     ))
     .and_then(|mut st| {
         st.execute(params![
@@ -207,7 +272,8 @@ fn append_message(
             m.token_count as i64,
             m.status.as_str(),
             m.created_at.to_rfc3339(),
-            usage_json
+            usage_json,
+            m.parent_id.as_ref().map(MessageId::as_str)
         ])
     })
     .map_err(unavailable)?;
@@ -285,9 +351,19 @@ fn like_pattern(q: &str) -> String {
     format!("%{escaped}%")
 }
 
-const CONVERSATION_COLUMNS: &str = "id, title, message_count, created_at, updated_at";
+const CONVERSATION_COLUMNS: &str =
+    "id, title, message_count, created_at, updated_at, current_message_id, generating_message_id";
 const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, role, content, files, token_count, status, created_at, usage";
+    "id, conversation_id, role, content, files, token_count, status, created_at, usage, parent_id";
+
+/// [`MESSAGE_COLUMNS`] of the table aliased `m`.
+fn message_columns_of_m() -> String {
+    MESSAGE_COLUMNS
+        .split(", ")
+        .map(|c| format!("m.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -306,18 +382,54 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn start_conversation(
-        &self,
-        owner: &Owner,
-        conv: &Conversation,
-        first: &Message,
-    ) -> Result<(), StoreError> {
-        let (owner, conv, first) = (owner.clone(), conv.clone(), first.clone());
-        let files = record::files_json(&first.files)?;
+    async fn begin_turn(&self, owner: &Owner, turn: &TurnStart) -> Result<(), StoreError> {
+        let (owner, turn) = (owner.clone(), turn.clone());
         self.with(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
-            insert_conversation(&tx, &owner, &conv)?;
-            append_message(&tx, &owner, &first, &files)?;
+            if turn.created {
+                insert_conversation(&tx, &owner, &turn.conversation)?;
+            }
+            let mut n = 1;
+            if let Some(user) = &turn.user {
+                insert_message(&tx, &owner, user)?;
+                n += 1;
+            }
+            insert_message(&tx, &owner, &turn.answer)?;
+            let a = &turn.answer;
+            count_messages(
+                &tx,
+                &owner,
+                &a.conversation_id,
+                n,
+                a.created_at,
+                &a.id,
+                Some(&a.id),
+            )?;
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn finish_turn(&self, owner: &Owner, answer: &Message) -> Result<(), StoreError> {
+        let (owner, m) = (owner.clone(), answer.clone());
+        let usage = record::receipt_json(m.usage.as_ref())?;
+        self.with(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            let n = tx
+                .execute(
+                    "UPDATE messages SET content = ?3, token_count = ?4, status = ?5, usage = ?6 WHERE owner = ?1 AND id = ?2",
+                    params![owner.as_str(), m.id.as_str(), m.content, m.token_count as i64, m.status.as_str(), usage],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                return Err(StoreError::Corrupt(format!("answer {} is not stored", m.id)));
+            }
+            tx.execute(
+                "UPDATE conversations SET generating_message_id = NULL \
+                 WHERE owner = ?1 AND id = ?2 AND generating_message_id = ?3",
+                params![owner.as_str(), m.conversation_id.as_str(), m.id.as_str()],
+            )
+            .map_err(unavailable)?;
             tx.commit().map_err(unavailable)
         })
         .await
@@ -427,6 +539,18 @@ impl Store for SqliteStore {
                 params![owner.as_str(), id.as_str()],
             )
             .map_err(unavailable)?;
+            // The turn logs of its answers go too (they hold the answers' text).
+            tx.execute(
+                "DELETE FROM turn_log_entries WHERE owner = ?1 AND turn IN \
+                 (SELECT turn FROM turn_logs WHERE owner = ?1 AND conversation_id = ?2)",
+                params![owner.as_str(), id.as_str()],
+            )
+            .map_err(unavailable)?;
+            tx.execute(
+                "DELETE FROM turn_logs WHERE owner = ?1 AND conversation_id = ?2",
+                params![owner.as_str(), id.as_str()],
+            )
+            .map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
             Ok(Some(files))
         })
@@ -435,10 +559,18 @@ impl Store for SqliteStore {
 
     async fn add_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
         let (owner, m) = (owner.clone(), m.clone());
-        let files = record::files_json(&m.files)?;
         self.with(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
-            append_message(&tx, &owner, &m, &files)?;
+            count_messages(
+                &tx,
+                &owner,
+                &m.conversation_id,
+                1,
+                m.created_at,
+                &m.id,
+                None,
+            )?;
+            insert_message(&tx, &owner, &m)?;
             tx.commit().map_err(unavailable)
         })
         .await
@@ -491,24 +623,70 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn recent_messages(
+    async fn branch(
         &self,
         owner: &Owner,
         conversation: &ConversationId,
-        limit: u32,
+        leaf: &MessageId,
+        limit: Option<u32>,
     ) -> Result<Vec<Message>, StoreError> {
-        let (owner, conv) = (owner.clone(), conversation.clone());
+        let (owner, conv, leaf) = (owner.clone(), conversation.clone(), leaf.clone());
+        let limit = limit.map_or(i64::MAX, i64::from);
         self.with(move |c| {
-            let mut items: Vec<Message> = query(
+            if limit == 0 {
+                return Ok(vec![]);
+            }
+            let m_columns = message_columns_of_m();
+            query(
                 c,
                 &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE owner = ?1 AND conversation_id = ?2 ORDER BY created_at DESC, id DESC LIMIT ?3"
+                    "WITH RECURSIVE up AS ( \
+                       SELECT {MESSAGE_COLUMNS}, 1 AS depth FROM messages WHERE owner = ?1 AND conversation_id = ?2 AND id = ?3 \
+                       UNION ALL \
+                       SELECT {m_columns}, up.depth + 1 FROM messages m JOIN up ON m.owner = ?1 AND m.conversation_id = ?2 AND m.id = up.parent_id \
+                       WHERE up.depth < ?4) \
+                     SELECT {MESSAGE_COLUMNS} FROM up ORDER BY depth DESC"
                 ),
-                params![owner.as_str(), conv.as_str(), i64::from(limit)],
+                params![owner.as_str(), conv.as_str(), leaf.as_str(), limit],
                 message,
+            )
+        })
+        .await
+    }
+
+    async fn set_current(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+        leaf: &MessageId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let (owner, conv, leaf) = (owner.clone(), id.clone(), leaf.clone());
+        self.with(move |c| {
+            let set = query_one(
+                c,
+                &format!(
+                    "UPDATE conversations SET current_message_id = ?3 WHERE owner = ?1 AND id = ?2 \
+                     AND EXISTS (SELECT 1 FROM messages WHERE owner = ?1 AND conversation_id = ?2 AND id = ?3) \
+                     RETURNING {CONVERSATION_COLUMNS}"
+                ),
+                params![owner.as_str(), conv.as_str(), leaf.as_str()],
+                conversation,
             )?;
-            items.reverse();
-            Ok(items)
+            if set.is_some() {
+                return Ok(set);
+            }
+            let exists = query_one(
+                c,
+                &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE owner = ?1 AND id = ?2"),
+                params![owner.as_str(), conv.as_str()],
+                conversation,
+            )?;
+            match exists {
+                None => Ok(None),
+                Some(_) => Err(StoreError::Corrupt(format!(
+                    "message {leaf} is not in conversation {conv}"
+                ))),
+            }
         })
         .await
     }
@@ -569,6 +747,8 @@ mod tests {
             message_count: 0,
             created_at: Timestamp::now(),
             updated_at: Timestamp::now(),
+            current_message_id: None,
+            generating_message_id: None,
         };
         {
             let store = SqliteStore::open(&path).unwrap();
@@ -628,5 +808,123 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(version, MIGRATIONS.len());
+    }
+
+    /// A database written by the release before message trees (`conversa-local` of that release,
+    /// three conversations sent through its API: two turns; one turn with a file; one turn whose
+    /// model failed) is migrated when opened: each history becomes one branch, its last message
+    /// the current leaf, and it continues from there.
+    #[tokio::test]
+    async fn a_database_of_the_release_before_message_trees_is_migrated() {
+        use crate::store::TurnStart;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conversa.db");
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/sqlite-before-message-trees.db"
+            ),
+            &path,
+        )
+        .unwrap();
+        let store = SqliteStore::open(&path).unwrap();
+        let owner = Owner::local();
+        let two_turns = ConversationId::from("01a232a2-5546-7051-9149-70ee074ba9b7");
+        let ids = [
+            "01a232a2-5546-7051-9149-70ef4b4fd2eb",
+            "01a232a2-5546-7051-9149-70f02316e39a",
+            "01a232a2-573a-7001-963f-28bc0e3b389f",
+            "01a232a2-573a-7001-963f-28bd9486dab1",
+        ];
+        let c = store
+            .get_conversation(&owner, &two_turns)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.current_message_id, Some(MessageId::from(ids[3])));
+        assert_eq!(c.generating_message_id, None);
+        assert_eq!(c.message_count, 4);
+        let branch = store
+            .branch(&owner, &two_turns, &MessageId::from(ids[3]), None)
+            .await
+            .unwrap();
+        let got: Vec<&str> = branch.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(got, ids);
+        assert_eq!(branch[0].parent_id, None);
+        for pair in branch.windows(2) {
+            assert_eq!(pair[1].parent_id.as_ref(), Some(&pair[0].id));
+        }
+        assert!(branch[1].usage.is_some(), "receipts survive");
+        // Every conversation has its leaf, the failed answer's one too.
+        let listed = store
+            .list_conversations(
+                &owner,
+                &PageRequest {
+                    limit: 10,
+                    cursor: None,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed.items.len(), 3);
+        let failed = listed
+            .items
+            .iter()
+            .find(|c| c.id.as_str() == "01a232a2-58fe-72de-89bb-763db686e941")
+            .unwrap();
+        assert_eq!(
+            failed.current_message_id,
+            Some(MessageId::from("01a232a2-58ff-755f-a4a0-3081cd7126b0"))
+        );
+        let with_file = store
+            .get_message(
+                &owner,
+                &MessageId::from("01a232a2-57c5-73d9-8cf1-e42c089729d8"),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(with_file.files[0].filename, "notes.txt");
+        // The conversation goes on from its leaf.
+        let now = Timestamp::now();
+        let question = Message {
+            id: MessageId::generate(),
+            conversation_id: two_turns.clone(),
+            parent_id: Some(MessageId::from(ids[3])),
+            role: crate::domain::Role::User,
+            content: "And by the sea?".into(),
+            files: vec![],
+            token_count: 4,
+            status: crate::domain::MessageStatus::Complete,
+            created_at: now,
+            usage: None,
+        };
+        let answer = Message {
+            id: MessageId::generate(),
+            parent_id: Some(question.id.clone()),
+            role: crate::domain::Role::Assistant,
+            content: String::new(),
+            status: crate::domain::MessageStatus::Incomplete,
+            ..question.clone()
+        };
+        store
+            .begin_turn(
+                &owner,
+                &TurnStart {
+                    conversation: c,
+                    created: false,
+                    user: Some(question),
+                    answer: answer.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        let branch = store
+            .branch(&owner, &two_turns, &answer.id, None)
+            .await
+            .unwrap();
+        assert_eq!(branch.len(), 6);
+        assert_eq!(branch[3].id.as_str(), ids[3]);
     }
 }

@@ -1,26 +1,35 @@
-//! Step 5 of a turn, run the answer: a task streams the model into the turn's events and stores
-//! the answer whatever happens to the client — `complete` after `done`, `incomplete` with the text
-//! so far (or `error` when there is none) after a failure — then waits for the automatic title of a
-//! new conversation, inside the request, so a serverless sandbox does not freeze it half done.
+//! Step 5 of a turn, run the answer: a task streams the model into the turn's events — numbered,
+//! sent to the client and written to the turn's log — and stores the answer whatever happens to
+//! the client: `complete` after `done`, `incomplete` with the text so far when it was stopped (a
+//! `done` saying `stopped`) or failed midway (an `error`), `error` when nothing came. It then waits
+//! for the automatic title of a new conversation, inside the request, so a serverless sandbox
+//! does not freeze it half done.
+//!
+//! The end of an answer, in order: store the answer ([`Answer::store`]), tell the title if it is
+//! ready, send `done` (or `error`), close the log, wait for a late title. A step that must see the
+//! stored answer before `done` (settling a budget) goes right after the store.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::persist::Persisted;
-use super::{ChatService, Turn, TurnEvent, TurnMeta, TITLE_WAIT};
+use super::recorder::{Recorder, StopWatch};
+use super::{ChatService, Numbered, Turn, TurnEvent, TurnMeta, META_ID, TITLE_WAIT};
 use crate::auth::Principal;
-use crate::domain::{
-    ConversationId, Message, MessageId, MessageStatus, Owner, Receipt, Role, Timestamp,
-};
+use crate::domain::{Message, MessageStatus, Owner, Receipt};
 use crate::ledger::{nanos_to_usd, Spend};
 use crate::llm::prices::cost_nanos;
-use crate::llm::{ChatEvent, ChatRequest, LlmError, ModelEntry, Usage};
+use crate::llm::{ChatEvent, ChatRequest, ChatStream, LlmError, ModelEntry, Usage};
 use crate::service::usage::{spend_of, Hold};
 use crate::service::Error;
+
+/// The `finish_reason` of an answer someone stopped.
+pub const STOPPED: &str = "stopped";
 
 /// How the model's answer ended.
 enum Outcome {
@@ -28,6 +37,8 @@ enum Outcome {
         finish_reason: String,
         usage: Option<Usage>,
     },
+    /// Someone asked it to stop: the model's stream was dropped (its request aborted).
+    Stopped,
     Failed(LlmError),
 }
 
@@ -42,11 +53,40 @@ struct Timing {
 struct Answer {
     service: ChatService,
     owner: Owner,
-    conversation_id: ConversationId,
-    message_id: MessageId,
+    /// The answer's placeholder, as stored when the turn began.
+    placeholder: Message,
     model: Arc<ModelEntry>,
     prompt_estimate: u64,
-    hold: Hold,
+    /// The budget reservation, settled once when the answer ends.
+    hold: Option<Hold>,
+}
+
+/// Numbers a turn's events and sends each to the client and to the turn's log.
+struct Emitter {
+    client: mpsc::UnboundedSender<Numbered>,
+    recorder: Recorder,
+    last: u64,
+}
+
+impl Emitter {
+    fn emit(&mut self, event: TurnEvent) {
+        self.last += 1;
+        let numbered = Numbered {
+            id: self.last,
+            event,
+        };
+        self.recorder.record(&numbered);
+        // A client that left is no reason to stop: the answer is still stored and logged.
+        let _ = self.client.send(numbered);
+    }
+
+    /// Closes the log, waits for it to be written (`wait` first runs meanwhile), then lets the
+    /// client's stream end.
+    async fn finish(mut self, wait: impl Future<Output = ()>) {
+        self.recorder.close();
+        wait.await;
+        self.recorder.finish().await;
+    }
 }
 
 /// The receipt of an answer by `model`: its counts, its price applied, its times.
@@ -66,6 +106,13 @@ fn receipt(model: &ModelEntry, usage: Usage, timing: &Timing) -> Receipt {
     }
 }
 
+/// Resolves when a stop is asked (never when the watch ends without one).
+async fn stop_asked(rx: oneshot::Receiver<()>) {
+    if rx.await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 impl ChatService {
     /// Starts the answer of a persisted turn (and the automatic title of a new conversation) and
     /// returns the turn at once: its `meta`, then its events as they come. `hold` is settled to
@@ -82,7 +129,7 @@ impl ChatService {
         let meta = TurnMeta {
             conversation_id: turn.conversation.id.clone(),
             user_message_id: turn.user_message.id.clone(),
-            assistant_message_id: MessageId::generate(),
+            assistant_message_id: turn.answer.id.clone(),
             created_conversation: turn.created,
             files,
             model: turn.model.id.clone(),
@@ -97,28 +144,39 @@ impl ChatService {
         let answer = Answer {
             service: self.clone(),
             owner: owner.clone(),
-            conversation_id: turn.conversation.id,
-            message_id: meta.assistant_message_id.clone(),
+            placeholder: turn.answer,
             model: turn.model,
             prompt_estimate: request
                 .messages
                 .iter()
                 .map(|m| crate::tokens::count(&request.model, &m.joined_text()))
                 .sum(),
-            hold,
+            hold: Some(hold),
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(answer.run(request, tx, title_job));
+        let emitter = Emitter {
+            client: tx,
+            recorder: Recorder::start(self.turns.clone(), owner.clone(), &meta),
+            last: META_ID,
+        };
+        let (watch, stop) = StopWatch::start(
+            self.turns.clone(),
+            owner.clone(),
+            meta.assistant_message_id.clone(),
+        );
+        tokio::spawn(answer.run(request, emitter, (watch, stop), title_job));
         Turn { meta, events: rx }
     }
 }
 
 impl Answer {
-    /// Streams the model into `tx` and stores the answer, whatever happens to the receiver.
+    /// Streams the model into the turn's events and stores the answer, whatever happens to the
+    /// client.
     async fn run(
-        self,
+        mut self,
         request: ChatRequest,
-        tx: mpsc::UnboundedSender<TurnEvent>,
+        mut out: Emitter,
+        (watch, stop): (StopWatch, oneshot::Receiver<()>),
         title_job: Option<JoinHandle<Option<String>>>,
     ) {
         let mut text = String::new();
@@ -127,33 +185,56 @@ impl Answer {
             started: Instant::now(),
             first_token: None,
         };
-        let outcome = self.stream(request, &tx, &mut text, &mut timing).await;
+        let stop = stop_asked(stop);
+        tokio::pin!(stop);
+        let outcome = tokio::select! {
+            outcome = self.stream(request, &mut out, &mut text, &mut timing) => outcome,
+            // Dropping the stream above aborts the model's request.
+            () = &mut stop => Outcome::Stopped,
+        };
+        drop(watch);
         let estimated = Usage {
             prompt_tokens: self.prompt_estimate,
             completion_tokens: crate::tokens::estimate(&text),
+        };
+        let answered = || {
+            timing
+                .answered
+                .clone()
+                .unwrap_or_else(|| self.model.clone())
         };
         let (status, last, usage) = match outcome {
             Outcome::Finished {
                 finish_reason,
                 usage,
             } => {
-                let answered = timing
-                    .answered
-                    .clone()
-                    .unwrap_or_else(|| self.model.clone());
-                let usage = receipt(&answered, usage.unwrap_or(estimated), &timing);
+                let usage = receipt(&answered(), usage.unwrap_or(estimated), &timing);
                 (
                     MessageStatus::Complete,
                     TurnEvent::Done {
-                        message_id: self.message_id.clone(),
+                        message_id: self.placeholder.id.clone(),
                         finish_reason,
                         usage: usage.clone(),
                     },
                     Some(usage),
                 )
             }
+            Outcome::Stopped => {
+                // What was generated until the stop is what the provider bills.
+                let usage = receipt(&answered(), estimated, &timing);
+                tracing::info!(turn = %self.placeholder.id, completion_tokens = usage.completion_tokens, "the answer was stopped");
+                (
+                    MessageStatus::Incomplete,
+                    TurnEvent::Done {
+                        message_id: self.placeholder.id.clone(),
+                        finish_reason: STOPPED.into(),
+                        usage: usage.clone(),
+                    },
+                    Some(usage),
+                )
+            }
             Outcome::Failed(e) => {
-                tracing::warn!(conversation = %self.conversation_id, model = %self.model.id, error = %e, "the model failed during a turn");
+                tracing::warn!(conversation = %self.placeholder.conversation_id, model = %self.model.id, error = %e, "the model failed during a turn");
                 let status = if text.is_empty() {
                     MessageStatus::Error
                 } else {
@@ -172,12 +253,14 @@ impl Answer {
             Some(receipt) => spend_of(receipt, 1),
             None => Spend::nothing(&self.model.id),
         };
-        self.hold.settle(spent).await;
+        if let Some(hold) = self.hold.take() {
+            hold.settle(spent).await;
+        }
         // One line per turn: ids, the receipt and the outcome; never the text.
         tracing::info!(
             user = self.owner.as_str(),
-            conversation = %self.conversation_id,
-            message = %self.message_id,
+            conversation = %self.placeholder.conversation_id,
+            message = %self.placeholder.id,
             model = usage.as_ref().map_or(self.model.id.as_str(), |u| u.model.as_str()),
             provider = usage.as_ref().map(|u| u.provider.as_str()),
             prompt_tokens = usage.as_ref().map(|u| u.prompt_tokens),
@@ -194,8 +277,8 @@ impl Answer {
                 .map_or(self.model.id.as_str(), |u| u.model.as_str()),
             provider: usage.as_ref().map(|u| u.provider.as_str()),
             user: self.owner.as_str(),
-            conversation_id: self.conversation_id.as_str(),
-            message_id: self.message_id.as_str(),
+            conversation_id: self.placeholder.conversation_id.as_str(),
+            message_id: self.placeholder.id.as_str(),
             outcome: status.as_str(),
             time_to_first_token_ms: usage.as_ref().and_then(|u| u.time_to_first_token_ms),
             duration_ms: usage.as_ref().map(|u| u.duration_ms),
@@ -215,32 +298,27 @@ impl Answer {
             _ => crate::tokens::estimate(&text),
         };
         let message = Message {
-            id: self.message_id.clone(),
-            conversation_id: self.conversation_id.clone(),
-            role: Role::Assistant,
             content: text,
-            files: vec![],
             token_count,
             status,
-            created_at: Timestamp::now(),
             usage,
+            ..self.placeholder.clone()
         };
-        if let Err(e) = self.service.store.add_message(&self.owner, &message).await {
-            tracing::error!(error = %e, "could not store the answer");
-            let e = Error::from(e).with_message("The answer could not be saved.");
-            let _ = tx.send(TurnEvent::Error(e));
+        if let Err(e) = self.store(&message).await {
+            out.emit(TurnEvent::Error(e));
+            out.finish(async {}).await;
             return;
         }
 
-        // The title goes out before `done` when it is ready by then; otherwise it lands later without
-        // an event. Either way the job is awaited here, inside the request, so it is not lost when a
-        // serverless sandbox freezes after the response.
+        // The title goes out before `done` when it is ready by then; otherwise it lands later
+        // without an event. Either way the job is awaited here, inside the request, so it is not
+        // lost when a serverless sandbox freezes after the response.
         let mut pending = None;
         if let Some(job) = title_job {
             if job.is_finished() {
                 if let Ok(Some(title)) = job.await {
-                    let _ = tx.send(TurnEvent::Title {
-                        conversation_id: self.conversation_id.clone(),
+                    out.emit(TurnEvent::Title {
+                        conversation_id: self.placeholder.conversation_id.clone(),
                         title,
                     });
                 }
@@ -248,24 +326,40 @@ impl Answer {
                 pending = Some(job);
             }
         }
-        let _ = tx.send(last);
-        if let Some(job) = pending {
-            let _ = tokio::time::timeout(TITLE_WAIT, job).await;
-        }
+        out.emit(last);
+        out.finish(async {
+            if let Some(job) = pending {
+                let _ = tokio::time::timeout(TITLE_WAIT, job).await;
+            }
+        })
+        .await;
     }
 
-    /// The model's answer (or a fallback's, before the first token) into `tx` and `text`, each
-    /// wait bounded by the model timeout; `timing` learns who answered and when it started.
+    /// Stores the answer in place of its placeholder.
+    async fn store(&self, message: &Message) -> Result<(), Error> {
+        self.service
+            .store
+            .finish_turn(&self.owner, message)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not store the answer");
+                Error::from(e).with_message("The answer could not be saved.")
+            })
+    }
+
+    /// The model's answer (or a fallback's, before the first token) into `out` and `text`, each
+    /// wait bounded by the model timeout (not while the answer waits in line); `timing` learns who
+    /// answered and when it started.
     async fn stream(
         &self,
         request: ChatRequest,
-        tx: &mpsc::UnboundedSender<TurnEvent>,
+        out: &mut Emitter,
         text: &mut String,
         timing: &mut Timing,
     ) -> Outcome {
         let timeout = self.service.settings.model_timeout;
         let models = &self.service.models;
-        let mut stream =
+        let mut stream: ChatStream =
             match tokio::time::timeout(timeout, models.stream(&self.model.id, request)).await {
                 Err(_) => {
                     return Outcome::Failed(LlmError::Unreachable(
@@ -278,8 +372,14 @@ impl Answer {
                     answering.stream
                 }
             };
+        let mut queued = false;
         loop {
-            match tokio::time::timeout(timeout, stream.next()).await {
+            let next = if queued {
+                Ok(stream.next().await)
+            } else {
+                tokio::time::timeout(timeout, stream.next()).await
+            };
+            match next {
                 Err(_) => {
                     return Outcome::Failed(LlmError::Unreachable(
                         "the model stopped answering".into(),
@@ -291,13 +391,17 @@ impl Answer {
                     ))
                 }
                 Ok(Some(Err(e))) => return Outcome::Failed(e),
+                Ok(Some(Ok(ChatEvent::Queued(position)))) => {
+                    queued = true;
+                    out.emit(TurnEvent::Queued { position });
+                }
                 Ok(Some(Ok(ChatEvent::Delta(t)))) => {
+                    queued = false;
                     if timing.first_token.is_none() {
                         timing.first_token = Some(timing.started.elapsed());
                     }
                     text.push_str(&t);
-                    // A client that left is no reason to stop: the answer is still stored.
-                    let _ = tx.send(TurnEvent::Token(t));
+                    out.emit(TurnEvent::Token(t));
                 }
                 Ok(Some(Ok(ChatEvent::Done {
                     finish_reason,
@@ -383,6 +487,7 @@ mod tests {
         let mut turn = f.send(&owner, "plan a trip").await;
         let mut events = Vec::new();
         while let Some(e) = turn.events.recv().await {
+            let e = e.event;
             let done = matches!(e, TurnEvent::Done { .. });
             events.push(e);
             if done {
@@ -660,10 +765,103 @@ mod tests {
         let stored = crate::testing::eventually(
             Duration::from_secs(10),
             "the answer to be stored",
-            || async { f.store.get_message(&owner, &id).await.unwrap() },
+            || async {
+                let m = f.store.get_message(&owner, &id).await.unwrap().unwrap();
+                (m.status != MessageStatus::Incomplete).then_some(m)
+            },
         )
         .await;
         assert_eq!(stored.status, MessageStatus::Complete);
         assert_eq!(stored.content, "Echo: anyone there");
+    }
+
+    #[tokio::test]
+    async fn events_are_numbered_and_the_whole_turn_is_logged() {
+        let f = Fixture::new();
+        let owner = Owner::local();
+        let mut turn = f.send(&owner, "count with me").await;
+        let events = crate::service::chat::fixture::drain_numbered(&mut turn).await;
+        let ids: Vec<u64> = events.iter().map(|n| n.id).collect();
+        assert_eq!(ids, (2..2 + events.len() as u64).collect::<Vec<_>>());
+        // Once the events end, the log holds all of them, `meta` first, and says the turn ended.
+        let log = f
+            .turns
+            .read(&owner, &turn.meta.assistant_message_id, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(log.ended);
+        assert_eq!(log.events.len(), events.len() + 1);
+        assert_eq!(log.events[0].name, "meta");
+        for (logged, sent) in log.events[1..].iter().zip(&events) {
+            assert_eq!(logged.id, sent.id);
+            assert_eq!(
+                crate::service::chat::recorder::decode(logged),
+                Some(crate::service::chat::recorder::Logged::Event(
+                    sent.event.clone()
+                ))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_waiting_in_line_says_its_place_before_its_first_token() {
+        let f = Fixture::new();
+        let owner = Owner::local();
+        let mut turn = f.send(&owner, "after you [[queued]]").await;
+        let events = drain(&mut turn).await;
+        assert_eq!(
+            events[..3],
+            [
+                TurnEvent::Queued { position: 2 },
+                TurnEvent::Queued { position: 1 },
+                TurnEvent::Token("Echo: ".into())
+            ]
+        );
+        let stored = f.message(&owner, &turn.meta.assistant_message_id).await;
+        assert_eq!(stored.status, MessageStatus::Complete);
+    }
+
+    #[tokio::test]
+    async fn a_stop_drops_the_models_stream_and_keeps_what_was_said() {
+        let f = Fixture::new();
+        let owner = Owner::local();
+        let mut turn = f.send(&owner, "one two three four [[gated]]").await;
+        let id = turn.meta.assistant_message_id.clone();
+        let mut said = Vec::new();
+        while said.len() < 2 {
+            if let TurnEvent::Token(t) = turn.events.recv().await.unwrap().event {
+                said.push(t);
+            }
+        }
+        use crate::service::chat::follow::StopStatus;
+        assert_eq!(
+            f.chat.stop(&owner, &id).await.unwrap(),
+            StopStatus::Stopping
+        );
+        let rest = drain(&mut turn).await;
+        let Some(TurnEvent::Done {
+            finish_reason,
+            usage,
+            ..
+        }) = rest.last()
+        else {
+            panic!("{rest:?}");
+        };
+        assert_eq!(finish_reason, STOPPED);
+        assert!(rest.iter().all(|e| !matches!(e, TurnEvent::Token(_))));
+        assert_eq!(f.model.aborted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let stored = f.message(&owner, &id).await;
+        assert_eq!(stored.status, MessageStatus::Incomplete);
+        assert_eq!(stored.content, said.concat());
+        assert_eq!(stored.usage.as_ref(), Some(usage));
+        assert!(usage.completion_tokens > 0);
+        assert_eq!(
+            f.chat.stop(&owner, &id).await.unwrap(),
+            StopStatus::Finished
+        );
+        let c = f.conversation(&owner, &turn.meta.conversation_id).await;
+        assert_eq!(c.generating_message_id, None);
+        assert_eq!(c.current_message_id.as_ref(), Some(&id));
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::persist::Persisted;
 use super::ChatService;
 use crate::blobs::{keys, BlobStore};
-use crate::domain::{FileId, FileMeta, FileType, Message, MessageStatus, Owner, Role};
+use crate::domain::{FileId, FileMeta, FileType, Message, Owner, Role};
 use crate::llm::{ChatMessage, ChatRequest, ChatRole, Part};
 use crate::service::retrieval::{self, Doc};
 use crate::service::Error;
@@ -300,10 +300,11 @@ impl ContextBuilder {
         text: &str,
         files: &[FileMeta],
     ) -> Result<Vec<ChatMessage>, Error> {
-        // Answers that failed with no text are left out.
+        // Answers with no text (failed, stopped before their first token, or still being
+        // generated) are left out.
         let history: Vec<&Message> = history
             .iter()
-            .filter(|m| !(m.status == MessageStatus::Error && m.content.is_empty()))
+            .filter(|m| !(m.role == Role::Assistant && m.content.is_empty()))
             .collect();
         // Every text file in play, once: the history window's, then this turn's.
         let mut seen = HashSet::new();
@@ -494,7 +495,7 @@ impl ChatService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ConversationId, MessageId, Timestamp};
+    use crate::domain::{ConversationId, MessageId, MessageStatus, Timestamp};
 
     const SYSTEM: &str = "You are a test assistant.";
 
@@ -512,6 +513,7 @@ mod tests {
 
     fn message(role: Role, content: &str, files: Vec<FileMeta>) -> Message {
         Message {
+            parent_id: None,
             id: MessageId::generate(),
             conversation_id: ConversationId::from("c"),
             role,

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support: failing loudly is its job
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +11,9 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
-use super::{ChatInput, ChatPorts, ChatService, ChatSettings, ContextSettings, Turn, TurnEvent};
+use super::{
+    ChatInput, ChatPorts, ChatService, ChatSettings, ContextSettings, Numbered, Turn, TurnEvent,
+};
 use crate::auth::Principal;
 use crate::blobs::BlobStore;
 use crate::domain::{
@@ -26,6 +29,7 @@ use crate::service::conversations::ConversationService;
 use crate::service::files::{new_meta, FileService, FileSettings};
 use crate::service::usage::Budgets;
 use crate::store::Store;
+use crate::turns::TurnLog;
 
 /// The title model's name in these tests.
 pub(crate) const TITLE_MODEL: &str = "title-model";
@@ -43,12 +47,39 @@ pub(crate) fn who(owner: &Owner) -> Principal {
 
 /// A model in the test's process. Chat requests are answered `Echo: <last user text>` word by
 /// word, unless the text holds `[[fail]]` (an error before any token) or `[[midway]]` (two tokens,
-/// then an error). Title requests get `Title For <first two words>`, each once a permit of
-/// `title_gate` is available.
+/// then an error); with `[[queued]]` the answer first waits in line (places 2, then 1); with
+/// `[[gated]]` the words after the first two each wait for a permit of `token_gate`, and a stream
+/// dropped before its end counts in `aborted`. Title requests get `Title For <first two words>`,
+/// each once a permit of `title_gate` is available.
 pub(crate) struct TestModel {
     requests: Mutex<Vec<ChatRequest>>,
     /// Titles wait for a permit here; the test adds permits to let them through.
     pub title_gate: Arc<Semaphore>,
+    /// Words of `[[gated]]` answers wait for a permit here.
+    pub token_gate: Arc<Semaphore>,
+    /// `[[gated]]` answers whose stream was dropped before it ended (their request aborted).
+    pub aborted: Arc<AtomicUsize>,
+}
+
+/// Counts a stream dropped before its end.
+struct AbortGuard {
+    aborted: Arc<AtomicUsize>,
+    ended: bool,
+}
+
+impl AbortGuard {
+    /// The stream reached its end.
+    fn end(&mut self) {
+        self.ended = true;
+    }
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.aborted.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl TestModel {
@@ -57,15 +88,28 @@ impl TestModel {
         Self {
             requests: Mutex::new(Vec::new()),
             title_gate: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            token_gate: Arc::new(Semaphore::new(0)),
+            aborted: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// Titles wait until the test adds a permit to `title_gate`.
     pub(crate) fn gated_titles() -> Self {
         Self {
-            requests: Mutex::new(Vec::new()),
             title_gate: Arc::new(Semaphore::new(0)),
+            ..Self::new()
         }
+    }
+
+    /// The chat requests received so far (not titles).
+    pub(crate) fn chat_requests(&self) -> Vec<ChatRequest> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.model != TITLE_MODEL)
+            .cloned()
+            .collect()
     }
 
     /// How many title requests were received so far.
@@ -122,6 +166,38 @@ impl ChatModel for TestModel {
             });
         }
         let mut events = words(&format!("Echo: {user}"));
+        if user.contains("[[queued]]") {
+            events.splice(0..0, [Ok(ChatEvent::Queued(2)), Ok(ChatEvent::Queued(1))]);
+        }
+        if user.contains("[[gated]]") {
+            let n = events.len() as u64;
+            events.push(Ok(ChatEvent::Done {
+                finish_reason: "stop".into(),
+                usage: Some(Usage {
+                    prompt_tokens: 7,
+                    completion_tokens: n,
+                }),
+            }));
+            let gate = self.token_gate.clone();
+            let guard = AbortGuard {
+                aborted: self.aborted.clone(),
+                ended: false,
+            };
+            return Ok(futures::stream::unfold(
+                (events.into_iter().enumerate(), gate, guard),
+                |(mut items, gate, mut guard)| async move {
+                    let Some((i, item)) = items.next() else {
+                        guard.end();
+                        return None;
+                    };
+                    if i >= 2 {
+                        gate.acquire().await.ok()?.forget();
+                    }
+                    Some((item, (items, gate, guard)))
+                },
+            )
+            .boxed());
+        }
         if user.contains("[[midway]]") {
             events.truncate(2);
             events.push(Err(LlmError::Upstream {
@@ -149,6 +225,7 @@ pub(crate) struct Fixture {
     pub clock: Arc<ManualClock>,
     pub conversations: ConversationService,
     pub store: Arc<dyn Store>,
+    pub turns: Arc<dyn TurnLog>,
     pub blobs: Arc<dyn BlobStore>,
     pub model: Arc<TestModel>,
     _dir: tempfile::TempDir,
@@ -197,9 +274,11 @@ impl Fixture {
 
     fn build_with(model: TestModel, tiers: Tiers, change: impl FnOnce(&mut ChatSettings)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let sqlite = Arc::new(crate::store::sqlite::SqliteStore::in_memory().unwrap());
-        let store: Arc<dyn Store> = sqlite.clone();
-        let ledger: Arc<dyn Ledger> = sqlite;
+        let sqlite = crate::store::sqlite::SqliteStore::in_memory().unwrap();
+        let turns: Arc<dyn TurnLog> =
+            Arc::new(crate::turns::sqlite::SqliteTurnLog::new(sqlite.clone()));
+        let ledger: Arc<dyn Ledger> = Arc::new(sqlite.clone());
+        let store: Arc<dyn Store> = Arc::new(sqlite);
         // A clock that stands still, 20 s into a minute: rate-limit checks do not depend on when
         // the test runs.
         let clock = Arc::new(ManualClock::at(1_800_000_020_000));
@@ -249,6 +328,7 @@ impl Fixture {
                 ),
                 models,
                 budgets: Budgets::new(ledger.clone(), tiers, "default", clock.clone()),
+                turns: turns.clone(),
             },
             files,
             s,
@@ -259,6 +339,7 @@ impl Fixture {
             clock,
             conversations: ConversationService::new(store.clone(), blobs.clone()),
             store,
+            turns,
             blobs,
             model,
             _dir: dir,
@@ -292,15 +373,45 @@ impl Fixture {
             .await
             .unwrap()
     }
+
+    /// Starts a turn continuing `conversation`.
+    pub(crate) async fn reply(
+        &self,
+        owner: &Owner,
+        conversation: &ConversationId,
+        text: &str,
+    ) -> Turn {
+        self.chat
+            .start(
+                &who(owner),
+                ChatInput {
+                    message: text.into(),
+                    conversation_id: Some(conversation.clone()),
+                    ..ChatInput::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
 }
 
-/// Every event of a turn, until its channel closes (the answer and the title stored).
-pub(crate) async fn drain(turn: &mut Turn) -> Vec<TurnEvent> {
+/// Every event of a turn with its number, until its channel closes (the answer and the title
+/// stored, the log written).
+pub(crate) async fn drain_numbered(turn: &mut Turn) -> Vec<Numbered> {
     let mut out = Vec::new();
     while let Some(e) = turn.events.recv().await {
         out.push(e);
     }
     out
+}
+
+/// Every event of a turn, until its channel closes.
+pub(crate) async fn drain(turn: &mut Turn) -> Vec<TurnEvent> {
+    drain_numbered(turn)
+        .await
+        .into_iter()
+        .map(|n| n.event)
+        .collect()
 }
 
 /// The streamed text of some events.

@@ -1,8 +1,9 @@
 //! A chat turn, step by step, as `DESIGN.md` §3 draws it:
 //!
 //! ```text
-//! admit (rate limit) → resolve (conversation, history, files) → persist (conversation + user
-//! message) → build the context → run the answer (stream, store, title)
+//! admit (rate limit) → resolve (conversation, branch, history, files) → persist (conversation,
+//! user message, the answer's placeholder) → build the context → run the answer (stream, log,
+//! store, title)
 //! ```
 //!
 //! Each step is one function in its own module with its own tests: [`admit`], [`resolve`],
@@ -10,11 +11,16 @@
 //! calls [`ChatService::admit`] first, before it reads the request, so refused requests count.
 //! Every refusal happens before anything is streamed; after that, failures travel as
 //! [`TurnEvent::Error`].
+//!
+//! Messages form a tree: a turn continues a branch (by default the current one), and
+//! [`regenerate`] answers a user message again, beside its earlier answers. Every event of a turn
+//! has a number (1 is `meta`) and goes to the turn log ([`recorder`]), so any instance can follow
+//! the turn or replay it ([`follow`]) and ask it to stop.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::files::{FileService, Upload};
@@ -30,11 +36,15 @@ use crate::domain::{
 use crate::limits::RateLimit;
 use crate::llm::Registry;
 use crate::store::Store;
+use crate::turns::TurnLog;
 
 pub mod admit;
 pub mod answer;
 pub mod context;
+pub mod follow;
 pub mod persist;
+pub mod recorder;
+pub mod regenerate;
 pub mod resolve;
 
 pub use context::{ContextBuilder, ContextSettings};
@@ -79,6 +89,8 @@ pub struct ChatPorts {
     pub models: Arc<Registry>,
     /// The tiers' budgets and turns per minute, over the ledger.
     pub budgets: Budgets,
+    /// Each turn's events and stop flag, for whichever instance follows or stops it.
+    pub turns: Arc<dyn TurnLog>,
 }
 
 /// The chat use case: one turn from the request to the stored answer. Cheap to clone.
@@ -88,6 +100,7 @@ pub struct ChatService {
     limiter: RateLimit,
     models: Arc<Registry>,
     budgets: Budgets,
+    turns: Arc<dyn TurnLog>,
     files: Arc<FileService>,
     context: ContextBuilder,
     titler: Titler,
@@ -107,10 +120,14 @@ pub struct ChatInput {
     pub uploads: Vec<Upload>,
     /// The id of a model of the registry; `None`: the default.
     pub model: Option<String>,
+    /// The message the new one follows: `None` (absent) the conversation's current leaf;
+    /// `Some(None)` none (a new first message: how the first message is edited);
+    /// `Some(Some(id))` that message (how a message is edited: its parent).
+    pub parent_id: Option<Option<MessageId>>,
 }
 
 /// The first event of a turn.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TurnMeta {
     /// The conversation (new or continued).
     pub conversation_id: ConversationId,
@@ -130,6 +147,12 @@ pub struct TurnMeta {
 /// Events after `meta`, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TurnEvent {
+    /// The model serves a limited number of answers at once and this one waits: its place in line
+    /// (1 = next), before the first token and whenever it changes.
+    Queued {
+        /// The place in line.
+        position: usize,
+    },
     /// A piece of the answer.
     Token(String),
     /// The automatic title of a new conversation.
@@ -139,11 +162,11 @@ pub enum TurnEvent {
         /// Its new title.
         title: String,
     },
-    /// The answer is complete and stored.
+    /// The answer is stored: complete, or `incomplete` when it was stopped.
     Done {
         /// The stored answer's id.
         message_id: MessageId,
-        /// Why the model stopped.
+        /// Why the model stopped (`stopped` when someone asked it to).
         finish_reason: String,
         /// The receipt: the model that answered, tokens, cost, times.
         usage: Receipt,
@@ -153,12 +176,25 @@ pub enum TurnEvent {
     Error(Error),
 }
 
+/// An event with its number in the turn (`meta` is 1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Numbered {
+    /// Its number: one more than the event before it.
+    pub id: u64,
+    /// The event.
+    pub event: TurnEvent,
+}
+
+/// The number of a turn's `meta` event.
+pub const META_ID: u64 = 1;
+
 /// A started turn: its `meta` and the stream of what follows.
 pub struct Turn {
     /// Ids and files.
     pub meta: TurnMeta,
-    /// Tokens, then title/done or error. Ends when the answer (and the title) are stored.
-    pub events: mpsc::UnboundedReceiver<TurnEvent>,
+    /// Tokens, then title/done or error, numbered from 2. Ends when the answer (and the title)
+    /// are stored and the turn's log is written.
+    pub events: mpsc::UnboundedReceiver<Numbered>,
 }
 
 /// A turn waited for to its end.
@@ -186,6 +222,7 @@ impl ChatService {
             limiter: ports.limiter,
             models: ports.models,
             budgets: ports.budgets,
+            turns: ports.turns,
             files,
             settings: Arc::new(settings),
         }
@@ -218,6 +255,11 @@ impl ChatService {
         &self.budgets
     }
 
+    /// The turn log.
+    pub fn turns(&self) -> &Arc<dyn TurnLog> {
+        &self.turns
+    }
+
     /// Resolves the turn, reserves its worst case against the caller's budgets, persists and
     /// builds it, then starts the answer. Every refusal happens here, before anything is streamed
     /// (a turn over budget stores nothing); the user message is stored before the model is
@@ -226,42 +268,23 @@ impl ChatService {
         let owner = &who.owner;
         let resolved = self.resolve(owner, input).await?;
         let model = Arc::clone(&resolved.model);
-        let context = self.context.with_window(model.context_tokens);
-        let answer_cap = self
-            .settings
-            .context
-            .max_answer_tokens
-            .or(model.max_tokens)
-            .map_or_else(|| context.answer_room(&model.model), u64::from);
-        let prompt = context.prompt_bound(
-            &model.model,
-            &resolved.history,
-            &resolved.text,
-            resolved
-                .earlier
-                .iter()
-                .chain(resolved.uploads.iter().map(|u| &u.meta)),
-        );
-        let hold = match self
-            .budgets
-            .reserve(who, worst_case(&model, prompt, answer_cap))
-            .await
-        {
-            Ok(hold) => hold,
-            Err(e) => {
-                if matches!(e, Error::Quota { .. }) {
-                    self.refused("quota_exceeded", who);
-                }
-                return Err(e);
-            }
-        };
-        let limited = !self.budgets.limits(&who.tier).budget().is_unlimited();
+        let (hold, cap) = self
+            .hold_turn(
+                who,
+                &model,
+                &resolved.history,
+                &resolved.text,
+                resolved
+                    .earlier
+                    .iter()
+                    .chain(resolved.uploads.iter().map(|u| &u.meta)),
+            )
+            .await?;
         let prepared = async {
             let persisted = self.persist(owner, resolved).await?;
             let mut request = self.build_request(owner, &persisted).await?;
-            // Under a budget the answer cap the reservation priced is the one the model gets.
-            if limited && request.max_tokens.is_none() {
-                request.max_tokens = Some(u32::try_from(answer_cap).unwrap_or(u32::MAX));
+            if let Some(cap) = cap {
+                request.max_tokens.get_or_insert(cap);
             }
             Ok::<_, Error>((persisted, request))
         }
@@ -275,6 +298,45 @@ impl ChatService {
         }
     }
 
+    /// Reserves the worst case of a turn to `model` — the prompt it can send (the history, the
+    /// message and its files, at most the window less the answer's room) and the answer cap,
+    /// priced — against the caller's budgets; refused with [`Error::Quota`]. Under a budget, the
+    /// answer cap the reservation priced is returned, for the request to carry.
+    pub(crate) async fn hold_turn<'a>(
+        &self,
+        who: &Principal,
+        model: &Arc<crate::llm::ModelEntry>,
+        history: &'a [Message],
+        text: &str,
+        files: impl Iterator<Item = &'a FileMeta>,
+    ) -> Result<(super::usage::Hold, Option<u32>), Error> {
+        let context = self.context.with_window(model.context_tokens);
+        let answer_cap = self
+            .settings
+            .context
+            .max_answer_tokens
+            .or(model.max_tokens)
+            .map_or_else(|| context.answer_room(&model.model), u64::from);
+        let prompt = context.prompt_bound(&model.model, history, text, files);
+        match self
+            .budgets
+            .reserve(who, worst_case(model, prompt, answer_cap))
+            .await
+        {
+            Ok(hold) => {
+                let limited = !self.budgets.limits(&who.tier).budget().is_unlimited();
+                let cap = limited.then(|| u32::try_from(answer_cap).unwrap_or(u32::MAX));
+                Ok((hold, cap))
+            }
+            Err(e) => {
+                if matches!(e, Error::Quota { .. }) {
+                    self.refused("quota_exceeded", who);
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Waits for a started turn to end (the answer and the title stored): the stored answer and
     /// the automatic title, or the error that ended it.
     pub async fn finish(&self, owner: &Owner, mut turn: Turn) -> Result<Finished, Error> {
@@ -282,11 +344,11 @@ impl ChatService {
         let mut title = None;
         let mut failure = None;
         // The channel closes once the answer (and the title job) are stored.
-        while let Some(event) = turn.events.recv().await {
-            match event {
+        while let Some(numbered) = turn.events.recv().await {
+            match numbered.event {
                 TurnEvent::Title { title: t, .. } => title = Some(t),
                 TurnEvent::Error(e) => failure = Some(e),
-                TurnEvent::Token(_) | TurnEvent::Done { .. } => {}
+                TurnEvent::Queued { .. } | TurnEvent::Token(_) | TurnEvent::Done { .. } => {}
             }
         }
         if let Some(e) = failure {
@@ -307,6 +369,7 @@ impl ChatService {
             .unwrap_or(Message {
                 id: meta.assistant_message_id.clone(),
                 conversation_id: meta.conversation_id.clone(),
+                parent_id: Some(meta.user_message_id.clone()),
                 role: Role::Assistant,
                 content: String::new(),
                 files: vec![],

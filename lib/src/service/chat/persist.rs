@@ -1,7 +1,9 @@
-//! Step 3 of a turn, persist: the conversation (when new) and the user message, with this turn's
-//! uploads stored and earlier uploads attached. When the message cannot be stored, the uploads of
-//! this turn are discarded and earlier uploads detached again: a failed turn leaves no file
-//! pointing at a message that does not exist.
+//! Step 3 of a turn, persist: the conversation (when new), the user message (a child of the leaf it
+//! follows) and the answer's placeholder (empty, `incomplete`, the conversation's current leaf and
+//! the answer being generated), in one store write, with this turn's uploads stored and earlier
+//! uploads attached. When the turn cannot be stored, the uploads of this turn are discarded and
+//! earlier uploads detached again: a failed turn leaves no file pointing at a message that does not
+//! exist.
 
 use std::sync::Arc;
 
@@ -13,6 +15,23 @@ use crate::domain::{
 };
 use crate::llm::ModelEntry;
 use crate::service::Error;
+use crate::store::TurnStart;
+
+/// The placeholder of the answer to `question`: empty and `incomplete` until the answer ends.
+pub fn placeholder(question: &Message, at: Timestamp) -> Message {
+    Message {
+        id: MessageId::generate(),
+        conversation_id: question.conversation_id.clone(),
+        parent_id: Some(question.id.clone()),
+        role: Role::Assistant,
+        content: String::new(),
+        files: vec![],
+        token_count: 0,
+        status: MessageStatus::Incomplete,
+        created_at: at,
+        usage: None,
+    }
+}
 
 /// A turn whose user message is stored.
 #[derive(Debug, Clone)]
@@ -21,9 +40,12 @@ pub struct Persisted {
     pub conversation: Conversation,
     /// Whether this turn started it.
     pub created: bool,
-    /// The stored user message (its files included).
+    /// The user message (its files included): stored by this turn, or the one a regenerated
+    /// answer answers again.
     pub user_message: Message,
-    /// The history window before it, oldest first.
+    /// The answer's placeholder, as stored: empty, `incomplete`, a child of the user message.
+    pub answer: Message,
+    /// The history window before the user message, oldest first.
     pub history: Vec<Message>,
     /// The model asked for.
     pub model: Arc<ModelEntry>,
@@ -37,6 +59,7 @@ impl ChatService {
             text,
             model,
             conversation,
+            parent,
             history,
             earlier,
             uploads,
@@ -51,6 +74,8 @@ impl ChatService {
                     message_count: 0,
                     created_at: now,
                     updated_at: now,
+                    current_message_id: None,
+                    generating_message_id: None,
                 },
                 true,
             ),
@@ -78,6 +103,7 @@ impl ChatService {
             let message = Message {
                 id: MessageId::generate(),
                 conversation_id: conversation.id.clone(),
+                parent_id: parent,
                 role: Role::User,
                 token_count: crate::tokens::estimate(&text),
                 content: text,
@@ -86,22 +112,28 @@ impl ChatService {
                 created_at: now,
                 usage: None,
             };
-            if created {
-                // A new conversation is stored together with its first message.
-                self.store
-                    .start_conversation(owner, &conversation, &message)
-                    .await?;
-            } else {
-                self.store.add_message(owner, &message).await?;
-            }
-            Ok::<_, Error>(message)
+            let answer = placeholder(&message, now);
+            // The conversation (when new), the message and the answer's placeholder, in one write.
+            self.store
+                .begin_turn(
+                    owner,
+                    &TurnStart {
+                        conversation: conversation.clone(),
+                        created,
+                        user: Some(message.clone()),
+                        answer: answer.clone(),
+                    },
+                )
+                .await?;
+            Ok::<_, Error>((message, answer))
         }
         .await;
         match outcome {
-            Ok(user_message) => Ok(Persisted {
+            Ok((user_message, answer)) => Ok(Persisted {
                 conversation,
                 created,
                 user_message,
+                answer,
                 history,
                 model,
             }),
@@ -110,6 +142,38 @@ impl ChatService {
                 Err(e)
             }
         }
+    }
+
+    /// Stores the start of a regenerated answer: its placeholder, beside the earlier answers to
+    /// `user_message`.
+    pub async fn persist_again(
+        &self,
+        owner: &Owner,
+        conversation: Conversation,
+        user_message: Message,
+        history: Vec<Message>,
+        model: Arc<ModelEntry>,
+    ) -> Result<Persisted, Error> {
+        let answer = placeholder(&user_message, Timestamp::now());
+        self.store
+            .begin_turn(
+                owner,
+                &TurnStart {
+                    conversation: conversation.clone(),
+                    created: false,
+                    user: None,
+                    answer: answer.clone(),
+                },
+            )
+            .await?;
+        Ok(Persisted {
+            conversation,
+            created: false,
+            user_message,
+            answer,
+            history,
+            model,
+        })
     }
 
     /// Best effort after a failed persist: this turn's uploads go, earlier ones are detached.
@@ -158,8 +222,19 @@ mod tests {
         let p = f.chat.persist(&owner, resolved).await.unwrap();
         assert!(p.created);
         let c = f.conversation(&owner, &p.conversation.id).await;
-        assert_eq!(c.message_count, 1);
+        assert_eq!(
+            c.message_count, 2,
+            "the message and the answer's placeholder"
+        );
         assert_eq!(c.title, DEFAULT_TITLE);
+        assert_eq!(c.current_message_id.as_ref(), Some(&p.answer.id));
+        assert_eq!(c.generating_message_id.as_ref(), Some(&p.answer.id));
+        let placeholder = f.message(&owner, &p.answer.id).await;
+        assert_eq!(placeholder.parent_id.as_ref(), Some(&p.user_message.id));
+        assert_eq!(
+            (placeholder.status, placeholder.content.as_str()),
+            (MessageStatus::Incomplete, "")
+        );
         let stored = f.message(&owner, &p.user_message.id).await;
         assert_eq!(stored.content, "look");
         assert_eq!(stored.files.len(), 2);
@@ -185,6 +260,8 @@ mod tests {
             message_count: 0,
             created_at: Timestamp::now(),
             updated_at: Timestamp::now(),
+            current_message_id: None,
+            generating_message_id: None,
         };
         resolved.conversation = Some(c);
         let e = f.chat.persist(&owner, resolved).await;

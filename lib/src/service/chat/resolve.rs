@@ -1,6 +1,7 @@
-//! Step 2 of a turn, resolve: check the input, find the conversation and its history window, wait
-//! for earlier uploads that are still being processed, and read this request's uploads. Nothing is
-//! stored yet, so a refusal here leaves no trace.
+//! Step 2 of a turn, resolve: check the input, find the conversation, the message the new one
+//! follows (the current leaf, or the one asked for: an edit) and the history window along its
+//! branch, wait for earlier uploads that are still being processed, and read this request's
+//! uploads. Nothing is stored yet, so a refusal here leaves no trace.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use super::{
     ChatInput, ChatService, MAX_FILES, MAX_MESSAGE_CHARS, MAX_MODEL_CHARS, PROCESSING_WAIT,
 };
-use crate::domain::{Conversation, FileId, FileMeta, FileStatus, Message, Owner};
+use crate::domain::{Conversation, FileId, FileMeta, FileStatus, Message, MessageId, Owner};
 use crate::llm::ModelEntry;
 use crate::service::files::Prepared;
 use crate::service::Error;
@@ -25,7 +26,10 @@ pub struct Resolved {
     pub model: Arc<ModelEntry>,
     /// The conversation continued, or `None` for a new one.
     pub conversation: Option<Conversation>,
-    /// The history window before this message, oldest first (empty for a new conversation).
+    /// The message the new one follows (`None`: it is a first message).
+    pub parent: Option<MessageId>,
+    /// The history window before this message: the end of the branch through `parent`, oldest
+    /// first (empty for a first message).
     pub history: Vec<Message>,
     /// Files uploaded earlier, ready.
     pub earlier: Vec<FileMeta>,
@@ -69,23 +73,8 @@ impl ChatService {
     /// input, the conversation, earlier uploads, then this request's uploads.
     pub async fn resolve(&self, owner: &Owner, input: ChatInput) -> Result<Resolved, Error> {
         self.check(&input)?;
-        let model = self
-            .models
-            .resolve(input.model.as_deref())
-            .map_err(|e| {
-                Error::Unprocessable(format!(
-                    "There is no model {:?}. The models are: {}.",
-                    e.requested,
-                    e.available.join(", ")
-                ))
-            })?
-            .clone();
-        let conversation = match &input.conversation_id {
-            Some(id) => {
-                Some(crate::service::conversations::find(self.store.as_ref(), owner, id).await?)
-            }
-            None => None,
-        };
+        let model = self.pick_model(input.model.as_deref())?;
+        let (conversation, parent) = self.resolve_parent(owner, &input).await?;
         let mut earlier = Vec::new();
         for id in &input.file_ids {
             earlier.push(self.resolve_file(owner, id).await?);
@@ -94,23 +83,78 @@ impl ChatService {
         for upload in input.uploads {
             uploads.push(self.files.prepare(upload).await?);
         }
-        let history = match &conversation {
-            Some(c) => {
+        let history = match (&conversation, &parent) {
+            (Some(c), Some(p)) => {
                 self.store
-                    .recent_messages(owner, &c.id, self.settings.history_messages)
+                    .branch(owner, &c.id, p, Some(self.settings.history_messages))
                     .await?
             }
-            // A new conversation has no history: no need to ask the store.
-            None => Vec::new(),
+            // A first message has no history: no need to ask the store.
+            _ => Vec::new(),
         };
         Ok(Resolved {
             text: input.message.trim().to_owned(),
             model,
             conversation,
+            parent,
             history,
             earlier,
             uploads,
         })
+    }
+
+    /// The model of the registry with this id (the default for `None`); an unknown one is refused
+    /// naming the ones there are.
+    pub fn pick_model(&self, id: Option<&str>) -> Result<Arc<ModelEntry>, Error> {
+        Ok(self
+            .models
+            .resolve(id)
+            .map_err(|e| {
+                Error::Unprocessable(format!(
+                    "There is no model {:?}. The models are: {}.",
+                    e.requested,
+                    e.available.join(", ")
+                ))
+            })?
+            .clone())
+    }
+
+    /// The conversation and the message the new one follows: the conversation's current leaf when
+    /// no parent is given; the given one (which must be a message of the conversation, or names
+    /// it when no conversation is given); none for a first message.
+    async fn resolve_parent(
+        &self,
+        owner: &Owner,
+        input: &ChatInput,
+    ) -> Result<(Option<Conversation>, Option<MessageId>), Error> {
+        let find = |id| crate::service::conversations::find(self.store.as_ref(), owner, id);
+        let asked = match &input.parent_id {
+            Some(Some(id)) => Some(
+                self.store
+                    .get_message(owner, id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("No message with id {id}.")))?,
+            ),
+            _ => None,
+        };
+        let conversation = match (&input.conversation_id, &asked) {
+            (Some(id), _) => Some(find(id).await?),
+            (None, Some(parent)) => Some(find(&parent.conversation_id).await?),
+            (None, None) => None,
+        };
+        let parent = match (&input.parent_id, &conversation) {
+            (_, None) => None,
+            (None, Some(c)) => c.current_message_id.clone(),
+            (Some(None), Some(_)) => None,
+            (Some(Some(id)), Some(c)) => {
+                // A message of another conversation is unknown here.
+                if asked.as_ref().is_none_or(|p| p.conversation_id != c.id) {
+                    return Err(Error::NotFound(format!("No message with id {id}.")));
+                }
+                Some(id.clone())
+            }
+        };
+        Ok((conversation, parent))
     }
 
     /// A file uploaded earlier, once it is ready: waits up to [`PROCESSING_WAIT`] while it is
