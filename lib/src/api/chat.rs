@@ -459,7 +459,7 @@ pub struct StreamParams {
     tag = "chat",
     params(
         ("message_id" = String, Path, description = "The answer of the turn (`meta.assistant_message_id`)"),
-        ("Last-Event-ID" = Option<String>, Header, pattern = r"^[0-9]{1,12}$", description = "The id of the last event received: the stream resumes after it"),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = r"^[0-9]{1,12}$", description = "The id of the last event received: the stream resumes after it"),
         StreamParams,
     ),
     responses(
