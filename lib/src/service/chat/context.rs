@@ -17,7 +17,8 @@ use super::ChatService;
 use crate::blobs::{keys, BlobStore};
 use crate::domain::{FileId, FileMeta, FileType, Message, Owner, Role};
 use crate::llm::{ChatMessage, ChatRequest, ChatRole, Part};
-use crate::service::retrieval::{self, Doc};
+use crate::service::retrieval::{self, Dense, Doc};
+use crate::service::vectors::PassageVectors;
 use crate::service::Error;
 use crate::tokens::estimate;
 
@@ -87,6 +88,9 @@ impl ContextSettings {
 pub struct ContextBuilder {
     blobs: Arc<dyn BlobStore>,
     settings: ContextSettings,
+    /// The vectors of files' chunks, when an embedder runs: long files are then cut by meaning
+    /// as well as by words.
+    vectors: Option<Arc<PassageVectors>>,
 }
 
 impl ContextBuilder {
@@ -97,6 +101,7 @@ impl ContextBuilder {
         Self {
             blobs: self.blobs.clone(),
             settings,
+            vectors: self.vectors.clone(),
         }
     }
 
@@ -177,10 +182,22 @@ fn message_tokens(m: &Message) -> u64 {
     estimate(&m.content) + MESSAGE_TOKENS + NOTE_TOKENS * m.files.len() as u64
 }
 
-/// The text block of every loaded file, in order, fitting `budget` tokens together.
-fn blocks(model: &str, loaded: &[&Loaded], question: &str, budget: u64) -> Vec<String> {
+/// Whether the loaded files exceed `budget` and must be cut into their most relevant parts.
+fn must_cut(loaded: &[&Loaded], budget: u64) -> bool {
+    loaded.iter().map(|l| l.tokens + WRAPPER_TOKENS).sum::<u64>() > budget
+}
+
+/// The text block of every loaded file, in order, fitting `budget` tokens together. Files that
+/// must be cut keep their chunks ranked best by words and, with `dense`, by meaning.
+fn blocks(
+    model: &str,
+    loaded: &[&Loaded],
+    question: &str,
+    dense: Option<&Dense>,
+    budget: u64,
+) -> Vec<String> {
     let total: u64 = loaded.iter().map(|l| l.tokens + WRAPPER_TOKENS).sum();
-    if total <= budget {
+    if !must_cut(loaded, budget) {
         return loaded
             .iter()
             .map(|l| {
@@ -206,13 +223,15 @@ fn blocks(model: &str, loaded: &[&Loaded], question: &str, budget: u64) -> Vec<S
         c.tokens += estimate(&c.label) + LABEL_TOKENS;
     }
     let for_chunks = budget.saturating_sub(CUT_FILE_TOKENS * loaded.len() as u64);
-    let kept = retrieval::select(&chunks, question, for_chunks);
+    let cosines = dense.map(|d| d.scores(&chunks));
+    let kept = retrieval::select_hybrid(&chunks, question, cosines.as_deref(), for_chunks);
     tracing::debug!(
         model,
         total,
         budget,
         chunks = chunks.len(),
         kept = kept.len(),
+        by_meaning = cosines.is_some(),
         "files cut to fit the context"
     );
     loaded
@@ -263,7 +282,54 @@ fn blocks(model: &str, loaded: &[&Loaded], question: &str, budget: u64) -> Vec<S
 impl ContextBuilder {
     /// A builder reading file text and images from `blobs`.
     pub fn new(blobs: Arc<dyn BlobStore>, settings: ContextSettings) -> Self {
-        Self { blobs, settings }
+        Self {
+            blobs,
+            settings,
+            vectors: None,
+        }
+    }
+
+    /// The same builder, ranking the chunks of long files by meaning too with `vectors`.
+    pub fn with_vectors(mut self, vectors: Option<Arc<PassageVectors>>) -> Self {
+        self.vectors = vectors;
+        self
+    }
+
+    /// The question's vector and the stored vectors of the files in play, when they must be cut
+    /// and an embedder runs. Whatever is missing or fails leaves the ranking to words (logged).
+    async fn dense(
+        &self,
+        owner: &Owner,
+        playing: &[&Loaded],
+        question: &str,
+        budget: u64,
+    ) -> Option<Dense> {
+        let vectors = self.vectors.as_ref()?;
+        if !must_cut(playing, budget) {
+            return None;
+        }
+        let mut docs = Vec::with_capacity(playing.len());
+        for l in playing {
+            docs.push(
+                match vectors.stored(owner, &l.meta.id, &l.text).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(file = %l.meta.id, error = %e, "file vectors could not be read");
+                        None
+                    }
+                },
+            );
+        }
+        if docs.iter().all(Option::is_none) {
+            return None;
+        }
+        match vectors.query(question).await {
+            Ok(query) => Some(Dense { query, docs }),
+            Err(e) => {
+                tracing::warn!(error = %e, "the question could not be embedded");
+                None
+            }
+        }
     }
 
     /// How contexts are sized.
@@ -377,10 +443,11 @@ impl ContextBuilder {
             .filter(|l| in_play.contains(&l.meta.id))
             .collect();
         let budget = file_cap.min(available.saturating_sub(used));
+        let dense = self.dense(owner, &playing, &question, budget).await;
         let by_id: HashMap<FileId, String> = playing
             .iter()
             .map(|l| l.meta.id.clone())
-            .zip(blocks(model, &playing, &question, budget))
+            .zip(blocks(model, &playing, &question, dense.as_ref(), budget))
             .collect();
 
         // Each file's text goes with the last message that carries it.
