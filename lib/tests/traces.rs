@@ -306,6 +306,7 @@ async fn a_turn_is_a_server_span_with_a_chat_span_per_model_call() {
         title.parent_span_id, turn.span_id,
         "the title call is in the turn"
     );
+    assert!(title.end_time_unix_nano <= turn.end_time_unix_nano);
     assert_eq!(
         string(&title.attributes, "gen_ai.request.model").as_deref(),
         Some("title-model")

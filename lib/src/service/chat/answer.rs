@@ -332,19 +332,26 @@ impl Answer {
             usage,
             ..self.placeholder.clone()
         };
-        let mut end = TurnEnd {
-            outcome: message.status.as_str(),
-            answered_by: message.usage.as_ref().map(|u| u.model.as_str()),
-            error_type: error_type.as_deref(),
+        let outcome = message.status.as_str();
+        let answered_by = message.usage.as_ref().map(|u| u.model.clone());
+        let end = |error_type: Option<String>| {
+            let trace = self.trace.clone();
+            let answered_by = answered_by.clone();
+            move || {
+                trace.end(&TurnEnd {
+                    outcome,
+                    answered_by: answered_by.as_deref(),
+                    error_type: error_type.as_deref(),
+                });
+            }
         };
         if let Err(e) = self.store(&message).await {
-            end.error_type = Some("store");
-            self.trace.end(&end);
+            end(Some("store".into()))();
             out.emit(TurnEvent::Error(e));
             out.finish(self.service.flush_turn()).await;
             return;
         }
-        self.trace.end(&end);
+        let end = end(error_type);
 
         // The title goes out before `done` when it is ready by then; otherwise it lands later
         // without an event. Either way the job is awaited here, inside the request, so it is not
@@ -363,11 +370,14 @@ impl Answer {
             }
         }
         out.emit(last);
+        // The turn's span ends with its title call, then its spans go (on Lambda) before the
+        // response ends.
         let service = self.service.clone();
         out.finish(async move {
             if let Some(job) = pending {
                 let _ = tokio::time::timeout(TITLE_WAIT, job).await;
             }
+            end();
             service.flush_turn().await;
         })
         .await;
