@@ -138,6 +138,9 @@ pub struct Config {
     /// `CONVERSA_METRICS_BIND`: an address where the local server also serves `GET /metrics`
     /// without sign-in (for a Prometheus scraper); `/metrics` on the main address is for admins.
     pub metrics_bind: Option<SocketAddr>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) and
+    /// `OTEL_SERVICE_NAME`: where OTLP traces go, when anywhere (`traces`).
+    pub otlp: Option<crate::traces::OtlpSettings>,
 }
 
 impl Config {
@@ -271,6 +274,7 @@ impl Config {
             var: "CONVERSA_METRICS_EMF",
             message,
         })?;
+        let otlp = crate::traces::OtlpSettings::from_lookup(&get)?;
         let data_dir = PathBuf::from(get("CONVERSA_DATA_DIR").unwrap_or_else(|| "./data".into()));
         Ok(Self {
             bind,
@@ -400,6 +404,7 @@ impl Config {
                     "an address like 127.0.0.1:9090",
                 )?),
             },
+            otlp,
         })
     }
 

@@ -329,6 +329,7 @@ impl Fixture {
                 models,
                 budgets: Budgets::new(ledger.clone(), tiers, "default", clock.clone()),
                 turns: turns.clone(),
+                traces: crate::traces::Traces::off(),
             },
             files,
             s,

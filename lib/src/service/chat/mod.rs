@@ -36,6 +36,7 @@ use crate::domain::{
 use crate::limits::RateLimit;
 use crate::llm::Registry;
 use crate::store::Store;
+use crate::traces::Traces;
 use crate::turns::TurnLog;
 
 pub mod admit;
@@ -91,6 +92,8 @@ pub struct ChatPorts {
     pub budgets: Budgets,
     /// Each turn's events and stop flag, for whichever instance follows or stops it.
     pub turns: Arc<dyn TurnLog>,
+    /// Where each turn's spans go (or nowhere).
+    pub traces: Traces,
 }
 
 /// The chat use case: one turn from the request to the stored answer. Cheap to clone.
@@ -101,6 +104,7 @@ pub struct ChatService {
     models: Arc<Registry>,
     budgets: Budgets,
     turns: Arc<dyn TurnLog>,
+    traces: Traces,
     files: Arc<FileService>,
     context: ContextBuilder,
     titler: Titler,
@@ -223,6 +227,7 @@ impl ChatService {
             models: ports.models,
             budgets: ports.budgets,
             turns: ports.turns,
+            traces: ports.traces,
             files,
             settings: Arc::new(settings),
         }
@@ -266,6 +271,7 @@ impl ChatService {
     /// called.
     pub async fn start(&self, who: &Principal, input: ChatInput) -> Result<Turn, Error> {
         let owner = &who.owner;
+        let began = std::time::SystemTime::now();
         let resolved = self.resolve(owner, input).await?;
         let model = Arc::clone(&resolved.model);
         let (hold, cap) = self
@@ -290,7 +296,7 @@ impl ChatService {
         }
         .await;
         match prepared {
-            Ok((persisted, request)) => Ok(self.run_answer(who, persisted, request, hold)),
+            Ok((persisted, request)) => Ok(self.run_answer(who, persisted, request, hold, began)),
             Err(e) => {
                 hold.settle(crate::ledger::Spend::nothing(&model.id)).await;
                 Err(e)
