@@ -117,6 +117,7 @@ pub fn chat_settings(config: &Config) -> ChatSettings {
         rate_limit_per_minute: config.rate_limit_per_minute,
         model_timeout: config.model_timeout,
         metrics_emf: config.metrics_emf,
+        metrics_namespace: config.metrics_namespace.clone(),
         context: ContextSettings {
             system_prompt: config.system_prompt.clone(),
             context_tokens: config.context_tokens,

@@ -135,6 +135,8 @@ pub struct Config {
     /// `CONVERSA_METRICS_EMF`: each turn's figures as a CloudWatch EMF line on stdout (default:
     /// on Lambda).
     pub metrics_emf: bool,
+    /// `CONVERSA_METRICS_NAMESPACE`: the CloudWatch namespace of those lines (default `Conversa`).
+    pub metrics_namespace: String,
     /// `CONVERSA_METRICS_BIND`: an address where the local server also serves `GET /metrics`
     /// without sign-in (for a Prometheus scraper); `/metrics` on the main address is for admins.
     pub metrics_bind: Option<SocketAddr>,
@@ -274,6 +276,11 @@ impl Config {
             var: "CONVERSA_METRICS_EMF",
             message,
         })?;
+        let metrics_namespace =
+            crate::metrics::namespace_from(&get).map_err(|message| ConfigError {
+                var: "CONVERSA_METRICS_NAMESPACE",
+                message,
+            })?;
         let otlp = crate::traces::OtlpSettings::from_lookup(&get)?;
         let data_dir = PathBuf::from(get("CONVERSA_DATA_DIR").unwrap_or_else(|| "./data".into()));
         Ok(Self {
@@ -395,6 +402,7 @@ impl Config {
             tiers,
             prices,
             metrics_emf,
+            metrics_namespace,
             metrics_bind: match get("CONVERSA_METRICS_BIND") {
                 None => None,
                 Some(s) => Some(parse(

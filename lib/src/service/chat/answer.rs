@@ -317,6 +317,7 @@ impl Answer {
         crate::metrics::record_turn(&figures);
         if self.service.settings.metrics_emf {
             crate::metrics::emit(&crate::metrics::turn(
+                &self.service.settings.metrics_namespace,
                 &figures,
                 self.service.budgets.now_ms(),
             ));

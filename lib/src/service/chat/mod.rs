@@ -72,6 +72,8 @@ pub struct ChatSettings {
     pub model_timeout: Duration,
     /// Each turn's figures (and each refusal) as a CloudWatch EMF line (`CONVERSA_METRICS_EMF`).
     pub metrics_emf: bool,
+    /// The CloudWatch namespace of those lines (`CONVERSA_METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
     /// What the model sees: system prompt, file share, answer cap (the window is each model's).
     pub context: ContextSettings,
 }
@@ -248,6 +250,7 @@ impl ChatService {
         crate::metrics::record_refused(reason);
         if self.settings.metrics_emf {
             crate::metrics::emit(&crate::metrics::refused(
+                &self.settings.metrics_namespace,
                 reason,
                 who.owner.as_str(),
                 self.budgets.now_ms(),
