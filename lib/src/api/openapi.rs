@@ -34,7 +34,7 @@ use crate::service::conversations::{DEFAULT_LIMIT, MAX_LIMIT};
         crate::service::chat::TurnMeta, sse::TurnEventSchema, conversations::RenameBody, conversations::Export,
         files::FileText, files::UploadForm, files::PresignBody, files::PresignReply,
         health::Health, health::Index,
-        models::ModelList, models::ModelItem, crate::llm::Provider, crate::llm::registry::Price, domain::Receipt,
+        models::ModelList, models::ModelItem, crate::llm::Provider, crate::llm::registry::Price, domain::Receipt, domain::Citation,
         auth::AuthConfigReply, auth::OidcReply, auth::Me, auth::RegisterBody, auth::LoginBody, auth::RefreshBody,
         auth::SessionReply, crate::auth::Role, crate::auth::AuthMode,
         keys::NewKeyBody, keys::NewKey, keys::KeyItem, domain::Page<keys::KeyItem>,
