@@ -880,8 +880,7 @@ impl Store for DynamoStore {
 
     async fn begin_turn(&self, owner: &Owner, turn: &TurnStart) -> Result<(), StoreError> {
         let answer = &turn.answer;
-        let mut messages: Vec<&Message> = turn.user.iter().collect();
-        messages.push(answer);
+        let messages = turn.messages();
         if !turn.created {
             return self
                 .append(
@@ -895,14 +894,7 @@ impl Store for DynamoStore {
                 .await;
         }
         // A new conversation is written whole, with its messages, in one transaction.
-        let c = &turn.conversation;
-        let started = Conversation {
-            message_count: c.message_count + messages.len() as u64,
-            updated_at: c.updated_at.max(answer.created_at),
-            current_message_id: Some(answer.id.clone()),
-            generating_message_id: Some(answer.id.clone()),
-            ..c.clone()
-        };
+        let started = turn.started();
         let mut transaction = self
             .client()
             .transact_write_items()
@@ -918,7 +910,7 @@ impl Store for DynamoStore {
             Err(e) if (0..=2 * messages.len()).any(|i| condition_failed_at(&e, i)) => {
                 Err(StoreError::Corrupt(format!(
                     "conversation {} or a message of its first turn already exists",
-                    c.id
+                    started.id
                 )))
             }
             Err(e) => Err(unavailable(e)),

@@ -411,8 +411,7 @@ impl Store for MongoStore {
 
     async fn begin_turn(&self, owner: &Owner, turn: &TurnStart) -> Result<(), StoreError> {
         let answer = &turn.answer;
-        let mut messages: Vec<&Message> = turn.user.iter().collect();
-        messages.push(answer);
+        let messages = turn.messages();
         if !turn.created {
             return self
                 .append(
@@ -425,14 +424,7 @@ impl Store for MongoStore {
                 )
                 .await;
         }
-        let c = &turn.conversation;
-        let started = Conversation {
-            message_count: c.message_count + messages.len() as u64,
-            updated_at: c.updated_at.max(answer.created_at),
-            current_message_id: Some(answer.id.clone()),
-            generating_message_id: Some(answer.id.clone()),
-            ..c.clone()
-        };
+        let started = turn.started();
         let docs = messages
             .iter()
             .map(|m| message_doc(owner, m))
@@ -441,7 +433,7 @@ impl Store for MongoStore {
         if let Err(e) = self.insert_all(owner, &messages, docs).await {
             let _ = self
                 .conversations
-                .delete_one(Self::by_id(owner, c.id.as_str()))
+                .delete_one(Self::by_id(owner, started.id.as_str()))
                 .await;
             return Err(e);
         }

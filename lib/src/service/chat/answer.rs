@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
@@ -32,6 +32,7 @@ use crate::llm::prices::cost_nanos;
 use crate::llm::{ChatEvent, ChatRequest, ChatStream, LlmError, ModelEntry, Usage};
 use crate::service::usage::{spend_of, Hold};
 use crate::service::Error;
+use crate::traces::{TurnEnd, TurnIds, TurnTrace};
 
 /// The `finish_reason` of an answer someone stopped.
 pub const STOPPED: &str = "stopped";
@@ -66,6 +67,8 @@ struct Answer {
     passages: Vec<Passage>,
     /// The budget reservation, settled once when the answer ends.
     hold: Option<Hold>,
+    /// The turn's span, the parent of its model calls.
+    trace: TurnTrace,
 }
 
 /// Numbers a turn's events and sends each to the client and to the turn's log.
@@ -121,10 +124,26 @@ async fn stop_asked(rx: oneshot::Receiver<()>) {
 }
 
 impl ChatService {
+    /// Sends the turn's spans before its response ends, where the process may be frozen right
+    /// after it (Lambda); bounded, and silent about a collector that fails.
+    async fn flush_turn(&self) {
+        if self.traces.flush_each_turn() && !self.traces.flush(crate::traces::TURN_FLUSH).await {
+            tracing::debug!("the turn's spans could not be sent");
+        }
+    }
+
     /// Starts the answer of a persisted turn (and the automatic title of a new conversation) and
     /// returns the turn at once: its `meta`, then its events as they come. `hold` is settled to
-    /// the answer's receipt when it ends, however it ends.
-    pub fn run_answer(&self, who: &Principal, turn: Persisted, prompt: Prompt, hold: Hold) -> Turn {
+    /// the answer's receipt when it ends, however it ends. The turn's span (when traces are on)
+    /// starts at `began`.
+    pub fn run_answer(
+        &self,
+        who: &Principal,
+        turn: Persisted,
+        prompt: Prompt,
+        hold: Hold,
+        began: SystemTime,
+    ) -> Turn {
         let Prompt { request, passages } = prompt;
         let owner = &who.owner;
         let files = turn.user_message.files;
@@ -136,12 +155,23 @@ impl ChatService {
             files,
             model: turn.model.id.clone(),
         };
+        let trace = self.traces.turn(
+            &TurnIds {
+                user: owner.as_str(),
+                conversation_id: meta.conversation_id.as_str(),
+                user_message_id: meta.user_message_id.as_str(),
+                message_id: meta.assistant_message_id.as_str(),
+                model: &meta.model,
+            },
+            began,
+        );
         let title_job = turn.created.then(|| {
             let titler = self.titler.clone();
             let (who, id) = (who.clone(), turn.conversation.id.clone());
             let text = turn.user_message.content.clone();
             let names: Vec<String> = meta.files.iter().map(|f| f.filename.clone()).collect();
-            tokio::spawn(async move { titler.generate(&who, &id, &text, &names).await })
+            let trace = trace.clone();
+            tokio::spawn(async move { titler.generate(&who, &id, &text, &names, &trace).await })
         });
         let answer = Answer {
             service: self.clone(),
@@ -155,6 +185,7 @@ impl ChatService {
                 .sum(),
             passages,
             hold: Some(hold),
+            trace,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let emitter = Emitter {
@@ -189,9 +220,10 @@ impl Answer {
             first_token: None,
         };
         let stop = stop_asked(stop);
+        let trace = self.trace.clone();
         tokio::pin!(stop);
         let outcome = tokio::select! {
-            outcome = self.stream(request, &mut out, &mut text, &mut timing) => outcome,
+            outcome = self.stream(request, &trace, &mut out, &mut text, &mut timing) => outcome,
             // Dropping the stream above aborts the model's request.
             () = &mut stop => Outcome::Stopped,
         };
@@ -208,6 +240,7 @@ impl Answer {
                 .clone()
                 .unwrap_or_else(|| self.model.clone())
         };
+        let mut error_type = None;
         let (status, last, usage) = match outcome {
             Outcome::Finished {
                 finish_reason,
@@ -241,6 +274,7 @@ impl Answer {
                 )
             }
             Outcome::Failed(e) => {
+                error_type = Some(crate::traces::error_type(&e));
                 tracing::warn!(conversation = %self.placeholder.conversation_id, model = %self.model.id, error = %e, "the model failed during a turn");
                 let status = if text.is_empty() {
                     MessageStatus::Error
@@ -296,6 +330,7 @@ impl Answer {
         crate::metrics::record_turn(&figures);
         if self.service.settings.metrics_emf {
             crate::metrics::emit(&crate::metrics::turn(
+                &self.service.settings.metrics_namespace,
                 &figures,
                 self.service.budgets.now_ms(),
             ));
@@ -312,11 +347,26 @@ impl Answer {
             citations,
             ..self.placeholder.clone()
         };
+        let outcome = message.status.as_str();
+        let answered_by = message.usage.as_ref().map(|u| u.model.clone());
+        let end = |error_type: Option<String>| {
+            let trace = self.trace.clone();
+            let answered_by = answered_by.clone();
+            move || {
+                trace.end(&TurnEnd {
+                    outcome,
+                    answered_by: answered_by.as_deref(),
+                    error_type: error_type.as_deref(),
+                });
+            }
+        };
         if let Err(e) = self.store(&message).await {
+            end(Some("store".into()))();
             out.emit(TurnEvent::Error(e));
-            out.finish(async {}).await;
+            out.finish(self.service.flush_turn()).await;
             return;
         }
+        let end = end(error_type);
 
         // The title goes out before `done` when it is ready by then; otherwise it lands later
         // without an event. Either way the job is awaited here, inside the request, so it is not
@@ -335,10 +385,15 @@ impl Answer {
             }
         }
         out.emit(last);
-        out.finish(async {
+        // The turn's span ends with its title call, then its spans go (on Lambda) before the
+        // response ends.
+        let service = self.service.clone();
+        out.finish(async move {
             if let Some(job) = pending {
                 let _ = tokio::time::timeout(TITLE_WAIT, job).await;
             }
+            end();
+            service.flush_turn().await;
         })
         .await;
     }
@@ -361,6 +416,7 @@ impl Answer {
     async fn stream(
         &self,
         request: ChatRequest,
+        trace: &TurnTrace,
         out: &mut Emitter,
         text: &mut String,
         timing: &mut Timing,
@@ -368,7 +424,9 @@ impl Answer {
         let timeout = self.service.settings.model_timeout;
         let models = &self.service.models;
         let mut stream: ChatStream =
-            match tokio::time::timeout(timeout, models.stream(&self.model.id, request)).await {
+            match tokio::time::timeout(timeout, models.stream_in(&self.model.id, request, trace))
+                .await
+            {
                 Err(_) => {
                     return Outcome::Failed(LlmError::Unreachable(
                         "the model did not answer in time".into(),

@@ -36,6 +36,7 @@ use crate::domain::{
 use crate::limits::RateLimit;
 use crate::llm::Registry;
 use crate::store::Store;
+use crate::traces::Traces;
 use crate::turns::TurnLog;
 
 pub mod admit;
@@ -72,6 +73,8 @@ pub struct ChatSettings {
     pub model_timeout: Duration,
     /// Each turn's figures (and each refusal) as a CloudWatch EMF line (`CONVERSA_METRICS_EMF`).
     pub metrics_emf: bool,
+    /// The CloudWatch namespace of those lines (`CONVERSA_METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
     /// What the model sees: system prompt, file share, answer cap (the window is each model's).
     pub context: ContextSettings,
 }
@@ -92,6 +95,8 @@ pub struct ChatPorts {
     pub budgets: Budgets,
     /// Each turn's events and stop flag, for whichever instance follows or stops it.
     pub turns: Arc<dyn TurnLog>,
+    /// Where each turn's spans go (or nowhere).
+    pub traces: Traces,
 }
 
 /// The chat use case: one turn from the request to the stored answer. Cheap to clone.
@@ -102,6 +107,7 @@ pub struct ChatService {
     models: Arc<Registry>,
     budgets: Budgets,
     turns: Arc<dyn TurnLog>,
+    traces: Traces,
     files: Arc<FileService>,
     context: ContextBuilder,
     titler: Titler,
@@ -226,6 +232,7 @@ impl ChatService {
             models: ports.models,
             budgets: ports.budgets,
             turns: ports.turns,
+            traces: ports.traces,
             files,
             settings: Arc::new(settings),
         }
@@ -246,6 +253,7 @@ impl ChatService {
         crate::metrics::record_refused(reason);
         if self.settings.metrics_emf {
             crate::metrics::emit(&crate::metrics::refused(
+                &self.settings.metrics_namespace,
                 reason,
                 who.owner.as_str(),
                 self.budgets.now_ms(),
@@ -269,6 +277,7 @@ impl ChatService {
     /// called.
     pub async fn start(&self, who: &Principal, input: ChatInput) -> Result<Turn, Error> {
         let owner = &who.owner;
+        let began = std::time::SystemTime::now();
         let resolved = self.resolve(owner, input).await?;
         let model = Arc::clone(&resolved.model);
         let (hold, cap) = self
@@ -293,7 +302,7 @@ impl ChatService {
         }
         .await;
         match prepared {
-            Ok((persisted, prompt)) => Ok(self.run_answer(who, persisted, prompt, hold)),
+            Ok((persisted, prompt)) => Ok(self.run_answer(who, persisted, prompt, hold, began)),
             Err(e) => {
                 hold.settle(crate::ledger::Spend::nothing(&model.id)).await;
                 Err(e)

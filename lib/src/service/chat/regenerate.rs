@@ -24,6 +24,7 @@ impl ChatService {
     /// reserved against the caller's budgets first, as a sent turn's is.
     pub async fn regenerate(&self, who: &Principal, input: RegenerateInput) -> Result<Turn, Error> {
         let owner = &who.owner;
+        let began = std::time::SystemTime::now();
         if input.model.as_deref().is_some_and(|m| !valid_model_name(m)) {
             return Err(Error::Invalid("The model name is not valid.".into()));
         }
@@ -92,7 +93,7 @@ impl ChatService {
         }
         .await;
         match prepared {
-            Ok((persisted, prompt)) => Ok(self.run_answer(who, persisted, prompt, hold)),
+            Ok((persisted, prompt)) => Ok(self.run_answer(who, persisted, prompt, hold, began)),
             Err(e) => {
                 hold.settle(crate::ledger::Spend::nothing(&model_id)).await;
                 Err(e)
