@@ -887,7 +887,7 @@ mod tests {
                 "m",
                 &[],
                 "What is the secret ingredient?",
-                &[file.clone()],
+                std::slice::from_ref(&file),
             )
             .await
             .unwrap();
