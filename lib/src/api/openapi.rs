@@ -409,6 +409,34 @@ mod tests {
     }
 
     #[test]
+    fn done_always_carries_citations_and_a_message_may_omit_them() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let required = |schema: &str| -> Vec<String> {
+            doc.pointer(&format!("/components/schemas/{schema}/required"))
+                .and_then(|r| r.as_array())
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert!(required("DoneData").contains(&"citations".to_owned()));
+        assert!(!required("Message").contains(&"citations".to_owned()));
+        let citation = required("Citation");
+        for field in ["n", "file_id", "filename", "snippet"] {
+            assert!(
+                citation.contains(&field.to_owned()),
+                "{field}: {citation:?}"
+            );
+        }
+        assert_eq!(
+            doc.pointer("/components/schemas/DoneData/properties/citations/items/$ref"),
+            Some(&serde_json::json!("#/components/schemas/Citation"))
+        );
+    }
+
+    #[test]
     fn something_to_send_is_a_message_or_an_id_that_is_not_blank() {
         for text in samples(4) {
             assert_eq!(

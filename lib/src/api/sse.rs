@@ -374,6 +374,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_done_citing_nothing_says_so_with_an_empty_list() {
+        let (tx, t) = turn();
+        tx.send(numbered(
+            2,
+            TurnEvent::Done {
+                message_id: MessageId::from("a1"),
+                finish_reason: "stopped".into(),
+                usage: crate::domain::Receipt {
+                    model: "m".into(),
+                    provider: "openai".into(),
+                    prompt_tokens: 1,
+                    completion_tokens: 0,
+                    cost_usd: None,
+                    time_to_first_token_ms: None,
+                    duration_ms: 5,
+                },
+                citations: vec![],
+            },
+        ))
+        .unwrap();
+        drop(tx);
+        let body = response(t).into_response().into_body();
+        let text = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let events = crate::testing::parse_sse(&text);
+        assert_eq!(events[1].event, "done");
+        assert_eq!(events[1].data["citations"], serde_json::json!([]));
+    }
+
+    #[tokio::test]
     async fn an_error_event_carries_the_code_of_its_kind_and_a_safe_message() {
         use crate::service::Error;
         for (e, code, message) in [

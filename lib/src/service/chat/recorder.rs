@@ -373,4 +373,23 @@ mod tests {
         };
         assert_eq!(decode(&unknown), None);
     }
+
+    #[test]
+    fn a_done_logged_before_citations_reads_back_citing_nothing() {
+        let old = LoggedEvent {
+            id: 9,
+            name: "done".into(),
+            data: r#"{"message_id":"a","finish_reason":"stop","usage":{"model":"m","provider":"openai","prompt_tokens":3,"completion_tokens":4,"cost_usd":null,"time_to_first_token_ms":null,"duration_ms":12}}"#.into(),
+        };
+        let Some(Logged::Event(TurnEvent::Done {
+            finish_reason,
+            citations,
+            ..
+        })) = decode(&old)
+        else {
+            panic!("{:?}", decode(&old));
+        };
+        assert_eq!(finish_reason, "stop");
+        assert!(citations.is_empty());
+    }
 }
