@@ -314,7 +314,8 @@ impl ChatService {
 
     /// Ends a turn whose instance died: its answer is stored with the text its log holds
     /// (`incomplete`, or `error` when there is none), and the log ends with an `error` event,
-    /// returned with the events before it.
+    /// returned with the events before it. Its citations stay empty: the passages its `[n]` point
+    /// at were only in the memory of the instance that died.
     async fn recover(&self, owner: &Owner, message: &Message) -> Result<Vec<Followed>, Error> {
         tracing::warn!(turn = %message.id, "a turn's instance stopped writing its log; it is ended as failed");
         let read = self.turns.read(owner, &message.id, 0).await?;
