@@ -31,8 +31,9 @@ pub struct Chunk {
 /// About how many tokens one chunk holds.
 pub const CHUNK_TOKENS: u64 = 350;
 
-/// Splits text into sections at `[page N]` and `## Sheet: X` markers.
-fn sections(text: &str) -> Vec<(String, String)> {
+/// Splits text into sections at `[page N]` and `## Sheet: X` markers: `(label, text)`, the label
+/// `page N`, `sheet X`, or empty for text before the first marker.
+pub fn sections(text: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut label = String::new();
     let mut cur = String::new();

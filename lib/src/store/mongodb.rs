@@ -163,6 +163,7 @@ fn id_or_null(id: Option<&MessageId>) -> Bson {
 fn message_doc(owner: &Owner, m: &Message) -> Result<Document, StoreError> {
     let files = record::files_json(&m.files)?;
     let usage = record::receipt_json(m.usage.as_ref())?;
+    let citations = record::citations_json(&m.citations)?;
     Ok(doc! {
         "_id": m.id.as_str(),
         "owner": owner.as_str(),
@@ -175,6 +176,7 @@ fn message_doc(owner: &Owner, m: &Message) -> Result<Document, StoreError> {
         "status": m.status.as_str(),
         "created_at": m.created_at.to_rfc3339(),
         "usage": usage,
+        "citations": citations,
     })
 }
 
@@ -440,6 +442,7 @@ impl Store for MongoStore {
 
     async fn finish_turn(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
         let usage = record::receipt_json(m.usage.as_ref())?;
+        let citations = record::citations_json(&m.citations)?;
         let updated = self
             .messages
             .update_one(
@@ -449,6 +452,7 @@ impl Store for MongoStore {
                     "token_count": count(m.token_count),
                     "status": m.status.as_str(),
                     "usage": usage,
+                    "citations": citations,
                 }},
             )
             .await
@@ -605,6 +609,7 @@ impl Store for MongoStore {
 
     async fn update_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
         let usage = record::receipt_json(m.usage.as_ref())?;
+        let citations = record::citations_json(&m.citations)?;
         self.messages
             .update_one(
                 Self::by_id(owner, m.id.as_str()),
@@ -613,6 +618,7 @@ impl Store for MongoStore {
                     "token_count": count(m.token_count),
                     "status": m.status.as_str(),
                     "usage": usage,
+                    "citations": citations,
                 }},
             )
             .await

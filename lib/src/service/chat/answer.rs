@@ -5,6 +5,9 @@
 //! for the automatic title of a new conversation, inside the request, so a serverless sandbox
 //! does not freeze it half done.
 //!
+//! However it ends, the passages its text cites (`[n]`, [`super::cite`]) go with the stored answer
+//! and with `done`.
+//!
 //! The end of an answer, in order: store the answer ([`Answer::store`]), tell the title if it is
 //! ready, send `done` (or `error`), close the log, wait for a late title. A step that must see the
 //! stored answer before `done` (settling a budget) goes right after the store.
@@ -17,6 +20,8 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::cite::{self, Passage};
+use super::context::Prompt;
 use super::persist::Persisted;
 use super::recorder::{Recorder, StopWatch};
 use super::{ChatService, Numbered, Turn, TurnEvent, TurnMeta, META_ID, TITLE_WAIT};
@@ -58,6 +63,8 @@ struct Answer {
     placeholder: Message,
     model: Arc<ModelEntry>,
     prompt_estimate: u64,
+    /// The numbered passages of file text the prompt carries.
+    passages: Vec<Passage>,
     /// The budget reservation, settled once when the answer ends.
     hold: Option<Hold>,
     /// The turn's span, the parent of its model calls.
@@ -133,10 +140,11 @@ impl ChatService {
         &self,
         who: &Principal,
         turn: Persisted,
-        request: ChatRequest,
+        prompt: Prompt,
         hold: Hold,
         began: SystemTime,
     ) -> Turn {
+        let Prompt { request, passages } = prompt;
         let owner = &who.owner;
         let files = turn.user_message.files;
         let meta = TurnMeta {
@@ -175,6 +183,7 @@ impl ChatService {
                 .iter()
                 .map(|m| crate::tokens::count(&request.model, &m.joined_text()))
                 .sum(),
+            passages,
             hold: Some(hold),
             trace,
         };
@@ -223,6 +232,8 @@ impl Answer {
             prompt_tokens: self.prompt_estimate,
             completion_tokens: crate::tokens::estimate(&text),
         };
+        // What the text cites, however it ended.
+        let citations = cite::citations(&text, &self.passages);
         let answered = || {
             timing
                 .answered
@@ -242,6 +253,7 @@ impl Answer {
                         message_id: self.placeholder.id.clone(),
                         finish_reason,
                         usage: usage.clone(),
+                        citations: citations.clone(),
                     },
                     Some(usage),
                 )
@@ -256,6 +268,7 @@ impl Answer {
                         message_id: self.placeholder.id.clone(),
                         finish_reason: STOPPED.into(),
                         usage: usage.clone(),
+                        citations: citations.clone(),
                     },
                     Some(usage),
                 )
@@ -331,6 +344,7 @@ impl Answer {
             token_count,
             status,
             usage,
+            citations,
             ..self.placeholder.clone()
         };
         let outcome = message.status.as_str();
@@ -477,6 +491,81 @@ mod tests {
     use super::*;
     use crate::domain::DEFAULT_TITLE;
     use crate::service::chat::fixture::{drain, tokens, Fixture, TestModel};
+
+    #[tokio::test]
+    async fn a_stopped_answer_keeps_the_citations_of_what_it_said() {
+        let f = Fixture::new();
+        let owner = Owner::local();
+        let file = crate::service::chat::fixture::ready_file(
+            &f,
+            &owner,
+            "notes.txt",
+            "Saffron is the secret.",
+        )
+        .await;
+        let mut turn = f
+            .chat
+            .start(
+                &crate::service::chat::fixture::who(&owner),
+                crate::service::chat::ChatInput {
+                    message: "what is it [[gated]]".into(),
+                    file_ids: vec![file.id.clone()],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let id = turn.meta.assistant_message_id.clone();
+        // The test model echoes the prompt, whose passage header `[1]` comes a few words in.
+        f.model.token_gate.add_permits(3);
+        let mut said = String::new();
+        let reached = tokio::time::timeout(Duration::from_secs(10), async {
+            while !said.contains("[1]") {
+                if let TurnEvent::Token(t) = turn.events.recv().await.unwrap().event {
+                    said.push_str(&t);
+                }
+            }
+        })
+        .await;
+        assert!(reached.is_ok(), "no [1] in {said:?}");
+        f.chat.stop(&owner, &id).await.unwrap();
+        let rest = drain(&mut turn).await;
+        let Some(TurnEvent::Done {
+            finish_reason,
+            citations,
+            ..
+        }) = rest.last()
+        else {
+            panic!("{rest:?}");
+        };
+        assert_eq!(finish_reason, STOPPED);
+        assert_eq!(citations.len(), 1, "{citations:?}");
+        assert_eq!(citations[0].n, 1);
+        assert_eq!(citations[0].file_id, file.id);
+        assert_eq!(citations[0].filename, "notes.txt");
+        assert_eq!(
+            (citations[0].page, citations[0].sheet.as_deref()),
+            (None, None)
+        );
+        assert_eq!(citations[0].snippet, "Saffron is the secret.");
+        let stored = f.message(&owner, &id).await;
+        assert_eq!(stored.status, MessageStatus::Incomplete);
+        assert_eq!(&stored.citations, citations);
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_markers_cites_nothing() {
+        let f = Fixture::new();
+        let owner = Owner::local();
+        let mut turn = f.send(&owner, "no files here").await;
+        let events = drain(&mut turn).await;
+        let Some(TurnEvent::Done { citations, .. }) = events.last() else {
+            panic!("{events:?}");
+        };
+        assert!(citations.is_empty());
+        let stored = f.message(&owner, &turn.meta.assistant_message_id).await;
+        assert!(stored.citations.is_empty());
+    }
 
     #[tokio::test]
     async fn the_answer_streams_then_is_stored_complete_and_the_title_lands() {

@@ -30,8 +30,8 @@ use super::Error;
 use crate::auth::Principal;
 use crate::blobs::BlobStore;
 use crate::domain::{
-    ConversationId, FileId, FileMeta, Message, MessageId, MessageStatus, Owner, Receipt, Role,
-    Timestamp, DEFAULT_TITLE,
+    Citation, ConversationId, FileId, FileMeta, Message, MessageId, MessageStatus, Owner, Receipt,
+    Role, Timestamp, DEFAULT_TITLE,
 };
 use crate::limits::RateLimit;
 use crate::llm::Registry;
@@ -41,6 +41,7 @@ use crate::turns::TurnLog;
 
 pub mod admit;
 pub mod answer;
+pub mod cite;
 pub mod context;
 pub mod follow;
 pub mod persist;
@@ -176,6 +177,8 @@ pub enum TurnEvent {
         finish_reason: String,
         /// The receipt: the model that answered, tokens, cost, times.
         usage: Receipt,
+        /// The passages of files the answer cites, in order of first citation.
+        citations: Vec<Citation>,
     },
     /// The model failed (what was received is stored as `incomplete`, or `error` when nothing
     /// was), or the answer could not be stored. The stream ends after it.
@@ -291,15 +294,15 @@ impl ChatService {
             .await?;
         let prepared = async {
             let persisted = self.persist(owner, resolved).await?;
-            let mut request = self.build_request(owner, &persisted).await?;
+            let mut prompt = self.build_request(owner, &persisted).await?;
             if let Some(cap) = cap {
-                request.max_tokens.get_or_insert(cap);
+                prompt.request.max_tokens.get_or_insert(cap);
             }
-            Ok::<_, Error>((persisted, request))
+            Ok::<_, Error>((persisted, prompt))
         }
         .await;
         match prepared {
-            Ok((persisted, request)) => Ok(self.run_answer(who, persisted, request, hold, began)),
+            Ok((persisted, prompt)) => Ok(self.run_answer(who, persisted, prompt, hold, began)),
             Err(e) => {
                 hold.settle(crate::ledger::Spend::nothing(&model.id)).await;
                 Err(e)
@@ -386,6 +389,7 @@ impl ChatService {
                 status: MessageStatus::Error,
                 created_at: Timestamp::now(),
                 usage: None,
+                citations: vec![],
             });
         Ok(Finished {
             meta,

@@ -85,15 +85,15 @@ impl ChatService {
             let persisted = self
                 .persist_again(owner, conversation, question, history, model)
                 .await?;
-            let mut request = self.build_request(owner, &persisted).await?;
+            let mut prompt = self.build_request(owner, &persisted).await?;
             if let Some(cap) = cap {
-                request.max_tokens.get_or_insert(cap);
+                prompt.request.max_tokens.get_or_insert(cap);
             }
-            Ok::<_, Error>((persisted, request))
+            Ok::<_, Error>((persisted, prompt))
         }
         .await;
         match prepared {
-            Ok((persisted, request)) => Ok(self.run_answer(who, persisted, request, hold, began)),
+            Ok((persisted, prompt)) => Ok(self.run_answer(who, persisted, prompt, hold, began)),
             Err(e) => {
                 hold.settle(crate::ledger::Spend::nothing(&model_id)).await;
                 Err(e)
