@@ -150,7 +150,10 @@ install_moto() {
 start_moto() {
   if moto_ready; then log "moto already up on 127.0.0.1:$MOTO_PORT"; return 0; fi
   port_open "$MOTO_PORT" && die "port $MOTO_PORT is taken by something that is not moto (set CONVERSA_MOTO_PORT)"
-  nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE_DIR/moto.log" 2>&1 </dev/null &
+  # moto_server with DynamoDB requests one at a time (see the script: moto's transactions
+  # otherwise lose concurrent writes).
+  nohup "$PY" "$(dirname "${BASH_SOURCE[0]}")/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT" \
+    >"$STATE_DIR/moto.log" 2>&1 </dev/null &
   echo $! >"$STATE_DIR/moto.pid"
   wait_for moto 60 moto_ready
   log "moto up on http://127.0.0.1:$MOTO_PORT"

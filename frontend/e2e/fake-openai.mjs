@@ -8,6 +8,8 @@
 //   - SHOWCASE: Markdown with a table, code and math (for screenshots);
 //   - COUNTED: "Answer number N to: …", N rising with every answer this provider gives to such a
 //     question (so a regenerated answer differs from the one before);
+//   - CITE:WORD: an answer citing the numbered passage ("[n] page …" in the prompt) that holds
+//     WORD, as a model asked to cite would (the number is read from the prompt);
 //   - otherwise an echo of the user's words.
 // Title requests (the title model, any non-streaming request, or a system prompt asking for a
 // title) get a short title: as JSON, or streamed when the request streams.
@@ -69,10 +71,32 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let counted = 0;
 
+/** The number of the passage holding `word`: the "[n] …" header line nearest before it. */
+export function passageNumberOf(messages, word) {
+  for (const m of messages) {
+    const text = textOf(m.content);
+    for (let at = text.indexOf(word); at >= 0; at = text.indexOf(word, at + 1)) {
+      if (text.slice(0, at).endsWith("CITE:")) continue;
+      const lines = text.slice(0, at).split("\n").reverse();
+      for (const line of lines) {
+        const h = /^\[(\d+)\]/.exec(line);
+        if (h) return Number(h[1]);
+      }
+    }
+  }
+  return null;
+}
+
 export function answerFor(messages) {
   const all = messages.map((m) => textOf(m.content)).join("\n");
   const users = messages.filter((m) => m.role === "user");
   const last = users.length ? textOf(users[users.length - 1].content) : "";
+  const cite = /CITE:([A-Z]+-\d+)/.exec(last);
+  if (cite) {
+    const n = passageNumberOf(messages, cite[1]);
+    const text = n === null ? `No passage holds ${cite[1]}.` : `The launch code is ${cite[1]} [${n}]. In code: \`arr[${n}]\`.`;
+    return { kind: "text", parts: chunks(text, 5), delay: 8 };
+  }
   if (last.includes("FAIL_UPSTREAM")) return { kind: "fail" };
   if (last.includes("MALICIOUS_OUTPUT")) return { kind: "text", parts: MALICIOUS_MARKDOWN, delay: 5 };
   if (last.includes("SLOW_STREAM")) {

@@ -160,6 +160,35 @@ export async function launchBrowser(options = {}) {
   };
 }
 
+/** A small valid PDF with one page per entry of `pages` (each a list of lines). */
+export function makePagedPdf(pages) {
+  const esc = (s) => s.replace(/[\\()]/g, (c) => "\\" + c);
+  const objects = [
+    "<< /Type /Catalog /Pages 2 0 R >>",
+    `<< /Type /Pages /Kids [${pages.map((_, i) => `${4 + 2 * i} 0 R`).join(" ")}] /Count ${pages.length} >>`,
+    "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+  ];
+  pages.forEach((lines, i) => {
+    const content =
+      "BT /F1 12 Tf 72 720 Td 16 TL\n" + lines.map((l, j) => `${j ? "T* " : ""}(${esc(l)}) Tj`).join("\n") + "\nET\n";
+    objects.push(
+      `<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents ${5 + 2 * i} 0 R /Resources << /Font << /F1 3 0 R >> >> >>`,
+      `<< /Length ${Buffer.byteLength(content, "latin1")} >>\nstream\n${content}endstream`,
+    );
+  });
+  let out = "%PDF-1.4\n%\xe2\xe3\xcf\xd3\n";
+  const offsets = [];
+  objects.forEach((body, i) => {
+    offsets.push(Buffer.byteLength(out, "latin1"));
+    out += `${i + 1} 0 obj\n${body}\nendobj\n`;
+  });
+  const xrefAt = Buffer.byteLength(out, "latin1");
+  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
+  for (const off of offsets) out += `${String(off).padStart(10, "0")} 00000 n \n`;
+  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xrefAt}\n%%EOF\n`;
+  return Buffer.from(out, "latin1");
+}
+
 /** A small valid one-page PDF whose text is `lines` (Helvetica, WinAnsi), with a correct xref. */
 export function makePdf(lines) {
   const esc = (s) => s.replace(/[\\()]/g, (c) => "\\" + c);

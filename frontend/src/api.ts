@@ -171,6 +171,11 @@ export class Api {
     return this.request<void>(`/api/keys/${encodeURIComponent(id)}`, { method: "DELETE" });
   }
 
+  /** A file's extracted text (`[page N]` / `## Sheet: X` markers where the extractor made them). */
+  fileText(id: string): Promise<{ file_id: string; text: string }> {
+    return this.request(`/api/files/${encodeURIComponent(id)}/text`, { cache: "no-store" });
+  }
+
   /** A file's bytes as an object URL, fetched with the bearer token (signed-in modes). */
   async fileObjectUrl(id: string): Promise<string> {
     const res = await this.authFetch(this.downloadUrl(id));

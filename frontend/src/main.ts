@@ -523,7 +523,7 @@ class App {
           if (controller.signal.aborted) throw e;
         }
       }
-      answer.finish(done.usage);
+      answer.finish(done.usage, done.citations);
       if (done.finish_reason === "stopped") this.markStopped(answer);
     } catch (e) {
       answer.finish();

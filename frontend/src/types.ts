@@ -56,6 +56,21 @@ export interface Message {
   created_at: string;
   /** The receipt of an answer (null on user messages and on answers no model started). */
   usage?: Receipt | null;
+  /** The passages of files the answer cites with `[n]`, in order of first citation. */
+  citations?: Citation[];
+}
+
+/** A passage of a file an answer cites: `[n]` in its text points here. */
+export interface Citation {
+  n: number;
+  file_id: string;
+  filename: string;
+  /** The page, for files with pages. */
+  page: number | null;
+  /** The sheet, for spreadsheets. */
+  sheet: string | null;
+  /** A short verbatim excerpt of the passage (at most 300 characters). */
+  snippet: string;
 }
 
 export interface Page<T> {
@@ -107,6 +122,8 @@ export interface DoneEvent {
   /** `stopped` when someone stopped the answer. */
   finish_reason: string;
   usage?: Receipt;
+  /** The passages the answer cites. */
+  citations?: Citation[];
 }
 
 /** `GET /api/auth/config`: how people sign in. */

@@ -25,6 +25,7 @@ use crate::service::health::HealthService;
 use crate::service::keys::KeyService;
 use crate::service::usage::{Budgets, UsageService};
 use crate::store::Store;
+use crate::traces::Traces;
 use crate::turns::TurnLog;
 
 /// What the HTTP layer itself needs, beyond the services.
@@ -90,6 +91,8 @@ pub struct App {
     pub embedder: Option<Arc<dyn Embedder>>,
     /// The services, as the routers hold them.
     pub state: AppState,
+    /// Where each turn's spans go (or nowhere): flush or shut it down on the way out.
+    pub traces: Traces,
     /// The in-process queue, when jobs run in this process.
     local_jobs: Option<Arc<LocalJobs>>,
 }
@@ -104,6 +107,12 @@ fn not_built(var: &str, kind: impl std::fmt::Debug) -> BuildError {
     BuildError(format!("{var}: {kind:?} is not built into this binary"))
 }
 
+/// The trace exporter the configuration asks for (nothing without an endpoint).
+fn start_traces(config: &Config) -> Result<Traces, BuildError> {
+    Traces::start(config.otlp.as_ref())
+        .map_err(|e| BuildError(format!("OTEL_EXPORTER_OTLP_ENDPOINT: {e}")))
+}
+
 /// The chat settings of a configuration (the models are the registry's).
 pub fn chat_settings(config: &Config) -> ChatSettings {
     ChatSettings {
@@ -111,6 +120,7 @@ pub fn chat_settings(config: &Config) -> ChatSettings {
         rate_limit_per_minute: config.rate_limit_per_minute,
         model_timeout: config.model_timeout,
         metrics_emf: config.metrics_emf,
+        metrics_namespace: config.metrics_namespace.clone(),
         context: ContextSettings {
             system_prompt: config.system_prompt.clone(),
             context_tokens: config.context_tokens,
@@ -156,14 +166,15 @@ impl App {
         models: Arc<Registry>,
     ) -> Result<Self, BuildError> {
         let local = Arc::new(LocalJobs::new(config.data_dir.join("jobs")));
+        let traces = start_traces(&config)?;
         Self::assemble(
             config,
             stores,
             blobs,
             RateLimit::system(limiter),
             models,
-            local.clone(),
-            Some(local),
+            (local.clone(), Some(local)),
+            traces,
             None,
         )
     }
@@ -182,8 +193,8 @@ impl App {
             self.blobs,
             self.limiter,
             self.models,
-            self.jobs,
-            self.local_jobs,
+            (self.jobs, self.local_jobs),
+            self.traces,
             embedder,
         )
     }
@@ -202,8 +213,8 @@ impl App {
             self.blobs,
             limiter,
             self.models,
-            self.jobs,
-            self.local_jobs,
+            (self.jobs, self.local_jobs),
+            self.traces,
             self.embedder,
         )
     }
@@ -215,8 +226,8 @@ impl App {
         blobs: Arc<dyn BlobStore>,
         limiter: RateLimit,
         models: Arc<Registry>,
-        jobs: Arc<dyn JobQueue>,
-        local_jobs: Option<Arc<LocalJobs>>,
+        (jobs, local_jobs): (Arc<dyn JobQueue>, Option<Arc<LocalJobs>>),
+        traces: Traces,
         embedder: Option<Arc<dyn Embedder>>,
     ) -> Result<Self, BuildError> {
         let Stores {
@@ -255,6 +266,7 @@ impl App {
                 models: models.clone(),
                 budgets: budgets.clone(),
                 turns: turns.clone(),
+                traces: traces.clone(),
             },
             files.clone(),
             chat_settings(&config),
@@ -292,6 +304,7 @@ impl App {
             jobs,
             embedder,
             state,
+            traces,
             local_jobs,
         })
     }
@@ -378,26 +391,28 @@ impl App {
         #[cfg(feature = "sqs")]
         if let Some(url) = config.jobs_queue_url.clone() {
             let jobs = Arc::new(crate::jobs::sqs::SqsJobs::from_env(url).await);
+            let traces = start_traces(&config)?;
             return Self::assemble(
                 config,
                 stores,
                 blobs,
                 RateLimit::system(limiter),
                 models,
-                jobs,
-                None,
+                (jobs, None),
+                traces,
                 embedder,
             );
         }
         let local = Arc::new(LocalJobs::new(config.data_dir.join("jobs")));
+        let traces = start_traces(&config)?;
         Self::assemble(
             config,
             stores,
             blobs,
             RateLimit::system(limiter),
             models,
-            local.clone(),
-            Some(local),
+            (local.clone(), Some(local)),
+            traces,
             embedder,
         )
     }

@@ -139,9 +139,14 @@ pub struct Config {
     /// `CONVERSA_METRICS_EMF`: each turn's figures as a CloudWatch EMF line on stdout (default:
     /// on Lambda).
     pub metrics_emf: bool,
+    /// `CONVERSA_METRICS_NAMESPACE`: the CloudWatch namespace of those lines (default `Conversa`).
+    pub metrics_namespace: String,
     /// `CONVERSA_METRICS_BIND`: an address where the local server also serves `GET /metrics`
     /// without sign-in (for a Prometheus scraper); `/metrics` on the main address is for admins.
     pub metrics_bind: Option<SocketAddr>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) and
+    /// `OTEL_SERVICE_NAME`: where OTLP traces go, when anywhere (`traces`).
+    pub otlp: Option<crate::traces::OtlpSettings>,
 }
 
 impl Config {
@@ -275,6 +280,12 @@ impl Config {
             var: "CONVERSA_METRICS_EMF",
             message,
         })?;
+        let metrics_namespace =
+            crate::metrics::namespace_from(&get).map_err(|message| ConfigError {
+                var: "CONVERSA_METRICS_NAMESPACE",
+                message,
+            })?;
+        let otlp = crate::traces::OtlpSettings::from_lookup(&get)?;
         let data_dir = PathBuf::from(get("CONVERSA_DATA_DIR").unwrap_or_else(|| "./data".into()));
         Ok(Self {
             bind,
@@ -412,6 +423,7 @@ impl Config {
             tiers,
             prices,
             metrics_emf,
+            metrics_namespace,
             metrics_bind: match get("CONVERSA_METRICS_BIND") {
                 None => None,
                 Some(s) => Some(parse(
@@ -421,6 +433,7 @@ impl Config {
                     "an address like 127.0.0.1:9090",
                 )?),
             },
+            otlp,
         })
     }
 

@@ -249,6 +249,29 @@ pub struct Message {
     /// messages, and on answers no model started).
     #[serde(default)]
     pub usage: Option<Receipt>,
+    /// The passages of files an answer cites with `[n]`, in order of first citation (empty on user
+    /// messages, on answers that cite nothing, and on answers stored before citations).
+    #[serde(default)]
+    pub citations: Vec<Citation>,
+}
+
+/// A passage of a file that an answer cites: `[n]` in the answer's text points here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Citation {
+    /// The number the answer cites it by (`[n]`), as the prompt numbered the passage.
+    pub n: u32,
+    /// The file the passage comes from.
+    pub file_id: FileId,
+    /// The file's name.
+    pub filename: String,
+    /// The page the passage is on (PDF, and documents the extractor labels by page); `null` when
+    /// the file has no pages.
+    pub page: Option<u32>,
+    /// The sheet the passage is on (spreadsheets); `null` otherwise.
+    pub sheet: Option<String>,
+    /// A short verbatim excerpt of the passage (at most 300 characters), the part that best
+    /// matches what the answer says where it cites it.
+    pub snippet: String,
 }
 
 /// What an answer took, and which model gave it: carried by the stored answer and by `done`.

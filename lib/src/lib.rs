@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod service;
 pub mod store;
 pub mod tokens;
+pub mod traces;
 pub mod turns;
 
 #[cfg(feature = "test-support")]

@@ -176,9 +176,16 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
     } else {
         println!("Conversa API is running at http://{addr}/api (no frontend build found; run `npm run build` in frontend/)");
     }
-    serve(listener, app(&built), shutdown_signal()).await?;
+    let served = serve(listener, app(&built), shutdown_signal()).await;
+    // The spans still queued go out, for a moment at most: a collector that is down does not
+    // hold the exit.
+    built.traces.shutdown(TRACES_SHUTDOWN).await;
+    served?;
     Ok(())
 }
+
+/// The longest the local server waits, on its way out, for its last spans to be sent.
+const TRACES_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// `conversa-extractor`: processes extraction jobs from SQS until Ctrl-C or SIGTERM.
 #[cfg(feature = "sqs")]

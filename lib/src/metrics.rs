@@ -1,6 +1,6 @@
 //! The figures of each turn, as one JSON line in CloudWatch's embedded metric format (EMF): on
 //! Lambda, a line like this on stdout becomes metrics with nothing running at rest (namespace
-//! `Conversa`, dimension `Model`: `TimeToFirstToken`, `TurnDuration`, `PromptTokens`,
+//! `CONVERSA_METRICS_NAMESPACE`, default `Conversa`; dimension `Model`: `TimeToFirstToken`, `TurnDuration`, `PromptTokens`,
 //! `CompletionTokens`, `CostUSD`, `TurnErrors`; dimension `Reason`: `Refused`). The line also
 //! carries the turn's ids and outcome — never message text.
 //!
@@ -9,7 +9,7 @@
 
 use serde_json::{json, Map, Value};
 
-/// The CloudWatch namespace of every metric.
+/// The CloudWatch namespace of every metric unless `CONVERSA_METRICS_NAMESPACE` names another.
 pub const NAMESPACE: &str = "Conversa";
 
 /// What one turn came to.
@@ -40,6 +40,7 @@ pub struct TurnFigures<'a> {
 }
 
 fn document(
+    namespace: &str,
     timestamp_ms: i64,
     dimension: &str,
     metrics: Vec<(&str, &str, Value)>,
@@ -57,7 +58,7 @@ fn document(
         json!({
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
+                "Namespace": namespace,
                 "Dimensions": [[dimension]],
                 "Metrics": declared,
             }],
@@ -68,7 +69,7 @@ fn document(
 
 /// The EMF document of a turn at `timestamp_ms`. A figure that is absent (no first token, no
 /// price) is left out, metric and value both.
-pub fn turn(f: &TurnFigures<'_>, timestamp_ms: i64) -> Value {
+pub fn turn(namespace: &str, f: &TurnFigures<'_>, timestamp_ms: i64) -> Value {
     let mut metrics: Vec<(&str, &str, Value)> = Vec::new();
     if let Some(v) = f.time_to_first_token_ms {
         metrics.push(("TimeToFirstToken", "Milliseconds", json!(v)));
@@ -100,16 +101,17 @@ pub fn turn(f: &TurnFigures<'_>, timestamp_ms: i64) -> Value {
     if let Some(p) = f.provider {
         fields.insert("provider".into(), json!(p));
     }
-    document(timestamp_ms, "Model", metrics, fields)
+    document(namespace, timestamp_ms, "Model", metrics, fields)
 }
 
 /// The EMF document of a refused turn (`reason`: `rate_limited`, `quota_exceeded`).
-pub fn refused(reason: &str, user: &str, timestamp_ms: i64) -> Value {
+pub fn refused(namespace: &str, reason: &str, user: &str, timestamp_ms: i64) -> Value {
     let mut fields = Map::new();
     fields.insert("Reason".into(), json!(reason));
     fields.insert("event".into(), json!("refused"));
     fields.insert("user".into(), json!(user));
     document(
+        namespace,
         timestamp_ms,
         "Reason",
         vec![("Refused", "Count", json!(1))],
@@ -125,6 +127,24 @@ pub fn enabled_from(get: &dyn Fn(&str) -> Option<String>) -> Result<bool, String
         Some(v) if v.eq_ignore_ascii_case("off") => Ok(false),
         Some(v) => Err(format!("{v:?} is not one of on, off")),
     }
+}
+
+/// The namespace of the EMF lines: `CONVERSA_METRICS_NAMESPACE`, else [`NAMESPACE`]. One stack
+/// per environment in one account gives each its own (`Conversa/conversa-staging`), so that its
+/// dashboard counts only its own turns. CloudWatch's rules: 1–255 letters, digits and `.-_/#: `,
+/// not starting with `:` or `AWS/`.
+pub fn namespace_from(get: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let Some(v) = get("CONVERSA_METRICS_NAMESPACE").filter(|v| !v.trim().is_empty()) else {
+        return Ok(NAMESPACE.to_owned());
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c);
+    if v.len() > 255 || !v.chars().all(allowed) || v.starts_with(':') || v.starts_with("AWS/") {
+        return Err(format!(
+            "{v:?} is not a CloudWatch namespace (1-255 letters, digits and .-_/#: and spaces, \
+             not starting with ':' or 'AWS/')"
+        ));
+    }
+    Ok(v)
 }
 
 /// Writes an EMF document as one line on stdout (where Lambda's log agent reads it).
@@ -329,7 +349,7 @@ mod tests {
 
     #[test]
     fn a_turn_is_one_emf_document_with_every_figure() {
-        let doc = turn(&figures(), 1_796_119_200_000);
+        let doc = turn(NAMESPACE, &figures(), 1_796_119_200_000);
         let aws = &doc["_aws"];
         assert_eq!(aws["Timestamp"], 1_796_119_200_000_i64);
         let m = &aws["CloudWatchMetrics"][0];
@@ -368,16 +388,20 @@ mod tests {
         f.outcome = "error";
         f.time_to_first_token_ms = None;
         f.cost_usd = None;
-        let doc = turn(&f, 0);
+        let doc = turn("Conversa/conversa-dev", &f, 0);
         assert!(doc.get("TimeToFirstToken").is_none() && doc.get("CostUSD").is_none());
         let declared = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
         assert!(!declared.contains("CostUSD") && !declared.contains("TimeToFirstToken"));
         assert_eq!(doc["TurnErrors"], 1);
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "Conversa/conversa-dev"
+        );
     }
 
     #[test]
     fn refusals_count_by_reason() {
-        let doc = refused("quota_exceeded", "ann", 5);
+        let doc = refused(NAMESPACE, "quota_exceeded", "ann", 5);
         assert_eq!(doc["Reason"], "quota_exceeded");
         assert_eq!(doc["Refused"], 1);
         assert_eq!(
@@ -405,5 +429,24 @@ mod tests {
         .unwrap());
         assert!(enabled_from(&env(&[("CONVERSA_METRICS_EMF", "ON")])).unwrap());
         assert!(enabled_from(&env(&[("CONVERSA_METRICS_EMF", "yes")])).is_err());
+    }
+
+    #[test]
+    fn the_namespace_is_the_default_or_a_valid_one() {
+        let with = |v: &'static str| {
+            move |k: &str| (k == "CONVERSA_METRICS_NAMESPACE").then(|| v.to_owned())
+        };
+        assert_eq!(namespace_from(&|_| None).unwrap(), "Conversa");
+        assert_eq!(namespace_from(&with("  ")).unwrap(), "Conversa");
+        assert_eq!(
+            namespace_from(&with("Conversa/conversa-staging")).unwrap(),
+            "Conversa/conversa-staging"
+        );
+        for bad in ["AWS/Lambda", ":x", "a\u{e9}", "tab\there"] {
+            let e = namespace_from(&with(bad)).unwrap_err();
+            assert!(e.contains("not a CloudWatch namespace"), "{bad}: {e}");
+        }
+        let long: &'static str = Box::leak("n".repeat(256).into_boxed_str());
+        assert!(namespace_from(&with(long)).is_err());
     }
 }

@@ -16,6 +16,7 @@
 //! | `[[slow]]` | 40 words, 50 ms apart |
 //! | `[[slower]]` | 40 words, 250 ms apart |
 //! | `[[no-usage]]` | no usage chunk |
+//! | `[[cite:WORD]]` | finds WORD in the file passages of the request and answers `WORD is stated there [n].`, citing the number of the passage that holds it (read from the prompt, as a model would) |
 //!
 //! Requests with the title model's name (`title-model` in [`test_config`]) get `Fake Title For <first
 //! three words>`.
@@ -178,6 +179,15 @@ async fn completions(State(state): State<FakeState>, body: Bytes) -> Response {
             .take(3)
             .collect();
         format!("Fake Title For {}", first.join(" "))
+    } else if let Some(word) = user
+        .split("[[cite:")
+        .nth(1)
+        .and_then(|rest| rest.split("]]").next())
+    {
+        match passage_number_of(&body, word) {
+            Some(n) => format!("{word} is stated there [{n}]."),
+            None => format!("No passage holds {word}."),
+        }
     } else {
         format!("Echo: {user}")
     };
@@ -422,6 +432,36 @@ pub fn streamed_text(events: &[SseEvent]) -> String {
         .filter(|e| e.event == "token")
         .filter_map(|e| e.data["text"].as_str())
         .collect()
+}
+
+/// The number of the passage holding `word` in a request: the `[n] …` header line nearest before
+/// its first occurrence outside a `[[cite:…]]` request.
+pub fn passage_number_of(body: &Value, word: &str) -> Option<u32> {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let texts = messages.iter().flat_map(|m| match &m["content"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str().map(str::to_owned))
+            .collect(),
+        _ => vec![],
+    });
+    for text in texts {
+        for (at, _) in text.match_indices(word) {
+            if text[..at].ends_with("[[cite:") {
+                continue;
+            }
+            let header = text[..at].lines().rev().find_map(|line| {
+                let rest = line.strip_prefix('[')?;
+                let (n, _) = rest.split_once(']')?;
+                n.parse::<u32>().ok()
+            });
+            if header.is_some() {
+                return header;
+            }
+        }
+    }
+    None
 }
 
 /// A valid PDF with one page per string (Helvetica text, a correct xref table).

@@ -93,6 +93,7 @@ async fn deleting_a_long_conversation_removes_every_item() {
         status: MessageStatus::Complete,
         created_at: Timestamp::from_millis(at),
         usage: None,
+        citations: vec![],
     };
     let mut ids = Vec::new();
     // More than one batch of 25 deletes (each message has a pointer item too).

@@ -109,8 +109,8 @@ async fn a_300_page_pdf_is_a_job_with_progress_and_page_250_reaches_the_context(
     let sent = last_user_text(&fake.chat_requests().pop().unwrap());
     assert!(sent.contains("saffron from La Mancha"), "{sent}");
     assert!(
-        sent.contains("[page 250]"),
-        "chunks are labelled with their page"
+        sent.contains("] page 250\nThe secret ingredient"),
+        "chunks are numbered passages labelled with their page"
     );
     assert!(
         sent.contains("manual.pdf is too long to send whole"),
@@ -212,10 +212,7 @@ async fn small_files_are_read_before_the_answer_and_whole() {
     assert_eq!(s, StatusCode::OK);
     let answer = streamed_text(&parse_sse(&b));
     assert!(
-        answer.contains("[page 1]")
-            && answer.contains("First page.")
-            && answer.contains("[page 2]")
-            && answer.contains("Second page."),
+        answer.contains("[1] page 1\nFirst page.") && answer.contains("[2] page 2\nSecond page."),
         "{answer}"
     );
     assert!(!answer.contains("too long to send whole"));

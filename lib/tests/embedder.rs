@@ -89,7 +89,11 @@ fn manual_text() -> String {
 fn vectors_match_the_published_example() {
     let Some(m) = model() else { return };
     assert_eq!(m.dim(), 384);
-    assert!(m.id().starts_with("bert/") && m.id().ends_with("/mean-l2/p256"), "{}", m.id());
+    assert!(
+        m.id().starts_with("bert/") && m.id().ends_with("/mean-l2/p256"),
+        "{}",
+        m.id()
+    );
     assert_eq!(
         m.token_ids("The weather is lovely today.").unwrap(),
         [101, 1996, 4633, 2003, 8403, 2651, 1012, 102]
@@ -106,10 +110,24 @@ fn vectors_match_the_published_example() {
         assert!((norm - 1.0).abs() < 1e-4, "unit length, not {norm}");
     }
     let close = |a: f32, b: f32| (a - b).abs() < 1e-3;
-    assert!(close(cosine(&v[0], &v[1]), 0.6660), "{}", cosine(&v[0], &v[1]));
-    assert!(close(cosine(&v[0], &v[2]), 0.1046), "{}", cosine(&v[0], &v[2]));
-    assert!(close(cosine(&v[1], &v[2]), 0.1411), "{}", cosine(&v[1], &v[2]));
-    let first = [0.019196, 0.120085, 0.159598, 0.067066, 0.050075, -0.025919, 0.056468, -0.092858];
+    assert!(
+        close(cosine(&v[0], &v[1]), 0.6660),
+        "{}",
+        cosine(&v[0], &v[1])
+    );
+    assert!(
+        close(cosine(&v[0], &v[2]), 0.1046),
+        "{}",
+        cosine(&v[0], &v[2])
+    );
+    assert!(
+        close(cosine(&v[1], &v[2]), 0.1411),
+        "{}",
+        cosine(&v[1], &v[2])
+    );
+    let first = [
+        0.019196, 0.120085, 0.159598, 0.067066, 0.050075, -0.025919, 0.056468, -0.092858,
+    ];
     for (a, b) in v[0].iter().zip(first) {
         assert!((a - b).abs() < 1e-4, "{a} vs {b}");
     }
@@ -119,8 +137,9 @@ fn vectors_match_the_published_example() {
 fn a_text_gets_the_same_vector_alone_and_in_a_padded_batch() {
     let Some(m) = model() else { return };
     let alone = m.embed(&["Short one."]).unwrap();
-    let long = "A much longer sentence that makes the batch pad the short one with many positions. "
-        .repeat(3);
+    let long =
+        "A much longer sentence that makes the batch pad the short one with many positions. "
+            .repeat(3);
     let batch = m.embed(&[&long, "Short one.", "Another"]).unwrap();
     assert_eq!(batch.len(), 3);
     for (a, b) in alone[0].iter().zip(&batch[1]) {
@@ -145,7 +164,10 @@ fn empty_and_whitespace_texts_get_a_vector_and_long_ones_a_bounded_prefix() {
     assert!(huge.len() >= 100_000);
     assert_eq!(m.token_ids(&huge).unwrap().len(), MAX_TOKENS);
     let prefix: String = sentence.repeat(30);
-    assert!(m.token_ids(&prefix).unwrap().len() == MAX_TOKENS, "the prefix fills the window");
+    assert!(
+        m.token_ids(&prefix).unwrap().len() == MAX_TOKENS,
+        "the prefix fills the window"
+    );
     let (a, b) = (m.embed(&[&huge]).unwrap(), m.embed(&[&prefix]).unwrap());
     for (x, y) in a[0].iter().zip(&b[0]) {
         assert!((x - y).abs() < 1e-5, "{x} vs {y}");
@@ -164,12 +186,19 @@ fn a_paraphrase_that_words_miss_is_found_by_meaning() {
     assert_eq!(dog.label, "page 7");
     // No word of the question is in the page.
     let page_terms = retrieval::terms(&dog.text);
-    assert!(retrieval::terms(PARAPHRASE).iter().all(|t| !page_terms.contains(t)));
-    assert!(retrieval::bm25(&chunks, PARAPHRASE).iter().all(|s| *s == 0.0));
+    assert!(retrieval::terms(PARAPHRASE)
+        .iter()
+        .all(|t| !page_terms.contains(t)));
+    assert!(retrieval::bm25(&chunks, PARAPHRASE)
+        .iter()
+        .all(|s| *s == 0.0));
     // Room for four pages.
     let budget: u64 = chunks.iter().map(|c| c.tokens).max().unwrap() * 4;
     let words = retrieval::select(&chunks, PARAPHRASE, budget);
-    assert!(!words.iter().any(|c| c.label == "page 7"), "words alone miss it");
+    assert!(
+        !words.iter().any(|c| c.label == "page 7"),
+        "words alone miss it"
+    );
 
     let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
     let dense = Dense {
@@ -182,7 +211,10 @@ fn a_paraphrase_that_words_miss_is_found_by_meaning() {
         .unwrap();
     assert_eq!(chunks[best].label, "page 7");
     let hybrid = retrieval::select_hybrid(&chunks, PARAPHRASE, Some(&cosines), budget);
-    assert!(hybrid.iter().any(|c| c.label == "page 7"), "found by meaning");
+    assert!(
+        hybrid.iter().any(|c| c.label == "page 7"),
+        "found by meaning"
+    );
     assert!(hybrid.iter().map(|c| c.tokens).sum::<u64>() <= budget);
 }
 
@@ -207,7 +239,10 @@ async fn stored_vectors_are_reused_and_damaged_ones_made_again() {
     let stored = vectors.stored(&owner, &id, &text).await.unwrap().unwrap();
     assert_eq!(stored.len(), 14);
     let fresh = vectors.embed(vec![PAGES[6].to_owned()]).await.unwrap();
-    assert!(cosine(&stored[6], &fresh[0]) > 0.9999, "the stored vector is the page's");
+    assert!(
+        cosine(&stored[6], &fresh[0]) > 0.9999,
+        "the stored vector is the page's"
+    );
 
     // A flipped byte: not used, made again in the background, then used.
     let key = keys::vectors(&owner, &id);
@@ -316,10 +351,19 @@ async fn a_chat_turn_finds_the_page_by_meaning() {
         return;
     }
     let words_only = ask_about_the_manual(false).await;
-    assert!(words_only.contains("manual.pdf is too long"), "the file was cut");
-    assert!(!words_only.contains("bring a dog"), "words alone miss page 7");
+    assert!(
+        words_only.contains("manual.pdf is too long"),
+        "the file was cut"
+    );
+    assert!(
+        !words_only.contains("bring a dog"),
+        "words alone miss page 7"
+    );
     let hybrid = ask_about_the_manual(true).await;
-    assert!(hybrid.contains("manual.pdf is too long"), "the file was cut");
+    assert!(
+        hybrid.contains("manual.pdf is too long"),
+        "the file was cut"
+    );
     assert!(hybrid.contains("bring a dog"), "page 7 is sent");
     assert!(hybrid.contains("[page 7]"));
 }

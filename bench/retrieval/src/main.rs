@@ -82,9 +82,10 @@ fn embed_all(model: &MiniLm, texts: &[&str]) -> Result<(Vec<Vec<f32>>, f64), Box
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().collect();
     let corpus = PathBuf::from(arg(&args, "--corpus").unwrap_or_else(|| "corpus".into()));
-    let model_dir = PathBuf::from(arg(&args, "--model").unwrap_or_else(|| DEFAULT_MODEL_DIR.into()));
-    let questions = arg(&args, "--questions")
-        .unwrap_or_else(|| "bench/retrieval/questions.json".into());
+    let model_dir =
+        PathBuf::from(arg(&args, "--model").unwrap_or_else(|| DEFAULT_MODEL_DIR.into()));
+    let questions =
+        arg(&args, "--questions").unwrap_or_else(|| "bench/retrieval/questions.json".into());
     let set: Set = serde_json::from_slice(&std::fs::read(&questions)?)?;
 
     let rss_before = status_mb("VmRSS:");
@@ -169,7 +170,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             retrieval::rank(&chunks, &q.q, Some(cos.as_slice())),
         ];
         for (&method, order) in methods.iter().zip(&orders) {
-            let right = |i: &usize| chunks[*i].doc == doc && gold.contains(chunks[*i].label.as_str());
+            let right =
+                |i: &usize| chunks[*i].doc == doc && gold.contains(chunks[*i].label.as_str());
             let at5 = order.iter().take(5).any(right);
             let e = hits5.entry((method, q.kind.as_str())).or_default();
             e.0 += usize::from(at5);

@@ -6,12 +6,14 @@
  */
 
 import type { Api } from "../api";
+import { linkCitations } from "../citations";
 import { fileTypeLabel, formatBytes } from "../files";
 import { renderMarkdown } from "../markdown";
 import { receiptLines } from "../receipt";
 import type { SiblingPlace } from "../tree";
-import type { FileMeta, Message, Receipt } from "../types";
+import type { Citation, FileMeta, Message, Receipt } from "../types";
 import { copyText, h, icon } from "./dom";
+import { SourceViewer } from "./source";
 
 /** What the reader can do to the messages shown. */
 export interface HistoryActions {
@@ -40,6 +42,17 @@ const STICK_THRESHOLD_PX = 48;
 
 /** The Markdown source of each answer shown, for its Copy button. */
 const answerSource = new WeakMap<HTMLElement, string>();
+
+/** The passages each answer shown cites, for its `[n]` links. */
+const answerCitations = new WeakMap<HTMLElement, Citation[]>();
+
+/** Links the `[n]` markers of an answer's rendered text to the passages it cites. */
+function showCitations(el: HTMLElement, citations: Citation[] | null | undefined): void {
+  if (!citations || citations.length === 0) return;
+  answerCitations.set(el, citations);
+  const body = el.querySelector<HTMLElement>(".msg-content");
+  if (body) linkCitations(body, citations);
+}
 
 /** Adds the actions row under a finished answer: Copy (when it has text), Regenerate (once the
  * server named it). */
@@ -127,6 +140,8 @@ export class ChatView {
   private lastScrollTop = 0;
   /** What the buttons on messages do (set by the app). */
   actions: HistoryActions | null = null;
+  /** Opens cited passages (made on the first citation followed). */
+  private sources: SourceViewer | null = null;
 
   constructor(
     private readonly api: Api,
@@ -142,6 +157,17 @@ export class ChatView {
     });
     list.addEventListener("click", (e) => {
       const target = e.target as Element;
+      const cite = target.closest<HTMLAnchorElement>("a.cite");
+      if (cite) {
+        e.preventDefault();
+        const msg = cite.closest<HTMLElement>(".msg-assistant");
+        const c = msg ? answerCitations.get(msg)?.find((x) => String(x.n) === cite.dataset.n) : undefined;
+        if (c) {
+          this.sources ??= new SourceViewer(this.api);
+          void this.sources.open(c);
+        }
+        return;
+      }
       const msgId = target.closest<HTMLElement>(".msg")?.dataset.id;
       if (target.closest(".regenerate") && msgId) {
         this.actions?.regenerate(msgId);
@@ -317,6 +343,7 @@ export class ChatView {
     if (generating) return el;
     const body = el.querySelector<HTMLElement>(".msg-content")!;
     body.append(renderMarkdown(m.content));
+    showCitations(el, m.citations);
     addAnswerActions(el, m.content);
     if (m.usage) addReceipt(el, m.usage);
     if (m.status === "incomplete") {
@@ -463,12 +490,14 @@ export class StreamingAnswer {
     this.el.dataset.id = id;
   }
 
-  /** Ends the stream: renders the last text and clears the busy state; `usage` is the receipt. */
-  finish(usage?: Receipt): void {
+  /** Ends the stream: renders the last text and clears the busy state; `usage` is the receipt,
+   * `citations` the passages the answer cites (its `[n]` become links). */
+  finish(usage?: Receipt, citations?: Citation[]): void {
     if (this.frame) cancelAnimationFrame(this.frame);
     this.frame = 0;
     if (this.text) this.render();
     else this.content.replaceChildren();
+    showCitations(this.el, citations);
     this.content.setAttribute("aria-busy", "false");
     this.el.classList.remove("streaming");
     this.el.querySelector(".msg-queued")?.remove();

@@ -34,7 +34,7 @@ use crate::service::conversations::{DEFAULT_LIMIT, MAX_LIMIT};
         crate::service::chat::TurnMeta, sse::TurnEventSchema, conversations::RenameBody, conversations::Export,
         files::FileText, files::UploadForm, files::PresignBody, files::PresignReply,
         health::Health, health::Index,
-        models::ModelList, models::ModelItem, crate::llm::Provider, crate::llm::registry::Price, domain::Receipt,
+        models::ModelList, models::ModelItem, crate::llm::Provider, crate::llm::registry::Price, domain::Receipt, domain::Citation,
         auth::AuthConfigReply, auth::OidcReply, auth::Me, auth::RegisterBody, auth::LoginBody, auth::RefreshBody,
         auth::SessionReply, crate::auth::Role, crate::auth::AuthMode,
         keys::NewKeyBody, keys::NewKey, keys::KeyItem, domain::Page<keys::KeyItem>,
@@ -406,6 +406,34 @@ mod tests {
                 assert_eq!(matches(pattern, text), accepted, "{schema}: {text:?}");
             }
         }
+    }
+
+    #[test]
+    fn done_always_carries_citations_and_a_message_may_omit_them() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let required = |schema: &str| -> Vec<String> {
+            doc.pointer(&format!("/components/schemas/{schema}/required"))
+                .and_then(|r| r.as_array())
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert!(required("DoneData").contains(&"citations".to_owned()));
+        assert!(!required("Message").contains(&"citations".to_owned()));
+        let citation = required("Citation");
+        for field in ["n", "file_id", "filename", "snippet"] {
+            assert!(
+                citation.contains(&field.to_owned()),
+                "{field}: {citation:?}"
+            );
+        }
+        assert_eq!(
+            doc.pointer("/components/schemas/DoneData/properties/citations/items/$ref"),
+            Some(&serde_json::json!("#/components/schemas/Citation"))
+        );
     }
 
     #[test]

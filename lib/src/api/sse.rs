@@ -18,7 +18,7 @@ use utoipa::openapi::{Discriminator, Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
 use super::ErrorDetail;
-use crate::domain::{ConversationId, MessageId, Receipt};
+use crate::domain::{Citation, ConversationId, MessageId, Receipt};
 use crate::service::chat::follow::Followed;
 use crate::service::chat::recorder::Logged;
 use crate::service::chat::{Turn, TurnEvent, TurnMeta, META_ID};
@@ -61,6 +61,9 @@ pub struct DoneData {
     pub finish_reason: String,
     /// The receipt: the model that answered, its provider, tokens, cost, times.
     pub usage: Receipt,
+    /// The passages of files the answer cites with `[n]`, in order of first citation; empty when
+    /// it cites none.
+    pub citations: Vec<Citation>,
 }
 
 /// The events of a turn with the schema of each one's data (`event: <name>`, `data: <JSON>`).
@@ -100,6 +103,7 @@ pub fn to_event(id: u64, e: TurnEvent) -> Event {
             message_id,
             finish_reason,
             usage,
+            citations,
         } => event(
             id,
             "done",
@@ -107,6 +111,7 @@ pub fn to_event(id: u64, e: TurnEvent) -> Event {
                 message_id,
                 finish_reason,
                 usage,
+                citations,
             },
         ),
         TurnEvent::Error(e) => event(id, "error", &super::ApiError::from(e).body().error),
@@ -210,6 +215,7 @@ impl ToSchema for TurnEventSchema {
             (TitleData::name().into(), TitleData::schema()),
             (DoneData::name().into(), DoneData::schema()),
             (Receipt::name().into(), Receipt::schema()),
+            (Citation::name().into(), Citation::schema()),
             (ErrorDetail::name().into(), ErrorDetail::schema()),
         ]);
         <TurnMeta as ToSchema>::schemas(schemas);
@@ -343,6 +349,14 @@ mod tests {
                     time_to_first_token_ms: Some(420),
                     duration_ms: 3_100,
                 },
+                citations: vec![Citation {
+                    n: 2,
+                    file_id: "f1".into(),
+                    filename: "report.pdf".into(),
+                    page: Some(7),
+                    sheet: None,
+                    snippet: "Revenue grew.".into(),
+                }],
             });
             let body = response(t).into_response().into_body();
             String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap()
@@ -353,8 +367,39 @@ mod tests {
             events[1].data,
             serde_json::json!({"message_id": "a1", "finish_reason": "stop", "usage": {
                 "model": "claude", "provider": "anthropic", "prompt_tokens": 812, "completion_tokens": 143,
-                "cost_usd": 0.004_581, "time_to_first_token_ms": 420, "duration_ms": 3_100}})
+                "cost_usd": 0.004_581, "time_to_first_token_ms": 420, "duration_ms": 3_100},
+                "citations": [{"n": 2, "file_id": "f1", "filename": "report.pdf", "page": 7,
+                    "sheet": null, "snippet": "Revenue grew."}]})
         );
+    }
+
+    #[tokio::test]
+    async fn a_done_citing_nothing_says_so_with_an_empty_list() {
+        let (tx, t) = turn();
+        tx.send(numbered(
+            2,
+            TurnEvent::Done {
+                message_id: MessageId::from("a1"),
+                finish_reason: "stopped".into(),
+                usage: crate::domain::Receipt {
+                    model: "m".into(),
+                    provider: "openai".into(),
+                    prompt_tokens: 1,
+                    completion_tokens: 0,
+                    cost_usd: None,
+                    time_to_first_token_ms: None,
+                    duration_ms: 5,
+                },
+                citations: vec![],
+            },
+        ))
+        .unwrap();
+        drop(tx);
+        let body = response(t).into_response().into_body();
+        let text = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let events = crate::testing::parse_sse(&text);
+        assert_eq!(events[1].event, "done");
+        assert_eq!(events[1].data["citations"], serde_json::json!([]));
     }
 
     #[tokio::test]

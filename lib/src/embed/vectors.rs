@@ -145,7 +145,10 @@ pub fn decode(bytes: &[u8], expect: &Expect<'_>) -> Result<Vec<Vec<f32>>, Unusab
         )));
     }
     if dim != expect.dim {
-        return Err(Unusable::Stale(format!("{dim} dimensions, not {}", expect.dim)));
+        return Err(Unusable::Stale(format!(
+            "{dim} dimensions, not {}",
+            expect.dim
+        )));
     }
     if text_crc != crc32fast::hash(expect.text.as_bytes()) {
         return Err(Unusable::Stale("made for another text".into()));
@@ -210,10 +213,7 @@ mod tests {
             );
         }
         for n in [0, 3, 10, blob.len() - 1] {
-            assert!(matches!(
-                decode(&blob[..n], &e),
-                Err(Unusable::Corrupt(_))
-            ));
+            assert!(matches!(decode(&blob[..n], &e), Err(Unusable::Corrupt(_))));
         }
     }
 

@@ -22,16 +22,14 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::{
-    check, Amount, Budget, Ledger, Period, Periods, Reservation, Reserved, Spend, Totals, UsageRow,
-    Used,
+    reserve_by_holding, Amount, Budget, Holds, Ledger, Period, Periods, Reservation, Reserved,
+    Spend, Totals, UsageRow, Used,
 };
 use crate::store::dynamodb::{
     get_n, get_s, is_conditional, key, n, s, unavailable, DynamoStore, Item, Pages, GSI,
 };
 use crate::store::StoreError;
 
-/// Tries of a reservation that keeps meeting concurrent ones.
-const ATTEMPTS: usize = 40;
 /// How long counters are kept after their period ends, in seconds.
 const KEEP_SECS: i64 = 2 * 86_400;
 
@@ -139,7 +137,60 @@ impl DynamoStore {
             Err(e) => Err(unavailable(e)),
         }
     }
+}
 
+fn hold(owner: &str, item: &Item) -> Result<Reservation, StoreError> {
+    let sk = get_s(item, "sk")?;
+    Ok(Reservation {
+        id: sk.trim_start_matches("HOLD#").to_owned(),
+        owner: owner.to_owned(),
+        day: get_s(item, "day")?.to_owned(),
+        month: get_s(item, "month")?.to_owned(),
+        amount: Amount {
+            tokens: unsigned(item, "tokens"),
+            usd_nanos: unsigned(item, "usd"),
+        },
+        expires_at_ms: get_n(item, "expires_at")?,
+    })
+}
+
+fn usage_row(item: &Item) -> Result<UsageRow, StoreError> {
+    Ok(UsageRow {
+        owner: get_s(item, "owner")?.to_owned(),
+        day: get_s(item, "day")?.to_owned(),
+        model: get_s(item, "model")?.to_owned(),
+        totals: Totals {
+            turns: unsigned(item, "turns"),
+            prompt_tokens: unsigned(item, "prompt_tokens"),
+            completion_tokens: unsigned(item, "completion_tokens"),
+            cost_nanos: unsigned(item, "cost_nanos"),
+            unpriced: unsigned(item, "unpriced"),
+        },
+    })
+}
+
+/// The months from `from`'s to `to`'s (`YYYY-MM-DD`), as `YYYY-MM`.
+fn months(from: &str, to: &str) -> Vec<String> {
+    let ym = |d: &str| -> Option<(i32, u32)> {
+        Some((d.get(..4)?.parse().ok()?, d.get(5..7)?.parse().ok()?))
+    };
+    let (Some(mut at), Some(end)) = (ym(from), ym(to)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while at <= end && out.len() < 1_000 {
+        out.push(format!("{:04}-{:02}", at.0, at.1));
+        at = if at.1 == 12 {
+            (at.0 + 1, 1)
+        } else {
+            (at.0, at.1 + 1)
+        };
+    }
+    out
+}
+
+#[async_trait]
+impl Holds for DynamoStore {
     /// Tries to hold `r` once: `false` when a counter is full.
     async fn try_hold(&self, r: &Reservation, budget: &Budget) -> Result<bool, StoreError> {
         let (Ok(day), Ok(month)) = (
@@ -239,56 +290,6 @@ impl DynamoStore {
     }
 }
 
-fn hold(owner: &str, item: &Item) -> Result<Reservation, StoreError> {
-    let sk = get_s(item, "sk")?;
-    Ok(Reservation {
-        id: sk.trim_start_matches("HOLD#").to_owned(),
-        owner: owner.to_owned(),
-        day: get_s(item, "day")?.to_owned(),
-        month: get_s(item, "month")?.to_owned(),
-        amount: Amount {
-            tokens: unsigned(item, "tokens"),
-            usd_nanos: unsigned(item, "usd"),
-        },
-        expires_at_ms: get_n(item, "expires_at")?,
-    })
-}
-
-fn usage_row(item: &Item) -> Result<UsageRow, StoreError> {
-    Ok(UsageRow {
-        owner: get_s(item, "owner")?.to_owned(),
-        day: get_s(item, "day")?.to_owned(),
-        model: get_s(item, "model")?.to_owned(),
-        totals: Totals {
-            turns: unsigned(item, "turns"),
-            prompt_tokens: unsigned(item, "prompt_tokens"),
-            completion_tokens: unsigned(item, "completion_tokens"),
-            cost_nanos: unsigned(item, "cost_nanos"),
-            unpriced: unsigned(item, "unpriced"),
-        },
-    })
-}
-
-/// The months from `from`'s to `to`'s (`YYYY-MM-DD`), as `YYYY-MM`.
-fn months(from: &str, to: &str) -> Vec<String> {
-    let ym = |d: &str| -> Option<(i32, u32)> {
-        Some((d.get(..4)?.parse().ok()?, d.get(5..7)?.parse().ok()?))
-    };
-    let (Some(mut at), Some(end)) = (ym(from), ym(to)) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    while at <= end && out.len() < 1_000 {
-        out.push(format!("{:04}-{:02}", at.0, at.1));
-        at = if at.1 == 12 {
-            (at.0 + 1, 1)
-        } else {
-            (at.0, at.1 + 1)
-        };
-    }
-    out
-}
-
 #[async_trait]
 impl Ledger for DynamoStore {
     async fn reserve(
@@ -298,30 +299,7 @@ impl Ledger for DynamoStore {
         budget: &Budget,
         now_ms: i64,
     ) -> Result<Reserved, StoreError> {
-        let periods = Periods::at(now_ms);
-        let mut released = false;
-        for _ in 0..ATTEMPTS {
-            let r = Reservation::new(owner, amount, now_ms);
-            if self.try_hold(&r, budget).await? {
-                return Ok(Reserved::Granted(r));
-            }
-            // It does not fit: holds that expired may be what fills the budget.
-            if !released {
-                released = true;
-                if self.release_expired(owner, now_ms).await? > 0 {
-                    continue;
-                }
-            }
-            let used = self.counters(owner, &periods).await?;
-            if let Some(refusal) = check(budget, &used, amount, &periods) {
-                return Ok(Reserved::Refused(refusal));
-            }
-            // A concurrent turn settled or undid meanwhile: try again.
-            tokio::task::yield_now().await;
-        }
-        Err(StoreError::Unavailable(
-            "the budget counters are too busy; try again".into(),
-        ))
+        reserve_by_holding(self, owner, amount, budget, now_ms).await
     }
 
     async fn settle(&self, r: &Reservation, spend: &Spend) -> Result<(), StoreError> {

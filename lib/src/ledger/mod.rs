@@ -423,6 +423,63 @@ pub fn check(budget: &Budget, used: &Used, amount: Amount, periods: &Periods) ->
     })
 }
 
+/// Tries of a reservation that keeps meeting concurrent ones.
+#[cfg(any(feature = "dynamodb", feature = "mongodb"))]
+const ATTEMPTS: usize = 40;
+
+/// The steps of a reservation on a store that writes one item atomically but has no transaction
+/// over several: hold against each counter with a condition, give expired holds back, read the
+/// counters to say which limit is broken.
+#[cfg(any(feature = "dynamodb", feature = "mongodb"))]
+#[async_trait]
+pub(crate) trait Holds: Send + Sync {
+    /// Tries to hold `r` once: `false` when a counter is full.
+    async fn try_hold(&self, r: &Reservation, budget: &Budget) -> Result<bool, StoreError>;
+
+    /// Gives back what the owner's holds that expired by `now_ms` hold; how many there were.
+    async fn release_expired(&self, owner: &str, now_ms: i64) -> Result<usize, StoreError>;
+
+    /// The owner's counters of the periods `p`.
+    async fn counters(&self, owner: &str, p: &Periods) -> Result<Used, StoreError>;
+}
+
+/// [`Ledger::reserve`] by [`Holds`]: a hold that does not fit gives the owner's expired holds back
+/// and tries again once; then the counters say which limit it breaks, or (when a concurrent turn
+/// settled meanwhile) it tries again, [`ATTEMPTS`] times at most.
+#[cfg(any(feature = "dynamodb", feature = "mongodb"))]
+pub(crate) async fn reserve_by_holding<H: Holds + ?Sized>(
+    h: &H,
+    owner: &str,
+    amount: Amount,
+    budget: &Budget,
+    now_ms: i64,
+) -> Result<Reserved, StoreError> {
+    let periods = Periods::at(now_ms);
+    let mut released = false;
+    for _ in 0..ATTEMPTS {
+        let r = Reservation::new(owner, amount, now_ms);
+        if h.try_hold(&r, budget).await? {
+            return Ok(Reserved::Granted(r));
+        }
+        // It does not fit: holds that expired may be what fills the budget.
+        if !released {
+            released = true;
+            if h.release_expired(owner, now_ms).await? > 0 {
+                continue;
+            }
+        }
+        let used = h.counters(owner, &periods).await?;
+        if let Some(refusal) = check(budget, &used, amount, &periods) {
+            return Ok(Reserved::Refused(refusal));
+        }
+        // A concurrent turn settled or undid meanwhile: try again.
+        tokio::task::yield_now().await;
+    }
+    Err(StoreError::Unavailable(
+        "the budget counters are too busy; try again".into(),
+    ))
+}
+
 /// Budgets and usage.
 #[async_trait]
 pub trait Ledger: Send + Sync {

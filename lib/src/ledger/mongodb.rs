@@ -17,14 +17,11 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 
 use super::{
-    check, Amount, Budget, Ledger, Period, Periods, Reservation, Reserved, Spend, Totals, UsageRow,
-    Used,
+    reserve_by_holding, Amount, Budget, Holds, Ledger, Period, Periods, Reservation, Reserved,
+    Spend, Totals, UsageRow, Used,
 };
 use crate::store::mongodb::MongoStore;
 use crate::store::StoreError;
-
-/// Tries of a reservation that keeps meeting concurrent ones.
-const ATTEMPTS: usize = 40;
 
 fn unavailable(e: ::mongodb::error::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -178,17 +175,6 @@ impl MongoStore {
             .unwrap_or_default())
     }
 
-    async fn counters(&self, owner: &str, p: &Periods) -> Result<Used, StoreError> {
-        Ok(Used {
-            day: self
-                .counter(&counter_id(owner, Period::Day, &p.day))
-                .await?,
-            month: self
-                .counter(&counter_id(owner, Period::Month, &p.month))
-                .await?,
-        })
-    }
-
     /// Moves both counters of a reservation by `tokens` and `usd`.
     async fn move_counters(
         &self,
@@ -201,37 +187,33 @@ impl MongoStore {
         self.add(&counter_id(&r.owner, Period::Month, &r.month), tokens, usd)
             .await
     }
+}
 
-    /// Gives back what the owner's holds that expired by `now_ms` hold; how many there were.
-    async fn release_expired(&self, owner: &str, now_ms: i64) -> Result<usize, StoreError> {
-        let c = self.ledger();
-        let expired: Vec<Document> = c
-            .holds
-            .find(doc! {"owner": owner, "expires_at": {"$lte": now_ms}})
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
-        let mut released = 0;
-        for d in expired {
-            let r = hold(owner, &d)?;
-            // Only the one who deletes it gives its amount back.
-            let gone = c
-                .holds
-                .delete_one(doc! {"_id": &r.id})
-                .await
-                .map_err(unavailable)?;
-            if gone.deleted_count == 1 {
-                self.move_counters(&r, -signed(r.amount.tokens), -signed(r.amount.usd_nanos))
-                    .await?;
-                tracing::info!(owner, hold = %r.id, "an unsettled reservation expired");
-                released += 1;
-            }
+fn hold(owner: &str, d: &Document) -> Result<Reservation, StoreError> {
+    let expires_at_ms = match d.get("expires_at") {
+        Some(Bson::Int64(v)) => *v,
+        Some(Bson::Int32(v)) => i64::from(*v),
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "`expires_at` is not a time: {other:?}"
+            )))
         }
-        Ok(released)
-    }
+    };
+    Ok(Reservation {
+        id: text(d, "_id")?,
+        owner: owner.to_owned(),
+        day: text(d, "day")?,
+        month: text(d, "month")?,
+        amount: Amount {
+            tokens: number(d, "tokens"),
+            usd_nanos: number(d, "usd"),
+        },
+        expires_at_ms,
+    })
+}
 
+#[async_trait]
+impl Holds for MongoStore {
     /// Tries to hold `r` once: `false` when a counter is full.
     async fn try_hold(&self, r: &Reservation, budget: &Budget) -> Result<bool, StoreError> {
         let (Ok(day), Ok(month)) = (
@@ -271,29 +253,47 @@ impl MongoStore {
         }
         Ok(true)
     }
-}
 
-fn hold(owner: &str, d: &Document) -> Result<Reservation, StoreError> {
-    let expires_at_ms = match d.get("expires_at") {
-        Some(Bson::Int64(v)) => *v,
-        Some(Bson::Int32(v)) => i64::from(*v),
-        other => {
-            return Err(StoreError::Corrupt(format!(
-                "`expires_at` is not a time: {other:?}"
-            )))
+    /// Gives back what the owner's holds that expired by `now_ms` hold; how many there were.
+    async fn release_expired(&self, owner: &str, now_ms: i64) -> Result<usize, StoreError> {
+        let c = self.ledger();
+        let expired: Vec<Document> = c
+            .holds
+            .find(doc! {"owner": owner, "expires_at": {"$lte": now_ms}})
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        let mut released = 0;
+        for d in expired {
+            let r = hold(owner, &d)?;
+            // Only the one who deletes it gives its amount back.
+            let gone = c
+                .holds
+                .delete_one(doc! {"_id": &r.id})
+                .await
+                .map_err(unavailable)?;
+            if gone.deleted_count == 1 {
+                self.move_counters(&r, -signed(r.amount.tokens), -signed(r.amount.usd_nanos))
+                    .await?;
+                tracing::info!(owner, hold = %r.id, "an unsettled reservation expired");
+                released += 1;
+            }
         }
-    };
-    Ok(Reservation {
-        id: text(d, "_id")?,
-        owner: owner.to_owned(),
-        day: text(d, "day")?,
-        month: text(d, "month")?,
-        amount: Amount {
-            tokens: number(d, "tokens"),
-            usd_nanos: number(d, "usd"),
-        },
-        expires_at_ms,
-    })
+        Ok(released)
+    }
+
+    async fn counters(&self, owner: &str, p: &Periods) -> Result<Used, StoreError> {
+        Ok(Used {
+            day: self
+                .counter(&counter_id(owner, Period::Day, &p.day))
+                .await?,
+            month: self
+                .counter(&counter_id(owner, Period::Month, &p.month))
+                .await?,
+        })
+    }
 }
 
 #[async_trait]
@@ -305,29 +305,7 @@ impl Ledger for MongoStore {
         budget: &Budget,
         now_ms: i64,
     ) -> Result<Reserved, StoreError> {
-        let periods = Periods::at(now_ms);
-        let mut released = false;
-        for _ in 0..ATTEMPTS {
-            let r = Reservation::new(owner, amount, now_ms);
-            if self.try_hold(&r, budget).await? {
-                return Ok(Reserved::Granted(r));
-            }
-            if !released {
-                released = true;
-                if self.release_expired(owner, now_ms).await? > 0 {
-                    continue;
-                }
-            }
-            let used = self.counters(owner, &periods).await?;
-            if let Some(refusal) = check(budget, &used, amount, &periods) {
-                return Ok(Reserved::Refused(refusal));
-            }
-            // A concurrent turn settled or undid meanwhile: try again.
-            tokio::task::yield_now().await;
-        }
-        Err(StoreError::Unavailable(
-            "the budget counters are too busy; try again".into(),
-        ))
+        reserve_by_holding(self, owner, amount, budget, now_ms).await
     }
 
     async fn settle(&self, r: &Reservation, spend: &Spend) -> Result<(), StoreError> {

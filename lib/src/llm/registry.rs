@@ -31,6 +31,7 @@ use utoipa::ToSchema;
 
 use super::{without_images, ChatEvent, ChatModel, ChatRequest, ChatStream, LlmError};
 use crate::config::Config;
+use crate::traces::{ModelCall, TurnTrace};
 
 /// The variable the models file is named by.
 const FILE_VAR: &str = "CONVERSA_MODELS_FILE";
@@ -412,10 +413,23 @@ impl Registry {
     /// [`first_token_timeout`](Self::first_token_timeout) to start). Each fallback is logged with
     /// its reason. The error is the last model's when none could answer.
     pub async fn stream(&self, id: &str, request: ChatRequest) -> Result<Answering, LlmError> {
+        self.stream_in(id, request, &TurnTrace::none()).await
+    }
+
+    /// [`stream`](Self::stream), each model tried recorded as a `chat {model}` span under
+    /// `trace` (ended when its answer ends, fails, or is dropped).
+    pub async fn stream_in(
+        &self,
+        id: &str,
+        request: ChatRequest,
+        trace: &TurnTrace,
+    ) -> Result<Answering, LlmError> {
         let mut chain = self.chain(id).into_iter().peekable();
         while let Some(entry) = chain.next() {
             let next = chain.peek();
-            let attempt = first_item(entry, &request);
+            let prepared = entry.prepare(&request);
+            let mut call = trace.model_call(entry, &prepared);
+            let attempt = first_item(entry, prepared);
             let result = match next {
                 Some(_) => tokio::time::timeout(self.first_token_timeout, attempt)
                     .await
@@ -431,12 +445,11 @@ impl Registry {
                 (Ok((first, rest)), _) => {
                     return Ok(Answering {
                         model: Arc::clone(entry),
-                        stream: futures::stream::once(async move { Ok(first) })
-                            .chain(rest)
-                            .boxed(),
+                        stream: traced(call, first, rest),
                     })
                 }
                 (Err(e), Some(next)) if e.may_fall_back() => {
+                    call.failed(&e);
                     tracing::warn!(
                         model = %entry.id,
                         fell_back_to = %next.id,
@@ -444,7 +457,10 @@ impl Registry {
                         "the model failed before its first token; trying the next"
                     );
                 }
-                (Err(e), _) => return Err(e),
+                (Err(e), _) => {
+                    call.failed(&e);
+                    return Err(e);
+                }
             }
         }
         Err(LlmError::Invalid(
@@ -463,7 +479,17 @@ impl Registry {
         id: &str,
         request: ChatRequest,
     ) -> Result<(Arc<ModelEntry>, String, Option<super::Usage>), LlmError> {
-        let answering = self.stream(id, request).await?;
+        self.complete_in(id, request, &TurnTrace::none()).await
+    }
+
+    /// [`complete`](Self::complete), its model calls recorded under `trace`.
+    pub async fn complete_in(
+        &self,
+        id: &str,
+        request: ChatRequest,
+        trace: &TurnTrace,
+    ) -> Result<(Arc<ModelEntry>, String, Option<super::Usage>), LlmError> {
+        let answering = self.stream_in(id, request, trace).await?;
         let mut stream = answering.stream;
         let mut out = String::new();
         let mut usage = None;
@@ -481,12 +507,13 @@ impl Registry {
     }
 }
 
-/// Starts `entry` on `request` and waits for its first event: a failure before it is an error.
+/// Starts `entry` on `request` (prepared for it) and waits for its first event: a failure before
+/// it is an error.
 async fn first_item(
     entry: &ModelEntry,
-    request: &ChatRequest,
+    request: ChatRequest,
 ) -> Result<(ChatEvent, ChatStream), LlmError> {
-    let mut stream = entry.chat.stream(entry.prepare(request)).await?;
+    let mut stream = entry.chat.stream(request).await?;
     match stream.next().await {
         Some(Ok(first)) => Ok((first, stream)),
         Some(Err(e)) => Err(e),
@@ -494,6 +521,26 @@ async fn first_item(
             "the answer ended before it began".into(),
         )),
     }
+}
+
+/// The answer from its first event on, told to `call` as it goes: the first piece, the end, a
+/// failure (or, dropped before its end, a cancellation).
+fn traced(call: ModelCall, first: ChatEvent, rest: ChatStream) -> ChatStream {
+    futures::stream::once(async move { Ok(first) })
+        .chain(rest)
+        .scan(call, |call, item| {
+            match &item {
+                Ok(ChatEvent::Delta(_)) => call.first_chunk(),
+                Ok(ChatEvent::Done {
+                    finish_reason,
+                    usage,
+                }) => call.finished(finish_reason, *usage),
+                Ok(ChatEvent::Queued(_)) => {}
+                Err(e) => call.failed(e),
+            }
+            futures::future::ready(Some(item))
+        })
+        .boxed()
 }
 
 /// Depth first through the fallbacks, each entry once.

@@ -311,6 +311,7 @@ mod tests {
                 status: MessageStatus::Complete,
                 created_at: Timestamp::now(),
                 usage: None,
+                citations: vec![],
             };
             svc.store.add_message(owner, &m).await.unwrap();
         }

@@ -39,8 +39,9 @@ pub const CHUNKER_ID: &str = "chunk-v1/350";
 /// The `k` of reciprocal rank fusion (Cormack, Clarke and Büttcher, 2009).
 pub const RRF_K: f64 = 60.0;
 
-/// Splits text into sections at `[page N]` and `## Sheet: X` markers.
-fn sections(text: &str) -> Vec<(String, String)> {
+/// Splits text into sections at `[page N]` and `## Sheet: X` markers: `(label, text)`, the label
+/// `page N`, `sheet X`, or empty for text before the first marker.
+pub fn sections(text: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut label = String::new();
     let mut cur = String::new();
@@ -225,9 +226,7 @@ pub fn rank(chunks: &[Chunk], query: &str, dense: Option<&[Option<f32>]>) -> Vec
     let mut words: Vec<usize> = (0..chunks.len()).filter(|&i| scores[i] > 0.0).collect();
     words.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     let cosine = |i: usize| dense.and_then(|d| d.get(i).copied().flatten());
-    let mut meaning: Vec<usize> = (0..chunks.len())
-        .filter(|&i| cosine(i).is_some())
-        .collect();
+    let mut meaning: Vec<usize> = (0..chunks.len()).filter(|&i| cosine(i).is_some()).collect();
     meaning.sort_by(|&a, &b| {
         let (x, y) = (cosine(a).unwrap_or(0.0), cosine(b).unwrap_or(0.0));
         y.total_cmp(&x).then(a.cmp(&b))
@@ -354,10 +353,7 @@ mod tests {
         assert!((score(3) - 1.0 / 61.0).abs() < 1e-12);
         assert!((score(2) - 1.0 / 62.0).abs() < 1e-12);
         // In both lists beats first in one; equal scores go by index.
-        assert_eq!(
-            fused.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
-            [1, 3, 2]
-        );
+        assert_eq!(fused.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 3, 2]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::ledger::Spend;
 use crate::llm::{ChatMessage, ChatRequest, ChatRole, Registry};
 use crate::service::usage::{worst_case, Budgets};
 use crate::store::Store;
+use crate::traces::TurnTrace;
 
 /// The longest automatic title, in characters.
 pub const MAX_AUTO_TITLE: usize = 80;
@@ -75,14 +76,15 @@ impl Titler {
         }
     }
 
-    /// Asks the title model, stores the title if the conversation still has the default one, and
-    /// returns it when it was stored.
+    /// Asks the title model (its calls recorded under `trace`), stores the title if the
+    /// conversation still has the default one, and returns it when it was stored.
     pub async fn generate(
         &self,
         who: &Principal,
         conversation: &ConversationId,
         message: &str,
         file_names: &[String],
+        trace: &TurnTrace,
     ) -> Option<String> {
         let excerpt: String = message.chars().take(2000).collect();
         let mut prompt = format!("Message: {excerpt}");
@@ -110,7 +112,11 @@ impl Titler {
                 tracing::info!(reason = %e, "no budget for the title model; titling from the message");
                 fallback(message, file_names)
             }
-            Ok(hold) => match self.models.complete(&title_model.id, request).await {
+            Ok(hold) => match self
+                .models
+                .complete_in(&title_model.id, request, trace)
+                .await
+            {
                 Ok((answered, raw, usage)) => {
                     let usage = usage.unwrap_or(crate::llm::Usage {
                         prompt_tokens: prompt,

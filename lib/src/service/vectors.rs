@@ -133,7 +133,12 @@ impl PassageVectors {
 
     /// Makes a file's vectors in the background, unless they are being made already; the task, when
     /// one was started. Failures are logged (the next turn that needs them tries again).
-    pub fn refresh(self: &Arc<Self>, owner: &Owner, id: &FileId, text: String) -> Option<JoinHandle<()>> {
+    pub fn refresh(
+        self: &Arc<Self>,
+        owner: &Owner,
+        id: &FileId,
+        text: String,
+    ) -> Option<JoinHandle<()>> {
         let key = keys::vectors(owner, id);
         {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());

@@ -33,6 +33,7 @@ macro_rules! store_contract_tests {
             starting_a_conversation_twice_adds_nothing,
             a_regenerated_answer_begins_without_a_user_message,
             a_turn_finishes_in_place,
+            an_answers_citations_are_kept_on_every_write,
             finishing_clears_only_its_own_generating_answer,
             the_current_leaf_moves_within_its_conversation,
             file_records_keep_every_field,
@@ -66,6 +67,7 @@ fn message(conv: &ConversationId, role: Role, content: &str, at: i64) -> Message
         status: MessageStatus::Complete,
         created_at: Timestamp::from_millis(at),
         usage: None,
+        citations: vec![],
     }
 }
 
@@ -669,6 +671,80 @@ pub async fn a_turn_finishes_in_place(store: Arc<dyn Store>) {
         .finish_turn(&unique_owner("x"), &answer)
         .await
         .is_err());
+}
+
+/// The passages an answer cites.
+fn citations() -> Vec<Citation> {
+    vec![
+        Citation {
+            n: 4,
+            file_id: FileId::generate(),
+            filename: "report \"final\".pdf".into(),
+            page: Some(7),
+            sheet: None,
+            snippet: "The canary — ZEBRA-7731 — sings at dawn.".into(),
+        },
+        Citation {
+            n: 1,
+            file_id: FileId::generate(),
+            filename: "book.xlsx".into(),
+            page: None,
+            sheet: Some("Costs Q4".into()),
+            snippet: "| q1 | 4 |".into(),
+        },
+    ]
+}
+
+/// An answer's citations are stored when it finishes, when it is updated (and removed when it
+/// no longer has any) and when it is added whole, and read back by id, in lists and in branches;
+/// a message without them reads as citing nothing.
+pub async fn an_answers_citations_are_kept_on_every_write(store: Arc<dyn Store>) {
+    let owner = unique_owner("citer");
+    let turn = first_turn(7_500_000);
+    store.begin_turn(&owner, &turn).await.unwrap();
+    let placeholder = store
+        .get_message(&owner, &turn.answer.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(placeholder.citations.is_empty());
+    let mut answer = turn.answer.clone();
+    answer.content = "It sings at dawn [4]; costs were flat [1].".into();
+    answer.status = MessageStatus::Complete;
+    answer.usage = Some(receipt("sonnet", 11));
+    answer.citations = citations();
+    store.finish_turn(&owner, &answer).await.unwrap();
+    assert_eq!(
+        store.get_message(&owner, &answer.id).await.unwrap(),
+        Some(answer.clone())
+    );
+    let c = &turn.conversation.id;
+    assert_eq!(listed(&*store, &owner, c).await[1], answer);
+    let branch = store.branch(&owner, c, &answer.id, None).await.unwrap();
+    assert_eq!(branch.last(), Some(&answer));
+
+    answer.citations.truncate(1);
+    store.update_message(&owner, &answer).await.unwrap();
+    assert_eq!(
+        store.get_message(&owner, &answer.id).await.unwrap(),
+        Some(answer.clone())
+    );
+    answer.citations.clear();
+    store.update_message(&owner, &answer).await.unwrap();
+    assert_eq!(
+        store.get_message(&owner, &answer.id).await.unwrap(),
+        Some(answer.clone()),
+        "citations removed"
+    );
+
+    let mut added = message(c, Role::Assistant, "Again [1]", 7_500_100);
+    added.parent_id = turn.user.as_ref().map(|u| u.id.clone());
+    added.citations = citations();
+    store.add_message(&owner, &added).await.unwrap();
+    assert_eq!(
+        store.get_message(&owner, &added.id).await.unwrap(),
+        Some(added)
+    );
 }
 
 /// Two turns of one conversation at once: the one that ends first leaves the other's answer

@@ -35,6 +35,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
@@ -291,6 +292,43 @@ fn conversation_record(owner: &Owner, c: &Conversation) -> Item {
     item
 }
 
+/// The update of a stored answer to `m`: its text, count, status, receipt and citations (the last
+/// two removed when absent).
+fn answer_update(
+    update: UpdateItemFluentBuilder,
+    m: &Message,
+) -> Result<UpdateItemFluentBuilder, StoreError> {
+    let mut set = vec!["#c = :c", "token_count = :t", "#s = :s"];
+    let mut remove = Vec::new();
+    let mut update = update
+        .expression_attribute_names("#c", "content")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_names("#u", "usage")
+        .expression_attribute_names("#r", "citations")
+        .expression_attribute_values(":c", s(m.content.clone()))
+        .expression_attribute_values(":t", n(m.token_count))
+        .expression_attribute_values(":s", s(m.status.as_str()));
+    match record::receipt_json(m.usage.as_ref())? {
+        Some(usage) => {
+            set.push("#u = :u");
+            update = update.expression_attribute_values(":u", s(usage));
+        }
+        None => remove.push("#u"),
+    }
+    match record::citations_json(&m.citations)? {
+        Some(citations) => {
+            set.push("#r = :r");
+            update = update.expression_attribute_values(":r", s(citations));
+        }
+        None => remove.push("#r"),
+    }
+    let mut expression = format!("SET {}", set.join(", "));
+    if !remove.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+    }
+    Ok(update.update_expression(expression))
+}
+
 /// The stored form of a message, and the pointer that finds it by id.
 fn message_records(owner: &Owner, m: &Message) -> Result<(Item, Item), StoreError> {
     let files = record::files_json(&m.files)?;
@@ -312,6 +350,9 @@ fn message_records(owner: &Owner, m: &Message) -> Result<(Item, Item), StoreErro
     ]);
     if let Some(usage) = record::receipt_json(m.usage.as_ref())? {
         message.insert("usage".to_owned(), s(usage));
+    }
+    if let Some(citations) = record::citations_json(&m.citations)? {
+        message.insert("citations".to_owned(), s(citations));
     }
     let mut pointer = key(user_pk(owner), pointer_sk(&m.id));
     pointer.extend([
@@ -839,8 +880,7 @@ impl Store for DynamoStore {
 
     async fn begin_turn(&self, owner: &Owner, turn: &TurnStart) -> Result<(), StoreError> {
         let answer = &turn.answer;
-        let mut messages: Vec<&Message> = turn.user.iter().collect();
-        messages.push(answer);
+        let messages = turn.messages();
         if !turn.created {
             return self
                 .append(
@@ -854,14 +894,7 @@ impl Store for DynamoStore {
                 .await;
         }
         // A new conversation is written whole, with its messages, in one transaction.
-        let c = &turn.conversation;
-        let started = Conversation {
-            message_count: c.message_count + messages.len() as u64,
-            updated_at: c.updated_at.max(answer.created_at),
-            current_message_id: Some(answer.id.clone()),
-            generating_message_id: Some(answer.id.clone()),
-            ..c.clone()
-        };
+        let started = turn.started();
         let mut transaction = self
             .client()
             .transact_write_items()
@@ -877,7 +910,7 @@ impl Store for DynamoStore {
             Err(e) if (0..=2 * messages.len()).any(|i| condition_failed_at(&e, i)) => {
                 Err(StoreError::Corrupt(format!(
                     "conversation {} or a message of its first turn already exists",
-                    c.id
+                    started.id
                 )))
             }
             Err(e) => Err(unavailable(e)),
@@ -898,19 +931,8 @@ impl Store for DynamoStore {
                 messages_pk(owner, &conversation),
                 get_s(&pointer, "msk")?.to_owned(),
             )))
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#c", "content")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_names("#u", "usage")
-            .expression_attribute_values(":c", s(m.content.clone()))
-            .expression_attribute_values(":t", n(m.token_count))
-            .expression_attribute_values(":s", s(m.status.as_str()));
-        let update = match record::receipt_json(m.usage.as_ref())? {
-            Some(usage) => update
-                .update_expression("SET #c = :c, token_count = :t, #s = :s, #u = :u")
-                .expression_attribute_values(":u", s(usage)),
-            None => update.update_expression("SET #c = :c, token_count = :t, #s = :s REMOVE #u"),
-        };
+            .condition_expression("attribute_exists(pk)");
+        let update = answer_update(update, m)?;
         match update.send().await {
             Ok(_) => {}
             Err(e) if e.as_service_error().is_some_and(is_conditional) => return Err(gone()),
@@ -1115,19 +1137,8 @@ impl Store for DynamoStore {
                 messages_pk(owner, &conversation),
                 get_s(&pointer, "msk")?.to_owned(),
             )))
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#c", "content")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_names("#u", "usage")
-            .expression_attribute_values(":c", s(m.content.clone()))
-            .expression_attribute_values(":t", n(m.token_count))
-            .expression_attribute_values(":s", s(m.status.as_str()));
-        let update = match record::receipt_json(m.usage.as_ref())? {
-            Some(usage) => update
-                .update_expression("SET #c = :c, token_count = :t, #s = :s, #u = :u")
-                .expression_attribute_values(":u", s(usage)),
-            None => update.update_expression("SET #c = :c, token_count = :t, #s = :s REMOVE #u"),
-        };
+            .condition_expression("attribute_exists(pk)");
+        let update = answer_update(update, m)?;
         let result = update.send().await;
         match result {
             Ok(_) => Ok(()),

@@ -49,6 +49,26 @@ pub struct TurnStart {
     pub answer: Message,
 }
 
+impl TurnStart {
+    /// The messages the turn stores, in order: the user message (if any), then the answer.
+    pub fn messages(&self) -> Vec<&Message> {
+        self.user.iter().chain([&self.answer]).collect()
+    }
+
+    /// The new conversation as it is once the turn began: its messages counted, the answer
+    /// current and generating.
+    pub fn started(&self) -> Conversation {
+        let (c, a) = (&self.conversation, &self.answer);
+        Conversation {
+            message_count: c.message_count + self.messages().len() as u64,
+            updated_at: c.updated_at.max(a.created_at),
+            current_message_id: Some(a.id.clone()),
+            generating_message_id: Some(a.id.clone()),
+            ..c.clone()
+        }
+    }
+}
+
 /// How much of a list to read.
 #[derive(Debug, Clone, Default)]
 pub struct PageRequest {

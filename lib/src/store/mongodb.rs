@@ -163,6 +163,7 @@ fn id_or_null(id: Option<&MessageId>) -> Bson {
 fn message_doc(owner: &Owner, m: &Message) -> Result<Document, StoreError> {
     let files = record::files_json(&m.files)?;
     let usage = record::receipt_json(m.usage.as_ref())?;
+    let citations = record::citations_json(&m.citations)?;
     Ok(doc! {
         "_id": m.id.as_str(),
         "owner": owner.as_str(),
@@ -175,6 +176,7 @@ fn message_doc(owner: &Owner, m: &Message) -> Result<Document, StoreError> {
         "status": m.status.as_str(),
         "created_at": m.created_at.to_rfc3339(),
         "usage": usage,
+        "citations": citations,
     })
 }
 
@@ -409,8 +411,7 @@ impl Store for MongoStore {
 
     async fn begin_turn(&self, owner: &Owner, turn: &TurnStart) -> Result<(), StoreError> {
         let answer = &turn.answer;
-        let mut messages: Vec<&Message> = turn.user.iter().collect();
-        messages.push(answer);
+        let messages = turn.messages();
         if !turn.created {
             return self
                 .append(
@@ -423,14 +424,7 @@ impl Store for MongoStore {
                 )
                 .await;
         }
-        let c = &turn.conversation;
-        let started = Conversation {
-            message_count: c.message_count + messages.len() as u64,
-            updated_at: c.updated_at.max(answer.created_at),
-            current_message_id: Some(answer.id.clone()),
-            generating_message_id: Some(answer.id.clone()),
-            ..c.clone()
-        };
+        let started = turn.started();
         let docs = messages
             .iter()
             .map(|m| message_doc(owner, m))
@@ -439,7 +433,7 @@ impl Store for MongoStore {
         if let Err(e) = self.insert_all(owner, &messages, docs).await {
             let _ = self
                 .conversations
-                .delete_one(Self::by_id(owner, c.id.as_str()))
+                .delete_one(Self::by_id(owner, started.id.as_str()))
                 .await;
             return Err(e);
         }
@@ -448,6 +442,7 @@ impl Store for MongoStore {
 
     async fn finish_turn(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
         let usage = record::receipt_json(m.usage.as_ref())?;
+        let citations = record::citations_json(&m.citations)?;
         let updated = self
             .messages
             .update_one(
@@ -457,6 +452,7 @@ impl Store for MongoStore {
                     "token_count": count(m.token_count),
                     "status": m.status.as_str(),
                     "usage": usage,
+                    "citations": citations,
                 }},
             )
             .await
@@ -613,6 +609,7 @@ impl Store for MongoStore {
 
     async fn update_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
         let usage = record::receipt_json(m.usage.as_ref())?;
+        let citations = record::citations_json(&m.citations)?;
         self.messages
             .update_one(
                 Self::by_id(owner, m.id.as_str()),
@@ -621,6 +618,7 @@ impl Store for MongoStore {
                     "token_count": count(m.token_count),
                     "status": m.status.as_str(),
                     "usage": usage,
+                    "citations": citations,
                 }},
             )
             .await

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::domain::{
-    Conversation, FileMeta, FileStatus, FileType, Message, MessageStatus, Receipt, Role, Timestamp,
+    Citation, Conversation, FileMeta, FileStatus, FileType, Message, MessageStatus, Receipt, Role,
+    Timestamp,
 };
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -195,6 +196,67 @@ pub fn receipt_from_json(json: Option<&str>) -> Result<Option<Receipt>, StoreErr
     .transpose()
 }
 
+/// A citation as stored: one element of the JSON array of a message's `citations`, with these
+/// field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CitationRecord {
+    /// The number the answer cites it by.
+    pub n: u32,
+    /// The file's id.
+    pub file_id: String,
+    /// The file's name.
+    pub filename: String,
+    /// Its page.
+    #[serde(default)]
+    pub page: Option<u32>,
+    /// Its sheet.
+    #[serde(default)]
+    pub sheet: Option<String>,
+    /// The excerpt.
+    #[serde(default)]
+    pub snippet: String,
+}
+
+/// A message's citations as the stored JSON text (`None`: none, so rows of messages that cite
+/// nothing stay as they were).
+pub fn citations_json(citations: &[Citation]) -> Result<Option<String>, StoreError> {
+    if citations.is_empty() {
+        return Ok(None);
+    }
+    let records: Vec<CitationRecord> = citations
+        .iter()
+        .map(|c| CitationRecord {
+            n: c.n,
+            file_id: c.file_id.as_str().to_owned(),
+            filename: c.filename.clone(),
+            page: c.page,
+            sheet: c.sheet.clone(),
+            snippet: c.snippet.clone(),
+        })
+        .collect();
+    serde_json::to_string(&records).map(Some).map_err(corrupt)
+}
+
+/// A message's citations from the stored JSON text (absent: none, as on rows written before
+/// citations).
+pub fn citations_from_json(json: Option<&str>) -> Result<Vec<Citation>, StoreError> {
+    let Some(json) = json else {
+        return Ok(Vec::new());
+    };
+    let records: Vec<CitationRecord> = serde_json::from_str(json).map_err(corrupt)?;
+    Ok(records
+        .into_iter()
+        .map(|r| Citation {
+            n: r.n,
+            file_id: r.file_id.into(),
+            filename: r.filename,
+            page: r.page,
+            sheet: r.sheet,
+            snippet: r.snippet,
+        })
+        .collect())
+}
+
 /// A batch of a turn's log as stored: the JSON array `[[id, name, data], …]` (`data` is the
 /// event's JSON document as text).
 pub fn log_events_json(events: &[crate::turns::LoggedEvent]) -> Result<String, StoreError> {
@@ -256,6 +318,7 @@ pub trait Fields {
             status: self.text("status")?,
             created_at: self.text("created_at")?,
             usage: self.optional_text("usage")?,
+            citations: self.optional_text("citations")?,
         }
         .try_into()
     }
@@ -326,6 +389,9 @@ pub struct MessageRecord {
     /// The receipt's JSON ([`receipt_json`]); absent on user messages and on rows written before
     /// receipts.
     pub usage: Option<String>,
+    /// The citations' JSON ([`citations_json`]); absent when the message cites nothing, and on
+    /// rows written before citations.
+    pub citations: Option<String>,
 }
 
 impl TryFrom<MessageRecord> for Message {
@@ -344,6 +410,7 @@ impl TryFrom<MessageRecord> for Message {
             content: r.content,
             token_count: count(r.token_count),
             usage: receipt_from_json(r.usage.as_deref())?,
+            citations: citations_from_json(r.citations.as_deref())?,
         })
     }
 }
@@ -423,6 +490,7 @@ mod tests {
             status: "complete".into(),
             created_at: "2026-02-28T10:00:00.123Z".into(),
             usage: None,
+            citations: None,
         };
         assert!(matches!(
             Message::try_from(message),
@@ -455,8 +523,40 @@ mod tests {
             status: "incomplete".into(),
             created_at: "2026-02-28T10:00:00.123Z".into(),
             usage: Some(r#"{"model":"sonnet","provider":"anthropic","prompt_tokens":12,"completion_tokens":3,"cost_usd":null,"time_to_first_token_ms":420,"duration_ms":900}"#.into()),
+            citations: Some(r#"[{"n":2,"file_id":"f","filename":"r.pdf","page":7,"sheet":null,"snippet":"Revenue grew."},{"n":5,"file_id":"g","filename":"b.xlsx","sheet":"Costs"}]"#.into()),
         })
         .unwrap();
+        assert_eq!(
+            m.citations,
+            vec![
+                Citation {
+                    n: 2,
+                    file_id: "f".into(),
+                    filename: "r.pdf".into(),
+                    page: Some(7),
+                    sheet: None,
+                    snippet: "Revenue grew.".into(),
+                },
+                Citation {
+                    n: 5,
+                    file_id: "g".into(),
+                    filename: "b.xlsx".into(),
+                    page: None,
+                    sheet: Some("Costs".into()),
+                    snippet: String::new(),
+                },
+            ]
+        );
+        assert_eq!(
+            citations_from_json(citations_json(&m.citations).unwrap().as_deref()).unwrap(),
+            m.citations,
+            "citations read back as they were written"
+        );
+        assert_eq!(citations_json(&[]).unwrap(), None);
+        assert!(matches!(
+            citations_from_json(Some("{not json")),
+            Err(StoreError::Corrupt(_))
+        ));
         assert_eq!(
             (m.role, m.status),
             (Role::Assistant, MessageStatus::Incomplete)

@@ -98,6 +98,10 @@ CREATE TABLE turn_log_entries (
 ) WITHOUT ROWID;
 "#,
     crate::ledger::sqlite::MIGRATION,
+    // The passages an answer cites (JSON; NULL when it cites none).
+    r#"
+ALTER TABLE messages ADD COLUMN citations TEXT;
+"#,
 ];
 
 /// SQLite behind a mutex.
@@ -258,8 +262,9 @@ fn count_messages(
 fn insert_message(c: &Connection, owner: &Owner, m: &Message) -> Result<(), StoreError> {
     let files_json = record::files_json(&m.files)?;
     let usage_json = record::receipt_json(m.usage.as_ref())?;
+    let citations_json = record::citations_json(&m.citations)?;
     c.prepare_cached(&format!(
-        "INSERT INTO messages (owner, {MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        "INSERT INTO messages (owner, {MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     ))
     .and_then(|mut st| {
         st.execute(params![
@@ -273,7 +278,8 @@ fn insert_message(c: &Connection, owner: &Owner, m: &Message) -> Result<(), Stor
             m.status.as_str(),
             m.created_at.to_rfc3339(),
             usage_json,
-            m.parent_id.as_ref().map(MessageId::as_str)
+            m.parent_id.as_ref().map(MessageId::as_str),
+            citations_json
         ])
     })
     .map_err(unavailable)?;
@@ -353,8 +359,7 @@ fn like_pattern(q: &str) -> String {
 
 const CONVERSATION_COLUMNS: &str =
     "id, title, message_count, created_at, updated_at, current_message_id, generating_message_id";
-const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, role, content, files, token_count, status, created_at, usage, parent_id";
+const MESSAGE_COLUMNS: &str = "id, conversation_id, role, content, files, token_count, status, created_at, usage, parent_id, citations";
 
 /// [`MESSAGE_COLUMNS`] of the table aliased `m`.
 fn message_columns_of_m() -> String {
@@ -413,12 +418,13 @@ impl Store for SqliteStore {
     async fn finish_turn(&self, owner: &Owner, answer: &Message) -> Result<(), StoreError> {
         let (owner, m) = (owner.clone(), answer.clone());
         let usage = record::receipt_json(m.usage.as_ref())?;
+        let citations = record::citations_json(&m.citations)?;
         self.with(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
             let n = tx
                 .execute(
-                    "UPDATE messages SET content = ?3, token_count = ?4, status = ?5, usage = ?6 WHERE owner = ?1 AND id = ?2",
-                    params![owner.as_str(), m.id.as_str(), m.content, m.token_count as i64, m.status.as_str(), usage],
+                    "UPDATE messages SET content = ?3, token_count = ?4, status = ?5, usage = ?6, citations = ?7 WHERE owner = ?1 AND id = ?2",
+                    params![owner.as_str(), m.id.as_str(), m.content, m.token_count as i64, m.status.as_str(), usage, citations],
                 )
                 .map_err(unavailable)?;
             if n == 0 {
@@ -579,10 +585,11 @@ impl Store for SqliteStore {
     async fn update_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
         let (owner, m) = (owner.clone(), m.clone());
         let usage = record::receipt_json(m.usage.as_ref())?;
+        let citations = record::citations_json(&m.citations)?;
         self.with(move |c| {
             c.execute(
-                "UPDATE messages SET content = ?3, token_count = ?4, status = ?5, usage = ?6 WHERE owner = ?1 AND id = ?2",
-                params![owner.as_str(), m.id.as_str(), m.content, m.token_count as i64, m.status.as_str(), usage],
+                "UPDATE messages SET content = ?3, token_count = ?4, status = ?5, usage = ?6, citations = ?7 WHERE owner = ?1 AND id = ?2",
+                params![owner.as_str(), m.id.as_str(), m.content, m.token_count as i64, m.status.as_str(), usage, citations],
             )
             .map_err(unavailable)?;
             Ok(())
@@ -899,6 +906,7 @@ mod tests {
             status: crate::domain::MessageStatus::Complete,
             created_at: now,
             usage: None,
+            citations: vec![],
         };
         let answer = Message {
             id: MessageId::generate(),

@@ -131,6 +131,7 @@ mod tests {
             status: MessageStatus::Complete,
             created_at: Timestamp::from_millis(at),
             usage: None,
+            citations: vec![],
         }
     }
 

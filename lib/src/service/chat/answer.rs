@@ -5,18 +5,23 @@
 //! for the automatic title of a new conversation, inside the request, so a serverless sandbox
 //! does not freeze it half done.
 //!
+//! However it ends, the passages its text cites (`[n]`, [`super::cite`]) go with the stored answer
+//! and with `done`.
+//!
 //! The end of an answer, in order: store the answer ([`Answer::store`]), tell the title if it is
 //! ready, send `done` (or `error`), close the log, wait for a late title. A step that must see the
 //! stored answer before `done` (settling a budget) goes right after the store.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::cite::{self, Passage};
+use super::context::Prompt;
 use super::persist::Persisted;
 use super::recorder::{Recorder, StopWatch};
 use super::{ChatService, Numbered, Turn, TurnEvent, TurnMeta, META_ID, TITLE_WAIT};
@@ -27,6 +32,7 @@ use crate::llm::prices::cost_nanos;
 use crate::llm::{ChatEvent, ChatRequest, ChatStream, LlmError, ModelEntry, Usage};
 use crate::service::usage::{spend_of, Hold};
 use crate::service::Error;
+use crate::traces::{TurnEnd, TurnIds, TurnTrace};
 
 /// The `finish_reason` of an answer someone stopped.
 pub const STOPPED: &str = "stopped";
@@ -57,8 +63,12 @@ struct Answer {
     placeholder: Message,
     model: Arc<ModelEntry>,
     prompt_estimate: u64,
+    /// The numbered passages of file text the prompt carries.
+    passages: Vec<Passage>,
     /// The budget reservation, settled once when the answer ends.
     hold: Option<Hold>,
+    /// The turn's span, the parent of its model calls.
+    trace: TurnTrace,
 }
 
 /// Numbers a turn's events and sends each to the client and to the turn's log.
@@ -114,16 +124,27 @@ async fn stop_asked(rx: oneshot::Receiver<()>) {
 }
 
 impl ChatService {
+    /// Sends the turn's spans before its response ends, where the process may be frozen right
+    /// after it (Lambda); bounded, and silent about a collector that fails.
+    async fn flush_turn(&self) {
+        if self.traces.flush_each_turn() && !self.traces.flush(crate::traces::TURN_FLUSH).await {
+            tracing::debug!("the turn's spans could not be sent");
+        }
+    }
+
     /// Starts the answer of a persisted turn (and the automatic title of a new conversation) and
     /// returns the turn at once: its `meta`, then its events as they come. `hold` is settled to
-    /// the answer's receipt when it ends, however it ends.
+    /// the answer's receipt when it ends, however it ends. The turn's span (when traces are on)
+    /// starts at `began`.
     pub fn run_answer(
         &self,
         who: &Principal,
         turn: Persisted,
-        request: ChatRequest,
+        prompt: Prompt,
         hold: Hold,
+        began: SystemTime,
     ) -> Turn {
+        let Prompt { request, passages } = prompt;
         let owner = &who.owner;
         let files = turn.user_message.files;
         let meta = TurnMeta {
@@ -134,12 +155,23 @@ impl ChatService {
             files,
             model: turn.model.id.clone(),
         };
+        let trace = self.traces.turn(
+            &TurnIds {
+                user: owner.as_str(),
+                conversation_id: meta.conversation_id.as_str(),
+                user_message_id: meta.user_message_id.as_str(),
+                message_id: meta.assistant_message_id.as_str(),
+                model: &meta.model,
+            },
+            began,
+        );
         let title_job = turn.created.then(|| {
             let titler = self.titler.clone();
             let (who, id) = (who.clone(), turn.conversation.id.clone());
             let text = turn.user_message.content.clone();
             let names: Vec<String> = meta.files.iter().map(|f| f.filename.clone()).collect();
-            tokio::spawn(async move { titler.generate(&who, &id, &text, &names).await })
+            let trace = trace.clone();
+            tokio::spawn(async move { titler.generate(&who, &id, &text, &names, &trace).await })
         });
         let answer = Answer {
             service: self.clone(),
@@ -151,7 +183,9 @@ impl ChatService {
                 .iter()
                 .map(|m| crate::tokens::count(&request.model, &m.joined_text()))
                 .sum(),
+            passages,
             hold: Some(hold),
+            trace,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let emitter = Emitter {
@@ -186,9 +220,10 @@ impl Answer {
             first_token: None,
         };
         let stop = stop_asked(stop);
+        let trace = self.trace.clone();
         tokio::pin!(stop);
         let outcome = tokio::select! {
-            outcome = self.stream(request, &mut out, &mut text, &mut timing) => outcome,
+            outcome = self.stream(request, &trace, &mut out, &mut text, &mut timing) => outcome,
             // Dropping the stream above aborts the model's request.
             () = &mut stop => Outcome::Stopped,
         };
@@ -197,12 +232,15 @@ impl Answer {
             prompt_tokens: self.prompt_estimate,
             completion_tokens: crate::tokens::estimate(&text),
         };
+        // What the text cites, however it ended.
+        let citations = cite::citations(&text, &self.passages);
         let answered = || {
             timing
                 .answered
                 .clone()
                 .unwrap_or_else(|| self.model.clone())
         };
+        let mut error_type = None;
         let (status, last, usage) = match outcome {
             Outcome::Finished {
                 finish_reason,
@@ -215,6 +253,7 @@ impl Answer {
                         message_id: self.placeholder.id.clone(),
                         finish_reason,
                         usage: usage.clone(),
+                        citations: citations.clone(),
                     },
                     Some(usage),
                 )
@@ -229,11 +268,13 @@ impl Answer {
                         message_id: self.placeholder.id.clone(),
                         finish_reason: STOPPED.into(),
                         usage: usage.clone(),
+                        citations: citations.clone(),
                     },
                     Some(usage),
                 )
             }
             Outcome::Failed(e) => {
+                error_type = Some(crate::traces::error_type(&e));
                 tracing::warn!(conversation = %self.placeholder.conversation_id, model = %self.model.id, error = %e, "the model failed during a turn");
                 let status = if text.is_empty() {
                     MessageStatus::Error
@@ -289,6 +330,7 @@ impl Answer {
         crate::metrics::record_turn(&figures);
         if self.service.settings.metrics_emf {
             crate::metrics::emit(&crate::metrics::turn(
+                &self.service.settings.metrics_namespace,
                 &figures,
                 self.service.budgets.now_ms(),
             ));
@@ -302,13 +344,29 @@ impl Answer {
             token_count,
             status,
             usage,
+            citations,
             ..self.placeholder.clone()
         };
+        let outcome = message.status.as_str();
+        let answered_by = message.usage.as_ref().map(|u| u.model.clone());
+        let end = |error_type: Option<String>| {
+            let trace = self.trace.clone();
+            let answered_by = answered_by.clone();
+            move || {
+                trace.end(&TurnEnd {
+                    outcome,
+                    answered_by: answered_by.as_deref(),
+                    error_type: error_type.as_deref(),
+                });
+            }
+        };
         if let Err(e) = self.store(&message).await {
+            end(Some("store".into()))();
             out.emit(TurnEvent::Error(e));
-            out.finish(async {}).await;
+            out.finish(self.service.flush_turn()).await;
             return;
         }
+        let end = end(error_type);
 
         // The title goes out before `done` when it is ready by then; otherwise it lands later
         // without an event. Either way the job is awaited here, inside the request, so it is not
@@ -327,10 +385,15 @@ impl Answer {
             }
         }
         out.emit(last);
-        out.finish(async {
+        // The turn's span ends with its title call, then its spans go (on Lambda) before the
+        // response ends.
+        let service = self.service.clone();
+        out.finish(async move {
             if let Some(job) = pending {
                 let _ = tokio::time::timeout(TITLE_WAIT, job).await;
             }
+            end();
+            service.flush_turn().await;
         })
         .await;
     }
@@ -353,6 +416,7 @@ impl Answer {
     async fn stream(
         &self,
         request: ChatRequest,
+        trace: &TurnTrace,
         out: &mut Emitter,
         text: &mut String,
         timing: &mut Timing,
@@ -360,7 +424,9 @@ impl Answer {
         let timeout = self.service.settings.model_timeout;
         let models = &self.service.models;
         let mut stream: ChatStream =
-            match tokio::time::timeout(timeout, models.stream(&self.model.id, request)).await {
+            match tokio::time::timeout(timeout, models.stream_in(&self.model.id, request, trace))
+                .await
+            {
                 Err(_) => {
                     return Outcome::Failed(LlmError::Unreachable(
                         "the model did not answer in time".into(),
@@ -425,6 +491,81 @@ mod tests {
     use super::*;
     use crate::domain::DEFAULT_TITLE;
     use crate::service::chat::fixture::{drain, tokens, Fixture, TestModel};
+
+    #[tokio::test]
+    async fn a_stopped_answer_keeps_the_citations_of_what_it_said() {
+        let f = Fixture::new();
+        let owner = Owner::local();
+        let file = crate::service::chat::fixture::ready_file(
+            &f,
+            &owner,
+            "notes.txt",
+            "Saffron is the secret.",
+        )
+        .await;
+        let mut turn = f
+            .chat
+            .start(
+                &crate::service::chat::fixture::who(&owner),
+                crate::service::chat::ChatInput {
+                    message: "what is it [[gated]]".into(),
+                    file_ids: vec![file.id.clone()],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let id = turn.meta.assistant_message_id.clone();
+        // The test model echoes the prompt, whose passage header `[1]` comes a few words in.
+        f.model.token_gate.add_permits(3);
+        let mut said = String::new();
+        let reached = tokio::time::timeout(Duration::from_secs(10), async {
+            while !said.contains("[1]") {
+                if let TurnEvent::Token(t) = turn.events.recv().await.unwrap().event {
+                    said.push_str(&t);
+                }
+            }
+        })
+        .await;
+        assert!(reached.is_ok(), "no [1] in {said:?}");
+        f.chat.stop(&owner, &id).await.unwrap();
+        let rest = drain(&mut turn).await;
+        let Some(TurnEvent::Done {
+            finish_reason,
+            citations,
+            ..
+        }) = rest.last()
+        else {
+            panic!("{rest:?}");
+        };
+        assert_eq!(finish_reason, STOPPED);
+        assert_eq!(citations.len(), 1, "{citations:?}");
+        assert_eq!(citations[0].n, 1);
+        assert_eq!(citations[0].file_id, file.id);
+        assert_eq!(citations[0].filename, "notes.txt");
+        assert_eq!(
+            (citations[0].page, citations[0].sheet.as_deref()),
+            (None, None)
+        );
+        assert_eq!(citations[0].snippet, "Saffron is the secret.");
+        let stored = f.message(&owner, &id).await;
+        assert_eq!(stored.status, MessageStatus::Incomplete);
+        assert_eq!(&stored.citations, citations);
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_markers_cites_nothing() {
+        let f = Fixture::new();
+        let owner = Owner::local();
+        let mut turn = f.send(&owner, "no files here").await;
+        let events = drain(&mut turn).await;
+        let Some(TurnEvent::Done { citations, .. }) = events.last() else {
+            panic!("{events:?}");
+        };
+        assert!(citations.is_empty());
+        let stored = f.message(&owner, &turn.meta.assistant_message_id).await;
+        assert!(stored.citations.is_empty());
+    }
 
     #[tokio::test]
     async fn the_answer_streams_then_is_stored_complete_and_the_title_lands() {

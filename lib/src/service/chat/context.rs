@@ -8,10 +8,17 @@
 //! labelled chunks and only those most relevant to the question are sent, with a note saying what
 //! was left out. A file carried by several messages (attached again to this turn) is sent once, with
 //! the last message that carries it.
+//!
+//! Every passage of file text sent is numbered (`[1]`, `[2]`, … in the order of the prompt): each
+//! page or sheet of a whole file (the whole text when it has neither), each page or part of a cut
+//! one. The system prompt then asks the model to cite them; the numbers and the labels count in the
+//! budget, and the passages go with the request so the answer's `[n]` can be read back
+//! ([`super::cite`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::cite::{self, Passage};
 use super::persist::Persisted;
 use super::ChatService;
 use crate::blobs::{keys, BlobStore};
@@ -40,6 +47,8 @@ const CUT_FILE_TOKENS: u64 = 128;
 const LABEL_TOKENS: u64 = 2;
 /// The most part labels a cut file's note names.
 const NOTE_LABELS: usize = 10;
+/// What a passage's number costs (`[12] `), at most.
+const PASSAGE_TOKENS: u64 = 4;
 
 /// What stands for the message when the user sent files alone.
 const NO_MESSAGE: &str = "(The user sent the files above without a message.)";
@@ -125,17 +134,25 @@ impl ContextBuilder {
         let fixed = estimate(&self.settings.system_prompt) + estimate(text) + 2 * MESSAGE_TOKENS;
         let mut seen = HashSet::new();
         let mut file_tokens = 0;
+        let mut any_text = false;
         for f in history.iter().flat_map(|m| m.files.iter()).chain(files) {
             if !seen.insert(f.id.clone()) {
                 continue;
             }
             file_tokens += if is_text(f) {
+                any_text = true;
+                // Each page or sheet of a whole file is a numbered passage.
+                let numbers = PASSAGE_TOKENS * u64::from(f.pages.unwrap_or(1).max(1));
                 f.token_count
                     .unwrap_or_else(|| self.settings.file_budget(model))
                     .saturating_add(CUT_FILE_TOKENS)
+                    .saturating_add(numbers)
             } else {
                 IMAGE_TOKENS
             };
+        }
+        if any_text {
+            file_tokens += instruction_tokens();
         }
         let all = fixed
             .saturating_add(history.iter().map(message_tokens).sum::<u64>())
@@ -173,6 +190,51 @@ pub fn file_block(meta: &FileMeta, text: &str, note: Option<&str>) -> String {
     out
 }
 
+/// What asking for citations adds to the system prompt.
+fn instruction_tokens() -> u64 {
+    estimate(cite::INSTRUCTION) + 2
+}
+
+/// The passages of the files in a prompt, numbered in the order they are written.
+#[derive(Default)]
+struct Numbering {
+    passages: Vec<Passage>,
+}
+
+impl Numbering {
+    /// Numbers the passage `text` of `meta` labelled `label`; its header line.
+    fn add(&mut self, meta: &FileMeta, label: &str, text: &str) -> String {
+        let n = u32::try_from(self.passages.len() + 1).unwrap_or(u32::MAX);
+        let (page, sheet) = cite::location(label);
+        self.passages.push(Passage {
+            n,
+            file_id: meta.id.clone(),
+            filename: meta.filename.clone(),
+            page,
+            sheet,
+            text: text.trim().to_owned(),
+        });
+        cite::header(n, label)
+    }
+}
+
+/// A whole file's text as numbered passages: one per page or sheet, or one for the whole text
+/// when the extractor marked neither.
+fn numbered_whole(meta: &FileMeta, text: &str, numbering: &mut Numbering) -> String {
+    let mut body = String::new();
+    for (label, section) in retrieval::sections(text) {
+        if section.trim().is_empty() {
+            continue;
+        }
+        let header = numbering.add(meta, &label, &section);
+        body.push_str(&header);
+        body.push('\n');
+        body.push_str(section.trim());
+        body.push_str("\n\n");
+    }
+    body
+}
+
 fn is_text(f: &FileMeta) -> bool {
     f.file_type != FileType::Image
 }
@@ -182,33 +244,44 @@ fn message_tokens(m: &Message) -> u64 {
     estimate(&m.content) + MESSAGE_TOKENS + NOTE_TOKENS * m.files.len() as u64
 }
 
-/// Whether the loaded files exceed `budget` and must be cut into their most relevant parts.
-fn must_cut(loaded: &[&Loaded], budget: u64) -> bool {
-    loaded.iter().map(|l| l.tokens + WRAPPER_TOKENS).sum::<u64>() > budget
+/// The text block of every loaded file whole, numbered, and the passages they number (from 1, in
+/// that order), when they fit `budget` tokens together.
+fn whole(loaded: &[&Loaded], budget: u64) -> Option<(Vec<String>, Vec<Passage>)> {
+    let total: u64 = loaded.iter().map(|l| l.tokens + WRAPPER_TOKENS).sum();
+    if total > budget {
+        return None;
+    }
+    // Whole, if they still fit once numbered.
+    let mut numbering = Numbering::default();
+    let whole: Vec<String> = loaded
+        .iter()
+        .map(|l| {
+            if l.text.trim().is_empty() {
+                format!("[The file {} has no readable text.]", l.meta.filename)
+            } else {
+                file_block(
+                    &l.meta,
+                    &numbered_whole(&l.meta, &l.text, &mut numbering),
+                    None,
+                )
+            }
+        })
+        .collect();
+    (whole.iter().map(|b| estimate(b)).sum::<u64>() <= budget)
+        .then_some((whole, numbering.passages))
 }
 
-/// The text block of every loaded file, in order, fitting `budget` tokens together. Files that
-/// must be cut keep their chunks ranked best by words and, with `dense`, by meaning.
-fn blocks(
+/// The text blocks of files that do not fit `budget` whole, and the passages they number (from 1,
+/// in that order): each file cut to its chunks ranked best against the question by words and,
+/// with `dense`, by meaning, with a note of what was left out.
+fn cut(
     model: &str,
     loaded: &[&Loaded],
     question: &str,
     dense: Option<&Dense>,
     budget: u64,
-) -> Vec<String> {
+) -> (Vec<String>, Vec<Passage>) {
     let total: u64 = loaded.iter().map(|l| l.tokens + WRAPPER_TOKENS).sum();
-    if !must_cut(loaded, budget) {
-        return loaded
-            .iter()
-            .map(|l| {
-                if l.text.trim().is_empty() {
-                    format!("[The file {} has no readable text.]", l.meta.filename)
-                } else {
-                    file_block(&l.meta, &l.text, None)
-                }
-            })
-            .collect();
-    }
     let docs: Vec<Doc> = loaded
         .iter()
         .map(|l| Doc {
@@ -220,7 +293,7 @@ fn blocks(
     // Labels, wrappers and notes take room too: each chunk counts its label, and each file its
     // wrapper and note.
     for c in &mut chunks {
-        c.tokens += estimate(&c.label) + LABEL_TOKENS;
+        c.tokens += estimate(&c.label) + LABEL_TOKENS + PASSAGE_TOKENS;
     }
     let for_chunks = budget.saturating_sub(CUT_FILE_TOKENS * loaded.len() as u64);
     let cosines = dense.map(|d| d.scores(&chunks));
@@ -234,7 +307,8 @@ fn blocks(
         by_meaning = cosines.is_some(),
         "files cut to fit the context"
     );
-    loaded
+    let mut numbering = Numbering::default();
+    let out = loaded
         .iter()
         .enumerate()
         .map(|(d, l)| {
@@ -246,14 +320,22 @@ fn blocks(
                     l.meta.filename
                 );
             }
-            let mut body = String::new();
-            let mut last_label = "";
+            // Consecutive chunks of one page (or sheet) are one passage.
+            let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
             for c in &mine {
-                if c.label != last_label {
-                    body.push_str(&format!("[{}]\n", c.label));
-                    last_label = &c.label;
+                match groups.last_mut() {
+                    Some((label, texts)) if *label == c.label.as_str() => {
+                        texts.push(c.text.as_str())
+                    }
+                    _ => groups.push((c.label.as_str(), vec![c.text.as_str()])),
                 }
-                body.push_str(&c.text);
+            }
+            let mut body = String::new();
+            for (label, texts) in groups {
+                let text = texts.join("\n\n");
+                body.push_str(&numbering.add(&l.meta, label, &text));
+                body.push('\n');
+                body.push_str(&text);
                 body.push_str("\n\n");
             }
             let mut labels: Vec<&str> = mine.iter().map(|c| c.label.as_str()).collect();
@@ -276,7 +358,8 @@ fn blocks(
             );
             file_block(&l.meta, &body, Some(&note))
         })
-        .collect()
+        .collect();
+    (out, numbering.passages)
 }
 
 impl ContextBuilder {
@@ -295,30 +378,19 @@ impl ContextBuilder {
         self
     }
 
-    /// The question's vector and the stored vectors of the files in play, when they must be cut
-    /// and an embedder runs. Whatever is missing or fails leaves the ranking to words (logged).
-    async fn dense(
-        &self,
-        owner: &Owner,
-        playing: &[&Loaded],
-        question: &str,
-        budget: u64,
-    ) -> Option<Dense> {
+    /// The question's vector and the stored vectors of the files in play (which must be cut),
+    /// when an embedder runs. Whatever is missing or fails leaves the ranking to words (logged).
+    async fn dense(&self, owner: &Owner, playing: &[&Loaded], question: &str) -> Option<Dense> {
         let vectors = self.vectors.as_ref()?;
-        if !must_cut(playing, budget) {
-            return None;
-        }
         let mut docs = Vec::with_capacity(playing.len());
         for l in playing {
-            docs.push(
-                match vectors.stored(owner, &l.meta.id, &l.text).await {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::warn!(file = %l.meta.id, error = %e, "file vectors could not be read");
-                        None
-                    }
-                },
-            );
+            docs.push(match vectors.stored(owner, &l.meta.id, &l.text).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(file = %l.meta.id, error = %e, "file vectors could not be read");
+                    None
+                }
+            });
         }
         if docs.iter().all(Option::is_none) {
             return None;
@@ -356,8 +428,8 @@ impl ContextBuilder {
         Ok(out)
     }
 
-    /// The messages for one turn to `model`. `history` is the window before the current message,
-    /// oldest first; `files` are the current message's.
+    /// The messages for one turn to `model` and the passages of file text they number. `history`
+    /// is the window before the current message, oldest first; `files` are the current message's.
     pub async fn build(
         &self,
         owner: &Owner,
@@ -365,7 +437,7 @@ impl ContextBuilder {
         history: &[Message],
         text: &str,
         files: &[FileMeta],
-    ) -> Result<Vec<ChatMessage>, Error> {
+    ) -> Result<Context, Error> {
         // Answers with no text (failed, stopped before their first token, or still being
         // generated) are left out.
         let history: Vec<&Message> = history
@@ -386,7 +458,13 @@ impl ContextBuilder {
 
         let message = if text.is_empty() { NO_MESSAGE } else { text };
         let images = files.iter().filter(|f| !is_text(f)).count() as u64;
+        let asks_citations = if unique.is_empty() {
+            0
+        } else {
+            instruction_tokens()
+        };
         let fixed = estimate(&self.settings.system_prompt)
+            + asks_citations
             + estimate(message)
             + 2 * MESSAGE_TOKENS
             + NOTE_TOKENS * files.len() as u64
@@ -438,33 +516,45 @@ impl ContextBuilder {
             .map(|m| m.content.as_str())
             .unwrap_or("");
         let question = format!("{text}\n{previous}");
-        let playing: Vec<&Loaded> = loaded
+
+        // Each file's text goes with the last message that carries it: its index (the current
+        // message is `kept.len()`) and the file's place among that message's files.
+        let mut holder: HashMap<&FileId, (usize, usize)> = HashMap::new();
+        for (i, m) in kept.iter().enumerate() {
+            for (j, f) in m.files.iter().enumerate().filter(|(_, f)| is_text(f)) {
+                holder.insert(&f.id, (i, j));
+            }
+        }
+        for (j, f) in files.iter().enumerate().filter(|(_, f)| is_text(f)) {
+            holder.insert(&f.id, (kept.len(), j));
+        }
+
+        // Files in the order they are written, so their passages are numbered in prompt order.
+        let mut playing: Vec<&Loaded> = loaded
             .iter()
             .filter(|l| in_play.contains(&l.meta.id))
             .collect();
+        playing.sort_by_key(|l| holder.get(&l.meta.id).copied());
         let budget = file_cap.min(available.saturating_sub(used));
-        let dense = self.dense(owner, &playing, &question, budget).await;
+        let (texts, passages) = match whole(&playing, budget) {
+            Some(whole) => whole,
+            None => {
+                let dense = self.dense(owner, &playing, &question).await;
+                cut(model, &playing, &question, dense.as_ref(), budget)
+            }
+        };
         let by_id: HashMap<FileId, String> = playing
             .iter()
             .map(|l| l.meta.id.clone())
-            .zip(blocks(model, &playing, &question, dense.as_ref(), budget))
+            .zip(texts)
             .collect();
 
-        // Each file's text goes with the last message that carries it.
-        let mut holder: HashMap<&FileId, usize> = HashMap::new();
-        for (i, m) in kept.iter().enumerate() {
-            for f in m.files.iter().filter(|f| is_text(f)) {
-                holder.insert(&f.id, i);
-            }
-        }
-        for f in files.iter().filter(|f| is_text(f)) {
-            holder.insert(&f.id, kept.len());
-        }
-
-        let mut out = vec![ChatMessage::text(
-            ChatRole::System,
-            self.settings.system_prompt.clone(),
-        )];
+        let system = if passages.is_empty() {
+            self.settings.system_prompt.clone()
+        } else {
+            format!("{}\n\n{}", self.settings.system_prompt, cite::INSTRUCTION)
+        };
+        let mut out = vec![ChatMessage::text(ChatRole::System, system)];
         for (i, m) in kept.iter().enumerate() {
             match m.role {
                 Role::Assistant => {
@@ -480,7 +570,7 @@ impl ContextBuilder {
                                 "[An image, {}, was attached earlier.]",
                                 f.filename
                             )));
-                        } else if holder.get(&f.id) == Some(&i) {
+                        } else if holder.get(&f.id).map(|h| h.0) == Some(i) {
                             if sent.insert(&f.id) {
                                 parts.extend(by_id.get(&f.id).cloned().map(Part::Text));
                             }
@@ -527,19 +617,37 @@ impl ContextBuilder {
             role: ChatRole::User,
             parts: current,
         });
-        Ok(out)
+        Ok(Context {
+            messages: out,
+            passages,
+        })
     }
+}
+
+/// What the model is sent for one turn: the messages, and the passages of file text they number.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// System prompt, history and the message, in order.
+    pub messages: Vec<ChatMessage>,
+    /// The numbered passages, in order (`n` from 1).
+    pub passages: Vec<Passage>,
+}
+
+/// A turn's request to its model, and the passages the prompt numbers (for the answer's
+/// citations).
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    /// The request.
+    pub request: ChatRequest,
+    /// The numbered passages of file text it carries.
+    pub passages: Vec<Passage>,
 }
 
 impl ChatService {
     /// Builds the model request of a persisted turn: its context, within the window of the model
     /// asked for.
-    pub async fn build_request(
-        &self,
-        owner: &Owner,
-        turn: &Persisted,
-    ) -> Result<ChatRequest, Error> {
-        let messages = self
+    pub async fn build_request(&self, owner: &Owner, turn: &Persisted) -> Result<Prompt, Error> {
+        let Context { messages, passages } = self
             .context
             .with_window(turn.model.context_tokens)
             .build(
@@ -550,11 +658,14 @@ impl ChatService {
                 &turn.user_message.files,
             )
             .await?;
-        Ok(ChatRequest {
-            model: turn.model.model.clone(),
-            messages,
-            max_tokens: self.settings.context.max_answer_tokens,
-            temperature: None,
+        Ok(Prompt {
+            request: ChatRequest {
+                model: turn.model.model.clone(),
+                messages,
+                max_tokens: self.settings.context.max_answer_tokens,
+                temperature: None,
+            },
+            passages,
         })
     }
 }
@@ -590,6 +701,7 @@ mod tests {
             status: MessageStatus::Complete,
             created_at: Timestamp::now(),
             usage: None,
+            citations: vec![],
         }
     }
 
@@ -645,8 +757,14 @@ mod tests {
         let with = b.prompt_bound("m", &history, "hello", std::iter::once(&file));
         assert_eq!(
             with,
-            alone + message_tokens(&history[0]) + 500 + CUT_FILE_TOKENS,
-            "a file in the history and in this turn counts once"
+            alone
+                + message_tokens(&history[0])
+                + 500
+                + CUT_FILE_TOKENS
+                + PASSAGE_TOKENS
+                + instruction_tokens(),
+            "a file in the history and in this turn counts once, its passage number and the \
+             request to cite too"
         );
         file.token_count = Some(100_000);
         let big = b.prompt_bound("m", &[], "hello", std::iter::once(&file));
@@ -666,7 +784,11 @@ mod tests {
             message(Role::User, "first", vec![]),
             message(Role::Assistant, "answer", vec![]),
         ];
-        let out = b.build(&owner, "m", &history, "second", &[]).await.unwrap();
+        let out = b
+            .build(&owner, "m", &history, "second", &[])
+            .await
+            .unwrap()
+            .messages;
         let roles: Vec<ChatRole> = out.iter().map(|m| m.role).collect();
         assert_eq!(
             roles,
@@ -691,7 +813,8 @@ mod tests {
         let out = b
             .build(&owner, "m", &history, "the question", &[])
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         assert!(
             total(&out) <= window - u64::from(answer),
             "{} tokens do not fit",
@@ -734,7 +857,8 @@ mod tests {
                 std::slice::from_ref(&report),
             )
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         assert_eq!(all_text(&out).matches("MARKER-42").count(), 1);
         let last = out.last().unwrap().joined_text();
         assert!(last.contains("MARKER-42"), "{last}");
@@ -780,7 +904,8 @@ mod tests {
                 &[file],
             )
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         assert!(
             total(&out) <= window - u64::from(answer),
             "{} tokens do not fit",
@@ -790,5 +915,140 @@ mod tests {
         assert!(last.contains("saffron"), "the part that answers is kept");
         assert!(last.contains("manual.txt is too long to send whole"));
         assert!(all_text(&out).contains("turn-11 "), "recent history stays");
+    }
+
+    #[tokio::test]
+    async fn a_cut_file_numbers_the_pages_it_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = builder(dir.path(), 2_000, 500);
+        let owner = Owner::local();
+        let mut manual = String::new();
+        for p in 1..=200 {
+            manual.push_str(&format!("[page {p}]\n"));
+            if p == 150 {
+                manual.push_str("The soup's secret ingredient is saffron.\n");
+            } else {
+                manual.push_str(&format!("Page {p} covers shipping routes.\n"));
+            }
+        }
+        let file = crate::service::files::tests::text_file(
+            b.blobs.as_ref(),
+            &owner,
+            "manual.txt",
+            &manual,
+        )
+        .await;
+        let built = b
+            .build(
+                &owner,
+                "m",
+                &[],
+                "What is the secret ingredient?",
+                std::slice::from_ref(&file),
+            )
+            .await
+            .unwrap();
+        let last = built.messages.last().unwrap().joined_text();
+        let ns: Vec<u32> = built.passages.iter().map(|p| p.n).collect();
+        assert_eq!(ns, (1..=ns.len() as u32).collect::<Vec<_>>());
+        assert!(ns.len() < 200, "the file was cut");
+        let saffron = built
+            .passages
+            .iter()
+            .find(|p| p.text.contains("saffron"))
+            .expect("the page that answers is a passage");
+        assert_eq!(saffron.page, Some(150));
+        assert_eq!(saffron.file_id, file.id);
+        assert!(
+            last.contains(&format!("[{}] page 150\nThe soup's", saffron.n)),
+            "{last}"
+        );
+        assert!(built.messages[0].joined_text().ends_with(cite::INSTRUCTION));
+    }
+
+    #[tokio::test]
+    async fn passages_are_numbered_once_in_prompt_order_one_per_page_or_sheet() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = builder(dir.path(), 8_000, 500);
+        let owner = Owner::local();
+        let blobs = b.blobs.as_ref();
+        let text_file = crate::service::files::tests::text_file;
+        let book = text_file(
+            blobs,
+            &owner,
+            "book.xlsx",
+            "## Sheet: Revenue\n| q1 | 10 |\n## Sheet: Costs\n| q1 | 4 |\n",
+        )
+        .await;
+        let pdf = text_file(
+            blobs,
+            &owner,
+            "report.pdf",
+            "[page 1]\nIntro.\n[page 2]\n\n[page 3]\nThe canary is on page three.\n",
+        )
+        .await;
+        let notes = text_file(blobs, &owner, "notes.txt", "Plain notes, no pages.").await;
+        // The workbook went with an earlier message; the report and the notes come now.
+        let history = vec![
+            message(Role::User, "see the book", vec![book.clone()]),
+            message(Role::Assistant, "seen", vec![]),
+        ];
+        let built = b
+            .build(
+                &owner,
+                "m",
+                &history,
+                "what now",
+                &[pdf.clone(), notes.clone()],
+            )
+            .await
+            .unwrap();
+        let located: Vec<(u32, &str, Option<u32>, Option<&str>)> = built
+            .passages
+            .iter()
+            .map(|p| (p.n, p.filename.as_str(), p.page, p.sheet.as_deref()))
+            .collect();
+        assert_eq!(
+            located,
+            [
+                (1, "book.xlsx", None, Some("Revenue")),
+                (2, "book.xlsx", None, Some("Costs")),
+                (3, "report.pdf", Some(1), None),
+                (4, "report.pdf", Some(3), None),
+                (5, "notes.txt", None, None),
+            ],
+            "one passage per page or sheet (a page with no text is none), in prompt order"
+        );
+        let sent = all_text(&built.messages);
+        let at = |needle: &str| {
+            sent.find(needle)
+                .unwrap_or_else(|| panic!("{needle}: {sent}"))
+        };
+        assert!(at("[1] sheet Revenue\n| q1 | 10 |") < at("[2] sheet Costs\n| q1 | 4 |"));
+        assert!(at("[2] sheet Costs") < at("[3] page 1\nIntro."));
+        assert!(at("[3] page 1") < at("[4] page 3\nThe canary is on page three."));
+        assert!(at("[4] page 3") < at("[5]\nPlain notes, no pages."));
+        assert_eq!(built.passages[3].text, "The canary is on page three.");
+        assert_eq!(sent.matches("[5]").count(), 1);
+        assert!(built.messages[0].joined_text().starts_with(SYSTEM));
+        assert!(built.messages[0].joined_text().ends_with(cite::INSTRUCTION));
+        assert!(
+            total(&built.messages) <= 8_000 - 500,
+            "numbers and the request to cite fit the window"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_with_no_text_has_no_passages() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = builder(dir.path(), 8_000, 500);
+        let owner = Owner::local();
+        let empty =
+            crate::service::files::tests::text_file(b.blobs.as_ref(), &owner, "blank.pdf", "  ")
+                .await;
+        let built = b.build(&owner, "m", &[], "hi", &[empty]).await.unwrap();
+        assert!(built.passages.is_empty());
+        assert_eq!(built.messages[0].joined_text(), SYSTEM, "nothing to cite");
+        assert!(all_text(&built.messages).contains("blank.pdf has no readable text"));
     }
 }

@@ -238,6 +238,7 @@ pub(crate) fn settings() -> ChatSettings {
         rate_limit_per_minute: 0,
         model_timeout: Duration::from_secs(10),
         metrics_emf: false,
+        metrics_namespace: crate::metrics::NAMESPACE.to_owned(),
         context: ContextSettings {
             system_prompt: "You are a test assistant.".into(),
             context_tokens: Some(8_192),
@@ -329,6 +330,7 @@ impl Fixture {
                 models,
                 budgets: Budgets::new(ledger.clone(), tiers, "default", clock.clone()),
                 turns: turns.clone(),
+                traces: crate::traces::Traces::off(),
             },
             files,
             s,

@@ -128,6 +128,7 @@ fn replayed(message: &Message, question: Option<&Message>, after: u64) -> Vec<Fo
             }
             .into(),
             usage: usage.clone(),
+            citations: message.citations.clone(),
         },
         _ => TurnEvent::Error(Error::Upstream("The answer was not finished.".into())),
     };
@@ -313,7 +314,8 @@ impl ChatService {
 
     /// Ends a turn whose instance died: its answer is stored with the text its log holds
     /// (`incomplete`, or `error` when there is none), and the log ends with an `error` event,
-    /// returned with the events before it.
+    /// returned with the events before it. Its citations stay empty: the passages its `[n]` point
+    /// at were only in the memory of the instance that died.
     async fn recover(&self, owner: &Owner, message: &Message) -> Result<Vec<Followed>, Error> {
         tracing::warn!(turn = %message.id, "a turn's instance stopped writing its log; it is ended as failed");
         let read = self.turns.read(owner, &message.id, 0).await?;
@@ -441,6 +443,23 @@ mod tests {
             Logged::Event(TurnEvent::Done { finish_reason, .. }) if finish_reason == "stop"
         ));
         assert_eq!(replayed(&stored, None, 2).len(), 1);
+        // An answer's citations are replayed with its `done`.
+        let cited = Message {
+            citations: vec![crate::domain::Citation {
+                n: 2,
+                file_id: "f".into(),
+                filename: "r.pdf".into(),
+                page: Some(7),
+                sheet: None,
+                snippet: "It sings.".into(),
+            }],
+            ..stored.clone()
+        };
+        let replay = replayed(&cited, None, 0);
+        let Logged::Event(TurnEvent::Done { citations, .. }) = &replay[2].event else {
+            panic!("{replay:?}");
+        };
+        assert_eq!(citations, &cited.citations);
     }
 
     #[tokio::test]

@@ -30,16 +30,18 @@ use super::Error;
 use crate::auth::Principal;
 use crate::blobs::BlobStore;
 use crate::domain::{
-    ConversationId, FileId, FileMeta, Message, MessageId, MessageStatus, Owner, Receipt, Role,
-    Timestamp, DEFAULT_TITLE,
+    Citation, ConversationId, FileId, FileMeta, Message, MessageId, MessageStatus, Owner, Receipt,
+    Role, Timestamp, DEFAULT_TITLE,
 };
 use crate::limits::RateLimit;
 use crate::llm::Registry;
 use crate::store::Store;
+use crate::traces::Traces;
 use crate::turns::TurnLog;
 
 pub mod admit;
 pub mod answer;
+pub mod cite;
 pub mod context;
 pub mod follow;
 pub mod persist;
@@ -71,6 +73,8 @@ pub struct ChatSettings {
     pub model_timeout: Duration,
     /// Each turn's figures (and each refusal) as a CloudWatch EMF line (`CONVERSA_METRICS_EMF`).
     pub metrics_emf: bool,
+    /// The CloudWatch namespace of those lines (`CONVERSA_METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
     /// What the model sees: system prompt, file share, answer cap (the window is each model's).
     pub context: ContextSettings,
 }
@@ -91,6 +95,8 @@ pub struct ChatPorts {
     pub budgets: Budgets,
     /// Each turn's events and stop flag, for whichever instance follows or stops it.
     pub turns: Arc<dyn TurnLog>,
+    /// Where each turn's spans go (or nowhere).
+    pub traces: Traces,
 }
 
 /// The chat use case: one turn from the request to the stored answer. Cheap to clone.
@@ -101,6 +107,7 @@ pub struct ChatService {
     models: Arc<Registry>,
     budgets: Budgets,
     turns: Arc<dyn TurnLog>,
+    traces: Traces,
     files: Arc<FileService>,
     context: ContextBuilder,
     titler: Titler,
@@ -170,6 +177,8 @@ pub enum TurnEvent {
         finish_reason: String,
         /// The receipt: the model that answered, tokens, cost, times.
         usage: Receipt,
+        /// The passages of files the answer cites, in order of first citation.
+        citations: Vec<Citation>,
     },
     /// The model failed (what was received is stored as `incomplete`, or `error` when nothing
     /// was), or the answer could not be stored. The stream ends after it.
@@ -224,6 +233,7 @@ impl ChatService {
             models: ports.models,
             budgets: ports.budgets,
             turns: ports.turns,
+            traces: ports.traces,
             files,
             settings: Arc::new(settings),
         }
@@ -244,6 +254,7 @@ impl ChatService {
         crate::metrics::record_refused(reason);
         if self.settings.metrics_emf {
             crate::metrics::emit(&crate::metrics::refused(
+                &self.settings.metrics_namespace,
                 reason,
                 who.owner.as_str(),
                 self.budgets.now_ms(),
@@ -267,6 +278,7 @@ impl ChatService {
     /// called.
     pub async fn start(&self, who: &Principal, input: ChatInput) -> Result<Turn, Error> {
         let owner = &who.owner;
+        let began = std::time::SystemTime::now();
         let resolved = self.resolve(owner, input).await?;
         let model = Arc::clone(&resolved.model);
         let (hold, cap) = self
@@ -283,15 +295,15 @@ impl ChatService {
             .await?;
         let prepared = async {
             let persisted = self.persist(owner, resolved).await?;
-            let mut request = self.build_request(owner, &persisted).await?;
+            let mut prompt = self.build_request(owner, &persisted).await?;
             if let Some(cap) = cap {
-                request.max_tokens.get_or_insert(cap);
+                prompt.request.max_tokens.get_or_insert(cap);
             }
-            Ok::<_, Error>((persisted, request))
+            Ok::<_, Error>((persisted, prompt))
         }
         .await;
         match prepared {
-            Ok((persisted, request)) => Ok(self.run_answer(who, persisted, request, hold)),
+            Ok((persisted, prompt)) => Ok(self.run_answer(who, persisted, prompt, hold, began)),
             Err(e) => {
                 hold.settle(crate::ledger::Spend::nothing(&model.id)).await;
                 Err(e)
@@ -378,6 +390,7 @@ impl ChatService {
                 status: MessageStatus::Error,
                 created_at: Timestamp::now(),
                 usage: None,
+                citations: vec![],
             });
         Ok(Finished {
             meta,

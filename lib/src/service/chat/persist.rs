@@ -30,6 +30,7 @@ pub fn placeholder(question: &Message, at: Timestamp) -> Message {
         status: MessageStatus::Incomplete,
         created_at: at,
         usage: None,
+        citations: vec![],
     }
 }
 
@@ -111,6 +112,7 @@ impl ChatService {
                 status: MessageStatus::Complete,
                 created_at: now,
                 usage: None,
+                citations: vec![],
             };
             let answer = placeholder(&message, now);
             // The conversation (when new), the message and the answer's placeholder, in one write.

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{Numbered, TurnEvent, TurnMeta, META_ID};
-use crate::domain::{ConversationId, MessageId, Owner, Receipt, Timestamp};
+use crate::domain::{Citation, ConversationId, MessageId, Owner, Receipt, Timestamp};
 use crate::service::Error;
 use crate::turns::{LoggedEvent, TurnLog};
 
@@ -61,6 +61,9 @@ struct DoneRecord {
     message_id: MessageId,
     finish_reason: String,
     usage: Receipt,
+    /// Absent from logs written before citations.
+    #[serde(default)]
+    citations: Vec<Citation>,
 }
 
 fn json<T: Serialize>(v: &T) -> String {
@@ -91,12 +94,14 @@ pub fn encode(event: &TurnEvent) -> (&'static str, String) {
             message_id,
             finish_reason,
             usage,
+            citations,
         } => (
             "done",
             json(&DoneRecord {
                 message_id: message_id.clone(),
                 finish_reason: finish_reason.clone(),
                 usage: usage.clone(),
+                citations: citations.clone(),
             }),
         ),
         TurnEvent::Error(e) => ("error", json(e)),
@@ -137,6 +142,7 @@ pub fn decode(e: &LoggedEvent) -> Option<Logged> {
                 message_id: r.message_id,
                 finish_reason: r.finish_reason,
                 usage: r.usage,
+                citations: r.citations,
             }),
         "error" => serde_json::from_str::<Error>(d).ok().map(TurnEvent::Error),
         _ => None,
@@ -321,7 +327,21 @@ mod tests {
             TurnEvent::Done {
                 message_id: MessageId::from("a"),
                 finish_reason: "stopped".into(),
-                usage: receipt,
+                usage: receipt.clone(),
+                citations: vec![],
+            },
+            TurnEvent::Done {
+                message_id: MessageId::from("a"),
+                finish_reason: "stop".into(),
+                usage: receipt.clone(),
+                citations: vec![crate::domain::Citation {
+                    n: 3,
+                    file_id: "f".into(),
+                    filename: "r.pdf".into(),
+                    page: Some(7),
+                    sheet: None,
+                    snippet: "The canary \"sings\".".into(),
+                }],
             },
             TurnEvent::Error(Error::Upstream("the provider failed".into())),
             TurnEvent::Error(Error::RateLimited {
@@ -352,5 +372,24 @@ mod tests {
             data: "{}".into(),
         };
         assert_eq!(decode(&unknown), None);
+    }
+
+    #[test]
+    fn a_done_logged_before_citations_reads_back_citing_nothing() {
+        let old = LoggedEvent {
+            id: 9,
+            name: "done".into(),
+            data: r#"{"message_id":"a","finish_reason":"stop","usage":{"model":"m","provider":"openai","prompt_tokens":3,"completion_tokens":4,"cost_usd":null,"time_to_first_token_ms":null,"duration_ms":12}}"#.into(),
+        };
+        let Some(Logged::Event(TurnEvent::Done {
+            finish_reason,
+            citations,
+            ..
+        })) = decode(&old)
+        else {
+            panic!("{:?}", decode(&old));
+        };
+        assert_eq!(finish_reason, "stop");
+        assert!(citations.is_empty());
     }
 }

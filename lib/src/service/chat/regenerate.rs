@@ -24,6 +24,7 @@ impl ChatService {
     /// reserved against the caller's budgets first, as a sent turn's is.
     pub async fn regenerate(&self, who: &Principal, input: RegenerateInput) -> Result<Turn, Error> {
         let owner = &who.owner;
+        let began = std::time::SystemTime::now();
         if input.model.as_deref().is_some_and(|m| !valid_model_name(m)) {
             return Err(Error::Invalid("The model name is not valid.".into()));
         }
@@ -84,15 +85,15 @@ impl ChatService {
             let persisted = self
                 .persist_again(owner, conversation, question, history, model)
                 .await?;
-            let mut request = self.build_request(owner, &persisted).await?;
+            let mut prompt = self.build_request(owner, &persisted).await?;
             if let Some(cap) = cap {
-                request.max_tokens.get_or_insert(cap);
+                prompt.request.max_tokens.get_or_insert(cap);
             }
-            Ok::<_, Error>((persisted, request))
+            Ok::<_, Error>((persisted, prompt))
         }
         .await;
         match prepared {
-            Ok((persisted, request)) => Ok(self.run_answer(who, persisted, request, hold)),
+            Ok((persisted, prompt)) => Ok(self.run_answer(who, persisted, prompt, hold, began)),
             Err(e) => {
                 hold.settle(crate::ledger::Spend::nothing(&model_id)).await;
                 Err(e)
