@@ -341,7 +341,7 @@ async fn ask_about_the_manual(embedder: bool) -> String {
     let events = parse_sse(&body_text(response).await);
     assert_eq!(events.last().unwrap().event, "done", "{events:?}");
     let request: Value = fake.chat_requests().pop().unwrap();
-    assert_eq!(last_user_text(&request), PARAPHRASE);
+    assert!(last_user_text(&request).ends_with(PARAPHRASE));
     request.to_string()
 }
 
@@ -365,5 +365,6 @@ async fn a_chat_turn_finds_the_page_by_meaning() {
         "the file was cut"
     );
     assert!(hybrid.contains("bring a dog"), "page 7 is sent");
-    assert!(hybrid.contains("[page 7]"));
+    assert!(hybrid.contains("page 7"));
+    assert!(!words_only.contains("page 7"));
 }

@@ -69,8 +69,11 @@ fn extract_pdf(path: &Path) -> Result<(String, f64), Box<dyn Error>> {
     Ok((out.text, started.elapsed().as_secs_f64()))
 }
 
-/// Embeds chunk texts in batches of 16 (as the product does); vectors and seconds.
-fn embed_all(model: &MiniLm, texts: &[&str]) -> Result<(Vec<Vec<f32>>, f64), Box<dyn Error>> {
+/// Vectors, and the seconds they took.
+type Timed = (Vec<Vec<f32>>, f64);
+
+/// Embeds chunk texts in batches of 16 (as the product does).
+fn embed_all(model: &MiniLm, texts: &[&str]) -> Result<Timed, Box<dyn Error>> {
     let started = Instant::now();
     let mut out = Vec::with_capacity(texts.len());
     for batch in texts.chunks(16) {
