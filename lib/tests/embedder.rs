@@ -368,3 +368,24 @@ async fn a_chat_turn_finds_the_page_by_meaning() {
     assert!(hybrid.contains("page 7"));
     assert!(!words_only.contains("page 7"));
 }
+
+#[tokio::test]
+async fn a_missing_model_stops_the_start_naming_the_variable_and_the_script() {
+    let fake = FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = conversa::testing::test_config(
+        &fake.base_url,
+        dir.path(),
+        &[
+            ("CONVERSA_EMBEDDER", "minilm"),
+            ("CONVERSA_EMBED_MODEL", "/nonexistent/all-MiniLM-L6-v2"),
+        ],
+    );
+    let Err(e) = conversa::App::from_config(config).await else {
+        panic!("a missing embedding model must stop the start");
+    };
+    let msg = e.to_string();
+    assert!(msg.contains("CONVERSA_EMBED_MODEL"), "{msg}");
+    assert!(msg.contains(FETCH_SCRIPT), "{msg}");
+    assert!(msg.contains("/nonexistent/all-MiniLM-L6-v2"), "{msg}");
+}
