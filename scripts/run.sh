@@ -16,6 +16,10 @@ echo "[run] building the frontend" >&2
 if [[ -z "${OPENAI_API_KEY:-}" && -z "${OPENAI_BASE_URL:-}" && -z "${CONVERSA_LOCAL_MODEL:-}" ]]; then
   bash scripts/fetch-model.sh >&2
 fi
+# Retrieval by meaning (CONVERSA_EMBEDDER=minilm, the default) needs the embedding model.
+if [[ "${CONVERSA_EMBEDDER:-minilm}" == "minilm" && -z "${CONVERSA_EMBED_MODEL:-}" ]]; then
+  bash scripts/fetch-embedder.sh >&2
+fi
 # Two malloc arenas: the model's threads otherwise each keep the memory they freed (BENCHMARKS.md).
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, with its set-up: system packages, backing services (Redis, moto,
-# a MongoDB-wire server), test documents, the offline model, the Rust tests with every feature
+# a MongoDB-wire server), test documents, the offline chat and embedding models, the Rust tests with every feature
 # (with Schemathesis run on the API's OpenAPI document), and the frontend's unit and browser tests
 # against the real server.
 set -euo pipefail
@@ -26,8 +26,9 @@ export CONVERSA_REQUIRE_SERVICES=1
 step "real-world documents"
 bash scripts/corpus.sh
 
-step "offline model"
+step "offline models (chat, embeddings)"
 bash scripts/fetch-model.sh
+bash scripts/fetch-embedder.sh
 
 step "rust tests"
 cargo test --workspace --all-features

@@ -10,6 +10,7 @@ use crate::accounts::Accounts;
 use crate::auth::Authenticator;
 use crate::blobs::BlobStore;
 use crate::config::{BlobsKind, Config, LimiterKind};
+use crate::embed::Embedder;
 use crate::extract::Limits;
 use crate::jobs::local::LocalJobs;
 use crate::jobs::JobQueue;
@@ -86,6 +87,8 @@ pub struct App {
     pub models: Arc<Registry>,
     /// Background extraction of large files.
     pub jobs: Arc<dyn JobQueue>,
+    /// The sentence-embedding model, when one runs in this process.
+    pub embedder: Option<Arc<dyn Embedder>>,
     /// The services, as the routers hold them.
     pub state: AppState,
     /// Where each turn's spans go (or nowhere): flush or shut it down on the way out.
@@ -172,6 +175,27 @@ impl App {
             models,
             (local.clone(), Some(local)),
             traces,
+            None,
+        )
+    }
+
+    /// The same application with `embedder` ranking file passages by meaning too (`None`: by
+    /// words alone).
+    pub fn with_embedder(self, embedder: Option<Arc<dyn Embedder>>) -> Result<Self, BuildError> {
+        Self::assemble(
+            (*self.config).clone(),
+            Stores {
+                store: self.store,
+                accounts: self.accounts,
+                ledger: self.ledger,
+                turns: self.turns,
+            },
+            self.blobs,
+            self.limiter,
+            self.models,
+            (self.jobs, self.local_jobs),
+            self.traces,
+            embedder,
         )
     }
 
@@ -191,9 +215,11 @@ impl App {
             self.models,
             (self.jobs, self.local_jobs),
             self.traces,
+            self.embedder,
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn assemble(
         config: Config,
         stores: Stores,
@@ -202,6 +228,7 @@ impl App {
         models: Arc<Registry>,
         (jobs, local_jobs): (Arc<dyn JobQueue>, Option<Arc<LocalJobs>>),
         traces: Traces,
+        embedder: Option<Arc<dyn Embedder>>,
     ) -> Result<Self, BuildError> {
         let Stores {
             store,
@@ -219,12 +246,18 @@ impl App {
             Authenticator::new(&config.auth, accounts.clone(), limiter.clock())
                 .map_err(BuildError)?,
         );
-        let files = Arc::new(FileService::new(
-            store.clone(),
-            blobs.clone(),
-            jobs.clone(),
-            file_settings(&config, &models.default().model),
-        ));
+        let vectors = embedder
+            .clone()
+            .map(|e| crate::service::vectors::PassageVectors::new(blobs.clone(), e));
+        let files = Arc::new(
+            FileService::new(
+                store.clone(),
+                blobs.clone(),
+                jobs.clone(),
+                file_settings(&config, &models.default().model),
+            )
+            .with_vectors(vectors),
+        );
         let chat = Arc::new(ChatService::new(
             ChatPorts {
                 store: store.clone(),
@@ -269,6 +302,7 @@ impl App {
             limiter,
             models,
             jobs,
+            embedder,
             state,
             traces,
             local_jobs,
@@ -348,6 +382,11 @@ impl App {
         for m in models.list() {
             tracing::info!(id = %m.id, model = %m.describe(), default = m.default, "model on offer");
         }
+        let embed = config.embed.clone();
+        let embedder = tokio::task::spawn_blocking(move || crate::embed::load(&embed))
+            .await
+            .map_err(|e| BuildError(format!("loading the embedding model: {e}")))?
+            .map_err(|e| BuildError(e.to_string()))?;
         // In AWS, large files go to the extraction container through SQS.
         #[cfg(feature = "sqs")]
         if let Some(url) = config.jobs_queue_url.clone() {
@@ -361,9 +400,21 @@ impl App {
                 models,
                 (jobs, None),
                 traces,
+                embedder,
             );
         }
-        Self::new(config, stores, blobs, limiter, models)
+        let local = Arc::new(LocalJobs::new(config.data_dir.join("jobs")));
+        let traces = start_traces(&config)?;
+        Self::assemble(
+            config,
+            stores,
+            blobs,
+            RateLimit::system(limiter),
+            models,
+            (local.clone(), Some(local)),
+            traces,
+            embedder,
+        )
     }
 }
 

@@ -111,6 +111,10 @@ pub struct Config {
     pub jobs_queue_url: Option<String>,
     /// `CONVERSA_LOCAL_MODEL`: a GGUF file for the offline model.
     pub local_model: Option<PathBuf>,
+    /// `CONVERSA_EMBEDDER` (`minilm`, `off`; by default `minilm` when the binary has the
+    /// `embedder` feature and the model is there) and `CONVERSA_EMBED_MODEL` (the model's
+    /// directory).
+    pub embed: crate::embed::EmbedSettings,
     /// `CONVERSA_CONTEXT_TOKENS`: the chat model's context window; known for OpenAI models, else 8192.
     pub context_tokens: Option<u64>,
     /// `CONVERSA_FILE_CONTEXT_SHARE`: the share of the context window that file text may fill (0–1).
@@ -340,6 +344,23 @@ impl Config {
             redis_url: get("REDIS_URL"),
             jobs_queue_url: get("CONVERSA_JOBS_QUEUE_URL"),
             local_model: get("CONVERSA_LOCAL_MODEL").map(PathBuf::from),
+            embed: crate::embed::EmbedSettings {
+                kind: {
+                    use crate::embed::EmbedderKind;
+                    let built = if cfg!(feature = "embedder") {
+                        EmbedderKind::Auto
+                    } else {
+                        EmbedderKind::Off
+                    };
+                    choice(
+                        "CONVERSA_EMBEDDER",
+                        get("CONVERSA_EMBEDDER"),
+                        built,
+                        &[("minilm", EmbedderKind::MiniLm), ("off", EmbedderKind::Off)],
+                    )?
+                },
+                model_dir: get("CONVERSA_EMBED_MODEL").map(PathBuf::from),
+            },
             context_tokens: match get("CONVERSA_CONTEXT_TOKENS") {
                 None => None,
                 Some(s) => Some(parse(

@@ -21,6 +21,7 @@ pub mod config;
 #[cfg(any(test, feature = "test-support"))]
 pub mod contract;
 pub mod domain;
+pub mod embed;
 pub mod extract;
 pub mod jobs;
 pub mod ledger;

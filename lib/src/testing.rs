@@ -267,6 +267,8 @@ pub fn test_config(
         ("CONVERSA_TITLE_MODEL".into(), "title-model".into()),
         ("CONVERSA_RATE_LIMIT_PER_MINUTE".into(), "0".into()),
         ("CONVERSA_MODEL_TIMEOUT_SECS".into(), "10".into()),
+        // Ranking by meaning needs the embedding model; the tests that use it turn it on.
+        ("CONVERSA_EMBEDDER".into(), "off".into()),
     ]);
     for (k, v) in extra {
         map.insert((*k).into(), (*v).into());

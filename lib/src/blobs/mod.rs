@@ -1,6 +1,6 @@
 //! The `BlobStore` port: original file bytes and extracted text, by key.
 //!
-//! Keys are `{owner}/{file_id}/original` and `{owner}/{file_id}/text` (see [`keys`]).
+//! Keys are `{owner}/{file_id}/original`, `{owner}/{file_id}/text` and their siblings (see [`keys`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -133,5 +133,9 @@ pub mod keys {
     /// The image prepared for the model (downscaled, re-encoded).
     pub fn image(owner: &Owner, id: &FileId) -> String {
         format!("{}image", file_prefix(owner, id))
+    }
+    /// The vectors of the text's chunks (`embed::vectors`).
+    pub fn vectors(owner: &Owner, id: &FileId) -> String {
+        format!("{}vectors", file_prefix(owner, id))
     }
 }

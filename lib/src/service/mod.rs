@@ -15,6 +15,7 @@ pub mod keys;
 pub mod retrieval;
 pub mod title;
 pub mod usage;
+pub mod vectors;
 
 pub use error::Error;
 

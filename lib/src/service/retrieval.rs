@@ -1,5 +1,6 @@
 //! Choosing what of long documents fits the model: split files into labelled chunks (by page,
-//! sheet, then size), rank them against the question with BM25, and keep the best within a token
+//! sheet, then size), rank them against the question with BM25 and, when the chunks have vectors,
+//! by meaning (cosine), fuse the two rankings by reciprocal rank, and keep the best within a token
 //! budget, in document order, saying what was left out.
 
 use std::collections::HashMap;
@@ -30,6 +31,13 @@ pub struct Chunk {
 
 /// About how many tokens one chunk holds.
 pub const CHUNK_TOKENS: u64 = 350;
+
+/// Names how [`chunk`] cuts a document; stored with a file's chunk vectors, which are made again
+/// when it changes. Change it whenever `chunk` changes what it produces.
+pub const CHUNKER_ID: &str = "chunk-v1/350";
+
+/// The `k` of reciprocal rank fusion (Cormack, Clarke and Büttcher, 2009).
+pub const RRF_K: f64 = 60.0;
 
 /// Splits text into sections at `[page N]` and `## Sheet: X` markers: `(label, text)`, the label
 /// `page N`, `sheet X`, or empty for text before the first marker.
@@ -169,17 +177,86 @@ pub fn bm25(chunks: &[Chunk], query: &str) -> Vec<f64> {
 /// The chunks to send: the best-scoring within `budget` tokens, back in document order. When
 /// nothing matches the query, the beginning of each document (round-robin) is kept instead.
 pub fn select(chunks: &[Chunk], query: &str, budget: u64) -> Vec<Chunk> {
-    let scores = bm25(chunks, query);
-    let mut order: Vec<usize> = (0..chunks.len()).collect();
-    if scores.iter().any(|s| *s > 0.0) {
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    } else {
-        // Interleave documents so each gets its opening pages.
-        order.sort_by_key(|&i| (chunks[i].seq, chunks[i].doc));
+    select_hybrid(chunks, query, None, budget)
+}
+
+/// Reciprocal rank fusion: each item scores `Σ 1 / (k + rank)` over the lists it is in (ranks
+/// from 1). Best first; ties by index.
+pub fn rrf(lists: &[Vec<usize>], k: f64) -> Vec<(usize, f64)> {
+    let mut score: HashMap<usize, f64> = HashMap::new();
+    for list in lists {
+        for (rank, &i) in list.iter().enumerate() {
+            *score.entry(i).or_default() += 1.0 / (k + rank as f64 + 1.0);
+        }
     }
+    let mut out: Vec<(usize, f64)> = score.into_iter().collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out
+}
+
+/// A question's vector and the stored vectors of each document's chunks (one per chunk, by
+/// `seq`); `None` for a document whose vectors are not there.
+#[derive(Debug, Clone, Default)]
+pub struct Dense {
+    /// The question's vector.
+    pub query: Vec<f32>,
+    /// Per document (as given to [`chunk`]), its chunks' vectors.
+    pub docs: Vec<Option<Vec<Vec<f32>>>>,
+}
+
+impl Dense {
+    /// The cosine of each chunk with the question; `None` where a chunk has no vector.
+    pub fn scores(&self, chunks: &[Chunk]) -> Vec<Option<f32>> {
+        chunks
+            .iter()
+            .map(|c| {
+                let v = self.docs.get(c.doc)?.as_ref()?.get(c.seq)?;
+                Some(crate::embed::cosine(&self.query, v))
+            })
+            .collect()
+    }
+}
+
+/// The order in which chunks are worth sending for `query`: BM25 over the chunks that share a
+/// word with it and, when `dense` gives their cosine with it, the chunks that have a vector by
+/// cosine, fused by reciprocal rank ([`RRF_K`]); the other chunks follow in document order. When
+/// neither ranks anything, the documents' openings, round-robin.
+pub fn rank(chunks: &[Chunk], query: &str, dense: Option<&[Option<f32>]>) -> Vec<usize> {
+    let scores = bm25(chunks, query);
+    let mut words: Vec<usize> = (0..chunks.len()).filter(|&i| scores[i] > 0.0).collect();
+    words.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let cosine = |i: usize| dense.and_then(|d| d.get(i).copied().flatten());
+    let mut meaning: Vec<usize> = (0..chunks.len()).filter(|&i| cosine(i).is_some()).collect();
+    meaning.sort_by(|&a, &b| {
+        let (x, y) = (cosine(a).unwrap_or(0.0), cosine(b).unwrap_or(0.0));
+        y.total_cmp(&x).then(a.cmp(&b))
+    });
+    if words.is_empty() && meaning.is_empty() {
+        // Interleave documents so each gets its opening pages.
+        let mut order: Vec<usize> = (0..chunks.len()).collect();
+        order.sort_by_key(|&i| (chunks[i].seq, chunks[i].doc));
+        return order;
+    }
+    let mut order: Vec<usize> = rrf(&[words, meaning], RRF_K)
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    let ranked: std::collections::HashSet<usize> = order.iter().copied().collect();
+    order.extend((0..chunks.len()).filter(|i| !ranked.contains(i)));
+    order
+}
+
+/// [`select`], with the chunks also ranked by meaning when `dense` gives their cosine with the
+/// question (see [`rank`]).
+pub fn select_hybrid(
+    chunks: &[Chunk],
+    query: &str,
+    dense: Option<&[Option<f32>]>,
+    budget: u64,
+) -> Vec<Chunk> {
     let mut kept = Vec::new();
     let mut used = 0;
-    for i in order {
+    for i in rank(chunks, query, dense) {
         let c = &chunks[i];
         if used + c.tokens > budget {
             continue;
@@ -266,6 +343,43 @@ mod tests {
             .unwrap();
         assert_eq!(chunks[best].label, "page 250");
         assert!(kept.iter().map(|c| c.tokens).sum::<u64>() <= 200);
+    }
+
+    #[test]
+    fn reciprocal_rank_fusion_adds_one_over_k_plus_rank() {
+        let fused = rrf(&[vec![3, 1], vec![1, 2]], 60.0);
+        let score = |i: usize| fused.iter().find(|(j, _)| *j == i).unwrap().1;
+        assert!((score(1) - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-12);
+        assert!((score(3) - 1.0 / 61.0).abs() < 1e-12);
+        assert!((score(2) - 1.0 / 62.0).abs() < 1e-12);
+        // In both lists beats first in one; equal scores go by index.
+        assert_eq!(fused.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 3, 2]);
+    }
+
+    #[test]
+    fn a_chunk_ranked_by_meaning_alone_is_kept_beside_the_word_matches() {
+        let chunks = chunk(&[long_doc()]);
+        let question = "What is the secret ingredient of the soup?";
+        // Room for two chunks. Only page 250 shares words with the question; page 40 is the one
+        // closest in meaning.
+        let budget = chunks[0].tokens * 2;
+        let words_only = select(&chunks, question, budget);
+        assert!(!words_only.iter().any(|c| c.label == "page 40"));
+        let mut dense: Vec<Option<f32>> = vec![Some(0.1); chunks.len()];
+        dense[39] = Some(0.9);
+        dense[10] = None;
+        let both = select_hybrid(&chunks, question, Some(&dense), budget);
+        let labels: Vec<&str> = both.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(labels, ["page 40", "page 250"]);
+        // The cosines of stored vectors, by document and position.
+        let d = Dense {
+            query: vec![1.0, 0.0],
+            docs: vec![Some(vec![vec![0.0, 1.0]; 300]), None],
+        };
+        let two = chunk(&[long_doc(), long_doc()]);
+        let s = d.scores(&two);
+        assert_eq!(s[0], Some(0.0));
+        assert_eq!(s[300], None);
     }
 
     #[test]

@@ -24,7 +24,8 @@ use super::ChatService;
 use crate::blobs::{keys, BlobStore};
 use crate::domain::{FileId, FileMeta, FileType, Message, Owner, Role};
 use crate::llm::{ChatMessage, ChatRequest, ChatRole, Part};
-use crate::service::retrieval::{self, Doc};
+use crate::service::retrieval::{self, Dense, Doc};
+use crate::service::vectors::PassageVectors;
 use crate::service::Error;
 use crate::tokens::estimate;
 
@@ -96,6 +97,9 @@ impl ContextSettings {
 pub struct ContextBuilder {
     blobs: Arc<dyn BlobStore>,
     settings: ContextSettings,
+    /// The vectors of files' chunks, when an embedder runs: long files are then cut by meaning
+    /// as well as by words.
+    vectors: Option<Arc<PassageVectors>>,
 }
 
 impl ContextBuilder {
@@ -106,6 +110,7 @@ impl ContextBuilder {
         Self {
             blobs: self.blobs.clone(),
             settings,
+            vectors: self.vectors.clone(),
         }
     }
 
@@ -239,36 +244,44 @@ fn message_tokens(m: &Message) -> u64 {
     estimate(&m.content) + MESSAGE_TOKENS + NOTE_TOKENS * m.files.len() as u64
 }
 
-/// The text block of every loaded file, in order, fitting `budget` tokens together, and the
-/// passages they number (from 1, in that order).
-fn blocks(
+/// The text block of every loaded file whole, numbered, and the passages they number (from 1, in
+/// that order), when they fit `budget` tokens together.
+fn whole(loaded: &[&Loaded], budget: u64) -> Option<(Vec<String>, Vec<Passage>)> {
+    let total: u64 = loaded.iter().map(|l| l.tokens + WRAPPER_TOKENS).sum();
+    if total > budget {
+        return None;
+    }
+    // Whole, if they still fit once numbered.
+    let mut numbering = Numbering::default();
+    let whole: Vec<String> = loaded
+        .iter()
+        .map(|l| {
+            if l.text.trim().is_empty() {
+                format!("[The file {} has no readable text.]", l.meta.filename)
+            } else {
+                file_block(
+                    &l.meta,
+                    &numbered_whole(&l.meta, &l.text, &mut numbering),
+                    None,
+                )
+            }
+        })
+        .collect();
+    (whole.iter().map(|b| estimate(b)).sum::<u64>() <= budget)
+        .then_some((whole, numbering.passages))
+}
+
+/// The text blocks of files that do not fit `budget` whole, and the passages they number (from 1,
+/// in that order): each file cut to its chunks ranked best against the question by words and,
+/// with `dense`, by meaning, with a note of what was left out.
+fn cut(
     model: &str,
     loaded: &[&Loaded],
     question: &str,
+    dense: Option<&Dense>,
     budget: u64,
 ) -> (Vec<String>, Vec<Passage>) {
     let total: u64 = loaded.iter().map(|l| l.tokens + WRAPPER_TOKENS).sum();
-    if total <= budget {
-        // Whole, if they still fit once numbered.
-        let mut numbering = Numbering::default();
-        let whole: Vec<String> = loaded
-            .iter()
-            .map(|l| {
-                if l.text.trim().is_empty() {
-                    format!("[The file {} has no readable text.]", l.meta.filename)
-                } else {
-                    file_block(
-                        &l.meta,
-                        &numbered_whole(&l.meta, &l.text, &mut numbering),
-                        None,
-                    )
-                }
-            })
-            .collect();
-        if whole.iter().map(|b| estimate(b)).sum::<u64>() <= budget {
-            return (whole, numbering.passages);
-        }
-    }
     let docs: Vec<Doc> = loaded
         .iter()
         .map(|l| Doc {
@@ -283,13 +296,15 @@ fn blocks(
         c.tokens += estimate(&c.label) + LABEL_TOKENS + PASSAGE_TOKENS;
     }
     let for_chunks = budget.saturating_sub(CUT_FILE_TOKENS * loaded.len() as u64);
-    let kept = retrieval::select(&chunks, question, for_chunks);
+    let cosines = dense.map(|d| d.scores(&chunks));
+    let kept = retrieval::select_hybrid(&chunks, question, cosines.as_deref(), for_chunks);
     tracing::debug!(
         model,
         total,
         budget,
         chunks = chunks.len(),
         kept = kept.len(),
+        by_meaning = cosines.is_some(),
         "files cut to fit the context"
     );
     let mut numbering = Numbering::default();
@@ -350,7 +365,43 @@ fn blocks(
 impl ContextBuilder {
     /// A builder reading file text and images from `blobs`.
     pub fn new(blobs: Arc<dyn BlobStore>, settings: ContextSettings) -> Self {
-        Self { blobs, settings }
+        Self {
+            blobs,
+            settings,
+            vectors: None,
+        }
+    }
+
+    /// The same builder, ranking the chunks of long files by meaning too with `vectors`.
+    pub fn with_vectors(mut self, vectors: Option<Arc<PassageVectors>>) -> Self {
+        self.vectors = vectors;
+        self
+    }
+
+    /// The question's vector and the stored vectors of the files in play (which must be cut),
+    /// when an embedder runs. Whatever is missing or fails leaves the ranking to words (logged).
+    async fn dense(&self, owner: &Owner, playing: &[&Loaded], question: &str) -> Option<Dense> {
+        let vectors = self.vectors.as_ref()?;
+        let mut docs = Vec::with_capacity(playing.len());
+        for l in playing {
+            docs.push(match vectors.stored(owner, &l.meta.id, &l.text).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(file = %l.meta.id, error = %e, "file vectors could not be read");
+                    None
+                }
+            });
+        }
+        if docs.iter().all(Option::is_none) {
+            return None;
+        }
+        match vectors.query(question).await {
+            Ok(query) => Some(Dense { query, docs }),
+            Err(e) => {
+                tracing::warn!(error = %e, "the question could not be embedded");
+                None
+            }
+        }
     }
 
     /// How contexts are sized.
@@ -485,7 +536,13 @@ impl ContextBuilder {
             .collect();
         playing.sort_by_key(|l| holder.get(&l.meta.id).copied());
         let budget = file_cap.min(available.saturating_sub(used));
-        let (texts, passages) = blocks(model, &playing, &question, budget);
+        let (texts, passages) = match whole(&playing, budget) {
+            Some(whole) => whole,
+            None => {
+                let dense = self.dense(owner, &playing, &question).await;
+                cut(model, &playing, &question, dense.as_ref(), budget)
+            }
+        };
         let by_id: HashMap<FileId, String> = playing
             .iter()
             .map(|l| l.meta.id.clone())

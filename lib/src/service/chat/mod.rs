@@ -226,7 +226,8 @@ impl ChatService {
                 ports.store.clone(),
                 ports.budgets.clone(),
             ),
-            context: ContextBuilder::new(ports.blobs, settings.context.clone()),
+            context: ContextBuilder::new(ports.blobs, settings.context.clone())
+                .with_vectors(files.vectors().cloned()),
             store: ports.store,
             limiter: ports.limiter,
             models: ports.models,

@@ -145,10 +145,12 @@ impl FileService {
             return Err(Error::NotFound("No such file.".into()));
         };
         meta.size = size;
+        let mut text = None;
         match outcome {
             Ok((detected, extracted)) => {
                 meta.file_type = detected.file_type;
                 meta.content_type = detected.content_type;
+                text = Some(extracted.text.clone());
                 self.store_extracted(owner, &mut meta, extracted).await?;
             }
             Err(e) if e.is_permanent() => {
@@ -159,6 +161,10 @@ impl FileService {
             Err(e) => return Err(e),
         }
         self.store.put_file(owner, &meta).await?;
+        // Ready: the vectors follow in the background.
+        if let Some(text) = text {
+            self.start_vectors(owner, id, &text);
+        }
         Ok(meta)
     }
 }

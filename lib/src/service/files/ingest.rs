@@ -153,10 +153,11 @@ impl FileService {
                 &meta.content_type,
             )
             .await?;
+        let text = prepared.extracted.text;
         self.blobs
             .put(
                 &keys::text(owner, &meta.id),
-                Bytes::from(prepared.extracted.text.into_bytes()),
+                Bytes::from(text.clone().into_bytes()),
                 "text/plain; charset=utf-8",
             )
             .await?;
@@ -173,6 +174,7 @@ impl FileService {
                 .await;
             return Err(e.into());
         }
+        self.start_vectors(owner, &meta.id, &text);
         Ok(meta)
     }
 }

@@ -16,6 +16,7 @@ use crate::blobs::{keys, BlobStore};
 use crate::domain::{FileId, FileMeta, FileStatus, FileType, Owner, Timestamp};
 use crate::extract::{Extracted, Limits};
 use crate::jobs::JobQueue;
+use crate::service::vectors::PassageVectors;
 use crate::store::Store;
 
 pub mod download;
@@ -53,6 +54,8 @@ pub struct FileService {
     blobs: Arc<dyn BlobStore>,
     jobs: Arc<dyn JobQueue>,
     settings: FileSettings,
+    /// Makes the vectors of extracted text, when an embedder runs.
+    vectors: Option<Arc<PassageVectors>>,
 }
 
 /// A file as it arrived.
@@ -91,7 +94,35 @@ impl FileService {
             blobs,
             jobs,
             settings,
+            vectors: None,
         }
+    }
+
+    /// The same service, making the vectors of each extracted text with `vectors`.
+    pub fn with_vectors(mut self, vectors: Option<Arc<PassageVectors>>) -> Self {
+        self.vectors = vectors;
+        self
+    }
+
+    /// Where the vectors of files' chunks are made and read, when an embedder runs.
+    pub fn vectors(&self) -> Option<&Arc<PassageVectors>> {
+        self.vectors.as_ref()
+    }
+
+    /// Starts making the vectors of a file's extracted text in the background (the file is ready
+    /// meanwhile: until they are there, its passages are ranked by words alone).
+    fn start_vectors(
+        &self,
+        owner: &Owner,
+        id: &FileId,
+        text: &str,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if text.trim().is_empty() {
+            return None;
+        }
+        self.vectors
+            .as_ref()
+            .and_then(|v| v.refresh(owner, id, text.to_owned()))
     }
 
     /// The settings this service runs with.

@@ -1,0 +1,187 @@
+//! [`Embedder`] on a BERT sentence-embedding model run in this process with candle: by default
+//! all-MiniLM-L6-v2 (sentence-transformers; Apache-2.0; 22.7 M parameters, 384 dimensions),
+//! fetched by `scripts/fetch-embedder.sh`.
+//!
+//! As sentence-transformers does: word pieces from the model's `tokenizer.json` (its own
+//! truncation and padding switched off), `[CLS] … [SEP]` around at most [`MAX_TOKENS`], the
+//! encoder in f32 (its attention mask turns to NaN in f16), the mean of the token states over the
+//! real tokens, then L2 normalisation. Inputs are sorted by length and batched within bounds on
+//! tokens and attention size, so that memory stays small and little is padded.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::Tokenizer;
+
+use super::{EmbedError, Embedder};
+
+/// The longest input in word pieces, `[CLS]` and `[SEP]` included (the model's own limit).
+pub const MAX_TOKENS: usize = 256;
+/// Text beyond this many characters is never tokenised: far more than [`MAX_TOKENS`] pieces.
+pub const MAX_CHARS: usize = 8_000;
+/// Tokens in one batch (batch × length), at most.
+const MAX_BATCH_TOKENS: usize = 2_048;
+/// batch × length², at most: bounds the attention scores (× 12 heads × 4 bytes).
+const MAX_BATCH_ATTENTION: usize = 131_072;
+
+impl From<candle_core::Error> for EmbedError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Model(e.to_string())
+    }
+}
+
+/// A BERT sentence-embedding model, loaded.
+pub struct MiniLm {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    cls: u32,
+    sep: u32,
+    dim: usize,
+    id: String,
+    device: Device,
+}
+
+impl std::fmt::Debug for MiniLm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MiniLm").field("id", &self.id).finish()
+    }
+}
+
+/// Reads one of the model's files, or says which is missing.
+fn read(dir: &Path, name: &str) -> Result<Vec<u8>, EmbedError> {
+    let path = dir.join(name);
+    std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            EmbedError::Missing(format!("{} does not exist", path.display()))
+        }
+        _ => EmbedError::Missing(format!("{} cannot be read ({e})", path.display())),
+    })
+}
+
+impl MiniLm {
+    /// Loads `model.safetensors`, `tokenizer.json` and `config.json` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self, EmbedError> {
+        let device = Device::Cpu;
+        let config: Config = serde_json::from_slice(&read(dir, "config.json")?)
+            .map_err(|e| EmbedError::Model(format!("config.json: {e}")))?;
+        let mut tokenizer = Tokenizer::from_bytes(read(dir, "tokenizer.json")?)
+            .map_err(|e| EmbedError::Model(format!("tokenizer.json: {e}")))?;
+        // The file asks for truncation and fixed padding at 128; inputs are cut and padded here.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| EmbedError::Model(format!("tokenizer.json: {e}")))?;
+        let special = |t: &str| {
+            tokenizer
+                .token_to_id(t)
+                .ok_or_else(|| EmbedError::Model(format!("tokenizer.json has no {t} token")))
+        };
+        let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
+        let weights = read(dir, "model.safetensors")?;
+        // The weights' checksum names the model: vectors stored by another model are not reused.
+        let id = format!(
+            "bert/{:08x}/mean-l2/p{MAX_TOKENS}",
+            crc32fast::hash(&weights)
+        );
+        let model = {
+            // The file's buffer is dropped with the builder, once the tensors are copied out.
+            let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
+            BertModel::load(vb, &config)?
+        };
+        Ok(Self {
+            model,
+            tokenizer,
+            cls,
+            sep,
+            dim: config.hidden_size,
+            id,
+            device,
+        })
+    }
+
+    /// The word pieces the model reads for `text`: `[CLS]`, at most [`MAX_TOKENS`] − 2 pieces of
+    /// its beginning, `[SEP]`.
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        let end = text
+            .char_indices()
+            .nth(MAX_CHARS)
+            .map_or(text.len(), |(i, _)| i);
+        let encoding = self
+            .tokenizer
+            .encode(&text[..end], false)
+            .map_err(|e| EmbedError::Model(format!("tokenizer: {e}")))?;
+        let body = encoding.get_ids();
+        let body = &body[..body.len().min(MAX_TOKENS - 2)];
+        let mut ids = Vec::with_capacity(body.len() + 2);
+        ids.push(self.cls);
+        ids.extend_from_slice(body);
+        ids.push(self.sep);
+        Ok(ids)
+    }
+
+    /// Embeds one batch of sequences, padded to the longest.
+    fn batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let b = seqs.len();
+        let s = seqs.iter().map(|q| q.len()).max().unwrap_or(0);
+        let mut ids = vec![0u32; b * s];
+        let mut mask = vec![0u32; b * s];
+        for (r, seq) in seqs.iter().enumerate() {
+            ids[r * s..r * s + seq.len()].copy_from_slice(seq);
+            mask[r * s..r * s + seq.len()].fill(1);
+        }
+        let ids = Tensor::from_vec(ids, (b, s), &self.device)?;
+        let mask = Tensor::from_vec(mask, (b, s), &self.device)?;
+        let types = ids.zeros_like()?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (b, s, dim)
+        let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (b, s, 1)
+        let sum = hidden.broadcast_mul(&m)?.sum(1)?; // (b, dim)
+        let count = m.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (b, 1)
+        let mean = sum.broadcast_div(&count)?;
+        let norm = mean
+            .sqr()?
+            .sum_keepdim(1)?
+            .sqrt()?
+            .clamp(1e-12f32, f32::MAX)?;
+        Ok(mean.broadcast_div(&norm)?.to_vec2::<f32>()?)
+    }
+}
+
+impl Embedder for MiniLm {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let seqs = texts
+            .iter()
+            .map(|t| self.token_ids(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Shortest first, so that each batch pads little; then back in the callers' order.
+        let mut order: Vec<usize> = (0..seqs.len()).collect();
+        order.sort_by_key(|&i| seqs[i].len());
+        let mut out = vec![Vec::new(); seqs.len()];
+        let mut at = 0;
+        while at < order.len() {
+            let mut end = at + 1;
+            while end < order.len() {
+                let (b, s) = (end + 1 - at, seqs[order[end]].len());
+                if b * s > MAX_BATCH_TOKENS || b * s * s > MAX_BATCH_ATTENTION {
+                    break;
+                }
+                end += 1;
+            }
+            let batch: Vec<&[u32]> = order[at..end].iter().map(|&i| &seqs[i][..]).collect();
+            for (&i, v) in order[at..end].iter().zip(self.batch(&batch)?) {
+                out[i] = v;
+            }
+            at = end;
+        }
+        Ok(out)
+    }
+}

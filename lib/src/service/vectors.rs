@@ -1,0 +1,196 @@
+//! The vectors of files' chunks: made when a file's text is extracted (in the background, so that
+//! a file is ready as soon as its text is), stored beside the text (blob `{owner}/{file_id}/vectors`,
+//! format in [`crate::embed::vectors`]), and read back when a turn ranks the chunks of long files.
+//! Vectors that are missing, damaged or made for something else are not used: they are made again
+//! in the background, saying why, and that turn ranks by words alone.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::blobs::{keys, BlobStore};
+use crate::domain::{FileId, Owner};
+use crate::embed::vectors::{self, Expect};
+use crate::embed::Embedder;
+use crate::service::retrieval::{self, Doc, CHUNKER_ID};
+use crate::service::Error;
+
+/// Texts embedded per turn at the model: between two batches, a question's embedding (or anything
+/// else waiting) gets in.
+const BATCH_TEXTS: usize = 16;
+
+/// Makes, stores and reads back the vectors of files' chunks. Cheap to share.
+pub struct PassageVectors {
+    blobs: Arc<dyn BlobStore>,
+    embedder: Arc<dyn Embedder>,
+    /// One batch at the model at a time: the cores are shared with extraction and answers.
+    permit: Semaphore,
+    /// Files whose vectors are being made (blob keys).
+    pending: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for PassageVectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PassageVectors")
+            .field("model", &self.embedder.id())
+            .finish()
+    }
+}
+
+impl PassageVectors {
+    /// Vectors by `embedder`, stored in `blobs`.
+    pub fn new(blobs: Arc<dyn BlobStore>, embedder: Arc<dyn Embedder>) -> Arc<Self> {
+        Arc::new(Self {
+            blobs,
+            embedder,
+            permit: Semaphore::new(1),
+            pending: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The model.
+    pub fn embedder(&self) -> &Arc<dyn Embedder> {
+        &self.embedder
+    }
+
+    fn expect<'a>(&'a self, text: &'a str) -> Expect<'a> {
+        Expect {
+            model: self.embedder.id(),
+            chunker: CHUNKER_ID,
+            text,
+            dim: self.embedder.dim(),
+        }
+    }
+
+    /// Embeds texts off the async workers, a batch at a time.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, Error> {
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(BATCH_TEXTS) {
+            let _turn = self
+                .permit
+                .acquire()
+                .await
+                .map_err(|e| Error::Internal(format!("embedding: {e}")))?;
+            let embedder = self.embedder.clone();
+            let batch = batch.to_vec();
+            let vectors = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+                embedder.embed(&refs)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("embedding task: {e}")))?
+            .map_err(|e| Error::Internal(e.to_string()))?;
+            out.extend(vectors);
+        }
+        Ok(out)
+    }
+
+    /// The vector of a question (of its bounded prefix).
+    pub async fn query(&self, text: &str) -> Result<Vec<f32>, Error> {
+        self.embed(vec![text.to_owned()])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Internal("embedding: no vector".into()))
+    }
+
+    /// Makes the vectors of the chunks of a file's text and stores them; how many. A text with no
+    /// chunks (no text) has none and stores nothing.
+    pub async fn compute(&self, owner: &Owner, id: &FileId, text: &str) -> Result<usize, Error> {
+        let chunks = retrieval::chunk(&[Doc {
+            name: String::new(),
+            text: text.to_owned(),
+        }]);
+        if chunks.is_empty() {
+            return Ok(0);
+        }
+        // Repeated chunks (running headers, repeated rows) are embedded once.
+        let mut unique: Vec<String> = Vec::new();
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        let which: Vec<usize> = chunks
+            .iter()
+            .map(|c| {
+                *first.entry(c.text.as_str()).or_insert_with(|| {
+                    unique.push(c.text.clone());
+                    unique.len() - 1
+                })
+            })
+            .collect();
+        let made = self.embed(unique).await?;
+        let all: Vec<Vec<f32>> = which.iter().map(|&u| made[u].clone()).collect();
+        let blob = vectors::encode(&self.expect(text), &all);
+        self.blobs
+            .put(
+                &keys::vectors(owner, id),
+                Bytes::from(blob),
+                "application/octet-stream",
+            )
+            .await?;
+        Ok(all.len())
+    }
+
+    /// Makes a file's vectors in the background, unless they are being made already; the task, when
+    /// one was started. Failures are logged (the next turn that needs them tries again).
+    pub fn refresh(
+        self: &Arc<Self>,
+        owner: &Owner,
+        id: &FileId,
+        text: String,
+    ) -> Option<JoinHandle<()>> {
+        let key = keys::vectors(owner, id);
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if !pending.insert(key.clone()) {
+                return None;
+            }
+        }
+        let this = self.clone();
+        let (owner, id) = (owner.clone(), id.clone());
+        Some(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match this.compute(&owner, &id, &text).await {
+                Ok(n) => tracing::info!(
+                    file = %id,
+                    chunks = n,
+                    ms = started.elapsed().as_millis() as u64,
+                    "file vectors made"
+                ),
+                Err(e) => tracing::warn!(file = %id, error = %e, "file vectors could not be made"),
+            }
+            this.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        }))
+    }
+
+    /// The stored vectors of a file's chunks (one per chunk of `text`, in order) when they are whole
+    /// and made by this model for this text. Otherwise `None`: they are made again in the
+    /// background, and a damaged or stale blob is logged with the reason.
+    pub async fn stored(
+        self: &Arc<Self>,
+        owner: &Owner,
+        id: &FileId,
+        text: &str,
+    ) -> Result<Option<Vec<Vec<f32>>>, Error> {
+        match self.blobs.get(&keys::vectors(owner, id)).await? {
+            Some(bytes) => match vectors::decode(&bytes, &self.expect(text)) {
+                Ok(v) => Ok(Some(v)),
+                Err(why) => {
+                    tracing::warn!(file = %id, reason = %why, "file vectors unusable; making them again");
+                    self.refresh(owner, id, text.to_owned());
+                    Ok(None)
+                }
+            },
+            None if text.trim().is_empty() => Ok(Some(Vec::new())),
+            None => {
+                if self.refresh(owner, id, text.to_owned()).is_some() {
+                    tracing::info!(file = %id, "file vectors missing; making them");
+                }
+                Ok(None)
+            }
+        }
+    }
+}
