@@ -1,35 +1,14 @@
 // End-to-end: the built frontend against the real server and a fake model provider, in
 // headless Chromium. Run with `npm run test:e2e` (see README for the environment variables).
 
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { launchBrowser, makePdf, startStack } from "./harness.mjs";
+import { makePdf, stackForTests } from "./harness.mjs";
 
 // Generous: the machines that run this are often busy compiling.
 const TIMEOUT = 45_000;
-let stack;
-let browser;
-
-before(async () => {
-  stack = await startStack();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
-});
-
-async function openApp(hash = "") {
-  const page = await browser.context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e));
-  page.errors = errors;
-  await page.goto(`${stack.baseUrl}/${hash}`);
-  await page.waitForSelector("#composer-input");
-  return page;
-}
+const t = stackForTests({ timeout: TIMEOUT });
+const openApp = (hash) => t.open(hash);
 
 async function sendMessage(page, text) {
   await page.fill("#composer-input", text);
@@ -51,7 +30,7 @@ async function currentId(page) {
 }
 
 async function api(path, init) {
-  return fetch(`${stack.baseUrl}${path}`, init);
+  return fetch(`${t.stack.baseUrl}${path}`, init);
 }
 
 /** No element anywhere in the document carries an event handler attribute or a javascript: URL. */
@@ -366,7 +345,7 @@ describe("conversa in the browser", () => {
     assert.match(await page.locator("#chips .chip").nth(1).textContent(), /pasted-.*\.png/);
 
     // A slow upload shows its progress bar.
-    const cdp = await browser.context.newCDPSession(page);
+    const cdp = await t.browser.context.newCDPSession(page);
     await cdp.send("Network.enable");
     await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 100 * 1024 });
     await page.setInputFiles("#file-input", { name: "big.csv", mimeType: "text/csv", buffer: Buffer.from("a,b\n".repeat(75_000)) });
@@ -445,9 +424,9 @@ describe("conversa in the browser", () => {
   });
 
   it("follows the system theme on a first visit", async () => {
-    const page = await browser.context.newPage();
+    const page = await t.browser.context.newPage();
     await page.emulateMedia({ colorScheme: "light" });
-    await page.goto(`${stack.baseUrl}/`);
+    await page.goto(`${t.stack.baseUrl}/`);
     await page.evaluate(() => localStorage.clear());
     await page.reload();
     await page.waitForSelector("#composer-input");
@@ -496,10 +475,10 @@ describe("conversa in the browser", () => {
   });
 
   it("works on a 390×844 phone screen", async () => {
-    const page = await browser.context.newPage();
+    const page = await t.browser.context.newPage();
     page.setDefaultTimeout(TIMEOUT);
     await page.setViewportSize({ width: 390, height: 844 });
-    await page.goto(`${stack.baseUrl}/#/c/${encodeURIComponent(pdfConversation)}`);
+    await page.goto(`${t.stack.baseUrl}/#/c/${encodeURIComponent(pdfConversation)}`);
     await page.waitForSelector(".msg-assistant");
     assert.equal(await page.isVisible("#composer-input"), true);
     assert.equal(await page.isVisible("#send"), true);
@@ -524,7 +503,7 @@ describe("conversa in the browser", () => {
 
     // The narrowest supported width.
     await page.setViewportSize({ width: 360, height: 740 });
-    await page.goto(`${stack.baseUrl}/#/c/${encodeURIComponent(pdfConversation)}`);
+    await page.goto(`${t.stack.baseUrl}/#/c/${encodeURIComponent(pdfConversation)}`);
     await page.waitForSelector(".msg-assistant");
     assert.equal(await noOverflow(), true, "no horizontal overflow at 360 px");
     assert.equal(await page.isVisible("#composer-input"), true);

@@ -2,34 +2,13 @@
 // inside code); the link opens the file's text at the cited page with the snippet highlighted,
 // live and after a reload. The fake provider reads the passage number from the prompt.
 
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { launchBrowser, makePagedPdf, startStack } from "./harness.mjs";
+import { makePagedPdf, stackForTests } from "./harness.mjs";
 
 const TIMEOUT = 45_000;
-let stack;
-let browser;
-
-before(async () => {
-  stack = await startStack();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
-});
-
-async function openApp(hash = "") {
-  const page = await browser.context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e));
-  page.errors = errors;
-  await page.goto(`${stack.baseUrl}/${hash}`);
-  await page.waitForSelector("#composer-input");
-  return page;
-}
+const t = stackForTests({ timeout: TIMEOUT });
+const openApp = (hash) => t.open(hash);
 
 async function waitIdle(page) {
   await page.waitForFunction(() => !document.querySelector(".msg-assistant.streaming") && !document.getElementById("send").hidden);

@@ -2,6 +2,7 @@
 // CONVERSA_E2E_MOCK=1, the small in-process stand-in in mock-api.mjs), and headless Chromium.
 
 import { spawn } from "node:child_process";
+import { after, before } from "node:test";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -158,6 +159,37 @@ export async function launchBrowser(options = {}) {
       fs.rmSync(userDataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The stack and a browser for one test file: started before its tests, stopped after them.
+ * `open(hash)` opens the app in a new page (page errors collected in `page.errors`) and waits
+ * for the composer.
+ */
+export function stackForTests({ timeout = 45_000 } = {}) {
+  const t = {
+    stack: null,
+    browser: null,
+    async open(hash = "") {
+      const page = await t.browser.context.newPage();
+      page.setDefaultTimeout(timeout);
+      const errors = [];
+      page.on("pageerror", (e) => errors.push(e));
+      page.errors = errors;
+      await page.goto(`${t.stack.baseUrl}/${hash}`);
+      await page.waitForSelector("#composer-input");
+      return page;
+    },
+  };
+  before(async () => {
+    t.stack = await startStack();
+    t.browser = await launchBrowser();
+  });
+  after(async () => {
+    await t.browser?.close();
+    await t.stack?.stop();
+  });
+  return t;
 }
 
 /** A small valid PDF with one page per entry of `pages` (each a list of lines). */

@@ -3,34 +3,13 @@
 // branch of its own, and a reload (or a second tab) in the middle of an answer picks the stream up
 // where it is. The built frontend, the real server, a fake model provider, headless Chromium.
 
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { launchBrowser, startStack } from "./harness.mjs";
+import { stackForTests } from "./harness.mjs";
 
 const TIMEOUT = 45_000;
-let stack;
-let browser;
-
-before(async () => {
-  stack = await startStack();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
-});
-
-async function openApp(hash = "") {
-  const page = await browser.context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e));
-  page.errors = errors;
-  await page.goto(`${stack.baseUrl}/${hash}`);
-  await page.waitForSelector("#composer-input");
-  return page;
-}
+const t = stackForTests({ timeout: TIMEOUT });
+const openApp = (hash) => t.open(hash);
 
 async function sendMessage(page, text) {
   await page.fill("#composer-input", text);
@@ -47,7 +26,7 @@ async function conversationId(page) {
 }
 
 async function getJson(path) {
-  const res = await fetch(`${stack.baseUrl}${path}`);
+  const res = await fetch(`${t.stack.baseUrl}${path}`);
   assert.equal(res.status, 200, `GET ${path}`);
   return res.json();
 }
