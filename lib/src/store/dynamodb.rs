@@ -608,6 +608,33 @@ impl DynamoStore {
         )))
     }
 
+    /// Writes an answer's content, status, usage and citations onto its stored message: the
+    /// message's conversation, or `None` when the message is not stored.
+    async fn write_answer(
+        &self,
+        owner: &Owner,
+        m: &Message,
+    ) -> Result<Option<ConversationId>, StoreError> {
+        let Some(pointer) = self.pointer(owner, &m.id).await? else {
+            return Ok(None);
+        };
+        let conversation = ConversationId::from(get_s(&pointer, "conversation_id")?);
+        let update = self
+            .client()
+            .update_item()
+            .table_name(self.name())
+            .set_key(Some(key(
+                messages_pk(owner, &conversation),
+                get_s(&pointer, "msk")?.to_owned(),
+            )))
+            .condition_expression("attribute_exists(pk)");
+        match answer_update(update, m)?.send().await {
+            Ok(_) => Ok(Some(conversation)),
+            Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     /// Adds `messages` to an existing conversation in one transaction with its count, its
     /// `updated_at` (moved to `at`, never back), its current leaf `leaf` and, when given, the
     /// answer being generated.
@@ -918,26 +945,12 @@ impl Store for DynamoStore {
     }
 
     async fn finish_turn(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
-        let gone = || StoreError::Corrupt(format!("answer {} is not stored", m.id));
-        let Some(pointer) = self.pointer(owner, &m.id).await? else {
-            return Err(gone());
+        let Some(conversation) = self.write_answer(owner, m).await? else {
+            return Err(StoreError::Corrupt(format!(
+                "answer {} is not stored",
+                m.id
+            )));
         };
-        let conversation = ConversationId::from(get_s(&pointer, "conversation_id")?);
-        let update = self
-            .client()
-            .update_item()
-            .table_name(self.name())
-            .set_key(Some(key(
-                messages_pk(owner, &conversation),
-                get_s(&pointer, "msk")?.to_owned(),
-            )))
-            .condition_expression("attribute_exists(pk)");
-        let update = answer_update(update, m)?;
-        match update.send().await {
-            Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(is_conditional) => return Err(gone()),
-            Err(e) => return Err(unavailable(e)),
-        }
         // The answer being generated is cleared only when it is still this one.
         let cleared = self
             .client()
@@ -1125,26 +1138,8 @@ impl Store for DynamoStore {
     }
 
     async fn update_message(&self, owner: &Owner, m: &Message) -> Result<(), StoreError> {
-        let Some(pointer) = self.pointer(owner, &m.id).await? else {
-            return Ok(());
-        };
-        let conversation = ConversationId::from(get_s(&pointer, "conversation_id")?);
-        let update = self
-            .client()
-            .update_item()
-            .table_name(self.name())
-            .set_key(Some(key(
-                messages_pk(owner, &conversation),
-                get_s(&pointer, "msk")?.to_owned(),
-            )))
-            .condition_expression("attribute_exists(pk)");
-        let update = answer_update(update, m)?;
-        let result = update.send().await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(()),
-            Err(e) => Err(unavailable(e)),
-        }
+        // A message that is not stored (any more) has nothing to update.
+        self.write_answer(owner, m).await.map(|_| ())
     }
 
     async fn get_message(
