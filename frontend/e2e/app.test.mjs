@@ -230,11 +230,18 @@ describe("conversa in the browser", () => {
       const titles = [...document.querySelectorAll("#conv-list .conv-title")].map((e) => e.textContent);
       return titles.length > 0 && titles.every((t) => /zebra/i.test(t));
     });
+    // Matching messages are listed too, each a link to its conversation.
+    await page.fill("#search", "giraffes");
+    await page.waitForSelector("#search-hits:not([hidden]) .search-hit-link");
+    const hit = page.locator("#search-hit-list .search-hit-link").first();
+    assert.match(await hit.locator(".search-hit-snippet").textContent(), /giraffes/i);
+    assert.match(await hit.getAttribute("href"), /^#\/c\//);
     await page.fill("#search", "no-such-thing-xyz");
     await page.waitForFunction(() => document.querySelectorAll("#conv-list li").length === 0);
     assert.match(await page.textContent("#conv-status"), /No conversations match/);
     await page.fill("#search", "");
     await page.waitForFunction(() => document.querySelectorAll("#conv-list li").length >= 3);
+    assert.equal(await page.isHidden("#search-hits"), true);
     await page.close();
   });
 

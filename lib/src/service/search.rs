@@ -332,9 +332,6 @@ impl SearchService {
             let ix = index.lock().await;
             let lists = vec![dense(&ix.entries, qv.as_deref()), words(&ix.entries, query)];
             retrieval::rrf(&lists, RRF_K)
-                .into_iter()
-                .map(|(i, s)| (i, s))
-                .collect()
         };
         let mut hits = Vec::new();
         let mut titles: HashMap<String, Option<String>> = HashMap::new();
