@@ -31,6 +31,8 @@ const LIST_DEPTH: usize = 100;
 const MIN_COSINE: f32 = 0.2;
 /// The longest snippet, in characters.
 const SNIPPET_CHARS: usize = 200;
+/// Users whose entries a process keeps in memory (the least recently searched go first).
+const CACHED_OWNERS: usize = 256;
 
 /// One hit.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +85,8 @@ impl Cached {
 /// One owner's entries, as far as this process has read them.
 #[derive(Default)]
 struct Index {
+    /// Changes whenever the entries are read again from scratch (positions change then).
+    epoch: u64,
     generation: Option<u64>,
     watermark: Option<String>,
     entries: Vec<Cached>,
@@ -108,7 +112,40 @@ pub struct SearchService {
     log: Option<Arc<dyn SearchLog>>,
     store: Arc<dyn Store>,
     vectors: Option<Arc<PassageVectors>>,
-    cache: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Index>>>>,
+    cache: Mutex<Cache>,
+}
+
+/// Per owner: when it was last searched (a counter) and its index.
+#[derive(Default)]
+struct Cache {
+    tick: u64,
+    owners: HashMap<String, (u64, Arc<tokio::sync::Mutex<Index>>)>,
+}
+
+impl Cache {
+    /// The owner's index (a new, empty one when absent, dropping the least recently used owner
+    /// when the cache is full).
+    fn get(&mut self, owner: &str) -> Arc<tokio::sync::Mutex<Index>> {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some(slot) = self.owners.get_mut(owner) {
+            slot.0 = tick;
+            return slot.1.clone();
+        }
+        if self.owners.len() >= CACHED_OWNERS {
+            if let Some(oldest) = self
+                .owners
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(k, _)| k.clone())
+            {
+                self.owners.remove(&oldest);
+            }
+        }
+        let index = Arc::new(tokio::sync::Mutex::new(Index::default()));
+        self.owners.insert(owner.to_owned(), (tick, index.clone()));
+        index
+    }
 }
 
 impl std::fmt::Debug for SearchService {
@@ -132,7 +169,7 @@ impl SearchService {
             log,
             store,
             vectors,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
         })
     }
 
@@ -271,15 +308,16 @@ impl SearchService {
             .cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(owner.as_str().to_owned())
-            .or_default()
-            .clone();
+            .get(owner.as_str());
         {
             let mut ix = index.lock().await;
             let page = log.read(owner, ix.watermark.as_deref()).await?;
             let page = if ix.generation.is_some_and(|g| g != page.generation) {
                 // Something was removed: read everything again.
-                *ix = Index::default();
+                *ix = Index {
+                    epoch: ix.epoch + 1,
+                    ..Index::default()
+                };
                 log.read(owner, None).await?
             } else {
                 page
@@ -317,35 +355,47 @@ impl SearchService {
                 "Search is not available with this store.".into(),
             ));
         };
-        let qv = match &self.vectors {
-            Some(v) => match v.query(query).await {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not embed a search query; words only");
-                    None
-                }
-            },
-            None => None,
+        // The query's vector (on the blocking pool) while the index is brought up to date and
+        // ranked by words.
+        let embed = async {
+            match &self.vectors {
+                Some(v) => match v.query(query).await {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not embed a search query; words only");
+                        None
+                    }
+                },
+                None => None,
+            }
         };
-        let index = self.index(log, owner).await?;
-        let ranked: Vec<(usize, f64)> = {
+        let by_words = async {
+            let index = self.index(log, owner).await?;
+            let (epoch, list) = {
+                let ix = index.lock().await;
+                (ix.epoch, words(&ix.entries, query))
+            };
+            Ok::<_, Error>((index, epoch, list))
+        };
+        let (qv, by_words) = tokio::join!(embed, by_words);
+        let (index, epoch, mut by_words) = by_words?;
+        let ranked: Vec<(SearchEntry, f64)> = {
             let ix = index.lock().await;
-            let lists = vec![dense(&ix.entries, qv.as_deref()), words(&ix.entries, query)];
+            if ix.epoch != epoch {
+                by_words = words(&ix.entries, query);
+            }
+            let lists = vec![dense(&ix.entries, qv.as_deref()), by_words];
             retrieval::rrf(&lists, RRF_K)
+                .into_iter()
+                .filter_map(|(i, score)| ix.entries.get(i).map(|c| (c.entry.clone(), score)))
+                .collect()
         };
         let mut hits = Vec::new();
         let mut titles: HashMap<String, Option<String>> = HashMap::new();
-        for (i, score) in ranked {
+        for (entry, score) in ranked {
             if hits.len() >= limit {
                 break;
             }
-            let entry = {
-                let ix = index.lock().await;
-                match ix.entries.get(i) {
-                    Some(c) => c.entry.clone(),
-                    None => continue,
-                }
-            };
             if let Some(hit) = self
                 .resolve(owner, entry, query, score, &mut titles)
                 .await?
@@ -535,6 +585,23 @@ mod tests {
             text: text.into(),
             vector: v.map(|v| search::encode_vector(&v)).unwrap_or_default(),
         })
+    }
+
+    #[test]
+    fn the_cache_keeps_the_most_recently_searched_owners() {
+        let mut cache = Cache::default();
+        let first = cache.get("owner-0");
+        for i in 1..CACHED_OWNERS {
+            cache.get(&format!("owner-{i}"));
+        }
+        assert!(Arc::ptr_eq(&first, &cache.get("owner-0")), "still cached");
+        cache.get("one-more");
+        assert_eq!(cache.owners.len(), CACHED_OWNERS);
+        assert!(cache.owners.contains_key("owner-0"), "recently used: kept");
+        assert!(
+            !cache.owners.contains_key("owner-1"),
+            "least recently used: dropped"
+        );
     }
 
     #[test]
