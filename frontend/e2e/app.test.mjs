@@ -209,11 +209,28 @@ describe("conversa in the browser", () => {
       const titles = [...document.querySelectorAll("#conv-list .conv-title")].map((e) => e.textContent);
       return titles.length > 0 && titles.every((t) => /zebra/i.test(t));
     });
+    // Matching messages are listed too, each a link to its conversation.
+    await page.fill("#search", "giraffes");
+    // (Entries are written just after a message is stored: the list may need another keystroke.)
+    await page.waitForFunction(async () => {
+      const found = () =>
+        [...document.querySelectorAll("#search-hits:not([hidden]) .search-hit-snippet")].some((e) => /giraffes/i.test(e.textContent));
+      for (let i = 0; i < 20 && !found(); i++) {
+        const input = document.querySelector("#search");
+        input.value = i % 2 ? "giraffes" : "about giraffes";
+        input.dispatchEvent(new Event("input"));
+        await new Promise((r) => setTimeout(r, 400));
+      }
+      return found();
+    });
+    const hit = page.locator("#search-hit-list .search-hit-link", { hasText: /giraffes/i }).first();
+    assert.match(await hit.getAttribute("href"), /^#\/c\//);
     await page.fill("#search", "no-such-thing-xyz");
     await page.waitForFunction(() => document.querySelectorAll("#conv-list li").length === 0);
     assert.match(await page.textContent("#conv-status"), /No conversations match/);
     await page.fill("#search", "");
     await page.waitForFunction(() => document.querySelectorAll("#conv-list li").length >= 3);
+    assert.equal(await page.isHidden("#search-hits"), true);
     await page.close();
   });
 

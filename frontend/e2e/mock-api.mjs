@@ -264,6 +264,20 @@ export async function startMockApi(env) {
       if (q) items = items.filter((c) => c.title.toLowerCase().includes(q) || msgs.get(c.id).some((mm) => mm.content.toLowerCase().includes(q)));
       return send(res, 200, page(items, url, (c) => c.id));
     }
+    if (p === "/api/search" && req.method === "GET") {
+      // Words only (the real server also searches by meaning).
+      const q = (url.searchParams.get("q") || "").trim().toLowerCase();
+      if (!q) return fail(res, 400, "bad_request", "q must be 1 to 1000 characters");
+      const limit = Number(url.searchParams.get("limit") || 20);
+      const items = [];
+      for (const [id, list] of msgs) {
+        for (const mm of list) {
+          if (!mm.content.toLowerCase().includes(q)) continue;
+          items.push({ kind: "message", conversation_id: id, message_id: mm.id, file_id: null, title: convs.get(id).title, snippet: mm.content.slice(0, 200), score: 1 / (61 + items.length) });
+        }
+      }
+      return send(res, 200, { items: items.slice(0, limit) });
+    }
     if ((r = m(/^\/api\/conversations\/([^/]+)\/messages$/)) && req.method === "GET") {
       const list = msgs.get(decodeURIComponent(r[1]));
       if (!list) return fail(res, 404, "not_found", "conversation not found");

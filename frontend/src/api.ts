@@ -22,6 +22,7 @@ import type {
   NewKey,
   Page,
   QueuedEvent,
+  SearchReply,
   TitleEvent,
   UsageReply,
   AdminUser,
@@ -203,6 +204,12 @@ export class Api {
 
   listConversations(opts: { limit?: number; cursor?: string | null; q?: string }, signal?: AbortSignal) {
     return this.request<Page<Conversation>>(buildListUrl("/api/conversations", opts), { signal });
+  }
+
+  /** The caller's messages and file passages that match `q`, by meaning and by words. */
+  search(q: string, limit: number, signal?: AbortSignal) {
+    const qs = new URLSearchParams({ q, limit: String(limit) });
+    return this.request<SearchReply>(`/api/search?${qs.toString()}`, { signal });
   }
 
   getConversation(id: string) {

@@ -225,3 +225,19 @@ export interface UsageReply {
     resets_at: { day: string; month: string };
   };
 }
+
+/** One hit of `GET /api/search`. */
+export interface SearchHit {
+  kind: "message" | "file";
+  conversation_id: string | null;
+  message_id: string | null;
+  file_id: string | null;
+  title: string;
+  snippet: string;
+  score: number;
+}
+
+/** `GET /api/search`. */
+export interface SearchReply {
+  items: SearchHit[];
+}

@@ -132,3 +132,40 @@ describe("Api JSON routes", () => {
     await expect(api.health()).resolves.toMatchObject({ status: "degraded" });
   });
 });
+
+describe("Api.search", () => {
+  it("asks /api/search with the query and limit encoded and returns the hits", async () => {
+    const hit = {
+      kind: "file",
+      conversation_id: "c1",
+      message_id: null,
+      file_id: "f1",
+      title: "Office rules",
+      snippet: "Staff may bring a dog to the office on Fridays",
+      score: 0.03,
+    };
+    const fetchMock = vi.fn(
+      async () => new Response(JSON.stringify({ items: [hit] }), { status: 200, headers: { "content-type": "application/json" } }),
+    );
+    vi.stubGlobal("fetch", fetchMock);
+    const reply = await api.search("pets & work?", 8);
+    expect(reply.items).toEqual([hit]);
+    const [url] = fetchMock.mock.calls[0] as unknown as [string];
+    const u = new URL(url);
+    expect(u.pathname).toBe("/api/search");
+    expect(u.searchParams.get("q")).toBe("pets & work?");
+    expect(u.searchParams.get("limit")).toBe("8");
+  });
+
+  it("rejects with the server's error", async () => {
+    vi.stubGlobal(
+      "fetch",
+      async () =>
+        new Response(JSON.stringify({ error: { code: "bad_request", message: "q must be 1 to 1000 characters" } }), {
+          status: 400,
+          headers: { "content-type": "application/json" },
+        }),
+    );
+    await expect(api.search("x", 8)).rejects.toMatchObject({ code: "bad_request" });
+  });
+});

@@ -17,12 +17,14 @@ use crate::jobs::JobQueue;
 use crate::ledger::Ledger;
 use crate::limits::{RateLimit, RateLimiter};
 use crate::llm::Registry;
+use crate::search::SearchLog;
 use crate::service::accounts::AccountService;
 use crate::service::chat::{ChatPorts, ChatService, ChatSettings, ContextSettings};
 use crate::service::conversations::ConversationService;
 use crate::service::files::{FileService, FileSettings};
 use crate::service::health::HealthService;
 use crate::service::keys::KeyService;
+use crate::service::search::SearchService;
 use crate::service::usage::{Budgets, UsageService};
 use crate::store::Store;
 use crate::traces::Traces;
@@ -62,6 +64,8 @@ pub struct AppState {
     pub usage: Arc<UsageService>,
     /// Origin and form limits.
     pub http: Arc<HttpSettings>,
+    /// Search over messages and files.
+    pub search: Arc<SearchService>,
 }
 
 /// Everything a process builds at start: the configuration, the ports it names, and the state
@@ -78,6 +82,8 @@ pub struct App {
     pub ledger: Arc<dyn Ledger>,
     /// Each turn's events and stop flag (beside the store, in the same database).
     pub turns: Arc<dyn TurnLog>,
+    /// The searchable copy of messages and file chunks, when the store keeps one.
+    pub search: Option<Arc<dyn SearchLog>>,
     /// File bytes and extracted text.
     pub blobs: Arc<dyn BlobStore>,
     /// Chat-turn rate limits (the counters under the policy, on the system clock).
@@ -189,6 +195,7 @@ impl App {
                 accounts: self.accounts,
                 ledger: self.ledger,
                 turns: self.turns,
+                search: self.search,
             },
             self.blobs,
             self.limiter,
@@ -209,6 +216,7 @@ impl App {
                 accounts: self.accounts,
                 ledger: self.ledger,
                 turns: self.turns,
+                search: self.search,
             },
             self.blobs,
             limiter,
@@ -235,6 +243,7 @@ impl App {
             accounts,
             ledger,
             turns,
+            search,
         } = stores;
         let budgets = Budgets::new(
             ledger.clone(),
@@ -249,6 +258,7 @@ impl App {
         let vectors = embedder
             .clone()
             .map(|e| crate::service::vectors::PassageVectors::new(blobs.clone(), e));
+        let search_service = SearchService::new(search.clone(), store.clone(), vectors.clone());
         let files = Arc::new(
             FileService::new(
                 store.clone(),
@@ -256,7 +266,8 @@ impl App {
                 jobs.clone(),
                 file_settings(&config, &models.default().model),
             )
-            .with_vectors(vectors),
+            .with_vectors(vectors)
+            .with_search(Some(search_service.clone())),
         );
         let chat = Arc::new(ChatService::new(
             ChatPorts {
@@ -273,7 +284,11 @@ impl App {
         ));
         let state = AppState {
             chat,
-            conversations: Arc::new(ConversationService::new(store.clone(), blobs.clone())),
+            conversations: Arc::new(
+                ConversationService::new(store.clone(), blobs.clone())
+                    .with_search(search_service.clone()),
+            ),
+            search: search_service,
             files,
             health: Arc::new(HealthService::new(
                 store.clone(),
@@ -298,6 +313,7 @@ impl App {
             accounts,
             ledger,
             turns,
+            search,
             blobs,
             limiter,
             models,
@@ -451,6 +467,9 @@ pub struct Stores {
     pub ledger: Arc<dyn Ledger>,
     /// Each turn's events and stop flag.
     pub turns: Arc<dyn TurnLog>,
+    /// The searchable copy of messages and file chunks (`None`: this store has no search log, and
+    /// search answers that it is not available).
+    pub search: Option<Arc<dyn SearchLog>>,
 }
 
 impl Stores {
@@ -463,7 +482,14 @@ impl Stores {
             accounts: shared.clone(),
             ledger: shared,
             turns,
+            search: None,
         }
+    }
+
+    /// The same stores with a search log.
+    pub fn with_search(mut self, search: Arc<dyn SearchLog>) -> Self {
+        self.search = Some(search);
+        self
     }
 }
 

@@ -29,6 +29,7 @@ pub mod limits;
 pub mod llm;
 pub mod local;
 pub mod metrics;
+pub mod search;
 pub mod service;
 pub mod store;
 pub mod tokens;

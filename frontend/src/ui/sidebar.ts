@@ -8,10 +8,12 @@ import type { Api } from "../api";
 import { describeError, toApiError } from "../errors";
 import { CursorPager } from "../pagination";
 import { hashForConversation } from "../router";
-import type { Conversation } from "../types";
+import type { Conversation, SearchHit } from "../types";
 import { h, icon } from "./dom";
 
 const PAGE_SIZE = 30;
+/** Messages and file passages shown for a search. */
+const HIT_LIMIT = 8;
 /** How often conversations being answered are looked at again. */
 const GENERATING_POLL_MS = 3000;
 
@@ -52,6 +54,7 @@ export class Sidebar {
   private observer: IntersectionObserver | null = null;
   private errorText = "";
   private watchTimer: number | undefined;
+  private hitsAbort: AbortController | null = null;
 
   constructor(
     private readonly api: Api,
@@ -104,6 +107,47 @@ export class Sidebar {
     if (next === this.query) return;
     this.query = next;
     void this.reload();
+    void this.loadHits();
+  }
+
+  /** The messages and file passages that match the query (by meaning and by words), each a link
+   * to its conversation. Hidden when there is no query, no hit, or search is not available. */
+  private async loadHits(): Promise<void> {
+    this.hitsAbort?.abort();
+    const section = document.getElementById("search-hits");
+    const list = document.getElementById("search-hit-list");
+    if (!section || !list) return;
+    const q = this.query;
+    if (!q) {
+      section.hidden = true;
+      list.replaceChildren();
+      return;
+    }
+    const abort = new AbortController();
+    this.hitsAbort = abort;
+    let hits: SearchHit[];
+    try {
+      hits = (await this.api.search(q, HIT_LIMIT, abort.signal)).items;
+    } catch {
+      // Search by meaning is an extra: the title filter above still works.
+      if (!abort.signal.aborted) section.hidden = true;
+      return;
+    }
+    if (abort.signal.aborted || q !== this.query) return;
+    const items = hits
+      .filter((hit) => hit.conversation_id)
+      .map((hit) => {
+        const link = h(
+          "a",
+          { class: "search-hit-link", href: hashForConversation(hit.conversation_id!) },
+          h("span", { class: "search-hit-title", text: hit.kind === "file" ? `File in “${hit.title}”` : hit.title }),
+          h("span", { class: "search-hit-snippet", text: hit.snippet }),
+        );
+        link.addEventListener("click", () => this.events.onNavigate());
+        return h("li", { class: "search-hit" }, link);
+      });
+    list.replaceChildren(...items);
+    section.hidden = items.length === 0;
   }
 
   async loadMore(): Promise<void> {

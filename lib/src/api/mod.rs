@@ -17,6 +17,7 @@ pub mod keys;
 pub mod models;
 mod multipart;
 pub mod openapi;
+pub mod search;
 pub mod sse;
 pub mod usage;
 
@@ -42,6 +43,7 @@ pub fn identity_routes() -> Router<AppState> {
         .merge(auth::routes())
         .merge(keys::routes())
         .merge(usage::routes())
+        .merge(search::routes())
         .merge(admin::routes())
 }
 

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, auth, chat, conversations, files, health, keys, models, sse, usage};
+use super::{admin, auth, chat, conversations, files, health, keys, models, search, sse, usage};
 use crate::domain;
 use crate::llm::Registry;
 use crate::service::conversations::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -24,7 +24,7 @@ use crate::service::conversations::{DEFAULT_LIMIT, MAX_LIMIT};
         auth::config, auth::me, auth::register, auth::login, auth::refresh, auth::logout,
         keys::create, keys::list, keys::remove,
         admin::list_users, admin::create_user, admin::change_user, admin::usage,
-        usage::usage,
+        usage::usage, search::search,
     ),
     components(schemas(
         domain::Conversation, domain::Message, domain::FileMeta, domain::Role, domain::MessageStatus,
@@ -41,7 +41,7 @@ use crate::service::conversations::{DEFAULT_LIMIT, MAX_LIMIT};
         admin::AdminUser, usage::UsageTotals, admin::NewUserBody, admin::UserChangeBody, domain::Page<admin::AdminUser>,
         admin::AdminUsage, admin::UsageGroup, admin::GroupByParam,
         usage::UsageReply, usage::DayUsage, usage::ModelUsage, usage::BudgetReply, usage::BudgetUsed, usage::BudgetResets,
-        crate::ledger::TierLimits,
+        crate::ledger::TierLimits, search::SearchReply, search::SearchItem, search::HitKind,
     )),
     modifiers(&BearerAuth),
     tags((name = "chat"), (name = "conversations"), (name = "files"), (name = "auth"), (name = "usage"), (name = "admin"), (name = "meta"))

@@ -73,12 +73,23 @@ fn not_found() -> Error {
 pub struct ConversationService {
     store: Arc<dyn Store>,
     blobs: Arc<dyn BlobStore>,
+    search: Option<Arc<crate::service::search::SearchService>>,
 }
 
 impl ConversationService {
     /// A service over the store and the blob store (a deleted conversation's file bytes go too).
     pub fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) -> Self {
-        Self { store, blobs }
+        Self {
+            store,
+            blobs,
+            search: None,
+        }
+    }
+
+    /// The same service, removing a deleted conversation's entries from `search`'s log.
+    pub fn with_search(mut self, search: Arc<crate::service::search::SearchService>) -> Self {
+        self.search = Some(search);
+        self
     }
 
     /// One conversation, or not found.
@@ -201,6 +212,12 @@ impl ConversationService {
             .delete_conversation(owner, id)
             .await?
             .ok_or_else(not_found)?;
+        if let Some(search) = &self.search {
+            // Deleted text must stop answering searches: a failure here fails the request, and
+            // deleting again finishes the job.
+            let ids: Vec<_> = files.iter().map(|f| f.id.clone()).collect();
+            search.forget_conversation(owner, id, &ids).await?;
+        }
         for f in files {
             // The records are gone; a blob that fails to go is logged, not fatal to the request.
             if let Err(e) = self

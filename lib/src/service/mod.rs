@@ -13,6 +13,7 @@ pub mod files;
 pub mod health;
 pub mod keys;
 pub mod retrieval;
+pub mod search;
 pub mod title;
 pub mod usage;
 pub mod vectors;

@@ -102,6 +102,7 @@ CREATE TABLE turn_log_entries (
     r#"
 ALTER TABLE messages ADD COLUMN citations TEXT;
 "#,
+    crate::search::sqlite::MIGRATION,
 ];
 
 /// SQLite behind a mutex.
@@ -129,7 +130,8 @@ impl SqliteStore {
     /// them.
     pub fn with_turn_log(self) -> crate::app::Stores {
         let turns = crate::turns::sqlite::SqliteTurnLog::new(self.clone());
-        crate::app::Stores::of(self, Arc::new(turns))
+        let search = Arc::new(self.clone());
+        crate::app::Stores::of(self, Arc::new(turns)).with_search(search)
     }
 
     /// A private in-memory database (tests).

@@ -407,7 +407,11 @@ impl Answer {
             .map_err(|e| {
                 tracing::error!(error = %e, "could not store the answer");
                 Error::from(e).with_message("The answer could not be saved.")
-            })
+            })?;
+        if let Some(search) = self.service.files.search() {
+            search.index_message_later(&self.owner, message);
+        }
+        Ok(())
     }
 
     /// The model's answer (or a fallback's, before the first token) into `out` and `text`, each

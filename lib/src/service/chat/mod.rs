@@ -295,6 +295,9 @@ impl ChatService {
             .await?;
         let prepared = async {
             let persisted = self.persist(owner, resolved).await?;
+            if let Some(search) = self.files.search() {
+                search.index_message_later(owner, &persisted.user_message);
+            }
             let mut prompt = self.build_request(owner, &persisted).await?;
             if let Some(cap) = cap {
                 prompt.request.max_tokens.get_or_insert(cap);

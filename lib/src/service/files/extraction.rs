@@ -163,7 +163,7 @@ impl FileService {
         self.store.put_file(owner, &meta).await?;
         // Ready: the vectors follow in the background.
         if let Some(text) = text {
-            self.start_vectors(owner, id, &text);
+            self.start_vectors(owner, &meta, &text);
         }
         Ok(meta)
     }

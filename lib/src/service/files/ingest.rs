@@ -174,7 +174,7 @@ impl FileService {
                 .await;
             return Err(e.into());
         }
-        self.start_vectors(owner, &meta.id, &text);
+        self.start_vectors(owner, &meta, &text);
         Ok(meta)
     }
 }

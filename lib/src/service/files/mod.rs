@@ -16,6 +16,7 @@ use crate::blobs::{keys, BlobStore};
 use crate::domain::{FileId, FileMeta, FileStatus, FileType, Owner, Timestamp};
 use crate::extract::{Extracted, Limits};
 use crate::jobs::JobQueue;
+use crate::service::search::SearchService;
 use crate::service::vectors::PassageVectors;
 use crate::store::Store;
 
@@ -56,6 +57,8 @@ pub struct FileService {
     settings: FileSettings,
     /// Makes the vectors of extracted text, when an embedder runs.
     vectors: Option<Arc<PassageVectors>>,
+    /// Keeps the search log up to date.
+    search: Option<Arc<SearchService>>,
 }
 
 /// A file as it arrived.
@@ -95,7 +98,19 @@ impl FileService {
             jobs,
             settings,
             vectors: None,
+            search: None,
         }
+    }
+
+    /// The same service, adding each extracted text's chunks to `search`'s log.
+    pub fn with_search(mut self, search: Option<Arc<SearchService>>) -> Self {
+        self.search = search;
+        self
+    }
+
+    /// The search log's keeper, when there is one.
+    pub fn search(&self) -> Option<&Arc<SearchService>> {
+        self.search.as_ref()
     }
 
     /// The same service, making the vectors of each extracted text with `vectors`.
@@ -110,19 +125,27 @@ impl FileService {
     }
 
     /// Starts making the vectors of a file's extracted text in the background (the file is ready
-    /// meanwhile: until they are there, its passages are ranked by words alone).
-    fn start_vectors(
-        &self,
-        owner: &Owner,
-        id: &FileId,
-        text: &str,
-    ) -> Option<tokio::task::JoinHandle<()>> {
+    /// meanwhile: until they are there, its passages are ranked by words alone), then adds its
+    /// chunks to the search log.
+    fn start_vectors(&self, owner: &Owner, meta: &FileMeta, text: &str) {
         if text.trim().is_empty() {
-            return None;
+            return;
         }
-        self.vectors
+        let made = self
+            .vectors
             .as_ref()
-            .and_then(|v| v.refresh(owner, id, text.to_owned()))
+            .and_then(|v| v.refresh(owner, &meta.id, text.to_owned()));
+        if let Some(search) = self.search.clone() {
+            let (owner, meta, text) = (owner.clone(), meta.clone(), text.to_owned());
+            tokio::spawn(async move {
+                if let Some(made) = made {
+                    let _ = made.await;
+                }
+                if let Err(e) = search.index_file(&owner, &meta, &text).await {
+                    tracing::warn!(file = %meta.id, error = %e, "could not index a file for search");
+                }
+            });
+        }
     }
 
     /// The settings this service runs with.
@@ -142,6 +165,9 @@ impl FileService {
     /// caused it is what the caller reports).
     pub async fn discard(&self, owner: &Owner, id: &FileId) {
         let _ = self.store.delete_file(owner, id).await;
+        if let Some(search) = &self.search {
+            let _ = search.forget_file(owner, id).await;
+        }
         let _ = self
             .blobs
             .delete_prefix(&keys::file_prefix(owner, id))

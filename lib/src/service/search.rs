@@ -1,0 +1,620 @@
+//! Search over everything a person has said and uploaded, by meaning and by words.
+//!
+//! Every message (question and answer) and every chunk of every file's text has an entry in the
+//! owner's [`SearchLog`] (bounded text, and its vector when an embedder runs). Each process keeps
+//! the entries it has read in a per-owner cache and reads only what is new (by watermark); a
+//! removal elsewhere changes the owner's generation, and the cache reloads. A search embeds the
+//! query, ranks the entries by cosine and by BM25, fuses both by reciprocal rank (k = 60), and
+//! returns one hit per message and per file chunk, with its conversation's title and a verbatim
+//! snippet.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::domain::{ConversationId, FileId, FileMeta, Message, MessageId, Owner};
+use crate::search::{self, bounded, EntryKind, SearchEntry, SearchLog};
+use crate::service::retrieval::{self, Doc, RRF_K};
+use crate::service::vectors::PassageVectors;
+use crate::service::Error;
+use crate::store::Store;
+
+/// The longest query, in characters.
+pub const MAX_QUERY_CHARS: usize = 1_000;
+/// Hits per search when the caller names no limit.
+pub const DEFAULT_LIMIT: usize = 20;
+/// The most hits a search returns.
+pub const MAX_LIMIT: usize = 50;
+/// How many of each ranking take part in the fusion.
+const LIST_DEPTH: usize = 100;
+/// Entries less similar to the query than this are not found by meaning (unrelated text of this
+/// model scores about 0–0.2).
+const MIN_COSINE: f32 = 0.2;
+/// The longest snippet, in characters.
+const SNIPPET_CHARS: usize = 200;
+/// Users whose entries a process keeps in memory (the least recently searched go first).
+const CACHED_OWNERS: usize = 256;
+
+/// One hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// A message or a file chunk.
+    pub kind: EntryKind,
+    /// Its conversation (`None`: a file not attached to one yet).
+    pub conversation_id: Option<ConversationId>,
+    /// The message, for messages.
+    pub message_id: Option<MessageId>,
+    /// The file, for file chunks.
+    pub file_id: Option<FileId>,
+    /// The conversation's title (a file not attached: its name).
+    pub title: String,
+    /// Where in the file (`page 7`), for file chunks.
+    pub label: Option<String>,
+    /// A verbatim excerpt of the text.
+    pub snippet: String,
+    /// The fused score (higher is better).
+    pub score: f64,
+}
+
+/// An entry as the cache holds it.
+struct Cached {
+    entry: SearchEntry,
+    vector: Option<Vec<f32>>,
+    terms: HashMap<String, u32>,
+    len: u32,
+}
+
+impl Cached {
+    fn new(mut entry: SearchEntry) -> Self {
+        let vector = entry.vector();
+        entry.vector = Vec::new();
+        let words = retrieval::terms(&entry.text);
+        let len = words.len() as u32;
+        let mut terms: HashMap<String, u32> = HashMap::new();
+        for w in words {
+            *terms.entry(w).or_default() += 1;
+        }
+        Self {
+            entry,
+            vector,
+            terms,
+            len,
+        }
+    }
+}
+
+/// One owner's entries, as far as this process has read them.
+#[derive(Default)]
+struct Index {
+    /// Changes whenever the entries are read again from scratch (positions change then).
+    epoch: u64,
+    generation: Option<u64>,
+    watermark: Option<String>,
+    entries: Vec<Cached>,
+    by_id: HashMap<String, usize>,
+}
+
+impl Index {
+    fn add(&mut self, entry: SearchEntry) {
+        let cached = Cached::new(entry);
+        match self.by_id.get(&cached.entry.id) {
+            Some(&i) => self.entries[i] = cached,
+            None => {
+                self.by_id
+                    .insert(cached.entry.id.clone(), self.entries.len());
+                self.entries.push(cached);
+            }
+        }
+    }
+}
+
+/// The search use case, and the writes that keep the log up to date. Cheap to share.
+pub struct SearchService {
+    log: Option<Arc<dyn SearchLog>>,
+    store: Arc<dyn Store>,
+    vectors: Option<Arc<PassageVectors>>,
+    cache: Mutex<Cache>,
+}
+
+/// Per owner: when it was last searched (a counter) and its index.
+#[derive(Default)]
+struct Cache {
+    tick: u64,
+    owners: HashMap<String, (u64, Arc<tokio::sync::Mutex<Index>>)>,
+}
+
+impl Cache {
+    /// The owner's index (a new, empty one when absent, dropping the least recently used owner
+    /// when the cache is full).
+    fn get(&mut self, owner: &str) -> Arc<tokio::sync::Mutex<Index>> {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some(slot) = self.owners.get_mut(owner) {
+            slot.0 = tick;
+            return slot.1.clone();
+        }
+        if self.owners.len() >= CACHED_OWNERS {
+            if let Some(oldest) = self
+                .owners
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(k, _)| k.clone())
+            {
+                self.owners.remove(&oldest);
+            }
+        }
+        let index = Arc::new(tokio::sync::Mutex::new(Index::default()));
+        self.owners.insert(owner.to_owned(), (tick, index.clone()));
+        index
+    }
+}
+
+impl std::fmt::Debug for SearchService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchService")
+            .field("log", &self.log.is_some())
+            .field("vectors", &self.vectors.is_some())
+            .finish()
+    }
+}
+
+impl SearchService {
+    /// Search over `log` (`None`: the store keeps none, and search says so), with titles from
+    /// `store` and vectors by `vectors` (`None`: by words alone).
+    pub fn new(
+        log: Option<Arc<dyn SearchLog>>,
+        store: Arc<dyn Store>,
+        vectors: Option<Arc<PassageVectors>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            log,
+            store,
+            vectors,
+            cache: Mutex::new(Cache::default()),
+        })
+    }
+
+    /// The vector of `text`, when an embedder runs and it works (a failure is logged: the entry is
+    /// then found by its words alone).
+    async fn vector(&self, text: &str) -> Vec<u8> {
+        let Some(v) = &self.vectors else {
+            return Vec::new();
+        };
+        match v.query(text).await {
+            Ok(v) => search::encode_vector(&v),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not embed a search entry; words only");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Adds a stored message (a question, or an answer once finished) to the owner's log.
+    pub async fn index_message(&self, owner: &Owner, message: &Message) -> Result<(), Error> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        if message.content.trim().is_empty() {
+            return Ok(());
+        }
+        let text = bounded(&message.content);
+        let vector = self.vector(&text).await;
+        let entry = SearchEntry {
+            id: message.id.as_str().to_owned(),
+            kind: EntryKind::Message,
+            conversation_id: Some(message.conversation_id.clone()),
+            message_id: Some(message.id.clone()),
+            file_id: None,
+            chunk: None,
+            label: None,
+            created_at: message.created_at,
+            text,
+            vector,
+        };
+        log.append(owner, &[entry]).await?;
+        Ok(())
+    }
+
+    /// Indexes a message in the background (failures are logged).
+    pub fn index_message_later(self: &Arc<Self>, owner: &Owner, message: &Message) {
+        if self.log.is_none() {
+            return;
+        }
+        let (this, owner, message) = (self.clone(), owner.clone(), message.clone());
+        tokio::spawn(async move {
+            if let Err(e) = this.index_message(&owner, &message).await {
+                tracing::warn!(message = %message.id, error = %e, "could not index a message for search");
+            }
+        });
+    }
+
+    /// Adds the chunks of a file's text to the owner's log, with the file's stored vectors when
+    /// they are there (the caller makes them first).
+    pub async fn index_file(
+        &self,
+        owner: &Owner,
+        file: &FileMeta,
+        text: &str,
+    ) -> Result<(), Error> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        let chunks = retrieval::chunk(&[Doc {
+            name: file.filename.clone(),
+            text: text.to_owned(),
+        }]);
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let stored = match &self.vectors {
+            Some(v) => v.stored(owner, &file.id, text).await?,
+            None => None,
+        };
+        let entries: Vec<SearchEntry> = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| SearchEntry {
+                id: format!("{}#{}", file.id, c.seq),
+                kind: EntryKind::File,
+                conversation_id: file.conversation_id.clone(),
+                message_id: None,
+                file_id: Some(file.id.clone()),
+                chunk: Some(c.seq as u32),
+                label: Some(c.label.clone()),
+                created_at: file.created_at,
+                text: bounded(&c.text),
+                vector: stored
+                    .as_ref()
+                    .and_then(|s| s.get(i))
+                    .map(|v| search::encode_vector(v))
+                    .unwrap_or_default(),
+            })
+            .collect();
+        log.append(owner, &entries).await?;
+        Ok(())
+    }
+
+    /// Removes a deleted conversation's messages and files from the owner's log.
+    pub async fn forget_conversation(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+        files: &[FileId],
+    ) -> Result<(), Error> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        log.remove_conversation(owner, id).await?;
+        for f in files {
+            log.remove_file(owner, f).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a deleted file from the owner's log.
+    pub async fn forget_file(&self, owner: &Owner, id: &FileId) -> Result<(), Error> {
+        if let Some(log) = &self.log {
+            log.remove_file(owner, id).await?;
+        }
+        Ok(())
+    }
+
+    /// The owner's index, brought up to date with the log.
+    async fn index(
+        &self,
+        log: &Arc<dyn SearchLog>,
+        owner: &Owner,
+    ) -> Result<Arc<tokio::sync::Mutex<Index>>, Error> {
+        let index = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(owner.as_str());
+        {
+            let mut ix = index.lock().await;
+            let page = log.read(owner, ix.watermark.as_deref()).await?;
+            let page = if ix.generation.is_some_and(|g| g != page.generation) {
+                // Something was removed: read everything again.
+                *ix = Index {
+                    epoch: ix.epoch + 1,
+                    ..Index::default()
+                };
+                log.read(owner, None).await?
+            } else {
+                page
+            };
+            ix.generation = Some(page.generation);
+            if page.watermark.is_some() {
+                ix.watermark = page.watermark;
+            }
+            for e in page.entries {
+                ix.add(e);
+            }
+        }
+        Ok(index)
+    }
+
+    /// The owner's messages and file chunks that best match `query`, best first, at most `limit`.
+    pub async fn search(
+        &self,
+        owner: &Owner,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<Hit>, Error> {
+        let query = query.trim();
+        let n = query.chars().count();
+        if n == 0 || n > MAX_QUERY_CHARS {
+            return Err(Error::Invalid(format!(
+                "q must be 1 to {MAX_QUERY_CHARS} characters"
+            )));
+        }
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(Error::Invalid(format!("limit must be 1 to {MAX_LIMIT}")));
+        }
+        let Some(log) = &self.log else {
+            return Err(Error::Unavailable(
+                "Search is not available with this store.".into(),
+            ));
+        };
+        // The query's vector (on the blocking pool) while the index is brought up to date and
+        // ranked by words.
+        let embed = async {
+            match &self.vectors {
+                Some(v) => match v.query(query).await {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not embed a search query; words only");
+                        None
+                    }
+                },
+                None => None,
+            }
+        };
+        let by_words = async {
+            let index = self.index(log, owner).await?;
+            let (epoch, list) = {
+                let ix = index.lock().await;
+                (ix.epoch, words(&ix.entries, query))
+            };
+            Ok::<_, Error>((index, epoch, list))
+        };
+        let (qv, by_words) = tokio::join!(embed, by_words);
+        let (index, epoch, mut by_words) = by_words?;
+        let ranked: Vec<(SearchEntry, f64)> = {
+            let ix = index.lock().await;
+            if ix.epoch != epoch {
+                by_words = words(&ix.entries, query);
+            }
+            let lists = vec![dense(&ix.entries, qv.as_deref()), by_words];
+            retrieval::rrf(&lists, RRF_K)
+                .into_iter()
+                .filter_map(|(i, score)| ix.entries.get(i).map(|c| (c.entry.clone(), score)))
+                .collect()
+        };
+        let mut hits = Vec::new();
+        let mut titles: HashMap<String, Option<String>> = HashMap::new();
+        for (entry, score) in ranked {
+            if hits.len() >= limit {
+                break;
+            }
+            if let Some(hit) = self
+                .resolve(owner, entry, query, score, &mut titles)
+                .await?
+            {
+                hits.push(hit);
+            }
+        }
+        Ok(hits)
+    }
+
+    /// A hit for an entry, with its conversation's title; `None` when what it belongs to is gone.
+    async fn resolve(
+        &self,
+        owner: &Owner,
+        entry: SearchEntry,
+        query: &str,
+        score: f64,
+        titles: &mut HashMap<String, Option<String>>,
+    ) -> Result<Option<Hit>, Error> {
+        let (conversation_id, fallback) = match entry.kind {
+            EntryKind::Message => (entry.conversation_id.clone(), None),
+            EntryKind::File => {
+                let Some(id) = &entry.file_id else {
+                    return Ok(None);
+                };
+                // The file as it is now: attached since, or deleted.
+                match self.store.get_file(owner, id).await? {
+                    Some(f) => (f.conversation_id, Some(f.filename)),
+                    None => return Ok(None),
+                }
+            }
+        };
+        let title = match &conversation_id {
+            Some(c) => {
+                let title = match titles.get(c.as_str()) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = self
+                            .store
+                            .get_conversation(owner, c)
+                            .await?
+                            .map(|c| c.title);
+                        titles.insert(c.as_str().to_owned(), t.clone());
+                        t
+                    }
+                };
+                match title {
+                    Some(t) => t,
+                    None => return Ok(None),
+                }
+            }
+            None => fallback.unwrap_or_default(),
+        };
+        Ok(Some(Hit {
+            kind: entry.kind,
+            conversation_id,
+            message_id: entry.message_id,
+            file_id: entry.file_id,
+            title,
+            label: entry.label,
+            snippet: snippet(&entry.text, query),
+            score,
+        }))
+    }
+}
+
+/// Entries with vectors, most similar to the query first (at least [`MIN_COSINE`]).
+fn dense(entries: &[Cached], query: Option<&[f32]>) -> Vec<usize> {
+    let Some(q) = query else {
+        return Vec::new();
+    };
+    let mut scored: Vec<(usize, f32)> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let v = c.vector.as_ref()?;
+            if v.len() != q.len() {
+                return None;
+            }
+            let cos: f32 = v.iter().zip(q).map(|(a, b)| a * b).sum();
+            (cos >= MIN_COSINE).then_some((i, cos))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    scored.truncate(LIST_DEPTH);
+    scored.into_iter().map(|(i, _)| i).collect()
+}
+
+/// Entries that contain the query's words, by BM25 (k1 = 1.2, b = 0.75), best first.
+fn words(entries: &[Cached], query: &str) -> Vec<usize> {
+    let mut q = retrieval::terms(query);
+    q.sort();
+    q.dedup();
+    if q.is_empty() || entries.is_empty() {
+        return Vec::new();
+    }
+    let n = entries.len() as f64;
+    let avg = entries.iter().map(|c| c.len as f64).sum::<f64>() / n;
+    let idf: Vec<f64> = q
+        .iter()
+        .map(|t| {
+            let df = entries.iter().filter(|c| c.terms.contains_key(t)).count() as f64;
+            ((n - df + 0.5) / (df + 0.5) + 1.0).ln()
+        })
+        .collect();
+    let mut scored: Vec<(usize, f64)> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let s: f64 = q
+                .iter()
+                .zip(&idf)
+                .map(|(t, idf)| {
+                    let tf = *c.terms.get(t).unwrap_or(&0) as f64;
+                    if tf == 0.0 {
+                        return 0.0;
+                    }
+                    idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * c.len as f64 / avg.max(1.0)))
+                })
+                .sum();
+            (s > 0.0).then_some((i, s))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    scored.truncate(LIST_DEPTH);
+    scored.into_iter().map(|(i, _)| i).collect()
+}
+
+/// A verbatim excerpt of `text` of at most [`SNIPPET_CHARS`] characters, from the start of the
+/// sentence that shares the most words with the query (the first, when none does).
+pub fn snippet(text: &str, query: &str) -> String {
+    let q = retrieval::terms(query);
+    let mut best = (0usize, 0usize);
+    let mut start = 0usize;
+    for (i, ch) in text.char_indices() {
+        let end = i + ch.len_utf8();
+        if matches!(ch, '.' | '!' | '?' | '\n') || end == text.len() {
+            let sentence = &text[start..end];
+            let hits = retrieval::terms(sentence)
+                .iter()
+                .filter(|w| q.contains(w))
+                .count();
+            if hits > best.1 {
+                best = (start, hits);
+            }
+            start = end;
+        }
+    }
+    let from = text[best.0..]
+        .char_indices()
+        .find(|(_, c)| !c.is_whitespace())
+        .map_or(text.len(), |(i, _)| best.0 + i);
+    let rest = &text[from..];
+    let cut = rest
+        .char_indices()
+        .nth(SNIPPET_CHARS)
+        .map_or(rest.len(), |(i, _)| i);
+    rest[..cut].trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snippet_starts_at_the_sentence_that_matches_and_is_verbatim() {
+        let text = "Opening words here. The invoice total is due on Friday! Closing remark.";
+        let s = snippet(text, "invoice total");
+        assert_eq!(s, "The invoice total is due on Friday! Closing remark.");
+        assert!(text.contains(&s));
+        assert_eq!(snippet(text, "nothing matches"), text);
+        let long = "word ".repeat(100);
+        assert!(snippet(&long, "x").chars().count() <= SNIPPET_CHARS);
+        assert!(long.contains(&snippet(&long, "x")));
+    }
+
+    fn cached(text: &str, v: Option<Vec<f32>>) -> Cached {
+        Cached::new(SearchEntry {
+            id: text.into(),
+            kind: EntryKind::Message,
+            conversation_id: None,
+            message_id: None,
+            file_id: None,
+            chunk: None,
+            label: None,
+            created_at: crate::domain::Timestamp::from_millis(0),
+            text: text.into(),
+            vector: v.map(|v| search::encode_vector(&v)).unwrap_or_default(),
+        })
+    }
+
+    #[test]
+    fn the_cache_keeps_the_most_recently_searched_owners() {
+        let mut cache = Cache::default();
+        let first = cache.get("owner-0");
+        for i in 1..CACHED_OWNERS {
+            cache.get(&format!("owner-{i}"));
+        }
+        assert!(Arc::ptr_eq(&first, &cache.get("owner-0")), "still cached");
+        cache.get("one-more");
+        assert_eq!(cache.owners.len(), CACHED_OWNERS);
+        assert!(cache.owners.contains_key("owner-0"), "recently used: kept");
+        assert!(
+            !cache.owners.contains_key("owner-1"),
+            "least recently used: dropped"
+        );
+    }
+
+    #[test]
+    fn words_rank_by_bm25_and_meaning_by_cosine_above_the_floor() {
+        let entries = vec![
+            cached("a note about apples", Some(vec![1.0, 0.0])),
+            cached("apples apples and pears", Some(vec![0.0, 1.0])),
+            cached("nothing in common", None),
+        ];
+        assert_eq!(words(&entries, "apples"), vec![1, 0]);
+        assert_eq!(words(&entries, "the"), Vec::<usize>::new());
+        assert_eq!(dense(&entries, Some(&[0.6, 0.8])), vec![1, 0]);
+        assert_eq!(dense(&entries, Some(&[-1.0, 0.0])), Vec::<usize>::new());
+        assert_eq!(dense(&entries, None), Vec::<usize>::new());
+    }
+}
