@@ -27,9 +27,9 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// What to look for: 1–1000 characters (after trimming).
-    #[param(min_length = 1, max_length = 1000)]
-    pub q: Option<String>,
+    /// What to look for: 1–1000 characters, not all spaces.
+    #[param(min_length = 1, max_length = 1000, pattern = "\\S")]
+    pub q: String,
     /// Hits to return, 1–50 (default 20).
     #[param(minimum = 1, maximum = 50)]
     pub limit: Option<u32>,
@@ -97,7 +97,7 @@ pub async fn search(
     auth: Principal,
     Query(p): Query<SearchParams>,
 ) -> Result<Json<SearchReply>, ApiError> {
-    let q = p.q.unwrap_or_default();
+    let q = p.q;
     if q.trim().is_empty() || q.chars().count() > MAX_QUERY_CHARS {
         return Err(Error::Invalid(format!("q must be 1 to {MAX_QUERY_CHARS} characters")).into());
     }

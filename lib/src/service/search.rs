@@ -587,6 +587,27 @@ mod tests {
         })
     }
 
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn without_a_search_log_search_is_unavailable_and_writes_are_skipped() {
+        let store = Arc::new(crate::store::sqlite::SqliteStore::in_memory().unwrap());
+        let search = SearchService::new(None, store, None);
+        let owner = Owner::new("someone");
+        assert!(matches!(
+            search.search(&owner, "anything", 20).await,
+            Err(Error::Unavailable(_))
+        ));
+        // Bad input is still a bad request, whatever the store.
+        assert!(matches!(
+            search.search(&owner, "  ", 20).await,
+            Err(Error::Invalid(_))
+        ));
+        search
+            .forget_file(&owner, &FileId::generate())
+            .await
+            .unwrap();
+    }
+
     #[test]
     fn the_cache_keeps_the_most_recently_searched_owners() {
         let mut cache = Cache::default();
