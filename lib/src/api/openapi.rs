@@ -354,6 +354,24 @@ mod tests {
     }
 
     #[test]
+    fn the_search_query_pattern_is_the_search_rule() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let params = doc
+            .pointer("/paths/~1api~1search/get/parameters")
+            .and_then(|p| p.as_array())
+            .unwrap();
+        let q = params.iter().find(|p| p["name"] == "q").unwrap();
+        let pattern = q["schema"]["pattern"].as_str().unwrap();
+        assert_eq!(pattern, not_blank_pattern(""));
+        for text in samples(40)
+            .into_iter()
+            .chain(["\u{85}".into(), " x ".into()])
+        {
+            assert_eq!(matches(pattern, &text), !text.trim().is_empty(), "{text:?}");
+        }
+    }
+
+    #[test]
     fn the_model_pattern_is_the_chat_rule() {
         for schema in ["ChatRequestBody", "ChatForm"] {
             let pattern = pattern_at(&format!(

@@ -28,7 +28,13 @@ pub fn routes() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// What to look for: 1–1000 characters, not all spaces.
-    #[param(min_length = 1, max_length = 1000, pattern = "\\S")]
+    // The pattern is `openapi::not_blank_pattern("")`: a character `str::trim` keeps (a test
+    // checks the two agree).
+    #[param(
+        min_length = 1,
+        max_length = 1000,
+        pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     pub q: String,
     /// Hits to return, 1–50 (default 20).
     #[param(minimum = 1, maximum = 50)]
