@@ -1,6 +1,6 @@
 /**
  * The message column: the branch shown, the answer being streamed (rendered as Markdown once per
- * frame, resumed where it was after a reload), attachments with download links, copy buttons on
+ * frame by `MarkdownStream`, which renders only its last block again; resumed where it was after a reload), attachments with download links, copy buttons on
  * code, Regenerate on answers and Edit on questions, "‹ 2 / 3 ›" between a message's versions,
  * and an auto-scroll that follows the answer until the user scrolls up.
  */
@@ -8,7 +8,7 @@
 import type { Api } from "../api";
 import { linkCitations } from "../citations";
 import { fileTypeLabel, formatBytes } from "../files";
-import { renderMarkdown } from "../markdown";
+import { MarkdownStream, renderMarkdown } from "../markdown";
 import { receiptLines } from "../receipt";
 import type { SiblingPlace } from "../tree";
 import type { Citation, FileMeta, Message, Receipt } from "../types";
@@ -446,12 +446,14 @@ export class StreamingAnswer {
   text = "";
   private frame = 0;
   private readonly content: HTMLElement;
+  private readonly markdown: MarkdownStream;
 
   constructor(
     readonly el: HTMLElement,
     private readonly onGrow: () => void,
   ) {
     this.content = el.querySelector<HTMLElement>(".msg-content")!;
+    this.markdown = new MarkdownStream(this.content);
     this.content.setAttribute("aria-live", "polite");
     this.content.setAttribute("aria-busy", "true");
     this.content.append(h("span", { class: "typing", role: "img", "aria-label": "Writing the answer" }, h("i"), h("i"), h("i")));
@@ -482,7 +484,7 @@ export class StreamingAnswer {
   }
 
   private render(): void {
-    this.content.replaceChildren(renderMarkdown(this.text));
+    this.markdown.update(this.text);
     this.onGrow();
   }
 
@@ -495,8 +497,10 @@ export class StreamingAnswer {
   finish(usage?: Receipt, citations?: Citation[]): void {
     if (this.frame) cancelAnimationFrame(this.frame);
     this.frame = 0;
-    if (this.text) this.render();
-    else this.content.replaceChildren();
+    if (this.text) {
+      this.markdown.finish(this.text);
+      this.onGrow();
+    } else this.content.replaceChildren();
     showCitations(this.el, citations);
     this.content.setAttribute("aria-busy", "false");
     this.el.classList.remove("streaming");
