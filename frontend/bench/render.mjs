@@ -11,9 +11,11 @@
 //     end of the first frame whose DOM update came after it (a task queued from the mutation
 //     observer runs once that frame's rendering is done).
 // Then a 200-message conversation (100 questions, each answered with one section of that answer)
-// is opened from the sidebar: time until its last message is shown, long tasks, frame times.
+// is opened from the sidebar: the time until its 200 messages are in the page and until the page
+// stops changing (every answer rendered), and the long tasks and frame times in between.
 //
 // Usage: node bench/render.mjs [--dist DIR] [--label NAME] [--tokens N] [--rate N] [--turns N]
+//                              [--only stream|open]
 // (DIR: the built frontend to serve, default dist/; its `npm run build` must be current).
 
 import path from "node:path";
@@ -29,6 +31,7 @@ const label = opt("label", "this build");
 const TOKENS = Number(opt("tokens", 4000));
 const RATE = Number(opt("rate", 150));
 const TURNS = Number(opt("turns", 100));
+const ONLY = opt("only", "");
 
 /** Installed in the page before the app loads. */
 function instrument() {
@@ -78,6 +81,9 @@ function instrument() {
     pendingUpTo = -1;
   };
   new MutationObserver((records) => {
+    if (records.some((r) => (r.target.nodeType === 1 ? r.target : r.target.parentElement)?.closest?.("#message-list"))) {
+      m.lastListMutation = performance.now();
+    }
     if (!records.some((r) => (r.target.nodeType === 1 ? r.target : r.target.parentElement)?.closest?.(".msg-assistant .msg-content"))) return;
     m.mutations++;
     if (m.arrivals.length > m.painted.length) {
@@ -105,6 +111,8 @@ function summarize(m, from, to) {
     longtasks: tasks.length,
     longtask_max_ms: tasks.length ? Math.max(...tasks.map((t) => t.duration)) : 0,
     longtask_total_ms: tasks.reduce((a, t) => a + t.duration, 0),
+    // The longest ones: [start after the window opened, duration] in ms.
+    longtask_top: [...tasks].sort((a, b) => b.duration - a.duration).slice(0, 5).map((t) => [Math.round(t.start - from), Math.round(t.duration)]),
   };
 }
 
@@ -119,6 +127,7 @@ const browser = await launchBrowser();
 const out = { label, dist, tokens: TOKENS, rate: RATE };
 try {
   // 1. The long answer, streamed.
+  if (ONLY !== "open") {
   const page = await browser.context.newPage();
   page.setDefaultTimeout(120_000);
   await page.addInitScript(instrument);
@@ -143,10 +152,11 @@ try {
     answer_chars: await page.evaluate(() => document.querySelector(".msg-assistant .msg-content").textContent.length),
   };
   await page.close();
+  }
 
   // 2. A 200-message conversation opened from the sidebar.
   let conversation = null;
-  for (let i = 0; i < TURNS; i++) {
+  for (let i = 0; i < TURNS && ONLY !== "stream"; i++) {
     const body = { message: `BENCH_HISTORY:${i}` };
     if (conversation) body.conversation_id = conversation;
     const res = await fetch(`${stack.baseUrl}/api/chat/send`, {
@@ -157,6 +167,7 @@ try {
     if (!res.ok) throw new Error(`send: ${res.status} ${await res.text()}`);
     conversation = await readAll(res);
   }
+  if (ONLY !== "stream") {
   const p2 = await browser.context.newPage();
   p2.setDefaultTimeout(120_000);
   await p2.addInitScript(instrument);
@@ -169,19 +180,21 @@ try {
   await link.click();
   await p2.waitForFunction((n) => document.querySelectorAll("#message-list .msg").length >= n, TURNS * 2, { polling: "raf" });
   const shown = await p2.evaluate(() => performance.now());
-  await p2.evaluate(() => new Promise((r) => setTimeout(r, 1000)));
+  // Done when the list has not changed for a second.
+  await p2.waitForFunction(() => performance.now() - window.__bench.lastListMutation > 1000, null, { polling: 100 });
   const m2 = await p2.evaluate(() => window.__bench);
-  const settled = await p2.evaluate(() => performance.now());
   out.open = {
     messages: TURNS * 2,
-    click_to_all_shown_ms: shown - t0,
-    ...summarize(m2, t0, settled),
+    click_to_messages_shown_ms: shown - t0,
+    click_to_last_change_ms: m2.lastListMutation - t0,
+    ...summarize(m2, t0, m2.lastListMutation + 100),
   };
   await p2.close();
+  }
 } finally {
   await browser.close();
   await stack.stop();
 }
 
 const r2 = (x) => (Number.isFinite(x) ? Math.round(x * 10) / 10 : x);
-console.log(JSON.stringify(out, (k, v) => (typeof v === "number" ? r2(v) : v), 2));
+console.log(JSON.stringify(out, (k, v) => (typeof v === "number" ? r2(v) : k === "longtask_top" ? JSON.stringify(v) : v), 2));
