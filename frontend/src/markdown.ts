@@ -130,35 +130,63 @@ export function loadKatex(): Promise<void> {
   return katexLoading;
 }
 
+const PENDING_MATH = ".math[data-tex]:not([data-typeset])";
+
+function typesetOne(k: typeof katexType, el: HTMLElement): void {
+  el.setAttribute("data-typeset", "");
+  const tex = el.getAttribute("data-tex") ?? "";
+  const display = el.classList.contains("math-display");
+  try {
+    k.render(tex, el, {
+      displayMode: display,
+      throwOnError: false,
+      trust: false,
+      strict: "ignore",
+      maxSize: 50,
+      maxExpand: 500,
+      output: "htmlAndMathml",
+    });
+  } catch {
+    el.textContent = tex;
+  }
+}
+
+let typesetScheduled = false;
+
+/**
+ * Typesets the formulas on the page that waited for KaTeX, 8 ms at a time, one slice after each
+ * frame (a long conversation may hold hundreds of them).
+ */
+function typesetPage(): void {
+  if (typesetScheduled || !katex) return;
+  typesetScheduled = true;
+  const k = katex;
+  const step = () => {
+    const start = performance.now();
+    for (const el of Array.from(document.querySelectorAll<HTMLElement>(PENDING_MATH))) {
+      if (performance.now() - start > 8) {
+        requestAnimationFrame(() => window.setTimeout(step, 0));
+        return;
+      }
+      typesetOne(k, el);
+    }
+    typesetScheduled = false;
+  };
+  step();
+}
+
 function typesetMath(root: ParentNode): void {
-  const pending = Array.from(root.querySelectorAll<HTMLElement>(".math[data-tex]:not([data-typeset])"));
+  const pending = Array.from(root.querySelectorAll<HTMLElement>(PENDING_MATH));
   if (pending.length === 0) return;
   if (!katex) {
     // Typeset what is on the page once KaTeX arrives.
     loadKatex().then(
-      () => typesetMath(document),
+      () => typesetPage(),
       () => undefined,
     );
     return;
   }
-  for (const el of pending) {
-    el.setAttribute("data-typeset", "");
-    const tex = el.getAttribute("data-tex") ?? "";
-    const display = el.classList.contains("math-display");
-    try {
-      katex.render(tex, el, {
-        displayMode: display,
-        throwOnError: false,
-        trust: false,
-        strict: "ignore",
-        maxSize: 50,
-        maxExpand: 500,
-        output: "htmlAndMathml",
-      });
-    } catch {
-      el.textContent = tex;
-    }
-  }
+  for (const el of pending) typesetOne(katex, el);
 }
 
 function addCodeToolbars(root: ParentNode): void {

@@ -12,7 +12,7 @@ import { MarkdownStream, renderMarkdown } from "../markdown";
 import { receiptLines } from "../receipt";
 import type { SiblingPlace } from "../tree";
 import type { Citation, FileMeta, Message, Receipt } from "../types";
-import { copyText, h, icon } from "./dom";
+import { afterNextFrame, copyText, h, icon } from "./dom";
 import { SourceViewer } from "./source";
 
 /** What the reader can do to the messages shown. */
@@ -42,7 +42,7 @@ const STICK_THRESHOLD_PX = 48;
 
 /** Time for rendering the newest answers of a conversation opened, before it is first shown. */
 const HISTORY_FIRST_MS = 12;
-/** Time for each later slice of that rendering (the rest of a frame stays free). */
+/** Time for each later slice of that rendering, one slice a frame (the rest of it stays free). */
 const HISTORY_SLICE_MS = 8;
 
 /** The Markdown source of each answer shown, for its Copy button. */
@@ -290,7 +290,7 @@ export class ChatView {
       while (pending.length > 0 && performance.now() - start < budget) pending.pop()!();
       // Answers above the view grow without moving it (CSS scroll anchoring); the last slice
       // brings the view back down if it should follow.
-      if (pending.length > 0) window.setTimeout(() => slice(HISTORY_SLICE_MS), 0);
+      if (pending.length > 0) afterNextFrame(() => slice(HISTORY_SLICE_MS));
       else if (this.stick) this.scrollToBottom(true);
     };
     slice(HISTORY_FIRST_MS);
