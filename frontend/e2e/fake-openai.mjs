@@ -8,6 +8,8 @@
 //   - SHOWCASE: Markdown with a table, code and math (for screenshots);
 //   - COUNTED: "Answer number N to: …", N rising with every answer this provider gives to such a
 //     question (so a regenerated answer differs from the one before);
+//   - BENCH_ANSWER:TOKENS:RATE: the long Markdown answer of bench/answer.mjs in TOKENS pieces at
+//     RATE pieces a second; BENCH_HISTORY:I: its section I at once (bench/render.mjs);
 //   - CITE:WORD: an answer citing the numbered passage ("[n] page …" in the prompt) that holds
 //     WORD, as a model asked to cite would (the number is read from the prompt);
 //   - otherwise an echo of the user's words.
@@ -15,6 +17,7 @@
 // title) get a short title: as JSON, or streamed when the request streams.
 
 import http from "node:http";
+import { longAnswer, section, tokensOf } from "../bench/answer.mjs";
 
 export const MALICIOUS_MARKDOWN = [
   "Here is some **dangerous** output, and a [safe link](https://example.com/docs):\n\n",
@@ -91,6 +94,10 @@ export function answerFor(messages) {
   const all = messages.map((m) => textOf(m.content)).join("\n");
   const users = messages.filter((m) => m.role === "user");
   const last = users.length ? textOf(users[users.length - 1].content) : "";
+  const bench = /BENCH_ANSWER:(\d+):(\d+)/.exec(last);
+  if (bench) return { kind: "text", parts: tokensOf(longAnswer(Number(bench[1]) * 5), Number(bench[1])), rate: Number(bench[2]) };
+  const history = /BENCH_HISTORY:(\d+)/.exec(last);
+  if (history) return { kind: "text", parts: chunks(section(Number(history[1])), 64), delay: 0 };
   const cite = /CITE:([A-Z]+-\d+)/.exec(last);
   if (cite) {
     const n = passageNumberOf(messages, cite[1]);
@@ -153,8 +160,14 @@ async function streamAnswer(res, body, answer) {
     `data: ${JSON.stringify({ id: "x", object: "chat.completion.chunk", created: 0, model: body.model || "m", choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
   res.write(chunk({ role: "assistant", content: "" }));
   let completion = 0;
+  const start = performance.now();
   for (const part of answer.parts) {
     if (closed) return;
+    if (answer.rate) {
+      // Paced from the start, so timer lateness does not add up.
+      const due = start + (completion * 1000) / answer.rate - performance.now();
+      if (due > 0) await sleep(due);
+    }
     res.write(chunk({ content: part }));
     completion++;
     if (answer.delay) await sleep(answer.delay);

@@ -5,7 +5,7 @@
  * code, so nothing the model wrote reaches the DOM unsanitized.
  */
 
-import { Marked, type Tokens, type TokenizerAndRendererExtension } from "marked";
+import { Marked, type Token, type Tokens, type TokenizerAndRendererExtension } from "marked";
 import type katexType from "katex";
 import hljs from "highlight.js/lib/core";
 import bash from "highlight.js/lib/languages/bash";
@@ -130,35 +130,63 @@ export function loadKatex(): Promise<void> {
   return katexLoading;
 }
 
+const PENDING_MATH = ".math[data-tex]:not([data-typeset])";
+
+function typesetOne(k: typeof katexType, el: HTMLElement): void {
+  el.setAttribute("data-typeset", "");
+  const tex = el.getAttribute("data-tex") ?? "";
+  const display = el.classList.contains("math-display");
+  try {
+    k.render(tex, el, {
+      displayMode: display,
+      throwOnError: false,
+      trust: false,
+      strict: "ignore",
+      maxSize: 50,
+      maxExpand: 500,
+      output: "htmlAndMathml",
+    });
+  } catch {
+    el.textContent = tex;
+  }
+}
+
+let typesetScheduled = false;
+
+/**
+ * Typesets the formulas on the page that waited for KaTeX, 8 ms at a time, one slice after each
+ * frame (a long conversation may hold hundreds of them).
+ */
+function typesetPage(): void {
+  if (typesetScheduled || !katex) return;
+  typesetScheduled = true;
+  const k = katex;
+  const step = () => {
+    const start = performance.now();
+    for (const el of Array.from(document.querySelectorAll<HTMLElement>(PENDING_MATH))) {
+      if (performance.now() - start > 8) {
+        requestAnimationFrame(() => window.setTimeout(step, 0));
+        return;
+      }
+      typesetOne(k, el);
+    }
+    typesetScheduled = false;
+  };
+  step();
+}
+
 function typesetMath(root: ParentNode): void {
-  const pending = Array.from(root.querySelectorAll<HTMLElement>(".math[data-tex]:not([data-typeset])"));
+  const pending = Array.from(root.querySelectorAll<HTMLElement>(PENDING_MATH));
   if (pending.length === 0) return;
   if (!katex) {
     // Typeset what is on the page once KaTeX arrives.
     loadKatex().then(
-      () => typesetMath(document),
+      () => typesetPage(),
       () => undefined,
     );
     return;
   }
-  for (const el of pending) {
-    el.setAttribute("data-typeset", "");
-    const tex = el.getAttribute("data-tex") ?? "";
-    const display = el.classList.contains("math-display");
-    try {
-      katex.render(tex, el, {
-        displayMode: display,
-        throwOnError: false,
-        trust: false,
-        strict: "ignore",
-        maxSize: 50,
-        maxExpand: 500,
-        output: "htmlAndMathml",
-      });
-    } catch {
-      el.textContent = tex;
-    }
-  }
+  for (const el of pending) typesetOne(katex, el);
 }
 
 function addCodeToolbars(root: ParentNode): void {
@@ -191,14 +219,126 @@ function makeScrollablesFocusable(root: ParentNode): void {
   }
 }
 
-/** Renders Markdown from the model into a sanitized fragment. */
-export function renderMarkdown(src: string): DocumentFragment {
-  const html = marked.parse(src, { async: false }) as string;
+/** Sanitized HTML from `marked` → a fragment with math typeset and code toolbars. */
+function finishFragment(html: string): DocumentFragment {
   const frag = sanitizeToFragment(html);
   typesetMath(frag);
   addCodeToolbars(frag);
   makeScrollablesFocusable(frag);
   return frag;
+}
+
+/** Renders Markdown from the model into a sanitized fragment. */
+export function renderMarkdown(src: string): DocumentFragment {
+  return finishFragment(marked.parse(src, { async: false }) as string);
+}
+
+/** Renders top-level tokens from `marked`'s lexer (as `renderMarkdown` renders them all). */
+function renderTokens(tokens: Token[]): DocumentFragment {
+  return finishFragment(marked.parser(tokens));
+}
+
+/** Whether any token under `tokens` is raw HTML (block or inline). */
+function hasHtml(tokens: readonly Token[]): boolean {
+  let found = false;
+  marked.walkTokens(tokens as Token[], (t) => {
+    if (t.type === "html") found = true;
+  });
+  return found;
+}
+
+/**
+ * Whether a finished top-level token may be rendered for good. A `$$` or `\[` it leaves open may
+ * still be closed by text further on, and then the display formula would swallow the blocks in
+ * between: such a token waits (with everything after it).
+ */
+function settled(token: Token): boolean {
+  if (token.type === "code" || token.type === "blockMath" || token.type === "space") return true;
+  const raw = token.raw;
+  const dollars = raw.split("$$").length - 1;
+  if (dollars % 2 === 1) return false;
+  const opens = raw.split("\\[").length - 1;
+  const closes = raw.split("\\]").length - 1;
+  return opens <= closes;
+}
+
+/**
+ * Renders a growing Markdown text into `root`, the way `renderMarkdown` renders it whole, at a
+ * cost per update that does not grow with the text: the top-level blocks before the last are
+ * final once another block follows them (an open code fence, list, table or `$$` formula is one
+ * block until it ends), so each is parsed, sanitized, highlighted and typeset once and its DOM
+ * kept; only the last block is rendered again on each update. `finish` makes the result exactly
+ * the whole render: when the text turns out to hold link reference definitions or raw HTML
+ * (which reach across blocks), or the blocks were cut differently than the whole text cuts
+ * them, it renders the whole text once.
+ */
+export class MarkdownStream {
+  /** The text shown. */
+  private src = "";
+  /** How much of `src` is rendered for good, and the raw text of each block in it. */
+  private settledLength = 0;
+  private settledRaws: string[] = [];
+  /** What the unsettled rest of the text put in `root`. */
+  private tail: ChildNode[] = [];
+  private started = false;
+
+  constructor(private readonly root: HTMLElement) {}
+
+  /** Shows `src`, which usually extends the text shown before. */
+  update(src: string): void {
+    if (!this.started || !src.startsWith(this.src.slice(0, this.settledLength))) this.reset();
+    this.src = src;
+    const tokens = marked.lexer(src.slice(this.settledLength));
+    let last = tokens.length - 1;
+    while (last >= 0 && tokens[last]!.type === "space") last--;
+    let n = 0;
+    while (n < last && settled(tokens[n]!)) n++;
+    const keep = tokens.slice(0, n);
+    this.removeTail();
+    for (const t of keep) {
+      this.root.append(renderTokens([t]));
+      this.settledRaws.push(t.raw);
+      this.settledLength += t.raw.length;
+    }
+    this.showTail(tokens.slice(n));
+  }
+
+  /** Shows the final text: the same DOM as `renderMarkdown(src)`. */
+  finish(src: string): void {
+    if (!this.started || !src.startsWith(this.src.slice(0, this.settledLength))) this.reset();
+    this.src = src;
+    const tokens = marked.lexer(src);
+    const sameCut =
+      tokens.length >= this.settledRaws.length && this.settledRaws.every((raw, i) => tokens[i]!.raw === raw);
+    const links = (tokens as unknown as { links?: Record<string, unknown> }).links ?? {};
+    if (!sameCut || Object.keys(links).length > 0 || hasHtml(tokens)) {
+      this.reset();
+      this.root.append(renderTokens(tokens));
+      return;
+    }
+    this.removeTail();
+    this.showTail(tokens.slice(this.settledRaws.length));
+  }
+
+  private reset(): void {
+    this.root.replaceChildren();
+    this.started = true;
+    this.settledLength = 0;
+    this.settledRaws = [];
+    this.tail = [];
+  }
+
+  private removeTail(): void {
+    for (const node of this.tail) node.remove();
+    this.tail = [];
+  }
+
+  private showTail(tokens: Token[]): void {
+    if (tokens.length === 0) return;
+    const frag = renderTokens(tokens);
+    this.tail = Array.from(frag.childNodes);
+    this.root.append(frag);
+  }
 }
 
 /** The same as `renderMarkdown`, serialized (for tests and previews). */

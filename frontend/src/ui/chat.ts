@@ -1,6 +1,6 @@
 /**
  * The message column: the branch shown, the answer being streamed (rendered as Markdown once per
- * frame, resumed where it was after a reload), attachments with download links, copy buttons on
+ * frame by `MarkdownStream`, which renders only its last block again; resumed where it was after a reload), attachments with download links, copy buttons on
  * code, Regenerate on answers and Edit on questions, "‹ 2 / 3 ›" between a message's versions,
  * and an auto-scroll that follows the answer until the user scrolls up.
  */
@@ -8,11 +8,11 @@
 import type { Api } from "../api";
 import { linkCitations } from "../citations";
 import { fileTypeLabel, formatBytes } from "../files";
-import { renderMarkdown } from "../markdown";
+import { MarkdownStream, renderMarkdown } from "../markdown";
 import { receiptLines } from "../receipt";
 import type { SiblingPlace } from "../tree";
 import type { Citation, FileMeta, Message, Receipt } from "../types";
-import { copyText, h, icon } from "./dom";
+import { afterNextFrame, copyText, h, icon } from "./dom";
 import { SourceViewer } from "./source";
 
 /** What the reader can do to the messages shown. */
@@ -39,6 +39,11 @@ export function shownFromMeta(f: FileMeta): ShownFile {
 }
 
 const STICK_THRESHOLD_PX = 48;
+
+/** Time for rendering the newest answers of a conversation opened, before it is first shown. */
+const HISTORY_FIRST_MS = 12;
+/** Time for each later slice of that rendering, one slice a frame (the rest of it stays free). */
+const HISTORY_SLICE_MS = 8;
 
 /** The Markdown source of each answer shown, for its Copy button. */
 const answerSource = new WeakMap<HTMLElement, string>();
@@ -135,6 +140,8 @@ function addReceipt(el: HTMLElement, usage: Receipt): void {
 }
 
 export class ChatView {
+  /** Counts the branches shown, so that the slices of one no longer shown stop. */
+  private historyRun = 0;
   /** Whether new content scrolls the view (false once the user scrolls up). */
   private stick = true;
   private lastScrollTop = 0;
@@ -235,6 +242,7 @@ export class ChatView {
   }
 
   clear(): void {
+    this.historyRun++;
     this.list.replaceChildren();
     this.stick = true;
     this.jump.hidden = true;
@@ -242,6 +250,7 @@ export class ChatView {
   }
 
   showLoading(): void {
+    this.historyRun++;
     this.list.replaceChildren(h("p", { class: "notice", role: "status", text: "Loading conversation…" }));
     this.updateEmpty();
   }
@@ -253,6 +262,7 @@ export class ChatView {
       b.addEventListener("click", action.run);
       p.append(b);
     }
+    this.historyRun++;
     this.list.replaceChildren(p);
     this.updateEmpty();
   }
@@ -265,9 +275,25 @@ export class ChatView {
     messages: Message[],
     opts: { places?: Map<string, SiblingPlace>; generating?: string | null } = {},
   ): void {
-    this.list.replaceChildren(...messages.map((m) => this.messageEl(m, opts.places?.get(m.id), m.id === opts.generating)));
+    const run = ++this.historyRun;
+    const pending: Array<() => void> = [];
+    this.list.replaceChildren(
+      ...messages.map((m) => this.messageEl(m, opts.places?.get(m.id), m.id === opts.generating, pending)),
+    );
     this.updateEmpty();
     this.stick = true;
+    // The answers' Markdown is rendered from the newest up: what fits in a frame at once, the rest
+    // in slices between frames, so that a long conversation shows at once and never blocks input.
+    const slice = (budget: number) => {
+      if (run !== this.historyRun) return;
+      const start = performance.now();
+      while (pending.length > 0 && performance.now() - start < budget) pending.pop()!();
+      // Answers above the view grow without moving it (CSS scroll anchoring); the last slice
+      // brings the view back down if it should follow.
+      if (pending.length > 0) afterNextFrame(() => slice(HISTORY_SLICE_MS));
+      else if (this.stick) this.scrollToBottom(true);
+    };
+    slice(HISTORY_FIRST_MS);
     this.scrollToBottom(true);
   }
 
@@ -330,7 +356,8 @@ export class ChatView {
     });
   }
 
-  private messageEl(m: Message, place?: SiblingPlace, generating = false): HTMLElement {
+  /** `pending` collects the Markdown rendering of answers, to run later (newest last). */
+  private messageEl(m: Message, place: SiblingPlace | undefined, generating: boolean, pending: Array<() => void>): HTMLElement {
     const files = (m.files ?? []).map(shownFromMeta);
     if (m.role === "user") {
       const el = this.userEl(m.content, files, m.id);
@@ -342,8 +369,12 @@ export class ChatView {
     if (place && place.count > 1) el.append(branchNav(place));
     if (generating) return el;
     const body = el.querySelector<HTMLElement>(".msg-content")!;
-    body.append(renderMarkdown(m.content));
-    showCitations(el, m.citations);
+    body.setAttribute("aria-busy", "true");
+    pending.push(() => {
+      body.append(renderMarkdown(m.content));
+      body.removeAttribute("aria-busy");
+      showCitations(el, m.citations);
+    });
     addAnswerActions(el, m.content);
     if (m.usage) addReceipt(el, m.usage);
     if (m.status === "incomplete") {
@@ -446,12 +477,14 @@ export class StreamingAnswer {
   text = "";
   private frame = 0;
   private readonly content: HTMLElement;
+  private readonly markdown: MarkdownStream;
 
   constructor(
     readonly el: HTMLElement,
     private readonly onGrow: () => void,
   ) {
     this.content = el.querySelector<HTMLElement>(".msg-content")!;
+    this.markdown = new MarkdownStream(this.content);
     this.content.setAttribute("aria-live", "polite");
     this.content.setAttribute("aria-busy", "true");
     this.content.append(h("span", { class: "typing", role: "img", "aria-label": "Writing the answer" }, h("i"), h("i"), h("i")));
@@ -482,7 +515,7 @@ export class StreamingAnswer {
   }
 
   private render(): void {
-    this.content.replaceChildren(renderMarkdown(this.text));
+    this.markdown.update(this.text);
     this.onGrow();
   }
 
@@ -495,8 +528,10 @@ export class StreamingAnswer {
   finish(usage?: Receipt, citations?: Citation[]): void {
     if (this.frame) cancelAnimationFrame(this.frame);
     this.frame = 0;
-    if (this.text) this.render();
-    else this.content.replaceChildren();
+    if (this.text) {
+      this.markdown.finish(this.text);
+      this.onGrow();
+    } else this.content.replaceChildren();
     showCitations(this.el, citations);
     this.content.setAttribute("aria-busy", "false");
     this.el.classList.remove("streaming");

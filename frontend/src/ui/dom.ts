@@ -54,3 +54,9 @@ export async function copyText(text: string): Promise<void> {
   document.execCommand("copy");
   ta.remove();
 }
+
+/** Runs `f` as soon as the next frame has been rendered (work split this way leaves every frame
+ * most of its time). */
+export function afterNextFrame(f: () => void): void {
+  requestAnimationFrame(() => window.setTimeout(f, 0));
+}
