@@ -512,8 +512,11 @@ async fn build_store(config: &Config) -> Result<Stores, BuildError> {
                 crate::store::dynamodb::Table::from_env(config.dynamodb_table.clone()).await;
             Stores::of(
                 crate::store::dynamodb::DynamoStore::new(table.clone()),
-                Arc::new(crate::turns::dynamodb::DynamoTurnLog::new(table)),
+                Arc::new(crate::turns::dynamodb::DynamoTurnLog::new(table.clone())),
             )
+            .with_search(Arc::new(crate::search::dynamodb::DynamoSearchLog::new(
+                table,
+            )))
         }
         #[cfg(feature = "mongodb")]
         crate::config::StoreKind::MongoDb => {
@@ -526,7 +529,10 @@ async fn build_store(config: &Config) -> Result<Stores, BuildError> {
             let turns = crate::turns::mongodb::MongoTurnLog::open(store.database())
                 .await
                 .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?;
-            Stores::of(store, Arc::new(turns))
+            let search = crate::search::mongodb::MongoSearchLog::open(store.database())
+                .await
+                .map_err(|e| BuildError(format!("MONGODB_URI: {e}")))?;
+            Stores::of(store, Arc::new(turns)).with_search(Arc::new(search))
         }
         #[allow(unreachable_patterns)]
         other => return Err(not_built("CONVERSA_STORE", other)),

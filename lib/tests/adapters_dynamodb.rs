@@ -13,6 +13,8 @@ use aws_sdk_dynamodb::Client;
 use conversa::contract::Subject;
 use conversa::domain::*;
 use conversa::limits::dynamodb::DynamoLimiter;
+use conversa::search::dynamodb::DynamoSearchLog;
+use conversa::search::{EntryKind, SearchEntry, SearchLog};
 use conversa::store::contract::{migrates_a_linear_history, LINEAR_CONVERSATION, LINEAR_MESSAGES};
 use conversa::store::contract::{reads_back_the_earlier_format, EARLIER_FILE_JSON};
 use conversa::store::dynamodb::{ensure_table, DynamoStore, Table};
@@ -332,5 +334,54 @@ async fn items_of_a_linear_history_become_one_branch() {
     }
     let store = DynamoStore::new(table.clone());
     migrates_a_linear_history(&store, &Owner::new(owner)).await;
+    drop_table(table).await;
+}
+
+conversa::search_log_contract_tests!(search_log, subject(DynamoSearchLog::new));
+
+/// Reads follow `LastEvaluatedKey`: a log of more than 1 MB (DynamoDB's page) reads back whole,
+/// and a removal finds every reference of a conversation across pages.
+#[tokio::test]
+async fn a_search_log_larger_than_a_page_reads_back_whole() {
+    let Some(table) = table().await else {
+        return;
+    };
+    let log = DynamoSearchLog::new(table.clone());
+    let owner = Owner::new(common::unique("big"));
+    let conversation = ConversationId::generate();
+    let text = "x".repeat(conversa::search::MAX_ENTRY_CHARS);
+    let entries: Vec<SearchEntry> = (0..600)
+        .map(|i| {
+            let id = MessageId::generate();
+            SearchEntry {
+                id: id.as_str().to_owned(),
+                kind: EntryKind::Message,
+                conversation_id: Some(conversation.clone()),
+                message_id: Some(id),
+                file_id: None,
+                chunk: None,
+                label: None,
+                created_at: Timestamp::from_millis(i),
+                text: text.clone(),
+                vector: conversa::search::encode_vector(&[0.5; 384]),
+            }
+        })
+        .collect();
+    log.append(&owner, &entries).await.unwrap();
+    let page = log.read(&owner, None).await.unwrap();
+    assert_eq!(page.entries, entries);
+    log.remove_conversation(&owner, &conversation)
+        .await
+        .unwrap();
+    assert!(log.read(&owner, None).await.unwrap().entries.is_empty());
+    let left = table
+        .client()
+        .scan()
+        .table_name(table.name())
+        .send()
+        .await
+        .unwrap()
+        .count();
+    assert_eq!(left, 1, "only the generation item is left");
     drop_table(table).await;
 }

@@ -8,6 +8,7 @@ mod common;
 
 use conversa::contract::Subject;
 use conversa::domain::Owner;
+use conversa::search::mongodb::MongoSearchLog;
 use conversa::store::contract::{migrates_a_linear_history, LINEAR_CONVERSATION, LINEAR_MESSAGES};
 use conversa::store::contract::{reads_back_the_earlier_format, EARLIER_FILE_JSON};
 use conversa::store::mongodb::MongoStore;
@@ -56,6 +57,12 @@ conversa::turn_log_contract_tests!(turn_log, async {
         })
         .with_teardown(drop_database(uri, db)),
     )
+});
+
+conversa::search_log_contract_tests!(search_log, async {
+    let (store, uri, db) = store().await?;
+    let log = MongoSearchLog::open(store.database()).await.unwrap();
+    Some(Subject::new(log).with_teardown(drop_database(uri, db)))
 });
 
 /// A conversation and its messages exactly as written before message trees: no parents, no

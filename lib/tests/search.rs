@@ -1,4 +1,5 @@
-//! `GET /api/search` through the real routers, the real SQLite store and local blobs: messages and
+//! `GET /api/search` through the real routers, the real SQLite store (and, for one scenario, the
+//! DynamoDB and MongoDB stores) and local blobs: messages and
 //! file passages found by their words and (with the real all-MiniLM-L6-v2) by meaning, each user
 //! seeing only their own, deleted conversations and files gone from the results and from the log,
 //! and bad queries refused.
@@ -8,6 +9,8 @@
 //! `CONVERSA_REQUIRE_SERVICES=1`, where a missing model is a failure.
 #![cfg(all(feature = "test-support", feature = "sqlite"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -251,7 +254,61 @@ async fn another_users_messages_and_files_never_appear() {
 
 #[tokio::test]
 async fn deleting_a_conversation_removes_its_messages_and_files_from_search_and_the_log() {
-    let h = Harness::new(&[]).await;
+    finds_then_forgets(&Harness::new(&[]).await).await;
+}
+
+/// Search on DynamoDB (its own table in moto): the same scenario as on SQLite.
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn search_finds_then_forgets_on_dynamodb() {
+    if common::service("AWS_ENDPOINT_URL", "DynamoDB").is_none() {
+        return;
+    }
+    let client = aws_sdk_dynamodb::Client::new(conversa::aws::sdk_config().await);
+    let table = common::unique("search");
+    conversa::store::dynamodb::ensure_table(&client, &table)
+        .await
+        .unwrap();
+    let h = Harness::new(&[
+        ("CONVERSA_STORE", "dynamodb"),
+        ("CONVERSA_DYNAMODB_TABLE", &table),
+    ])
+    .await;
+    finds_then_forgets(&h).await;
+    drop(h);
+    client
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Search on MongoDB (its own database on the MongoDB-wire server): the same scenario as on
+/// SQLite.
+#[cfg(feature = "mongodb")]
+#[tokio::test]
+async fn search_finds_then_forgets_on_mongodb() {
+    let Some(uri) = common::service("MONGODB_URI", "MongoDB") else {
+        return;
+    };
+    let db = common::unique("search").replace('-', "_");
+    let h = Harness::new(&[
+        ("CONVERSA_STORE", "mongodb"),
+        ("MONGODB_URI", &uri),
+        ("CONVERSA_MONGODB_DB", &db),
+    ])
+    .await;
+    finds_then_forgets(&h).await;
+    drop(h);
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    client.database(&db).drop().await.unwrap();
+}
+
+/// A file passage, a question and its answer are found by their words; once the conversation is
+/// deleted, neither search nor the search log holds its text, and another conversation still
+/// answers.
+async fn finds_then_forgets(h: &Harness) {
     let file = h
         .upload(
             ALICE,

@@ -7,8 +7,10 @@
 //! (a conversation or a file deleted) bump the owner's **generation**; a reader that sees another
 //! generation reloads everything, so deleted text stops answering searches everywhere.
 //!
-//! Adapters: SQLite (in the store's database); each passes the contract suite in
-//! `search::contract`.
+//! Adapters: SQLite (in the store's database, a row sequence as the watermark), DynamoDB and
+//! MongoDB (in the store's table or database; a write stamp as the watermark and a read that looks
+//! back, `search::stamped`, since they have no sequence shared by every instance). Each passes the
+//! contract suite in `search::contract`.
 
 use async_trait::async_trait;
 use half::f16;
@@ -18,8 +20,14 @@ use crate::store::StoreError;
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod contract;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+#[cfg(feature = "mongodb")]
+pub mod mongodb;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(any(feature = "dynamodb", feature = "mongodb"))]
+pub mod stamped;
 
 /// The longest text an entry keeps, in characters (searched by words, shown as snippets).
 pub const MAX_ENTRY_CHARS: usize = 2_000;
@@ -87,8 +95,9 @@ impl SearchEntry {
 /// What [`SearchLog::read`] returns.
 #[derive(Debug, Clone, Default)]
 pub struct LogPage {
-    /// The entries after the watermark asked for, oldest first (an entry appended again comes
-    /// again, and replaces the earlier copy).
+    /// The entries appended after the read that issued the watermark asked for, oldest first,
+    /// possibly with some that read already returned (stores without a shared sequence look back
+    /// a little); an entry with an id read before replaces the earlier copy.
     pub entries: Vec<SearchEntry>,
     /// Pass it back to read only what comes after; `None` when the log is empty.
     pub watermark: Option<String>,
@@ -101,8 +110,9 @@ pub struct LogPage {
 pub trait SearchLog: Send + Sync {
     /// Adds entries (or replaces those with the same ids).
     async fn append(&self, owner: &Owner, entries: &[SearchEntry]) -> Result<(), StoreError>;
-    /// Entries after `after` (a watermark this log issued; `None`: all), oldest first, with the
-    /// new watermark and the owner's generation.
+    /// Every entry appended after the read that issued `after` (a watermark this log issued;
+    /// `None`: all), oldest first, maybe with some returned before, with the new watermark and the
+    /// owner's generation. Applying reads in order, by id, gives the log as it is.
     async fn read(&self, owner: &Owner, after: Option<&str>) -> Result<LogPage, StoreError>;
     /// Removes every entry of a conversation's messages; bumps the generation.
     async fn remove_conversation(

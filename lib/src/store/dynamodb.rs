@@ -38,8 +38,8 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, PutRequest, ReturnValue,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -119,6 +119,63 @@ impl Table {
     /// A query on this table.
     pub(crate) fn query(&self) -> QueryFluentBuilder {
         self.client.query().table_name(&self.name)
+    }
+
+    /// Deletes keys 25 at a time, retrying what DynamoDB leaves unprocessed.
+    pub(crate) async fn delete_keys(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        let requests = keys
+            .into_iter()
+            .map(|k| {
+                build(DeleteRequest::builder().set_key(Some(k)).build())
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write_batches(requests).await
+    }
+
+    /// Puts items 25 at a time, retrying what DynamoDB leaves unprocessed.
+    pub(crate) async fn put_items(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        let requests = items
+            .into_iter()
+            .map(|i| {
+                build(PutRequest::builder().set_item(Some(i)).build())
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write_batches(requests).await
+    }
+
+    /// Sends writes in `BatchWriteItem`s of 25, retrying (with a back-off) what DynamoDB throttles.
+    async fn write_batches(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for chunk in requests.chunks(25) {
+            let mut requests = chunk.to_vec();
+            for attempt in 0..ATTEMPTS {
+                if requests.is_empty() {
+                    break;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.name, requests)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.name))
+                    .unwrap_or_default();
+                if !requests.is_empty() {
+                    // Back off before retrying what DynamoDB throttled.
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+            }
+            if !requests.is_empty() {
+                return Err(StoreError::Unavailable(
+                    "DynamoDB kept throttling a batch write".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -497,45 +554,6 @@ impl DynamoStore {
             .query()
             .key_condition_expression("pk = :p")
             .expression_attribute_values(":p", s(messages_pk(owner, conversation)))
-    }
-
-    /// Deletes keys 25 at a time, retrying what DynamoDB leaves unprocessed.
-    async fn delete_keys(&self, keys: Vec<Item>) -> Result<(), StoreError> {
-        for chunk in keys.chunks(25) {
-            let mut requests = chunk
-                .iter()
-                .map(|k| {
-                    build(DeleteRequest::builder().set_key(Some(k.clone())).build())
-                        .map(|d| WriteRequest::builder().delete_request(d).build())
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            for attempt in 0..ATTEMPTS {
-                if requests.is_empty() {
-                    break;
-                }
-                let out = self
-                    .client()
-                    .batch_write_item()
-                    .request_items(self.name(), requests)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(self.name()))
-                    .unwrap_or_default();
-                if !requests.is_empty() {
-                    // Back off before retrying what DynamoDB throttled.
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                }
-            }
-            if !requests.is_empty() {
-                return Err(StoreError::Unavailable(
-                    "DynamoDB kept throttling a batch delete".into(),
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// Whether a conversation's title or any of its messages contains `needle` (lowercased).
@@ -1121,7 +1139,7 @@ impl Store for DynamoStore {
         .await?;
         let files = all(&file_items, Item::file)?;
         keys.extend(files.iter().map(|f| key(user_pk(owner), file_sk(&f.id))));
-        self.delete_keys(keys).await?;
+        self.table.delete_keys(keys).await?;
         self.client()
             .delete_item()
             .table_name(self.name())

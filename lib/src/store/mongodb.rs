@@ -42,7 +42,7 @@ pub struct MongoStore {
     files: Collection<Document>,
 }
 
-fn unavailable(e: ::mongodb::error::Error) -> StoreError {
+pub(crate) fn unavailable(e: ::mongodb::error::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
@@ -80,7 +80,7 @@ impl Fields for Document {
 }
 
 /// Every document a query finds, converted.
-async fn all<T>(
+pub(crate) async fn all<T>(
     find: impl IntoFuture<Output = ::mongodb::error::Result<Cursor<Document>>>,
     from: fn(&Document) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
