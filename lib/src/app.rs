@@ -131,6 +131,7 @@ pub fn chat_settings(config: &Config) -> ChatSettings {
             system_prompt: config.system_prompt.clone(),
             context_tokens: config.context_tokens,
             file_share: config.file_context_share,
+            file_tokens: None,
             max_answer_tokens: config.max_answer_tokens,
         },
     }

@@ -41,6 +41,9 @@ const INLINE_VAR: &str = "CONVERSA_MODELS";
 pub const LOCAL_ID: &str = "local";
 /// The context window assumed for a model nobody gave one for.
 const FALLBACK_CONTEXT_TOKENS: u64 = 8_192;
+/// The offline model's file text per request, in tokens: about one passage of a long file (the
+/// passages retrieval ranks best), so that its prompt stays within a few seconds of reading.
+pub const OFFLINE_FILE_TOKENS: u64 = 512;
 
 /// Who serves a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -111,6 +114,10 @@ pub struct ModelEntry {
     pub vision: bool,
     /// Its context window, in tokens.
     pub context_tokens: u64,
+    /// The most file text one request to it carries, in tokens; `None`: its window's file share
+    /// (`CONVERSA_FILE_CONTEXT_SHARE`). A small model reads a long prompt slowly and gains little
+    /// from it, so the offline model takes [`OFFLINE_FILE_TOKENS`] unless told otherwise.
+    pub file_tokens: Option<u64>,
     /// Its price, when known.
     pub price: Option<Price>,
     /// The ids tried, in order, when it fails before its first token.
@@ -131,6 +138,7 @@ impl std::fmt::Debug for ModelEntry {
             .field("model", &self.model)
             .field("vision", &self.vision)
             .field("context_tokens", &self.context_tokens)
+            .field("file_tokens", &self.file_tokens)
             .field("fallbacks", &self.fallbacks)
             .field("default", &self.default)
             .finish_non_exhaustive()
@@ -149,6 +157,7 @@ impl ModelEntry {
             vision: false,
             context_tokens: crate::tokens::known_context_window(model)
                 .unwrap_or(FALLBACK_CONTEXT_TOKENS),
+            file_tokens: None,
             price: None,
             fallbacks: Vec::new(),
             default: false,
@@ -685,6 +694,8 @@ struct Spec {
     #[serde(default)]
     context_tokens: Option<u64>,
     #[serde(default)]
+    file_tokens: Option<u64>,
+    #[serde(default)]
     price: Option<Price>,
     #[serde(default)]
     fallbacks: Vec<String>,
@@ -712,6 +723,7 @@ struct Checked {
     key_parameter: Option<(String, String)>,
     vision: Option<bool>,
     context_tokens: Option<u64>,
+    file_tokens: Option<u64>,
     price: Option<Price>,
     fallbacks: Vec<String>,
     default: bool,
@@ -738,6 +750,7 @@ impl Checked {
             key_parameter: None,
             vision: None,
             context_tokens: None,
+            file_tokens: None,
             price: None,
             fallbacks: Vec::new(),
             default: false,
@@ -986,6 +999,9 @@ impl<'a> RegistryBuilder<'a> {
         if s.context_tokens == Some(0) {
             return Err(bad("context_tokens must be greater than 0".into()));
         }
+        if s.file_tokens == Some(0) {
+            return Err(bad("file_tokens must be greater than 0".into()));
+        }
         if s.max_tokens == Some(0) {
             return Err(bad("max_tokens must be greater than 0".into()));
         }
@@ -1066,6 +1082,7 @@ impl<'a> RegistryBuilder<'a> {
         }
         c.vision = s.vision;
         c.context_tokens = s.context_tokens;
+        c.file_tokens = s.file_tokens;
         c.price = s.price;
         c.fallbacks = s.fallbacks;
         c.default = s.default;
@@ -1186,6 +1203,10 @@ impl<'a> RegistryBuilder<'a> {
                 .or(context)
                 .or_else(|| crate::tokens::known_context_window(&model))
                 .unwrap_or(FALLBACK_CONTEXT_TOKENS),
+            file_tokens: c.file_tokens.or(match c.provider {
+                Provider::Local => Some(OFFLINE_FILE_TOKENS),
+                _ => None,
+            }),
             model,
             vision,
             price,
@@ -1535,7 +1556,8 @@ mod tests {
          "context_tokens": 200000, "price": {"input": 3, "output": 15}, "fallbacks": ["gpt", "llama"],
          "max_tokens": 2048},
         {"id": "gpt", "provider": "openai", "model": "gpt-4.1", "api_key_env": "MY_OPENAI_KEY", "default": true},
-        {"id": "llama", "provider": "openai", "base_url": "http://127.0.0.1:11434/v1", "vision": true}
+        {"id": "llama", "provider": "openai", "base_url": "http://127.0.0.1:11434/v1", "vision": true,
+         "file_tokens": 1500}
     ]"#;
 
     #[tokio::test]
@@ -1575,6 +1597,8 @@ mod tests {
         );
         assert!(llama.vision, "the file says so");
         assert_eq!(llama.context_tokens, 8_192);
+        assert_eq!(llama.file_tokens, Some(1500));
+        assert_eq!(sonnet.file_tokens, None, "its window's share");
         assert_eq!(
             r.chain("sonnet")
                 .iter()
@@ -1806,6 +1830,10 @@ mod tests {
                 "context_tokens",
             ),
             (
+                r#"[{"id": "o", "provider": "openai", "base_url": "http://127.0.0.1:1/v1", "file_tokens": 0}]"#,
+                "file_tokens",
+            ),
+            (
                 r#"[{"id": "o", "provider": "openai", "base_url": "http://127.0.0.1:1/v1", "price": {"input": -1, "output": 1}}]"#,
                 "price",
             ),
@@ -1886,6 +1914,8 @@ mod tests {
         assert_eq!(local.model, "Tiny-Chat");
         assert_eq!(local.name, "Tiny-Chat (offline)");
         assert_eq!(local.context_tokens, 2048);
+        assert_eq!(local.file_tokens, Some(OFFLINE_FILE_TOKENS));
+        assert_eq!(r.get("gpt").unwrap().file_tokens, None);
         assert!(!local.vision && !local.default);
         assert_eq!(r.default().id, "gpt");
 

@@ -123,12 +123,17 @@ const STOPWORDS: &[&str] = &[
     "with", "you", "your", "about", "please", "tell",
 ];
 
+/// Whether a lower-cased word says nothing about a text's subject (`the`, `what`, `please`).
+pub fn is_stopword(word: &str) -> bool {
+    STOPWORDS.contains(&word)
+}
+
 /// Lower-cased words of letters and digits, without stop words.
 pub fn terms(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
-        .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .filter(|w| !is_stopword(w))
         .collect()
 }
 

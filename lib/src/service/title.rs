@@ -55,6 +55,114 @@ pub fn fallback(message: &str, file_names: &[String]) -> String {
     clean(&base).unwrap_or_else(|| "Conversation".into())
 }
 
+/// Words that ask for something rather than name it (`summarise this`, `could you explain`).
+const REQUEST_WORDS: &[&str] = &[
+    "could",
+    "would",
+    "should",
+    "did",
+    "has",
+    "have",
+    "had",
+    "were",
+    "give",
+    "show",
+    "explain",
+    "describe",
+    "summarise",
+    "summarize",
+    "list",
+    "find",
+    "write",
+    "help",
+    "know",
+    "want",
+    "need",
+    "like",
+    "us",
+    "our",
+    "some",
+    "any",
+    "all",
+    "into",
+    "than",
+    "then",
+    "so",
+    "if",
+    "not",
+    "no",
+    "just",
+    "also",
+    "very",
+    "much",
+    "many",
+    "file",
+    "files",
+    "document",
+    "attached",
+    "above",
+    "below",
+    "following",
+    "these",
+    "those",
+    "them",
+    "they",
+    "he",
+    "she",
+    "him",
+    "her",
+    "his",
+    "be",
+    "been",
+    "being",
+    "make",
+    "made",
+    "get",
+    "got",
+    "say",
+    "said",
+    "one",
+];
+
+/// A title made of the message's own subject words, for a model too small (or too slow) to be
+/// asked for one: the first few words that are neither stop words nor requests, the first one
+/// capitalised (`What did the soldiers sleep on in the trenches?` → `Soldiers sleep trenches`);
+/// the first file's name when the message names nothing.
+pub fn from_words(message: &str, file_names: &[String]) -> String {
+    let words: Vec<&str> = message
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+        .filter(|w| {
+            let lower = w.to_lowercase();
+            !w.is_empty()
+                && !crate::service::retrieval::is_stopword(&lower)
+                && !REQUEST_WORDS.contains(&lower.as_str())
+        })
+        .take(5)
+        .collect();
+    if words.len() < 2 {
+        if let Some(name) = file_names.first() {
+            let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
+            let stem = stem.replace(['_', '-'], " ");
+            if let Some(title) = clean(stem.trim()) {
+                return title;
+            }
+        }
+    }
+    if words.is_empty() {
+        return if message.chars().any(char::is_alphanumeric) {
+            fallback(message, file_names)
+        } else {
+            "Conversation".into()
+        };
+    }
+    let mut title = words.join(" ");
+    if let Some(first) = title.chars().next() {
+        title = first.to_uppercase().chain(title.chars().skip(1)).collect();
+    }
+    clean(&title).unwrap_or_else(|| fallback(message, file_names))
+}
+
 /// Names new conversations: asks the registry's title model (or its fallbacks), falls back to
 /// the message itself, and stores the title only while the conversation still has the default one
 /// (a rename wins). The title model's call counts against the caller's budgets like an answer:
@@ -92,6 +200,13 @@ impl Titler {
             prompt.push_str(&format!("\nAttached files: {}", file_names.join(", ")));
         }
         let title_model = self.models.title_model();
+        if title_model.provider == crate::llm::Provider::Local {
+            // The offline model serves one answer at a time: asking it would put the title in
+            // line with the answer (or the answer behind the title), and a 135M model tends to
+            // answer the message rather than name it. The message's own words make the title.
+            let title = from_words(message, file_names);
+            return self.store_title(who, conversation, title).await;
+        }
         let request = ChatRequest {
             model: title_model.model.clone(),
             messages: vec![
@@ -145,6 +260,16 @@ impl Titler {
                 }
             },
         };
+        self.store_title(who, conversation, title).await
+    }
+
+    /// Stores `title` if the conversation still has the default one; returns it when stored.
+    async fn store_title(
+        &self,
+        who: &Principal,
+        conversation: &ConversationId,
+        title: String,
+    ) -> Option<String> {
         match self
             .store
             .set_auto_title(&who.owner, conversation, &title)
@@ -178,6 +303,35 @@ mod tests {
         let long = "word ".repeat(40);
         let t = clean(&long).unwrap();
         assert!(t.chars().count() <= MAX_AUTO_TITLE + 1 && t.ends_with('…'));
+    }
+
+    #[test]
+    fn a_title_from_words_names_the_subject() {
+        assert_eq!(
+            from_words("What did the soldiers make their beds from?", &[]),
+            "Soldiers beds"
+        );
+        assert_eq!(
+            from_words(
+                "Could you summarise the Q4 revenue report for the board, please?",
+                &[]
+            ),
+            "Q4 revenue report board"
+        );
+        assert_eq!(
+            from_words("Explain this file", &["Siege_of-Vicksburg.pdf".into()]),
+            "Siege of Vicksburg"
+        );
+        assert_eq!(
+            from_words(
+                "Which public building in the besieged town was a target for the guns?",
+                &[]
+            ),
+            "Public building besieged town target"
+        );
+        assert_eq!(from_words("?", &[]), "Conversation");
+        let long = "Lisbon ".repeat(300);
+        assert!(from_words(&long, &[]).chars().count() <= MAX_AUTO_TITLE + 1);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! order of first citation, with a short verbatim excerpt of the passage: the sentence that best
 //! matches the claim the marker follows.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::domain::{Citation, FileId};
 use crate::service::retrieval::terms;
@@ -103,28 +103,36 @@ pub fn markers(text: &str) -> Vec<(u32, usize)> {
 /// The markers of one line outside inline code spans.
 fn scan_line(line: &str, base: usize, out: &mut Vec<(u32, usize)>) {
     let b = line.as_bytes();
+    let runs = backtick_runs(b);
+    // A span opened by a run of backticks ends at the next run of exactly as many; without one,
+    // the backticks are plain text. The runs of each length are queued in order, so finding the
+    // closing run never rescans the line: many unmatched runs stay linear.
+    let mut by_len: HashMap<usize, VecDeque<usize>> = HashMap::new();
+    for (k, &(_, len)) in runs.iter().enumerate() {
+        by_len.entry(len).or_default().push_back(k);
+    }
+    let mut next_run = 0;
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b'`' => {
-                let open = b[i..].iter().take_while(|c| **c == b'`').count();
-                // The span ends at the next run of exactly as many backticks; without one, the
-                // backticks are plain text.
-                let mut j = i + open;
-                let mut close = None;
-                while j < b.len() {
-                    if b[j] == b'`' {
-                        let n = b[j..].iter().take_while(|c| **c == b'`').count();
-                        if n == open {
-                            close = Some(j + n);
-                            break;
-                        }
-                        j += n;
-                    } else {
-                        j += 1;
-                    }
+                while runs.get(next_run).is_some_and(|&(start, _)| start < i) {
+                    next_run += 1;
                 }
-                i = close.unwrap_or(i + open);
+                let Some(&(_, open)) = runs.get(next_run) else {
+                    i += 1;
+                    continue;
+                };
+                let closing = by_len.get_mut(&open).and_then(|same| {
+                    while same.front().is_some_and(|&k| k <= next_run) {
+                        same.pop_front();
+                    }
+                    same.front().copied()
+                });
+                i = match closing.and_then(|k| runs.get(k)) {
+                    Some(&(start, len)) => start + len,
+                    None => i + open,
+                };
             }
             b'[' => match group(&b[i + 1..]) {
                 Some((numbers, len)) => {
@@ -136,6 +144,22 @@ fn scan_line(line: &str, base: usize, out: &mut Vec<(u32, usize)>) {
             _ => i += 1,
         }
     }
+}
+
+/// The runs of backticks of a line: where each starts and how long it is.
+fn backtick_runs(b: &[u8]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'`' {
+            let len = b[i..].iter().take_while(|c| **c == b'`').count();
+            runs.push((i, len));
+            i += len;
+        } else {
+            i += 1;
+        }
+    }
+    runs
 }
 
 /// The numbers of a marker whose `[` was just read: `2]`, `1, 3]`; with the bytes read.
@@ -352,6 +376,23 @@ mod tests {
                     ``x ` [6] `` after [7] and a stray ` tick [8].\n    \
                     ```\nafter an indented fence-like line [9]";
         assert_eq!(numbers(text), [2, 7, 8, 9]);
+    }
+
+    #[test]
+    fn code_spans_close_at_the_next_run_of_the_same_length() {
+        // The first "`" closes at the next single "`", past the "``" and "```" inside it; the last
+        // "``" has no partner and is plain text.
+        assert_eq!(numbers("`a`` [1] ``` [2] ` [3] `` [4]"), [3, 4]);
+        // Unmatched runs of every length are plain text, and the markers between them count.
+        let mut text = String::new();
+        for len in 1..=300 {
+            text.push_str(&"`".repeat(len));
+            text.push_str(&format!(" [{len}] "));
+        }
+        let expected: Vec<u32> = (1..=300).collect();
+        assert_eq!(numbers(&text), expected);
+        // A run closes only the span its own length opened; the runs between are skipped.
+        assert_eq!(numbers("`` ` [1] ``` `` [2] ` [3] `"), [2]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::persist::Persisted;
 use super::ChatService;
 use crate::blobs::{keys, BlobStore};
 use crate::domain::{FileId, FileMeta, FileType, Message, Owner, Role};
-use crate::llm::{ChatMessage, ChatRequest, ChatRole, Part};
+use crate::llm::{ChatMessage, ChatRequest, ChatRole, ModelEntry, Part};
 use crate::service::retrieval::{self, Dense, Doc};
 use crate::service::vectors::PassageVectors;
 use crate::service::Error;
@@ -64,6 +64,9 @@ pub struct ContextSettings {
     pub context_tokens: Option<u64>,
     /// The share of the window that file text may fill, 0–1 (`CONVERSA_FILE_CONTEXT_SHARE`).
     pub file_share: f64,
+    /// A cap on file text in tokens, below the share (a model's `file_tokens`; each turn sets its
+    /// model's, see [`ContextBuilder::for_model`]).
+    pub file_tokens: Option<u64>,
     /// The cap on an answer (`CONVERSA_MAX_ANSWER_TOKENS`); room for it is kept in the window.
     pub max_answer_tokens: Option<u32>,
 }
@@ -88,7 +91,8 @@ impl ContextSettings {
 
     /// The most file text one request to `model` may carry.
     pub fn file_budget(&self, model: &str) -> u64 {
-        (self.window(model) as f64 * self.file_share) as u64
+        let share = (self.window(model) as f64 * self.file_share) as u64;
+        self.file_tokens.map_or(share, |cap| cap.min(share))
     }
 }
 
@@ -103,6 +107,13 @@ pub struct ContextBuilder {
 }
 
 impl ContextBuilder {
+    /// The same builder for `model`: its context window and its cap on file text.
+    pub fn for_model(&self, model: &ModelEntry) -> Self {
+        let mut builder = self.with_window(model.context_tokens);
+        builder.settings.file_tokens = model.file_tokens;
+        builder
+    }
+
     /// The same builder for a model whose context window is `window` tokens.
     pub fn with_window(&self, window: u64) -> Self {
         let mut settings = self.settings.clone();
@@ -649,7 +660,7 @@ impl ChatService {
     pub async fn build_request(&self, owner: &Owner, turn: &Persisted) -> Result<Prompt, Error> {
         let Context { messages, passages } = self
             .context
-            .with_window(turn.model.context_tokens)
+            .for_model(&turn.model)
             .build(
                 owner,
                 &turn.model.model,
@@ -684,6 +695,7 @@ mod tests {
                 system_prompt: SYSTEM.into(),
                 context_tokens: Some(window),
                 file_share: 0.5,
+                file_tokens: None,
                 max_answer_tokens: Some(answer),
             },
         )
@@ -915,6 +927,69 @@ mod tests {
         assert!(last.contains("saffron"), "the part that answers is kept");
         assert!(last.contains("manual.txt is too long to send whole"));
         assert!(all_text(&out).contains("turn-11 "), "recent history stays");
+    }
+
+    #[tokio::test]
+    async fn a_model_with_a_file_cap_gets_the_passage_that_answers_within_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = builder(dir.path(), 8_192, 500);
+        let owner = Owner::local();
+        let mut report = String::new();
+        for p in 1..=12 {
+            report.push_str(&format!("[page {p}]\n"));
+            if p == 9 {
+                report.push_str("The harbour crane was repaired by Ilse Brandt in March.\n");
+            }
+            for _ in 0..20 {
+                report.push_str(&format!(
+                    "Page {p} lists tonnage, berths, tides and pilot schedules for the season.\n"
+                ));
+            }
+        }
+        let file =
+            crate::service::files::tests::text_file(b.blobs.as_ref(), &owner, "port.txt", &report)
+                .await;
+        let question = "Who repaired the harbour crane?";
+        let uncapped = b
+            .build(&owner, "m", &[], question, std::slice::from_ref(&file))
+            .await
+            .unwrap();
+        let mut entry = crate::llm::ModelEntry::new(
+            "small",
+            crate::llm::Provider::Local,
+            "m",
+            Arc::new(
+                crate::llm::openai::OpenAiModel::new(None, Some("http://127.0.0.1:9"), "m")
+                    .unwrap(),
+            ),
+        );
+        entry.context_tokens = 8_192;
+        entry.file_tokens = Some(512);
+        let capped = b
+            .for_model(&entry)
+            .build(&owner, "m", &[], question, std::slice::from_ref(&file))
+            .await
+            .unwrap();
+        let file_text = |c: &Context| estimate(&c.messages.last().unwrap().joined_text());
+        assert!(
+            file_text(&capped) <= 512 + estimate(question) + 2 * MESSAGE_TOKENS,
+            "the cap holds: {} tokens",
+            file_text(&capped)
+        );
+        assert!(
+            file_text(&capped) * 3 < file_text(&uncapped),
+            "the cap is what cut it: {} against {} tokens",
+            file_text(&capped),
+            file_text(&uncapped)
+        );
+        assert!(capped
+            .messages
+            .last()
+            .unwrap()
+            .joined_text()
+            .contains("Ilse Brandt"));
+        assert_eq!(capped.passages.len(), 1, "{:?}", capped.passages);
+        assert_eq!(capped.passages[0].page, Some(9));
     }
 
     #[tokio::test]

@@ -243,6 +243,7 @@ pub(crate) fn settings() -> ChatSettings {
             system_prompt: "You are a test assistant.".into(),
             context_tokens: Some(8_192),
             file_share: 0.5,
+            file_tokens: None,
             max_answer_tokens: None,
         },
     }

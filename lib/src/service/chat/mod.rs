@@ -326,7 +326,7 @@ impl ChatService {
         text: &str,
         files: impl Iterator<Item = &'a FileMeta>,
     ) -> Result<(super::usage::Hold, Option<u32>), Error> {
-        let context = self.context.with_window(model.context_tokens);
+        let context = self.context.for_model(model);
         let answer_cap = self
             .settings
             .context
