@@ -152,7 +152,7 @@ start_moto() {
   port_open "$MOTO_PORT" && die "port $MOTO_PORT is taken by something that is not moto (set CONVERSA_MOTO_PORT)"
   # moto_server with DynamoDB requests one at a time (see the script: moto's transactions
   # otherwise lose concurrent writes).
-  nohup "$PY" "$(dirname "${BASH_SOURCE[0]}")/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT" \
+  setsid nohup "$PY" "$(dirname "${BASH_SOURCE[0]}")/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT" \
     >"$STATE_DIR/moto.log" 2>&1 </dev/null &
   echo $! >"$STATE_DIR/moto.pid"
   wait_for moto 60 moto_ready
@@ -163,7 +163,7 @@ install_mongo() { pip_ensure "${MONGO_PKGS[@]}"; }
 start_mongo() {
   if mongo_ready; then log "mongo-wire server already up on 127.0.0.1:$MONGO_PORT"; return 0; fi
   port_open "$MONGO_PORT" && die "port $MONGO_PORT is taken by something that is not a MongoDB-wire server (set CONVERSA_MONGO_PORT)"
-  nohup "$VENV/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" \
+  setsid nohup "$VENV/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" \
     --storage-path "${CONVERSA_MONGO_STORAGE:-:memory:}" --log-level WARNING \
     >"$STATE_DIR/mongo.log" 2>&1 </dev/null &
   echo $! >"$STATE_DIR/mongo.pid"
