@@ -11,8 +11,8 @@
 //     end of the first frame whose DOM update came after it (a task queued from the mutation
 //     observer runs once that frame's rendering is done).
 // Then a 200-message conversation (100 questions, each answered with one section of that answer)
-// is opened from the sidebar: the time until its 200 messages are in the page and until the page
-// stops changing (every answer rendered), and the long tasks and frame times in between.
+// is opened from the sidebar: the time until its newest answer is rendered, until its 200 messages
+// are in the page and until the page stops changing (every answer rendered), and the long tasks and frame times in between.
 //
 // Usage: node bench/render.mjs [--dist DIR] [--label NAME] [--tokens N] [--rate N] [--turns N]
 //                              [--only stream|open]
@@ -178,6 +178,16 @@ try {
   await p2.evaluate(() => new Promise((r) => setTimeout(r, 500)));
   const t0 = await p2.evaluate(() => performance.now());
   await link.click();
+  // The newest answer rendered: what the reader sees first.
+  await p2.waitForFunction(
+    () => {
+      const body = [...document.querySelectorAll("#message-list .msg-assistant .msg-content")].pop();
+      return !!body && !body.hasAttribute("aria-busy") && body.childElementCount > 0;
+    },
+    null,
+    { polling: "raf" },
+  );
+  const newest = await p2.evaluate(() => performance.now());
   await p2.waitForFunction((n) => document.querySelectorAll("#message-list .msg").length >= n, TURNS * 2, { polling: "raf" });
   const shown = await p2.evaluate(() => performance.now());
   // Done when the list has not changed for a second.
@@ -185,6 +195,7 @@ try {
   const m2 = await p2.evaluate(() => window.__bench);
   out.open = {
     messages: TURNS * 2,
+    click_to_newest_shown_ms: newest - t0,
     click_to_messages_shown_ms: shown - t0,
     click_to_last_change_ms: m2.lastListMutation - t0,
     ...summarize(m2, t0, m2.lastListMutation + 100),

@@ -386,9 +386,10 @@ describe("conversa in the browser", () => {
     const page = await openApp();
     await page.setViewportSize({ width: 1000, height: 500 });
     await sendMessage(page, "Give me a long SLOW_STREAM answer");
+    // The view follows the answer as it grows past the window.
     await page.waitForFunction(() => {
       const m = document.getElementById("messages");
-      return m.scrollHeight > m.clientHeight + 200;
+      return m.scrollHeight > m.clientHeight + 200 && m.scrollHeight - m.scrollTop - m.clientHeight < 60;
     }, null, { timeout: 30_000 });
     await page.mouse.move(500, 250);
     await page.mouse.wheel(0, -400);
@@ -405,6 +406,39 @@ describe("conversa in the browser", () => {
     });
     await page.click("#stop");
     await waitIdle(page);
+    await page.close();
+  });
+
+  it("opens a long conversation at its newest messages and puts the older ones above them", async () => {
+    let conversation = null;
+    for (let i = 0; i < 15; i++) {
+      const body = { message: `Question number ${i}` };
+      if (conversation) body.conversation_id = conversation;
+      const res = await api("/api/chat/send", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      const text = await res.text();
+      assert.match(text, /event: done/);
+      conversation ??= /"conversation_id":\s*"([^"]+)"/.exec(text)[1];
+    }
+    const page = await openApp(`#/c/${encodeURIComponent(conversation)}`);
+    // Every message arrives, in order, each answer rendered, and the view is at the bottom.
+    await page.waitForFunction(
+      () =>
+        document.querySelectorAll("#message-list .msg").length === 30 &&
+        !document.querySelector("#message-list .msg-content[aria-busy]"),
+    );
+    const questions = await page.locator(".msg-user .msg-text").allTextContents();
+    assert.deepEqual(questions, Array.from({ length: 15 }, (_, i) => `Question number ${i}`));
+    const roles = await page.evaluate(() => [...document.querySelectorAll("#message-list .msg")].map((m) => m.classList.contains("msg-user") ? "u" : "a").join(""));
+    assert.equal(roles, "ua".repeat(15));
+    await page.waitForFunction(() => {
+      const m = document.getElementById("messages");
+      return m.scrollHeight > m.clientHeight && m.scrollHeight - m.scrollTop - m.clientHeight < 2;
+    });
+    assert.equal(await page.isVisible("#jump"), false);
     await page.close();
   });
 

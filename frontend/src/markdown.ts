@@ -278,8 +278,10 @@ export class MarkdownStream {
   /** How much of `src` is rendered for good, and the raw text of each block in it. */
   private settledLength = 0;
   private settledRaws: string[] = [];
-  /** What the unsettled rest of the text put in `root`. */
+  /** What the unsettled rest of the text put in `root`, and the HTML it was made from (before
+   * sanitizing). */
   private tail: ChildNode[] = [];
+  private tailHtml = "";
   private started = false;
 
   constructor(private readonly root: HTMLElement) {}
@@ -294,13 +296,18 @@ export class MarkdownStream {
     let n = 0;
     while (n < last && settled(tokens[n]!)) n++;
     const keep = tokens.slice(0, n);
+    const rest = tokens.slice(n);
+    const html = rest.length > 0 ? marked.parser(rest) : "";
+    // Text that changes nothing shown yet (such as a line break ending a paragraph) is not
+    // sanitized and put in the page again.
+    if (keep.length === 0 && html === this.tailHtml) return;
     this.removeTail();
     for (const t of keep) {
       this.root.append(renderTokens([t]));
       this.settledRaws.push(t.raw);
       this.settledLength += t.raw.length;
     }
-    this.showTail(tokens.slice(n));
+    this.showTailHtml(html);
   }
 
   /** Shows the final text: the same DOM as `renderMarkdown(src)`. */
@@ -317,7 +324,8 @@ export class MarkdownStream {
       return;
     }
     this.removeTail();
-    this.showTail(tokens.slice(this.settledRaws.length));
+    const rest = tokens.slice(this.settledRaws.length);
+    this.showTailHtml(rest.length > 0 ? marked.parser(rest) : "");
   }
 
   private reset(): void {
@@ -326,17 +334,20 @@ export class MarkdownStream {
     this.settledLength = 0;
     this.settledRaws = [];
     this.tail = [];
+    this.tailHtml = "";
   }
 
   private removeTail(): void {
     for (const node of this.tail) node.remove();
     this.tail = [];
+    this.tailHtml = "";
   }
 
-  private showTail(tokens: Token[]): void {
-    if (tokens.length === 0) return;
-    const frag = renderTokens(tokens);
+  private showTailHtml(html: string): void {
+    if (!html) return;
+    const frag = finishFragment(html);
     this.tail = Array.from(frag.childNodes);
+    this.tailHtml = html;
     this.root.append(frag);
   }
 }

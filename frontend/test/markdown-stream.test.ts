@@ -72,6 +72,18 @@ describe("MarkdownStream", () => {
     expect(div.querySelector("li")!.textContent).toBe("and a list");
   });
 
+  it("keeps the last block's DOM when the text added changes nothing shown", () => {
+    const div = document.createElement("div");
+    const md = new MarkdownStream(div);
+    md.update("Intro.\n\nA paragraph with **bold**");
+    const last = div.querySelector("p:last-of-type");
+    md.update("Intro.\n\nA paragraph with **bold**\n");
+    expect(div.querySelector("p:last-of-type")).toBe(last);
+    md.update("Intro.\n\nA paragraph with **bold** and more");
+    expect(div.querySelector("p:last-of-type")).not.toBe(last);
+    expect(div.querySelector("p:last-of-type")!.textContent).toBe("A paragraph with bold and more");
+  });
+
   it("holds back a block that opens $$ until the formula closes", () => {
     const div = document.createElement("div");
     const md = new MarkdownStream(div);

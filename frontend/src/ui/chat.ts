@@ -1,8 +1,9 @@
 /**
  * The message column: the branch shown, the answer being streamed (rendered as Markdown once per
- * frame by `MarkdownStream`, which renders only its last block again; resumed where it was after a reload), attachments with download links, copy buttons on
- * code, Regenerate on answers and Edit on questions, "‹ 2 / 3 ›" between a message's versions,
- * and an auto-scroll that follows the answer until the user scrolls up.
+ * frame by `MarkdownStream`, which renders only its last block again; resumed where it was after
+ * a reload), attachments with download links, copy buttons on code, Regenerate on answers and Edit
+ * on questions, "‹ 2 / 3 ›" between a message's versions, and an auto-scroll (from a
+ * ResizeObserver) that follows the answer until the user scrolls up.
  */
 
 import type { Api } from "../api";
@@ -42,6 +43,10 @@ const STICK_THRESHOLD_PX = 48;
 
 /** Time for rendering the newest answers of a conversation opened, before it is first shown. */
 const HISTORY_FIRST_MS = 12;
+/** How many of a conversation's newest messages are built at once when it is opened. */
+const HISTORY_FIRST_MESSAGES = 20;
+/** How many older messages each later slice builds (when it has rendered those built before). */
+const HISTORY_BATCH_MESSAGES = 20;
 /** Time for each later slice of that rendering, one slice a frame (the rest of it stays free). */
 const HISTORY_SLICE_MS = 8;
 
@@ -158,10 +163,10 @@ export class ChatView {
     private readonly jump: HTMLButtonElement,
   ) {
     scroller.addEventListener("scroll", () => this.onScroll(), { passive: true });
-    jump.addEventListener("click", () => {
-      this.stick = true;
-      this.scrollToBottom(true);
-    });
+    const resized = new ResizeObserver(() => this.onResize());
+    resized.observe(list);
+    resized.observe(scroller);
+    jump.addEventListener("click", () => this.scrollToBottom());
     list.addEventListener("click", (e) => {
       const target = e.target as Element;
       const cite = target.closest<HTMLAnchorElement>("a.cite");
@@ -226,15 +231,25 @@ export class ChatView {
     this.jump.hidden = this.stick || distance <= STICK_THRESHOLD_PX;
   }
 
-  /** Scrolls to the newest content if the user hasn't scrolled away (or when forced). */
-  scrollToBottom(force = false): void {
-    if (!force && !this.stick) {
-      this.jump.hidden = false;
-      return;
-    }
-    this.scroller.scrollTop = this.scroller.scrollHeight;
-    this.lastScrollTop = this.scroller.scrollTop;
+  /**
+   * Runs when the messages change size, after the browser has laid them out for the frame: the
+   * view follows the newest content from here (reading the layout costs nothing then), so the
+   * code that changes the messages never reads the layout it has just made stale.
+   */
+  private onResize(): void {
+    const el = this.scroller;
+    const distance = el.scrollHeight - el.scrollTop - el.clientHeight;
+    if (this.stick && distance > 0) el.scrollTop = el.scrollHeight;
+    if (this.stick) this.lastScrollTop = el.scrollTop;
+    const hide = this.stick || distance <= STICK_THRESHOLD_PX;
+    if (this.jump.hidden !== hide) this.jump.hidden = hide;
+  }
+
+  /** Follows the newest content from now on (it is scrolled to once laid out, in `onResize`). */
+  scrollToBottom(): void {
+    this.stick = true;
     this.jump.hidden = true;
+    if (this.scroller.isConnected) this.onResize();
   }
 
   private updateEmpty(): void {
@@ -277,24 +292,38 @@ export class ChatView {
   ): void {
     const run = ++this.historyRun;
     const pending: Array<() => void> = [];
-    this.list.replaceChildren(
-      ...messages.map((m) => this.messageEl(m, opts.places?.get(m.id), m.id === opts.generating, pending)),
-    );
+    // Only the newest messages are built at once (with the answer being generated, if any); the
+    // older ones are built a batch at a time between frames and put above them, without moving
+    // the view: it follows the bottom (`onResize`) or, scrolled up, stays on what it shows (CSS
+    // scroll anchoring).
+    const generatingAt = opts.generating ? messages.findIndex((m) => m.id === opts.generating) : -1;
+    let built = Math.max(0, messages.length - HISTORY_FIRST_MESSAGES);
+    if (generatingAt >= 0) built = Math.min(built, generatingAt);
+    const build = (from: number, to: number, renders: Array<() => void>) =>
+      messages.slice(from, to).map((m) => this.messageEl(m, opts.places?.get(m.id), m.id === opts.generating, renders));
+    this.list.replaceChildren(...build(built, messages.length, pending));
     this.updateEmpty();
     this.stick = true;
+    this.jump.hidden = true;
     // The answers' Markdown is rendered from the newest up: what fits in a frame at once, the rest
     // in slices between frames, so that a long conversation shows at once and never blocks input.
-    const slice = (budget: number) => {
+    const slice = (budget: number, buildOlder: boolean) => {
       if (run !== this.historyRun) return;
       const start = performance.now();
-      while (pending.length > 0 && performance.now() - start < budget) pending.pop()!();
-      // Answers above the view grow without moving it (CSS scroll anchoring); the last slice
-      // brings the view back down if it should follow.
-      if (pending.length > 0) afterNextFrame(() => slice(HISTORY_SLICE_MS));
-      else if (this.stick) this.scrollToBottom(true);
+      while (performance.now() - start < budget) {
+        if (pending.length > 0) {
+          pending.pop()!();
+        } else if (built > 0 && buildOlder) {
+          const from = Math.max(0, built - HISTORY_BATCH_MESSAGES);
+          const older: Array<() => void> = [];
+          this.list.prepend(...build(from, built, older));
+          pending.push(...older);
+          built = from;
+        } else break;
+      }
+      if (pending.length > 0 || built > 0) afterNextFrame(() => slice(HISTORY_SLICE_MS, true));
     };
-    slice(HISTORY_FIRST_MS);
-    this.scrollToBottom(true);
+    slice(HISTORY_FIRST_MS, false);
   }
 
   /** The answer being generated, shown by [`renderHistory`], as a stream to fill. */
@@ -302,7 +331,7 @@ export class ChatView {
     const el = this.list.querySelector<HTMLElement>(`.msg-assistant[data-id="${CSS.escape(id)}"]`);
     if (!el) return null;
     el.querySelector(".msg-content")?.replaceChildren();
-    return new StreamingAnswer(el, () => this.scrollToBottom());
+    return new StreamingAnswer(el);
   }
 
   /** The element of a message shown. */
@@ -457,8 +486,7 @@ export class ChatView {
     const el = this.userEl(text, files);
     this.list.append(el);
     this.updateEmpty();
-    this.stick = true;
-    this.scrollToBottom(true);
+    this.scrollToBottom();
     return el;
   }
 
@@ -467,8 +495,7 @@ export class ChatView {
     const el = this.assistantShell();
     this.list.append(el);
     this.updateEmpty();
-    this.scrollToBottom();
-    return new StreamingAnswer(el, () => this.scrollToBottom());
+    return new StreamingAnswer(el);
   }
 }
 
@@ -479,10 +506,9 @@ export class StreamingAnswer {
   private readonly content: HTMLElement;
   private readonly markdown: MarkdownStream;
 
-  constructor(
-    readonly el: HTMLElement,
-    private readonly onGrow: () => void,
-  ) {
+  /** `el` grows as the answer streams: the view follows it from a ResizeObserver (`ChatView`),
+   * so nothing here reads the layout it changes. */
+  constructor(readonly el: HTMLElement) {
     this.content = el.querySelector<HTMLElement>(".msg-content")!;
     this.markdown = new MarkdownStream(this.content);
     this.content.setAttribute("aria-live", "polite");
@@ -500,7 +526,6 @@ export class StreamingAnswer {
     }
     q.textContent =
       position <= 1 ? "Waiting for the model: this answer is next in line." : `Waiting for the model: number ${position} in line.`;
-    this.onGrow();
   }
 
   append(t: string): void {
@@ -516,7 +541,6 @@ export class StreamingAnswer {
 
   private render(): void {
     this.markdown.update(this.text);
-    this.onGrow();
   }
 
   setId(id: string): void {
@@ -530,7 +554,6 @@ export class StreamingAnswer {
     this.frame = 0;
     if (this.text) {
       this.markdown.finish(this.text);
-      this.onGrow();
     } else this.content.replaceChildren();
     showCitations(this.el, citations);
     this.content.setAttribute("aria-busy", "false");
@@ -548,7 +571,6 @@ export class StreamingAnswer {
     });
     p.append(h("span", { class: "msg-note-text", text }));
     this.el.append(p);
-    this.onGrow();
     return p;
   }
 }
