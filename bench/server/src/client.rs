@@ -29,6 +29,8 @@ pub struct Target {
     pub url: String,
     /// How to talk to it.
     pub protocol: Protocol,
+    /// The `model` an OpenAI-protocol request names (gateways have their own naming schemes).
+    pub model: String,
 }
 
 /// The model name clients ask for.
@@ -80,7 +82,7 @@ pub fn message(plan: &Plan) -> String {
 fn body(target: &Target, plan: &Plan) -> Value {
     match target.protocol {
         Protocol::OpenAi => json!({
-            "model": CHAT_MODEL,
+            "model": target.model,
             "stream": true,
             "stream_options": { "include_usage": true },
             "messages": [

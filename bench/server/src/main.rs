@@ -37,6 +37,7 @@ Options (defaults in brackets):
   --fake-bind ADDR       where the fake model listens [127.0.0.1:0]
   --proxy NAME=URL       another OpenAI-compatible endpoint fronting the fake model (its /v1 base),
                          measured like the others (repeatable)
+  --proxy-model NAME=M   the model name to send to proxy NAME [gpt-4o]
 ";
 
 struct Options {
@@ -51,6 +52,7 @@ struct Options {
     load_targets: Vec<String>,
     fake_bind: SocketAddr,
     proxies: Vec<(String, String)>,
+    proxy_models: Vec<(String, String)>,
 }
 
 fn range(v: &str) -> anyhow::Result<(u64, u64)> {
@@ -78,6 +80,7 @@ fn options() -> anyhow::Result<Option<Options>> {
         load_targets: vec!["server".into(), "direct".into()],
         fake_bind: "127.0.0.1:0".parse()?,
         proxies: vec![],
+        proxy_models: vec![],
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -107,8 +110,21 @@ fn options() -> anyhow::Result<Option<Options>> {
                 o.proxies
                     .push((name.to_owned(), url.trim_end_matches('/').to_owned()));
             }
+            "--proxy-model" => {
+                let (name, model) = value
+                    .split_once('=')
+                    .ok_or_else(|| bad(&"expected NAME=MODEL"))?;
+                o.proxy_models.push((name.to_owned(), model.to_owned()));
+            }
             _ => bail!("unknown option {flag} (see --help)"),
         }
+    }
+    if let Some((name, _)) = o
+        .proxy_models
+        .iter()
+        .find(|(name, _)| !o.proxies.iter().any(|(p, _)| p == name))
+    {
+        bail!("--proxy-model names {name}, which no --proxy defines");
     }
     if o.tokens == 0 || o.load_tokens == 0 {
         bail!("streams need at least one token");
@@ -285,11 +301,13 @@ async fn run(o: Options) -> anyhow::Result<()> {
             name: "direct".into(),
             url: format!("{}/chat/completions", fake.base_url),
             protocol: Protocol::OpenAi,
+            model: client::CHAT_MODEL.into(),
         },
         Target {
             name: "server".into(),
             url: format!("{}/api/chat/send", server.base_url()),
             protocol: Protocol::Conversa,
+            model: client::CHAT_MODEL.into(),
         },
     ];
     for (name, url) in &o.proxies {
@@ -297,6 +315,12 @@ async fn run(o: Options) -> anyhow::Result<()> {
             name: name.clone(),
             url: format!("{url}/chat/completions"),
             protocol: Protocol::OpenAi,
+            model: o
+                .proxy_models
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(client::CHAT_MODEL, |(_, m)| m.as_str())
+                .to_owned(),
         });
     }
 
@@ -449,7 +473,7 @@ async fn run(o: Options) -> anyhow::Result<()> {
         },
     );
     if measured.len() > 2 {
-        println!("Second baseline: another OpenAI-compatible proxy in front of the same fake model, measured in the same rounds.\n");
+        println!("Other baselines: OpenAI-compatible gateways in front of the same fake model, measured in the same rounds.\n");
         println!("| target | TTFT p50 | TTFT p99 | added TTFT p50 / p99 | per token p50 | per token p99 | added per token p99 | failed |");
         println!("|---|---|---|---|---|---|---|---|");
         for m in &measured {
