@@ -988,8 +988,12 @@ mod tests {
             .unwrap()
             .joined_text()
             .contains("Ilse Brandt"));
-        assert_eq!(capped.passages.len(), 1, "{:?}", capped.passages);
-        assert_eq!(capped.passages[0].page, Some(9));
+        assert!(
+            capped.passages.iter().any(|p| p.page == Some(9)),
+            "the page that answers is a passage: {:?}",
+            capped.passages
+        );
+        assert!(capped.passages.len() < uncapped.passages.len());
     }
 
     #[tokio::test]
