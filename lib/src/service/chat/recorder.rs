@@ -604,7 +604,8 @@ mod tests {
                 Duration::from_secs(10),
                 "the event to be written",
                 || async {
-                    let read = log.read(&owner, &turn, i - 1).await.unwrap().unwrap();
+                    // No log yet (its writer has not begun it) reads as nothing written.
+                    let read = log.read(&owner, &turn, i - 1).await.unwrap()?;
                     (!read.events.is_empty()).then_some(read)
                 },
             )
