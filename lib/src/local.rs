@@ -123,6 +123,43 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The most threads the blocking pool may hold (store calls on the embedded SQLite, file reads).
+/// The embedded store serialises its calls anyway, so a burst of streams queues here instead of
+/// starting a thread per waiting call (tokio's default allows 512).
+pub const BLOCKING_THREADS: usize = 32;
+
+/// The runtime of a long-running binary: `CONVERSA_WORKER_THREADS` workers (default one per core)
+/// and at most [`BLOCKING_THREADS`] blocking threads.
+pub fn runtime() -> Result<tokio::runtime::Runtime, BoxError> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().max_blocking_threads(BLOCKING_THREADS);
+    if let Ok(raw) = std::env::var("CONVERSA_WORKER_THREADS") {
+        let workers = raw
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1024).contains(n))
+            .ok_or_else(|| format!("CONVERSA_WORKER_THREADS: expected a number of threads from 1 to 1024, got {raw:?}"))?;
+        builder.worker_threads(workers);
+    }
+    Ok(builder.build()?)
+}
+
+/// [`main`] on [`runtime`]: what a long-running binary's `fn main` calls.
+pub fn start<F, Fut>(name: &str, run: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = Result<(), BoxError>>,
+{
+    match runtime() {
+        Ok(rt) => rt.block_on(main(name, run)),
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// What a long-running binary's `main` does: serve as an isolated extraction child when asked to,
 /// start logging, read the configuration, run `run` with it, and turn its failure into a message
 /// naming the binary and a failing exit code.

@@ -1,20 +1,30 @@
 //! `ChatModel` on any OpenAI-compatible endpoint (OpenAI, Azure-compatible proxies, Ollama, vLLM, …)
 //! through async-openai: streamed chat completions with usage, images as `data:` URLs.
+//!
+//! The request goes through async-openai's own transport (its headers, its retries of rate limits,
+//! server errors and refused connections); its server-sent events are read in the answer's own
+//! task, not through a task and channel per answer as async-openai's stream would: one task wake
+//! less per token.
 
-use async_openai::config::OpenAIConfig;
-use async_openai::error::OpenAIError;
+use async_openai::config::{Config, OpenAIConfig};
+use async_openai::error::{ApiError, ApiErrorResponse, OpenAIError, StreamError, WrappedError};
+use async_openai::middleware::retry::{OpenAIRetry, OpenAIRetryLayer};
+use async_openai::middleware::{HttpRequestFactory, ReqwestService};
 use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
     ChatCompletionRequestMessage, ChatCompletionRequestMessageContentPartImage,
     ChatCompletionRequestMessageContentPartText, ChatCompletionRequestSystemMessage,
     ChatCompletionRequestSystemMessageContent, ChatCompletionRequestUserMessage,
     ChatCompletionRequestUserMessageContent, ChatCompletionRequestUserMessageContentPart,
-    ChatCompletionStreamOptions, CreateChatCompletionRequest, FinishReason, ImageUrl,
+    ChatCompletionResponseStream, ChatCompletionStreamOptions, CreateChatCompletionRequest,
+    CreateChatCompletionStreamResponse, FinishReason, ImageUrl,
 };
-use async_openai::Client;
 use async_trait::async_trait;
 use base64::Engine;
+use bytes::Bytes;
+use eventsource_stream::Eventsource;
 use futures::StreamExt;
+use tower::ServiceExt;
 
 use super::{
     ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatRole, ChatStream, LlmError, Part, Usage,
@@ -25,7 +35,10 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
 /// An OpenAI-compatible provider.
 pub struct OpenAiModel {
-    client: Client<OpenAIConfig>,
+    config: OpenAIConfig,
+    http: reqwest::Client,
+    /// async-openai's transport: the request, retried as its client retries it.
+    transport: OpenAIRetry<ReqwestService>,
     default_model: String,
 }
 
@@ -45,9 +58,97 @@ impl OpenAiModel {
             .with_api_key(api_key.unwrap_or(""));
         let http = super::http_client()?;
         Ok(Self {
-            client: Client::build(http, config),
+            config,
+            transport: tower::ServiceBuilder::new()
+                .layer(OpenAIRetryLayer::default())
+                .service(ReqwestService::new(http.clone())),
+            http,
             default_model: default_model.to_owned(),
         })
+    }
+
+    /// A streamed chat completion, as async-openai's `create_stream` sends it, its events read
+    /// where the stream is polled.
+    async fn create_stream(
+        &self,
+        request: &CreateChatCompletionRequest,
+    ) -> Result<ChatCompletionResponseStream, OpenAIError> {
+        let body = Bytes::from(serde_json::to_vec(request).map_err(|e| {
+            OpenAIError::InvalidArgument(format!("failed to serialize request: {e}"))
+        })?);
+        let (http, url, headers) = (
+            self.http.clone(),
+            self.config.url("/chat/completions"),
+            self.config.headers(),
+        );
+        let query: Vec<(String, String)> = self
+            .config
+            .query()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let factory = HttpRequestFactory::new(move || {
+            let request = http
+                .post(url.as_str())
+                .query(&query)
+                .headers(headers.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .build();
+            async move { Ok(request?) }
+        });
+        let response = self.transport.clone().oneshot(factory).await?;
+        if !response.status().is_success() {
+            return Err(error_response(response).await);
+        }
+        let events = response.bytes_stream().eventsource();
+        Ok(futures::stream::unfold(events, |mut events| async move {
+            loop {
+                let event = match events.next().await? {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let e = StreamError::EventStream(e.to_string());
+                        return Some((Err(OpenAIError::StreamError(Box::new(e))), events));
+                    }
+                };
+                if event.data == "[DONE]" {
+                    return None;
+                }
+                if event.event == "keepalive" {
+                    continue;
+                }
+                let chunk = serde_json::from_str::<CreateChatCompletionStreamResponse>(&event.data)
+                    .map_err(|e| OpenAIError::JSONDeserialize(e, event.data));
+                return Some((chunk, events));
+            }
+        })
+        .boxed())
+    }
+}
+
+/// An unsuccessful response as async-openai reads it: a server error's body as its message, else
+/// the provider's error object.
+async fn error_response(response: reqwest::Response) -> OpenAIError {
+    let status = response.status();
+    let bytes = match response.bytes().await {
+        Ok(b) => b,
+        Err(e) => return OpenAIError::Reqwest(e),
+    };
+    if status.is_server_error() {
+        return OpenAIError::ApiError(ApiErrorResponse {
+            status_code: status,
+            api_error: ApiError {
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+                ..ApiError::default()
+            },
+        });
+    }
+    match serde_json::from_slice::<WrappedError>(&bytes) {
+        Ok(wrapped) => OpenAIError::ApiError(ApiErrorResponse {
+            status_code: status,
+            api_error: wrapped.error,
+        }),
+        Err(e) => OpenAIError::JSONDeserialize(e, String::from_utf8_lossy(&bytes).into_owned()),
     }
 }
 
@@ -201,12 +302,7 @@ impl ChatModel for OpenAiModel {
             temperature: request.temperature,
             ..Default::default()
         };
-        let upstream = self
-            .client
-            .chat()
-            .create_stream(req)
-            .await
-            .map_err(map_error)?;
+        let upstream = self.create_stream(&req).await.map_err(map_error)?;
 
         // Fold provider chunks into our events: deltas as they come, one `Done` at the end carrying the
         // finish reason (from a choice) and the usage (from the final usage chunk).

@@ -81,13 +81,12 @@ struct Emitter {
 impl Emitter {
     fn emit(&mut self, event: TurnEvent) {
         self.last += 1;
-        let numbered = Numbered {
+        self.recorder.record(self.last, &event);
+        // A client that left is no reason to stop: the answer is still stored and logged.
+        let _ = self.client.send(Numbered {
             id: self.last,
             event,
-        };
-        self.recorder.record(&numbered);
-        // A client that left is no reason to stop: the answer is still stored and logged.
-        let _ = self.client.send(numbered);
+        });
     }
 
     /// Closes the log, waits for it to be written (`wait` first runs meanwhile), then lets the

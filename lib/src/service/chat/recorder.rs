@@ -12,14 +12,14 @@
 //! Events are kept in the service's own words ([`encode`], [`decode`]): the HTTP layer renders a
 //! replayed event exactly as it renders a live one.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
-use super::{Numbered, TurnEvent, TurnMeta, META_ID};
+use super::{TurnEvent, TurnMeta, META_ID};
 use crate::domain::{Citation, ConversationId, MessageId, Owner, Receipt, Timestamp};
 use crate::service::Error;
 use crate::turns::{LoggedEvent, TurnLog};
@@ -45,18 +45,18 @@ struct QueuedRecord {
     position: usize,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct TokenRecord {
     text: String,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct TitleRecord {
     conversation_id: ConversationId,
     title: String,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct DoneRecord {
     message_id: MessageId,
     finish_reason: String,
@@ -64,6 +64,27 @@ struct DoneRecord {
     /// Absent from logs written before citations.
     #[serde(default)]
     citations: Vec<Citation>,
+}
+
+// The records above as they are written, borrowing the event (nothing is copied to encode it).
+
+#[derive(Serialize)]
+struct TokenOut<'a> {
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct TitleOut<'a> {
+    conversation_id: &'a ConversationId,
+    title: &'a str,
+}
+
+#[derive(Serialize)]
+struct DoneOut<'a> {
+    message_id: &'a MessageId,
+    finish_reason: &'a str,
+    usage: &'a Receipt,
+    citations: &'a [Citation],
 }
 
 fn json<T: Serialize>(v: &T) -> String {
@@ -79,15 +100,15 @@ pub fn encode(event: &TurnEvent) -> (&'static str, String) {
                 position: *position,
             }),
         ),
-        TurnEvent::Token(text) => ("token", json(&TokenRecord { text: text.clone() })),
+        TurnEvent::Token(text) => ("token", json(&TokenOut { text })),
         TurnEvent::Title {
             conversation_id,
             title,
         } => (
             "title",
-            json(&TitleRecord {
-                conversation_id: conversation_id.clone(),
-                title: title.clone(),
+            json(&TitleOut {
+                conversation_id,
+                title,
             }),
         ),
         TurnEvent::Done {
@@ -97,11 +118,11 @@ pub fn encode(event: &TurnEvent) -> (&'static str, String) {
             citations,
         } => (
             "done",
-            json(&DoneRecord {
-                message_id: message_id.clone(),
-                finish_reason: finish_reason.clone(),
-                usage: usage.clone(),
-                citations: citations.clone(),
+            json(&DoneOut {
+                message_id,
+                finish_reason,
+                usage,
+                citations,
             }),
         ),
         TurnEvent::Error(e) => ("error", json(e)),
@@ -151,38 +172,86 @@ pub fn decode(e: &LoggedEvent) -> Option<Logged> {
 }
 
 /// Writes one turn's log.
+///
+/// Recording an event encodes it and adds it to the batch being gathered, under a lock held for a
+/// push: the writer task is woken once per batch (by its first event, and at the end), not per
+/// event, so a token costs the answer task no task wake, channel or copy of the event.
 pub struct Recorder {
-    tx: Option<mpsc::UnboundedSender<Numbered>>,
+    shared: Arc<Shared>,
     writer: JoinHandle<()>,
+}
+
+/// What the answer task and the writer share.
+struct Shared {
+    pending: Mutex<Pending>,
+    /// Wakes the writer: a batch has begun, or the log is closed.
+    wake: Notify,
+}
+
+/// The batch being gathered.
+#[derive(Default)]
+struct Pending {
+    events: Vec<LoggedEvent>,
+    /// No more events come.
+    closed: bool,
+    /// The log could not be opened: events are not kept.
+    discard: bool,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding the lock leaves a plain batch behind: still usable.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Recorder {
     /// Opens the log of the turn `meta` starts (its `meta` the first event) and starts its writer.
     pub fn start(log: Arc<dyn TurnLog>, owner: Owner, meta: &TurnMeta) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending {
+                events: vec![encode_meta(meta)],
+                ..Pending::default()
+            }),
+            wake: Notify::new(),
+        });
         let writer = Writer {
             log,
             owner,
             turn: meta.assistant_message_id.clone(),
             conversation: meta.conversation_id.clone(),
-            meta: encode_meta(meta),
+            shared: Arc::clone(&shared),
         };
         Self {
-            tx: Some(tx),
-            writer: tokio::spawn(writer.run(rx)),
+            shared,
+            writer: tokio::spawn(writer.run()),
         }
     }
 
-    /// Adds an event to the log (written with the next batch).
-    pub fn record(&self, event: &Numbered) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(event.clone());
+    /// Adds event `id` to the log (written with the next batch).
+    pub fn record(&self, id: u64, event: &TurnEvent) {
+        let (name, data) = encode(event);
+        let logged = LoggedEvent {
+            id,
+            name: name.into(),
+            data,
+        };
+        let mut pending = self.shared.pending();
+        if pending.closed || pending.discard {
+            return;
+        }
+        let first = pending.events.is_empty();
+        pending.events.push(logged);
+        drop(pending);
+        if first {
+            self.shared.wake.notify_one();
         }
     }
 
     /// No more events: the last batch is written, marked as the end.
     pub fn close(&mut self) {
-        self.tx = None;
+        self.shared.pending().closed = true;
+        self.shared.wake.notify_one();
     }
 
     /// Closes the log and waits until its last batch is written.
@@ -197,11 +266,11 @@ struct Writer {
     owner: Owner,
     turn: MessageId,
     conversation: ConversationId,
-    meta: LoggedEvent,
+    shared: Arc<Shared>,
 }
 
 impl Writer {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Numbered>) {
+    async fn run(self) {
         let began = self
             .log
             .begin(
@@ -214,32 +283,43 @@ impl Writer {
         if let Err(e) = began {
             // The answer goes on and is stored; only following it from elsewhere is lost.
             tracing::warn!(turn = %self.turn, error = %e, "the turn's log could not be opened");
-            while rx.recv().await.is_some() {}
+            let mut pending = self.shared.pending();
+            pending.discard = true;
+            pending.events = Vec::new();
             return;
         }
-        let mut batch = vec![self.meta.clone()];
-        let mut ended = false;
-        while !ended {
-            if batch.is_empty() {
-                // Wait for the next event, writing a heartbeat while the turn is silent.
-                match tokio::time::timeout(HEARTBEAT, rx.recv()).await {
-                    Ok(Some(e)) => batch.push(logged(&e)),
-                    Ok(None) => ended = true,
-                    Err(_) => {}
+        // `meta` is waiting: its batch's window starts now.
+        let mut waiting = true;
+        let mut batch = Vec::new();
+        loop {
+            if !waiting {
+                // Wait for a batch to begin (or the end), writing a heartbeat while the turn is
+                // silent.
+                let woken = tokio::time::timeout(HEARTBEAT, self.shared.wake.notified()).await;
+                waiting = woken.is_ok();
+            }
+            if waiting {
+                // Gather what comes within the window of the batch's first event; the end cuts
+                // it short.
+                let window = tokio::time::sleep(BATCH_WINDOW);
+                tokio::pin!(window);
+                while !self.shared.pending().closed {
+                    tokio::select! {
+                        biased;
+                        () = self.shared.wake.notified() => {}
+                        () = &mut window => break,
+                    }
                 }
             }
-            // Gather what comes within the window of the batch's first event.
-            let window = tokio::time::sleep(BATCH_WINDOW);
-            tokio::pin!(window);
-            while !ended && !batch.is_empty() {
-                tokio::select! {
-                    biased;
-                    e = rx.recv() => match e {
-                        Some(e) => batch.push(logged(&e)),
-                        None => ended = true,
-                    },
-                    () = &mut window => break,
-                }
+            let ended = {
+                let mut pending = self.shared.pending();
+                std::mem::swap(&mut batch, &mut pending.events);
+                pending.closed
+            };
+            if batch.is_empty() && waiting && !ended {
+                // Woken for a batch already written with the one before.
+                waiting = false;
+                continue;
             }
             let written = self
                 .log
@@ -248,17 +328,12 @@ impl Writer {
             if let Err(e) = written {
                 tracing::warn!(turn = %self.turn, events = batch.len(), error = %e, "a batch of the turn's log could not be written");
             }
+            if ended {
+                return;
+            }
             batch.clear();
+            waiting = false;
         }
-    }
-}
-
-fn logged(n: &Numbered) -> LoggedEvent {
-    let (name, data) = encode(&n.event);
-    LoggedEvent {
-        id: n.id,
-        name: name.into(),
-        data,
     }
 }
 
@@ -304,7 +379,6 @@ impl Drop for StopWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::MessageId;
 
     #[test]
     fn every_event_reads_back_as_it_was_written() {
@@ -391,5 +465,195 @@ mod tests {
         };
         assert_eq!(finish_reason, "stop");
         assert!(citations.is_empty());
+    }
+
+    /// The SQLite turn log, counting the writes that carry events.
+    #[cfg(feature = "sqlite")]
+    struct Counted {
+        log: crate::turns::sqlite::SqliteTurnLog,
+        writes: std::sync::Mutex<Vec<(usize, bool)>>,
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[async_trait::async_trait]
+    impl TurnLog for Counted {
+        async fn begin(
+            &self,
+            owner: &Owner,
+            turn: &MessageId,
+            conversation: &ConversationId,
+            at: Timestamp,
+        ) -> Result<(), crate::store::StoreError> {
+            self.log.begin(owner, turn, conversation, at).await
+        }
+
+        async fn append(
+            &self,
+            owner: &Owner,
+            turn: &MessageId,
+            events: &[LoggedEvent],
+            end: bool,
+            at: Timestamp,
+        ) -> Result<(), crate::store::StoreError> {
+            self.writes.lock().unwrap().push((events.len(), end));
+            self.log.append(owner, turn, events, end, at).await
+        }
+
+        async fn read(
+            &self,
+            owner: &Owner,
+            turn: &MessageId,
+            after: u64,
+        ) -> Result<Option<crate::turns::LogRead>, crate::store::StoreError> {
+            self.log.read(owner, turn, after).await
+        }
+
+        fn listen(&self, turn: &MessageId) -> crate::turns::wakeups::Listener {
+            self.log.listen(turn)
+        }
+
+        fn listen_stop(&self, turn: &MessageId) -> crate::turns::wakeups::Listener {
+            self.log.listen_stop(turn)
+        }
+
+        async fn request_stop(
+            &self,
+            owner: &Owner,
+            turn: &MessageId,
+        ) -> Result<crate::turns::StopOutcome, crate::store::StoreError> {
+            self.log.request_stop(owner, turn).await
+        }
+
+        async fn stop_requested(
+            &self,
+            owner: &Owner,
+            turn: &MessageId,
+        ) -> Result<bool, crate::store::StoreError> {
+            self.log.stop_requested(owner, turn).await
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    fn counted() -> Arc<Counted> {
+        let store = crate::store::sqlite::SqliteStore::in_memory().unwrap();
+        Arc::new(Counted {
+            log: crate::turns::sqlite::SqliteTurnLog::new(store),
+            writes: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    #[cfg(feature = "sqlite")]
+    fn meta(turn: &str) -> TurnMeta {
+        TurnMeta {
+            conversation_id: "c".into(),
+            user_message_id: "u".into(),
+            assistant_message_id: turn.into(),
+            created_conversation: true,
+            files: vec![],
+            model: "m".into(),
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    fn token(i: u64) -> TurnEvent {
+        TurnEvent::Token(format!("t{i} \"q\"\n"))
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn a_burst_of_events_is_written_once_in_order_and_ended() {
+        let log = counted();
+        let owner = Owner::new("burst");
+        let meta = meta("a-burst");
+        let recorder = Recorder::start(log.clone(), owner.clone(), &meta);
+        for i in 2..=201 {
+            recorder.record(i, &token(i));
+        }
+        recorder.finish().await;
+        assert_eq!(
+            *log.writes.lock().unwrap(),
+            [(201, true)],
+            "one write: meta and 200 tokens, the end"
+        );
+        let read = log
+            .read(&owner, &meta.assistant_message_id, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(read.ended);
+        assert_eq!(decode(&read.events[0]), Some(Logged::Meta(meta)));
+        let back: Vec<_> = read.events[1..].iter().map(|e| (e.id, decode(e))).collect();
+        let sent: Vec<_> = (2..=201)
+            .map(|i| (i, Some(Logged::Event(token(i)))))
+            .collect();
+        assert_eq!(back, sent);
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn an_event_after_a_written_batch_is_written_before_the_end() {
+        let log = counted();
+        let owner = Owner::new("later");
+        let meta = meta("a-later");
+        let turn = meta.assistant_message_id.clone();
+        let recorder = Recorder::start(log.clone(), owner.clone(), &meta);
+        for i in 2..=3 {
+            recorder.record(i, &token(i));
+            // Written within a window, with the turn still running.
+            let read = crate::testing::eventually(
+                Duration::from_secs(10),
+                "the event to be written",
+                || async {
+                    // No log yet (its writer has not begun it) reads as nothing written.
+                    let read = log.read(&owner, &turn, i - 1).await.unwrap()?;
+                    (!read.events.is_empty()).then_some(read)
+                },
+            )
+            .await;
+            assert!(!read.ended);
+            assert_eq!(read.events.len(), 1);
+            assert_eq!(read.events[0].id, i);
+        }
+        recorder.finish().await;
+        let read = log.read(&owner, &turn, 0).await.unwrap().unwrap();
+        assert!(read.ended);
+        let ids: Vec<u64> = read.events.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(
+            *log.writes.lock().unwrap(),
+            [(2, false), (1, false), (0, true)],
+            "a batch per event that came alone, then the end"
+        );
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn a_log_that_cannot_be_opened_keeps_nothing_and_the_turn_ends() {
+        let log = counted();
+        let owner = Owner::new("taken");
+        let meta = meta("a-taken");
+        // The turn has a log already: opening it again fails.
+        log.begin(
+            &owner,
+            &meta.assistant_message_id,
+            &meta.conversation_id,
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+        let recorder = Recorder::start(log.clone(), owner.clone(), &meta);
+        crate::testing::eventually(Duration::from_secs(10), "the writer to give up", || async {
+            recorder.shared.pending().discard.then_some(())
+        })
+        .await;
+        for i in 2..=1000 {
+            recorder.record(i, &token(i));
+        }
+        assert!(
+            recorder.shared.pending().events.is_empty(),
+            "nothing piles up"
+        );
+        recorder.finish().await;
+        assert!(log.writes.lock().unwrap().is_empty());
     }
 }
