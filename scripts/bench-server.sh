@@ -100,14 +100,14 @@ model_name = "gpt-4o"
 api_base = "http://127.0.0.1:$fake_port/v1/"
 api_key_location = "none"
 EOF
-  cat >"$work/tensorzero.py" <<'EOF'
+  cat >"$work/tz_gateway.py" <<'EOF'
 import sys, threading, tensorzero
 gateway = tensorzero._start_http_gateway(config_file=sys.argv[1], clickhouse_url=None,
                                          postgres_url=None, valkey_url=None, async_setup=False)
 print("TENSORZERO_BASE_URL=" + gateway.base_url, flush=True)
 threading.Event().wait()
 EOF
-  "$venv/bin/python" "$work/tensorzero.py" "$work/tensorzero.toml" >"$work/tensorzero.log" 2>&1 &
+  "$venv/bin/python" "$work/tz_gateway.py" "$work/tensorzero.toml" >"$work/tensorzero.log" 2>&1 &
   pids+=($!)
   base=""
   for _ in $(seq 1 300); do
