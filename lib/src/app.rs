@@ -133,6 +133,7 @@ pub fn chat_settings(config: &Config) -> ChatSettings {
             file_share: config.file_context_share,
             file_tokens: None,
             max_answer_tokens: config.max_answer_tokens,
+            memory: config.memory,
         },
     }
 }

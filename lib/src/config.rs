@@ -115,6 +115,9 @@ pub struct Config {
     /// `embedder` feature and the model is there) and `CONVERSA_EMBED_MODEL` (the model's
     /// directory).
     pub embed: crate::embed::EmbedSettings,
+    /// `CONVERSA_MEMORY` (`on`, `off`; default `off`): the few most relevant passages of the
+    /// user's other conversations join each turn's context, labelled as memory.
+    pub memory: bool,
     /// `CONVERSA_CONTEXT_TOKENS`: the chat model's context window; known for OpenAI models, else 8192.
     pub context_tokens: Option<u64>,
     /// `CONVERSA_FILE_CONTEXT_SHARE`: the share of the context window that file text may fill (0–1).
@@ -361,6 +364,12 @@ impl Config {
                 },
                 model_dir: get("CONVERSA_EMBED_MODEL").map(PathBuf::from),
             },
+            memory: choice(
+                "CONVERSA_MEMORY",
+                get("CONVERSA_MEMORY"),
+                false,
+                &[("on", true), ("off", false)],
+            )?,
             context_tokens: match get("CONVERSA_CONTEXT_TOKENS") {
                 None => None,
                 Some(s) => Some(parse(
@@ -475,6 +484,9 @@ mod tests {
         assert!(!c.uses_remote_model());
         assert_eq!(c.store, StoreKind::Sqlite);
         assert_eq!(c.download_redirect_bytes, 0);
+        assert!(!c.memory, "memory is off by default");
+        assert!(cfg(&[("CONVERSA_MEMORY", "on")]).unwrap().memory);
+        assert!(!cfg(&[("CONVERSA_MEMORY", "off")]).unwrap().memory);
     }
 
     #[test]
@@ -492,6 +504,7 @@ mod tests {
             ("CONVERSA_FIRST_TOKEN_TIMEOUT_SECS", "0"),
             ("CONVERSA_METRICS_EMF", "sometimes"),
             ("CONVERSA_METRICS_BIND", "port 9090"),
+            ("CONVERSA_MEMORY", "yes"),
         ] {
             let e = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(e.var, var);

@@ -255,15 +255,19 @@ pub struct Message {
     pub citations: Vec<Citation>,
 }
 
-/// A passage of a file that an answer cites: `[n]` in the answer's text points here.
+/// A passage that an answer cites: `[n]` in the answer's text points here. A passage of a file
+/// names the file (and its page or sheet); a passage of memory (`CONVERSA_MEMORY=on`) also names
+/// the other conversation it comes from, and a message of that conversation has no file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Citation {
     /// The number the answer cites it by (`[n]`), as the prompt numbered the passage.
     pub n: u32,
-    /// The file the passage comes from.
-    pub file_id: FileId,
-    /// The file's name.
-    pub filename: String,
+    /// The file the passage comes from; `null` for a message of another conversation (memory).
+    #[schema(required = true)]
+    pub file_id: Option<FileId>,
+    /// The file's name; `null` for a message of another conversation (memory).
+    #[schema(required = true)]
+    pub filename: Option<String>,
     /// The page the passage is on (PDF, and documents the extractor labels by page); `null` when
     /// the file has no pages.
     pub page: Option<u32>,
@@ -272,6 +276,22 @@ pub struct Citation {
     /// A short verbatim excerpt of the passage (at most 300 characters), the part that best
     /// matches what the answer says where it cites it.
     pub snippet: String,
+    /// Set when the passage is memory: it comes from another of the user's conversations (a
+    /// message of it, or a file attached to it). Absent for passages of this conversation's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemorySource>,
+}
+
+/// Where a passage of memory comes from: another conversation of the same user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MemorySource {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The message, when the passage is one; `null` for a file attached to that conversation.
+    #[schema(required = true)]
+    pub message_id: Option<MessageId>,
+    /// The conversation's title (when the answer was given).
+    pub title: String,
 }
 
 /// What an answer took, and which model gave it: carried by the stored answer and by `done`.

@@ -4,6 +4,11 @@
 //! seeing only their own, deleted conversations and files gone from the results and from the log,
 //! and bad queries refused.
 //!
+//! Memory (`CONVERSA_MEMORY=on`), on every store: a fact said only in one conversation reaches the
+//! prompt of a turn in another, labelled as memory and numbered; the fake model (the real OpenAI
+//! adapter talks to it) cites its number, and the answer's citation points at that conversation
+//! and message. Memory off, another user's fact, and the turn's own conversation never join.
+//!
 //! The tests that need the embedding model (`scripts/fetch-embedder.sh`, or
 //! `CONVERSA_EMBED_MODEL`) say SKIPPED on stderr and pass without it, except under CI (`CI` set) or
 //! `CONVERSA_REQUIRE_SERVICES=1`, where a missing model is a failure.
@@ -28,7 +33,7 @@ const BOB: (&str, &str) = ("authorization", "Bearer bob-token-0123456789ab");
 const TOKENS: &str = "alice:alice-token-0123456789,bob:bob-token-0123456789ab";
 
 struct Harness {
-    _fake: FakeOpenAi,
+    fake: FakeOpenAi,
     app: App,
     _dir: tempfile::TempDir,
 }
@@ -41,7 +46,7 @@ impl Harness {
         env.extend_from_slice(extra);
         let app = test_app(&fake, dir.path(), &env).await;
         Self {
-            _fake: fake,
+            fake: fake,
             app,
             _dir: dir,
         }
@@ -499,4 +504,299 @@ async fn a_paraphrase_finds_the_message_and_the_file_passage_that_share_no_word_
     );
     // Bob has nothing, whatever it means.
     assert_eq!(h.search(BOB, PARAPHRASE).await, Vec::<Value>::new());
+}
+
+// ---- Memory ----
+
+/// The canary: said only in one conversation of Alice's.
+const CANARY: &str = "4417";
+const FACT: &str = "Please remember this: the gate code is 4417.";
+
+/// What the model received for the last chat turn, every message's text joined.
+fn last_prompt(h: &Harness) -> String {
+    let request = h.fake.chat_requests().pop().unwrap();
+    request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => String::new(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `who` says `fact` in a conversation of its own, and waits until search finds it; the reply.
+async fn tell(h: &Harness, who: (&str, &str), fact: &str) -> Value {
+    let told = h.say(who, fact, &[]).await;
+    let conversation = told["conversation_id"].clone();
+    h.search_until(who, "gate code", |i| {
+        i["kind"] == "message" && i["conversation_id"] == conversation
+    })
+    .await;
+    told
+}
+
+/// Alice says the fact in conversation A; Bob says his own code. In a new conversation, Alice's question
+/// gets A's message as a labelled passage of memory, the model cites it, and the citation points
+/// at A and that message (in `done`'s stored answer and through the messages API). Bob's code never
+/// joins Alice's prompt, and a user with no such fact gets no memory of theirs.
+async fn memory_recalls_another_conversation(h: &Harness) {
+    let told = tell(h, ALICE, FACT).await;
+    let a = told["conversation_id"].as_str().unwrap().to_owned();
+    let a_messages = [
+        told["message"]["parent_id"].as_str().unwrap().to_owned(),
+        told["message"]["id"].as_str().unwrap().to_owned(),
+    ];
+    let a_title = told["title"].as_str().unwrap().to_owned();
+    // Bob's gate code, in his own conversation: it matches Alice's question as well as hers does.
+    tell(h, BOB, "Please remember this: the gate code is 9902.").await;
+
+    let asked = h
+        .say(
+            ALICE,
+            &format!("What is the gate code? [[cite:{CANARY}]]"),
+            &[],
+        )
+        .await;
+    let b = asked["conversation_id"].as_str().unwrap();
+    assert_ne!(b, a);
+    let prompt = last_prompt(h);
+    assert!(prompt.contains("the gate code is 4417"), "{prompt}");
+    assert!(
+        prompt.contains(&format!("Memory, from your conversation “{a_title}”")),
+        "labelled as memory, with its conversation: {prompt}"
+    );
+    assert!(
+        prompt.contains("Passages labelled as memory come from the user's other conversations"),
+        "the model is told what memory is: {prompt}"
+    );
+    assert!(
+        !prompt.contains("9902"),
+        "Bob's conversation never joins Alice's prompt: {prompt}"
+    );
+    let answer = asked["message"]["content"].as_str().unwrap();
+    let citations = asked["message"]["citations"].as_array().unwrap().clone();
+    assert_eq!(citations.len(), 1, "{answer}: {citations:?}");
+    let c = &citations[0];
+    assert_eq!(answer, format!("{CANARY} is stated there [{}].", c["n"]));
+    assert!(c["file_id"].is_null() && c["filename"].is_null(), "{c}");
+    assert!(c["page"].is_null() && c["sheet"].is_null(), "{c}");
+    assert!(c["snippet"].as_str().unwrap().contains(CANARY), "{c}");
+    assert_eq!(c["memory"]["conversation_id"], a.as_str());
+    assert_eq!(c["memory"]["title"], a_title.as_str());
+    let message = c["memory"]["message_id"].as_str().unwrap();
+    assert!(a_messages.iter().any(|m| m == message), "{c}");
+
+    // The stored answer keeps the citation.
+    let (s, v) = h
+        .call(
+            Method::GET,
+            &format!("/api/conversations/{b}/messages"),
+            ALICE,
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let stored = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == asked["message"]["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(stored["citations"], asked["message"]["citations"]);
+
+    // Carol has no conversation at all: nothing of Alice's (or Bob's) joins hers.
+    let carol = h
+        .say(
+            CAROL,
+            &format!("What is the gate code? [[cite:{CANARY}]]"),
+            &[],
+        )
+        .await;
+    let prompt = last_prompt(h);
+    assert!(!prompt.contains("gate code is"), "{prompt}");
+    assert!(!prompt.contains("Memory, from"), "{prompt}");
+    assert_eq!(
+        carol["message"]["content"],
+        format!("No passage holds {CANARY}.")
+    );
+    assert_eq!(carol["message"]["citations"], json!([]));
+}
+
+const CAROL: (&str, &str) = ("authorization", "Bearer carol-token-0123456789a");
+const MEMORY_ON: (&str, &str) = ("CONVERSA_MEMORY", "on");
+
+/// Alice, Bob and Carol, with memory on (and `extra`).
+async fn with_memory(extra: &[(&str, &str)]) -> Harness {
+    let tokens = format!("{TOKENS},carol:carol-token-0123456789a");
+    let mut env = vec![MEMORY_ON, ("CONVERSA_AUTH_TOKENS", tokens.as_str())];
+    env.extend_from_slice(extra);
+    Harness::new(&env).await
+}
+
+#[tokio::test]
+async fn memory_brings_a_fact_of_another_conversation_labelled_and_cited() {
+    memory_recalls_another_conversation(&with_memory(&[]).await).await;
+}
+
+/// Memory on DynamoDB (its own table in moto).
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn memory_on_dynamodb() {
+    if common::service("AWS_ENDPOINT_URL", "DynamoDB").is_none() {
+        return;
+    }
+    let client = aws_sdk_dynamodb::Client::new(conversa::aws::sdk_config().await);
+    let table = common::unique("memory");
+    conversa::store::dynamodb::ensure_table(&client, &table)
+        .await
+        .unwrap();
+    let h = with_memory(&[
+        ("CONVERSA_STORE", "dynamodb"),
+        ("CONVERSA_DYNAMODB_TABLE", &table),
+    ])
+    .await;
+    memory_recalls_another_conversation(&h).await;
+    drop(h);
+    client
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Memory on MongoDB (its own database on the MongoDB-wire server).
+#[cfg(feature = "mongodb")]
+#[tokio::test]
+async fn memory_on_mongodb() {
+    let Some(uri) = common::service("MONGODB_URI", "MongoDB") else {
+        return;
+    };
+    let db = common::unique("memory").replace('-', "_");
+    let h = with_memory(&[
+        ("CONVERSA_STORE", "mongodb"),
+        ("MONGODB_URI", &uri),
+        ("CONVERSA_MONGODB_DB", &db),
+    ])
+    .await;
+    memory_recalls_another_conversation(&h).await;
+    drop(h);
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    client.database(&db).drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_memory_off_another_conversation_never_joins() {
+    let h = Harness::new(&[]).await;
+    tell(&h, ALICE, FACT).await;
+    let asked = h
+        .say(
+            ALICE,
+            &format!("What is the gate code? [[cite:{CANARY}]]"),
+            &[],
+        )
+        .await;
+    let prompt = last_prompt(&h);
+    assert!(!prompt.contains("gate code is 4417"), "{prompt}");
+    assert!(!prompt.contains("Memory, from"), "{prompt}");
+    assert_eq!(
+        asked["message"]["content"],
+        format!("No passage holds {CANARY}.")
+    );
+}
+
+#[tokio::test]
+async fn the_turns_own_conversation_is_not_memory() {
+    let h = with_memory(&[]).await;
+    let told = tell(&h, ALICE, FACT).await;
+    let a = told["conversation_id"].as_str().unwrap();
+    // A follow-up in the same conversation: the fact is its history, not memory.
+    let body = json!({
+        "message": format!("What is the gate code? [[cite:{CANARY}]]"),
+        "conversation_id": a,
+    })
+    .to_string();
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/api/chat/send-simple",
+            ALICE,
+            Some("application/json"),
+            body.into_bytes(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let prompt = last_prompt(&h);
+    assert!(prompt.contains(FACT), "the history carries it: {prompt}");
+    assert!(!prompt.contains("Memory, from"), "{prompt}");
+    assert_eq!(
+        v["message"]["content"],
+        format!("No passage holds {CANARY}.")
+    );
+    assert_eq!(v["message"]["citations"], json!([]));
+}
+
+#[tokio::test]
+async fn a_question_of_100000_characters_still_gets_its_memory() {
+    let h = with_memory(&[("CONVERSA_CONTEXT_TOKENS", "128000")]).await;
+    let told = tell(&h, ALICE, FACT).await;
+    let mut question = format!("What is the gate code? [[cite:{CANARY}]] ");
+    while question.chars().count() < 100_000 {
+        question.push_str("lorem ipsum ");
+    }
+    let question: String = question.chars().take(100_000).collect();
+    let asked = h.say(ALICE, &question, &[]).await;
+    let prompt = last_prompt(&h);
+    assert!(
+        prompt.contains("the gate code is 4417"),
+        "memory joined: {}",
+        &prompt[..prompt.len().min(3000)]
+    );
+    let c = &asked["message"]["citations"][0];
+    assert_eq!(c["memory"]["conversation_id"], told["conversation_id"]);
+}
+
+#[tokio::test]
+async fn memory_by_meaning_recalls_a_note_that_shares_no_word_with_the_question() {
+    let Some(dir) = model_dir() else { return };
+    let dir = dir.display().to_string();
+    let h = with_memory(&[
+        ("CONVERSA_EMBEDDER", "minilm"),
+        ("CONVERSA_EMBED_MODEL", dir.as_str()),
+    ])
+    .await;
+    let mut dog = None;
+    for note in NOTES {
+        let turn = h.say(ALICE, note, &[]).await;
+        if note.contains("dog") {
+            dog = Some(turn["conversation_id"].clone());
+        }
+    }
+    let dog = dog.unwrap();
+    h.search_until(ALICE, PARAPHRASE, |i| i["conversation_id"] == dog)
+        .await;
+    h.say(ALICE, PARAPHRASE, &[]).await;
+    let prompt = last_prompt(&h);
+    assert!(
+        prompt.contains("Staff may bring a dog to the office on Fridays"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("Memory, from your conversation"),
+        "{prompt}"
+    );
+    assert!(
+        !prompt.contains("parking garage will be repainted"),
+        "unrelated notes stay below the floor: {prompt}"
+    );
 }

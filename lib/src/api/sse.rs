@@ -351,11 +351,12 @@ mod tests {
                 },
                 citations: vec![Citation {
                     n: 2,
-                    file_id: "f1".into(),
-                    filename: "report.pdf".into(),
+                    file_id: Some("f1".into()),
+                    filename: Some("report.pdf".into()),
                     page: Some(7),
                     sheet: None,
                     snippet: "Revenue grew.".into(),
+                    memory: None,
                 }],
             });
             let body = response(t).into_response().into_body();

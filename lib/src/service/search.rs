@@ -7,11 +7,16 @@
 //! query, ranks the entries by cosine and by BM25, fuses both by reciprocal rank (k = 60), and
 //! returns one hit per message and per file chunk, with its conversation's title and a verbatim
 //! snippet.
+//!
+//! Memory ([`SearchService::recall`], `CONVERSA_MEMORY=on`) ranks the same entries for a chat
+//! turn's question, leaves out the turn's own conversation, and keeps only what clears a relevance
+//! floor: close in meaning (cosine at least [`MEMORY_MIN_COSINE`]) or sharing at least
+//! [`MEMORY_MIN_WORDS`] of the question's distinct words (all of them, for a shorter question).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::domain::{ConversationId, FileId, FileMeta, Message, MessageId, Owner};
+use crate::domain::{ConversationId, FileId, FileMeta, Message, MessageId, Owner, Timestamp};
 use crate::search::{self, bounded, EntryKind, SearchEntry, SearchLog};
 use crate::service::retrieval::{self, Doc, RRF_K};
 use crate::service::vectors::PassageVectors;
@@ -33,6 +38,34 @@ const MIN_COSINE: f32 = 0.2;
 const SNIPPET_CHARS: usize = 200;
 /// Users whose entries a process keeps in memory (the least recently searched go first).
 const CACHED_OWNERS: usize = 256;
+/// Memory: entries at least this similar to the question are relevant by meaning (related text
+/// of this model scores about 0.4 and up; unrelated 0–0.2).
+pub const MEMORY_MIN_COSINE: f32 = 0.45;
+/// Memory: how many of the question's distinct words an entry must hold to be relevant by words
+/// (a question with fewer: all of them).
+pub const MEMORY_MIN_WORDS: usize = 2;
+/// Memory: the longest passage of an entry that joins a prompt, in characters.
+pub const MEMORY_PASSAGE_CHARS: usize = 600;
+
+/// A passage of another conversation recalled for a chat turn (memory).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recalled {
+    /// The conversation it belongs to (never the turn's own).
+    pub conversation_id: ConversationId,
+    /// Its title.
+    pub title: String,
+    /// The message, for messages.
+    pub message_id: Option<MessageId>,
+    /// The file and its name, for file chunks.
+    pub file: Option<(FileId, String)>,
+    /// Where in the file (`page 7`), for file chunks.
+    pub label: Option<String>,
+    /// When the message was written (the file uploaded).
+    pub created_at: Timestamp,
+    /// A verbatim excerpt, at most [`MEMORY_PASSAGE_CHARS`] characters, from the sentence that
+    /// best matches the question.
+    pub text: String,
+}
 
 /// One hit.
 #[derive(Debug, Clone, PartialEq)]
@@ -406,6 +439,113 @@ impl SearchService {
         Ok(hits)
     }
 
+    /// Whether this store keeps a search log (memory and search need one).
+    pub fn has_log(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// The vector of a question, when an embedder runs (`None` otherwise, or when it fails:
+    /// logged).
+    pub async fn question_vector(&self, question: &str) -> Option<Vec<f32>> {
+        let v = self.vectors.as_ref()?;
+        match v.query(&bounded(question)).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not embed a question; memory by words only");
+                None
+            }
+        }
+    }
+
+    /// Memory: at most `limit` passages of the owner's other conversations (messages, and chunks
+    /// of files attached to them) most relevant to `question` — by words over its first
+    /// [`MAX_QUERY_CHARS`] characters and, with `vector` (the question's), by meaning — best
+    /// first, each above the relevance floor (see the module's documentation). Nothing of conversation `current`, nor of files
+    /// attached to none. Without a search log, nothing.
+    pub async fn recall(
+        &self,
+        owner: &Owner,
+        question: &str,
+        vector: Option<&[f32]>,
+        current: &ConversationId,
+        limit: usize,
+    ) -> Result<Vec<Recalled>, Error> {
+        let Some(log) = &self.log else {
+            return Ok(Vec::new());
+        };
+        // A bounded prefix, cut at a word boundary so no half word becomes a term.
+        let query = match question.char_indices().nth(MAX_QUERY_CHARS) {
+            Some((i, _)) => {
+                let head = &question[..i];
+                head.rfind(char::is_whitespace).map_or(head, |j| &head[..j])
+            }
+            None => question,
+        }
+        .trim();
+        if limit == 0 || (query.is_empty() && vector.is_none()) {
+            return Ok(Vec::new());
+        }
+        let mut wanted = retrieval::terms(query);
+        {
+            let mut seen = std::collections::HashSet::new();
+            wanted.retain(|t| seen.insert(t.clone()));
+        }
+        let need = wanted.len().min(MEMORY_MIN_WORDS);
+        let index = self.index(log, owner).await?;
+        let ranked: Vec<SearchEntry> = {
+            let ix = index.lock().await;
+            let other = |c: &Cached| {
+                c.entry
+                    .conversation_id
+                    .as_ref()
+                    .is_some_and(|id| id != current)
+            };
+            let by_words = words_where(&ix.entries, query, |c| {
+                other(c)
+                    && need > 0
+                    && wanted.iter().filter(|t| c.terms.contains_key(*t)).count() >= need
+            });
+            let by_meaning = dense_where(&ix.entries, vector, MEMORY_MIN_COSINE, other);
+            retrieval::rrf(&[by_meaning, by_words], RRF_K)
+                .into_iter()
+                .filter_map(|(i, _)| ix.entries.get(i).map(|c| c.entry.clone()))
+                .collect()
+        };
+        let mut out = Vec::new();
+        let mut titles: HashMap<String, Option<String>> = HashMap::new();
+        for entry in ranked {
+            if out.len() >= limit {
+                break;
+            }
+            let created_at = entry.created_at;
+            let text = excerpt(&entry.text, query, MEMORY_PASSAGE_CHARS);
+            let Some(hit) = self.resolve(owner, entry, query, 0.0, &mut titles).await? else {
+                continue;
+            };
+            // A file attached since to this conversation (or to none) is not memory.
+            let Some(conversation_id) = hit.conversation_id.filter(|c| c != current) else {
+                continue;
+            };
+            let file = match &hit.file_id {
+                Some(id) => match self.store.get_file(owner, id).await? {
+                    Some(f) => Some((f.id, f.filename)),
+                    None => continue,
+                },
+                None => None,
+            };
+            out.push(Recalled {
+                conversation_id,
+                title: hit.title,
+                message_id: hit.message_id,
+                file,
+                label: hit.label,
+                created_at,
+                text,
+            });
+        }
+        Ok(out)
+    }
+
     /// A hit for an entry, with its conversation's title; `None` when what it belongs to is gone.
     async fn resolve(
         &self,
@@ -464,19 +604,30 @@ impl SearchService {
 
 /// Entries with vectors, most similar to the query first (at least [`MIN_COSINE`]).
 fn dense(entries: &[Cached], query: Option<&[f32]>) -> Vec<usize> {
+    dense_where(entries, query, MIN_COSINE, |_| true)
+}
+
+/// [`dense`] over the entries `keep` accepts, at least `floor` similar.
+fn dense_where(
+    entries: &[Cached],
+    query: Option<&[f32]>,
+    floor: f32,
+    keep: impl Fn(&Cached) -> bool,
+) -> Vec<usize> {
     let Some(q) = query else {
         return Vec::new();
     };
     let mut scored: Vec<(usize, f32)> = entries
         .iter()
         .enumerate()
+        .filter(|(_, c)| keep(c))
         .filter_map(|(i, c)| {
             let v = c.vector.as_ref()?;
             if v.len() != q.len() {
                 return None;
             }
             let cos: f32 = v.iter().zip(q).map(|(a, b)| a * b).sum();
-            (cos >= MIN_COSINE).then_some((i, cos))
+            (cos >= floor).then_some((i, cos))
         })
         .collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -486,6 +637,11 @@ fn dense(entries: &[Cached], query: Option<&[f32]>) -> Vec<usize> {
 
 /// Entries that contain the query's words, by BM25 (k1 = 1.2, b = 0.75), best first.
 fn words(entries: &[Cached], query: &str) -> Vec<usize> {
+    words_where(entries, query, |_| true)
+}
+
+/// [`words`], ranking only the entries `keep` accepts (the statistics are the whole index's).
+fn words_where(entries: &[Cached], query: &str, keep: impl Fn(&Cached) -> bool) -> Vec<usize> {
     let mut q = retrieval::terms(query);
     q.sort();
     q.dedup();
@@ -504,6 +660,7 @@ fn words(entries: &[Cached], query: &str) -> Vec<usize> {
     let mut scored: Vec<(usize, f64)> = entries
         .iter()
         .enumerate()
+        .filter(|(_, c)| keep(c))
         .filter_map(|(i, c)| {
             let s: f64 = q
                 .iter()
@@ -527,6 +684,11 @@ fn words(entries: &[Cached], query: &str) -> Vec<usize> {
 /// A verbatim excerpt of `text` of at most [`SNIPPET_CHARS`] characters, from the start of the
 /// sentence that shares the most words with the query (the first, when none does).
 pub fn snippet(text: &str, query: &str) -> String {
+    excerpt(text, query, SNIPPET_CHARS)
+}
+
+/// [`snippet`], at most `max` characters.
+fn excerpt(text: &str, query: &str, max: usize) -> String {
     let q = retrieval::terms(query);
     let mut best = (0usize, 0usize);
     let mut start = 0usize;
@@ -549,10 +711,7 @@ pub fn snippet(text: &str, query: &str) -> String {
         .find(|(_, c)| !c.is_whitespace())
         .map_or(text.len(), |(i, _)| best.0 + i);
     let rest = &text[from..];
-    let cut = rest
-        .char_indices()
-        .nth(SNIPPET_CHARS)
-        .map_or(rest.len(), |(i, _)| i);
+    let cut = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
     rest[..cut].trim_end().to_owned()
 }
 

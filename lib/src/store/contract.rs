@@ -678,19 +678,35 @@ fn citations() -> Vec<Citation> {
     vec![
         Citation {
             n: 4,
-            file_id: FileId::generate(),
-            filename: "report \"final\".pdf".into(),
+            file_id: Some(FileId::generate()),
+            filename: Some("report \"final\".pdf".into()),
             page: Some(7),
             sheet: None,
             snippet: "The canary — ZEBRA-7731 — sings at dawn.".into(),
+            memory: None,
         },
         Citation {
             n: 1,
-            file_id: FileId::generate(),
-            filename: "book.xlsx".into(),
+            file_id: Some(FileId::generate()),
+            filename: Some("book.xlsx".into()),
             page: None,
             sheet: Some("Costs Q4".into()),
             snippet: "| q1 | 4 |".into(),
+            memory: None,
+        },
+        // Memory: a message of another conversation.
+        Citation {
+            n: 5,
+            file_id: None,
+            filename: None,
+            page: None,
+            sheet: None,
+            snippet: "The gate code is 4417.".into(),
+            memory: Some(crate::domain::MemorySource {
+                conversation_id: ConversationId::generate(),
+                message_id: Some(MessageId::generate()),
+                title: "Moving “house”".into(),
+            }),
         },
     ]
 }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::domain::{
-    Citation, Conversation, FileMeta, FileStatus, FileType, Message, MessageStatus, Receipt, Role,
-    Timestamp,
+    Citation, Conversation, FileMeta, FileStatus, FileType, MemorySource, Message, MessageStatus,
+    Receipt, Role, Timestamp,
 };
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -202,10 +202,12 @@ pub fn receipt_from_json(json: Option<&str>) -> Result<Option<Receipt>, StoreErr
 pub struct CitationRecord {
     /// The number the answer cites it by.
     pub n: u32,
-    /// The file's id.
-    pub file_id: String,
+    /// The file's id (`null`: a message of another conversation, cited as memory).
+    #[serde(default)]
+    pub file_id: Option<String>,
     /// The file's name.
-    pub filename: String,
+    #[serde(default)]
+    pub filename: Option<String>,
     /// Its page.
     #[serde(default)]
     pub page: Option<u32>,
@@ -215,6 +217,22 @@ pub struct CitationRecord {
     /// The excerpt.
     #[serde(default)]
     pub snippet: String,
+    /// The other conversation a passage of memory comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryRecord>,
+}
+
+/// The source of a cited passage of memory, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryRecord {
+    /// The conversation's id.
+    pub conversation_id: String,
+    /// The message's id (`null`: a file attached to that conversation).
+    #[serde(default)]
+    pub message_id: Option<String>,
+    /// The conversation's title.
+    #[serde(default)]
+    pub title: String,
 }
 
 /// A message's citations as the stored JSON text (`None`: none, so rows of messages that cite
@@ -227,11 +245,16 @@ pub fn citations_json(citations: &[Citation]) -> Result<Option<String>, StoreErr
         .iter()
         .map(|c| CitationRecord {
             n: c.n,
-            file_id: c.file_id.as_str().to_owned(),
+            file_id: c.file_id.as_ref().map(|f| f.as_str().to_owned()),
             filename: c.filename.clone(),
             page: c.page,
             sheet: c.sheet.clone(),
             snippet: c.snippet.clone(),
+            memory: c.memory.as_ref().map(|m| MemoryRecord {
+                conversation_id: m.conversation_id.as_str().to_owned(),
+                message_id: m.message_id.as_ref().map(|id| id.as_str().to_owned()),
+                title: m.title.clone(),
+            }),
         })
         .collect();
     serde_json::to_string(&records).map(Some).map_err(corrupt)
@@ -248,11 +271,16 @@ pub fn citations_from_json(json: Option<&str>) -> Result<Vec<Citation>, StoreErr
         .into_iter()
         .map(|r| Citation {
             n: r.n,
-            file_id: r.file_id.into(),
+            file_id: r.file_id.map(Into::into),
             filename: r.filename,
             page: r.page,
             sheet: r.sheet,
             snippet: r.snippet,
+            memory: r.memory.map(|m| MemorySource {
+                conversation_id: m.conversation_id.into(),
+                message_id: m.message_id.map(Into::into),
+                title: m.title,
+            }),
         })
         .collect())
 }
@@ -531,19 +559,21 @@ mod tests {
             vec![
                 Citation {
                     n: 2,
-                    file_id: "f".into(),
-                    filename: "r.pdf".into(),
+                    file_id: Some("f".into()),
+                    filename: Some("r.pdf".into()),
                     page: Some(7),
                     sheet: None,
                     snippet: "Revenue grew.".into(),
+                    memory: None,
                 },
                 Citation {
                     n: 5,
-                    file_id: "g".into(),
-                    filename: "b.xlsx".into(),
+                    file_id: Some("g".into()),
+                    filename: Some("b.xlsx".into()),
                     page: None,
                     sheet: Some("Costs".into()),
                     snippet: String::new(),
+                    memory: None,
                 },
             ]
         );
@@ -553,6 +583,45 @@ mod tests {
             "citations read back as they were written"
         );
         assert_eq!(citations_json(&[]).unwrap(), None);
+        // Memory: a message of another conversation (no file), and a file of another one.
+        let memory = vec![
+            Citation {
+                n: 3,
+                file_id: None,
+                filename: None,
+                page: None,
+                sheet: None,
+                snippet: "The gate code is 4417.".into(),
+                memory: Some(MemorySource {
+                    conversation_id: "c1".into(),
+                    message_id: Some("m1".into()),
+                    title: "Moving house".into(),
+                }),
+            },
+            Citation {
+                n: 4,
+                file_id: Some("f2".into()),
+                filename: Some("lease.pdf".into()),
+                page: Some(2),
+                sheet: None,
+                snippet: "Rent is due monthly.".into(),
+                memory: Some(MemorySource {
+                    conversation_id: "c2".into(),
+                    message_id: None,
+                    title: "Lease".into(),
+                }),
+            },
+        ];
+        let json = citations_json(&memory).unwrap().unwrap();
+        assert!(json.contains(r#""file_id":null"#), "{json}");
+        assert_eq!(citations_from_json(Some(&json)).unwrap(), memory);
+        assert!(
+            !citations_json(&m.citations)
+                .unwrap()
+                .unwrap()
+                .contains("memory"),
+            "file citations of the conversation itself carry no memory key"
+        );
         assert!(matches!(
             citations_from_json(Some("{not json")),
             Err(StoreError::Corrupt(_))

@@ -544,8 +544,8 @@ mod tests {
         assert_eq!(finish_reason, STOPPED);
         assert_eq!(citations.len(), 1, "{citations:?}");
         assert_eq!(citations[0].n, 1);
-        assert_eq!(citations[0].file_id, file.id);
-        assert_eq!(citations[0].filename, "notes.txt");
+        assert_eq!(citations[0].file_id.as_ref(), Some(&file.id));
+        assert_eq!(citations[0].filename.as_deref(), Some("notes.txt"));
         assert_eq!(
             (citations[0].page, citations[0].sheet.as_deref()),
             (None, None)

@@ -1,5 +1,6 @@
-//! Citations: the numbered passages of files a prompt carries, and the `[n]` markers of an answer
-//! that point at them.
+//! Citations: the numbered passages a prompt carries — of files, and of memory (the user's other
+//! conversations, with `CONVERSA_MEMORY=on`) — and the `[n]` markers of an answer that point at
+//! them.
 //!
 //! The context step numbers every passage it sends (`[1]`, `[2]`, …, once across the prompt) and
 //! asks the model to cite them. When the answer ends — finished, stopped or cut short — its
@@ -10,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use crate::domain::{Citation, FileId};
+use crate::domain::{Citation, FileId, MemorySource};
 use crate::service::retrieval::terms;
 
 /// The longest snippet, in characters.
@@ -28,21 +29,29 @@ each starts with its number in square brackets, like [1]. When a statement in yo
 on a passage, cite it right after the statement with its number in square brackets, like [2], or \
 [1][3] for several. Cite only the numbers given, and only passages you used.";
 
-/// A numbered passage of a file, as the prompt gives it to the model.
+/// What the system prompt adds when the prompt carries passages of memory.
+pub const MEMORY_INSTRUCTION: &str = "Passages labelled as memory come from the user's other \
+conversations and are numbered the same way. Use one only where it helps answer the question, \
+say that it comes from an earlier conversation, and cite it by its number like any other passage.";
+
+/// A numbered passage, as the prompt gives it to the model: of a file, or of memory (a message or
+/// a file of another conversation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Passage {
     /// Its number in the prompt (`[n]`).
     pub n: u32,
-    /// The file it comes from.
-    pub file_id: FileId,
+    /// The file it comes from (`None`: a message, of memory).
+    pub file_id: Option<FileId>,
     /// The file's name.
-    pub filename: String,
+    pub filename: Option<String>,
     /// The page it is on, when the file has pages.
     pub page: Option<u32>,
     /// The sheet it is on, when the file has sheets.
     pub sheet: Option<String>,
     /// Its text, as sent.
     pub text: String,
+    /// The other conversation it comes from, when it is memory.
+    pub memory: Option<MemorySource>,
 }
 
 /// The page or sheet a chunk label names: `page 7` → page 7, `sheet Revenue` → sheet
@@ -217,6 +226,7 @@ pub fn citations(answer: &str, passages: &[Passage]) -> Vec<Citation> {
             page: p.page,
             sheet: p.sheet.clone(),
             snippet: snippet(&p.text, &claim(answer, at)),
+            memory: p.memory.clone(),
         });
     }
     out
@@ -338,11 +348,12 @@ mod tests {
     fn passage(n: u32, page: Option<u32>, text: &str) -> Passage {
         Passage {
             n,
-            file_id: FileId::from(format!("f{n}")),
-            filename: "report.pdf".into(),
+            file_id: Some(FileId::from(format!("f{n}"))),
+            filename: Some("report.pdf".into()),
             page,
             sheet: None,
             text: text.into(),
+            memory: None,
         }
     }
 
@@ -411,11 +422,51 @@ mod tests {
         let ns: Vec<u32> = got.iter().map(|c| c.n).collect();
         assert_eq!(ns, [2, 1], "out-of-range numbers are left out");
         assert_eq!(got[0].page, Some(7));
-        assert_eq!(got[0].file_id, FileId::from("f2"));
-        assert_eq!(got[0].filename, "report.pdf");
+        assert_eq!(got[0].file_id, Some(FileId::from("f2")));
+        assert_eq!(got[0].filename.as_deref(), Some("report.pdf"));
+        assert_eq!(got[0].memory, None);
         assert!(got[0].snippet.starts_with("The canary sings at dawn."));
         assert!(citations("no markers", &ps).is_empty());
         assert!(citations("[1]", &[]).is_empty());
+    }
+
+    #[test]
+    fn a_cited_passage_of_memory_names_its_conversation() {
+        let source = MemorySource {
+            conversation_id: "c-a".into(),
+            message_id: Some("m-a".into()),
+            title: "Moving house".into(),
+        };
+        let ps = vec![
+            passage(1, Some(2), "File text."),
+            Passage {
+                n: 2,
+                file_id: None,
+                filename: None,
+                page: None,
+                sheet: None,
+                text: "Noted. The gate code is 4417 since May.".into(),
+                memory: Some(source.clone()),
+            },
+        ];
+        let got = citations("The gate code is 4417 [2]; see also [1].", &ps);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].n, 2);
+        assert_eq!(
+            (got[0].file_id.as_ref(), got[0].filename.as_ref()),
+            (None, None)
+        );
+        assert_eq!(got[0].memory.as_ref(), Some(&source));
+        assert_eq!(got[0].snippet, "The gate code is 4417 since May.");
+        assert_eq!(got[1].memory, None, "a file passage is not memory");
+        let json = serde_json::to_value(&got).unwrap();
+        assert_eq!(
+            json[0],
+            serde_json::json!({"n": 2, "file_id": null, "filename": null, "page": null,
+                "sheet": null, "snippet": "The gate code is 4417 since May.",
+                "memory": {"conversation_id": "c-a", "message_id": "m-a", "title": "Moving house"}})
+        );
+        assert!(json[1].get("memory").is_none(), "{json}");
     }
 
     #[test]

@@ -14,6 +14,14 @@
 //! one. The system prompt then asks the model to cite them; the numbers and the labels count in the
 //! budget, and the passages go with the request so the answer's `[n]` can be read back
 //! ([`super::cite`]).
+//!
+//! Memory (`CONVERSA_MEMORY=on`, with a store that keeps a search log): the few passages of the
+//! user's other conversations most relevant to the question ([`MEMORY_PASSAGES`] at most, each at
+//! most [`crate::service::search::MEMORY_PASSAGE_CHARS`] characters, above the relevance floor of
+//! [`SearchService::recall`]) join the current message after its files, labelled as memory and
+//! numbered on from the file passages. They take at most [`MEMORY_SHARE`] of the window (and at
+//! most [`MEMORY_MAX_TOKENS`]), and only room the history and the files leave: they never push
+//! either out. The question is embedded once per turn, for the files and for memory alike.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -22,9 +30,12 @@ use super::cite::{self, Passage};
 use super::persist::Persisted;
 use super::ChatService;
 use crate::blobs::{keys, BlobStore};
-use crate::domain::{FileId, FileMeta, FileType, Message, Owner, Role};
+use crate::domain::{
+    ConversationId, FileId, FileMeta, FileType, MemorySource, Message, Owner, Role,
+};
 use crate::llm::{ChatMessage, ChatRequest, ChatRole, ModelEntry, Part};
 use crate::service::retrieval::{self, Dense, Doc};
+use crate::service::search::{Recalled, SearchService};
 use crate::service::vectors::PassageVectors;
 use crate::service::Error;
 use crate::tokens::estimate;
@@ -50,6 +61,16 @@ const NOTE_LABELS: usize = 10;
 /// What a passage's number costs (`[12] `), at most.
 const PASSAGE_TOKENS: u64 = 4;
 
+/// The most passages of memory one prompt carries.
+pub const MEMORY_PASSAGES: usize = 3;
+/// The share of the context window memory may take, at most (from what history and files leave).
+pub const MEMORY_SHARE: f64 = 0.1;
+/// The most tokens memory takes, whatever the window.
+pub const MEMORY_MAX_TOKENS: u64 = 2_000;
+/// What opens the passages of memory in a message.
+const MEMORY_OPENING: &str = "<memory>\nPassages from the user's other conversations that may be \
+relevant (memory, not part of this conversation):";
+
 /// What stands for the message when the user sent files alone.
 const NO_MESSAGE: &str = "(The user sent the files above without a message.)";
 
@@ -69,6 +90,8 @@ pub struct ContextSettings {
     pub file_tokens: Option<u64>,
     /// The cap on an answer (`CONVERSA_MAX_ANSWER_TOKENS`); room for it is kept in the window.
     pub max_answer_tokens: Option<u32>,
+    /// Passages of the user's other conversations join the context (`CONVERSA_MEMORY`).
+    pub memory: bool,
 }
 
 impl ContextSettings {
@@ -94,6 +117,14 @@ impl ContextSettings {
         let share = (self.window(model) as f64 * self.file_share) as u64;
         self.file_tokens.map_or(share, |cap| cap.min(share))
     }
+
+    /// The most memory one request to `model` may carry (0 when memory is off).
+    pub fn memory_budget(&self, model: &str) -> u64 {
+        if !self.memory {
+            return 0;
+        }
+        ((self.window(model) as f64 * MEMORY_SHARE) as u64).min(MEMORY_MAX_TOKENS)
+    }
 }
 
 /// Builds the messages of a turn from the history, the message and the files.
@@ -104,7 +135,20 @@ pub struct ContextBuilder {
     /// The vectors of files' chunks, when an embedder runs: long files are then cut by meaning
     /// as well as by words.
     vectors: Option<Arc<PassageVectors>>,
+    /// Where memory is recalled from, when memory is on.
+    search: Option<Arc<SearchService>>,
 }
+
+/// The turn a context is built for, as memory needs it: whose other conversations to recall.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryScope<'a> {
+    /// The conversation of the turn (never recalled).
+    pub conversation_id: &'a ConversationId,
+}
+
+/// The question's vector, made at most once per turn (`None` inside: no embedder, or it failed).
+#[derive(Default)]
+struct QuestionVector(Option<Option<Vec<f32>>>);
 
 impl ContextBuilder {
     /// The same builder for `model`: its context window and its cap on file text.
@@ -122,6 +166,7 @@ impl ContextBuilder {
             blobs: self.blobs.clone(),
             settings,
             vectors: self.vectors.clone(),
+            search: self.search.clone(),
         }
     }
 
@@ -165,7 +210,12 @@ impl ContextBuilder {
         if any_text {
             file_tokens += instruction_tokens();
         }
+        let memory = match self.settings.memory_budget(model) {
+            0 => 0,
+            budget => budget + memory_instruction_tokens() + instruction_tokens(),
+        };
         let all = fixed
+            .saturating_add(memory)
             .saturating_add(history.iter().map(message_tokens).sum::<u64>())
             .saturating_add(file_tokens);
         let room = self
@@ -206,6 +256,11 @@ fn instruction_tokens() -> u64 {
     estimate(cite::INSTRUCTION) + 2
 }
 
+/// What saying how to use memory adds to the system prompt.
+fn memory_instruction_tokens() -> u64 {
+    estimate(cite::MEMORY_INSTRUCTION) + 2
+}
+
 /// The passages of the files in a prompt, numbered in the order they are written.
 #[derive(Default)]
 struct Numbering {
@@ -219,13 +274,51 @@ impl Numbering {
         let (page, sheet) = cite::location(label);
         self.passages.push(Passage {
             n,
-            file_id: meta.id.clone(),
-            filename: meta.filename.clone(),
+            file_id: Some(meta.id.clone()),
+            filename: Some(meta.filename.clone()),
             page,
             sheet,
             text: text.trim().to_owned(),
+            memory: None,
         });
         cite::header(n, label)
+    }
+
+    /// Numbers a passage of memory; its header line and text.
+    fn add_memory(&mut self, r: &Recalled) -> String {
+        let n = u32::try_from(self.passages.len() + 1).unwrap_or(u32::MAX);
+        let (page, sheet) = r.label.as_deref().map(cite::location).unwrap_or_default();
+        let title = r.title.split_whitespace().collect::<Vec<_>>().join(" ");
+        let date = r.created_at.as_datetime().format("%Y-%m-%d");
+        let label = match &r.file {
+            None => format!("Memory, from your conversation “{title}”, {date}:"),
+            Some((_, name)) => {
+                let at = r
+                    .label
+                    .as_deref()
+                    .filter(|l| !l.is_empty())
+                    .map(|l| format!(", {l}"))
+                    .unwrap_or_default();
+                format!(
+                    "Memory, from the file {}{at} in your conversation “{title}”, {date}:",
+                    name.replace(['\n', '\r'], " ")
+                )
+            }
+        };
+        self.passages.push(Passage {
+            n,
+            file_id: r.file.as_ref().map(|(id, _)| id.clone()),
+            filename: r.file.as_ref().map(|(_, name)| name.clone()),
+            page,
+            sheet,
+            text: r.text.trim().to_owned(),
+            memory: Some(MemorySource {
+                conversation_id: r.conversation_id.clone(),
+                message_id: r.message_id.clone(),
+                title: r.title.clone(),
+            }),
+        });
+        format!("{}\n{}", cite::header(n, &label), r.text.trim())
     }
 }
 
@@ -380,6 +473,7 @@ impl ContextBuilder {
             blobs,
             settings,
             vectors: None,
+            search: None,
         }
     }
 
@@ -389,9 +483,117 @@ impl ContextBuilder {
         self
     }
 
+    /// The same builder, recalling memory from `search` (when memory is on).
+    pub fn with_search(mut self, search: Option<Arc<SearchService>>) -> Self {
+        self.search = search;
+        self
+    }
+
+    /// The question's vector, made on first use (of its bounded prefix) and kept in `slot` for the
+    /// rest of the turn; `None` without an embedder or when it fails (logged).
+    async fn question_vector(&self, question: &str, slot: &mut QuestionVector) -> Option<Vec<f32>> {
+        if let Some(v) = &slot.0 {
+            return v.clone();
+        }
+        let v = match &self.vectors {
+            None => None,
+            Some(vectors) => match vectors.query(&crate::search::bounded(question)).await {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the question could not be embedded");
+                    None
+                }
+            },
+        };
+        slot.0 = Some(v.clone());
+        v
+    }
+
+    /// The passages of memory for a turn whose message is `text`, ranked by its words and by the
+    /// vector of `question` (the message and the previous one, as the files are cut by: made once
+    /// per turn), numbered on from the files' (by `numbering`), within
+    /// `budget` tokens; the block of the current message that carries them and what they cost
+    /// beyond it in the system prompt. Empty when memory is off, the store keeps no search log,
+    /// nothing clears the floor, or recalling fails (logged: the turn goes on without memory).
+    #[allow(clippy::too_many_arguments)]
+    async fn memory(
+        &self,
+        owner: &Owner,
+        scope: MemoryScope<'_>,
+        text: &str,
+        question: &str,
+        slot: &mut QuestionVector,
+        numbering: &mut Numbering,
+        budget: u64,
+        asks_citations: bool,
+    ) -> Option<String> {
+        let search = self.search.as_ref().filter(|s| s.has_log())?;
+        // The lines around the passages (what they are, where they end) and the instruction.
+        let mut fixed = estimate(MEMORY_OPENING) + 8 + memory_instruction_tokens();
+        if !asks_citations {
+            fixed += instruction_tokens();
+        }
+        if budget <= fixed || text.trim().is_empty() {
+            return None;
+        }
+        let vector = self.question_vector(question, slot).await;
+        let recalled = match search
+            .recall(
+                owner,
+                text,
+                vector.as_deref(),
+                scope.conversation_id,
+                MEMORY_PASSAGES,
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "memory could not be recalled; the turn goes on without it");
+                return None;
+            }
+        };
+        let mut used = fixed;
+        let mut block = String::new();
+        for r in &recalled {
+            let mut trial = Numbering {
+                passages: numbering.passages.clone(),
+            };
+            let text = trial.add_memory(r);
+            let cost = estimate(&text) + LABEL_TOKENS + PASSAGE_TOKENS;
+            if used + cost > budget {
+                continue;
+            }
+            used += cost;
+            *numbering = trial;
+            block.push_str(&text);
+            block.push_str("\n\n");
+        }
+        if block.is_empty() {
+            return None;
+        }
+        tracing::debug!(
+            passages = numbering
+                .passages
+                .iter()
+                .filter(|p| p.memory.is_some())
+                .count(),
+            tokens = used,
+            budget,
+            "memory joins the context"
+        );
+        Some(format!("{MEMORY_OPENING}\n\n{}</memory>", block))
+    }
+
     /// The question's vector and the stored vectors of the files in play (which must be cut),
     /// when an embedder runs. Whatever is missing or fails leaves the ranking to words (logged).
-    async fn dense(&self, owner: &Owner, playing: &[&Loaded], question: &str) -> Option<Dense> {
+    async fn dense(
+        &self,
+        owner: &Owner,
+        playing: &[&Loaded],
+        question: &str,
+        slot: &mut QuestionVector,
+    ) -> Option<Dense> {
         let vectors = self.vectors.as_ref()?;
         let mut docs = Vec::with_capacity(playing.len());
         for l in playing {
@@ -406,13 +608,8 @@ impl ContextBuilder {
         if docs.iter().all(Option::is_none) {
             return None;
         }
-        match vectors.query(question).await {
-            Ok(query) => Some(Dense { query, docs }),
-            Err(e) => {
-                tracing::warn!(error = %e, "the question could not be embedded");
-                None
-            }
-        }
+        let query = self.question_vector(question, slot).await?;
+        Some(Dense { query, docs })
     }
 
     /// How contexts are sized.
@@ -441,6 +638,7 @@ impl ContextBuilder {
 
     /// The messages for one turn to `model` and the passages of file text they number. `history`
     /// is the window before the current message, oldest first; `files` are the current message's.
+    /// No memory (see [`Self::build_turn`]).
     pub async fn build(
         &self,
         owner: &Owner,
@@ -448,6 +646,21 @@ impl ContextBuilder {
         history: &[Message],
         text: &str,
         files: &[FileMeta],
+    ) -> Result<Context, Error> {
+        self.build_turn(owner, model, history, text, files, None)
+            .await
+    }
+
+    /// [`Self::build`] for a turn of the conversation `scope` names: with memory on, passages of the owner's other conversations
+    /// join the current message.
+    pub async fn build_turn(
+        &self,
+        owner: &Owner,
+        model: &str,
+        history: &[Message],
+        text: &str,
+        files: &[FileMeta],
+        scope: Option<MemoryScope<'_>>,
     ) -> Result<Context, Error> {
         // Answers with no text (failed, stopped before their first token, or still being
         // generated) are left out.
@@ -547,13 +760,38 @@ impl ContextBuilder {
             .collect();
         playing.sort_by_key(|l| holder.get(&l.meta.id).copied());
         let budget = file_cap.min(available.saturating_sub(used));
+        let mut slot = QuestionVector::default();
         let (texts, passages) = match whole(&playing, budget) {
             Some(whole) => whole,
             None => {
-                let dense = self.dense(owner, &playing, &question).await;
+                let dense = self.dense(owner, &playing, &question, &mut slot).await;
                 cut(model, &playing, &question, dense.as_ref(), budget)
             }
         };
+        let files_used: u64 = texts.iter().map(|t| estimate(t)).sum();
+        let mut numbering = Numbering { passages };
+        // Memory: from what the history and the files leave, up to its share.
+        let memory = match scope {
+            Some(scope) if self.settings.memory => {
+                let room = available
+                    .saturating_sub(used)
+                    .saturating_sub(files_used)
+                    .min(self.settings.memory_budget(model));
+                self.memory(
+                    owner,
+                    scope,
+                    text,
+                    &question,
+                    &mut slot,
+                    &mut numbering,
+                    room,
+                    asks_citations > 0,
+                )
+                .await
+            }
+            _ => None,
+        };
+        let passages = numbering.passages;
         let by_id: HashMap<FileId, String> = playing
             .iter()
             .map(|l| l.meta.id.clone())
@@ -562,6 +800,13 @@ impl ContextBuilder {
 
         let system = if passages.is_empty() {
             self.settings.system_prompt.clone()
+        } else if memory.is_some() {
+            format!(
+                "{}\n\n{} {}",
+                self.settings.system_prompt,
+                cite::INSTRUCTION,
+                cite::MEMORY_INSTRUCTION
+            )
         } else {
             format!("{}\n\n{}", self.settings.system_prompt, cite::INSTRUCTION)
         };
@@ -623,6 +868,9 @@ impl ContextBuilder {
                 current.extend(by_id.get(&f.id).cloned().map(Part::Text));
             }
         }
+        if let Some(memory) = memory {
+            current.push(Part::Text(memory));
+        }
         current.push(Part::Text(message.to_owned()));
         out.push(ChatMessage {
             role: ChatRole::User,
@@ -661,12 +909,15 @@ impl ChatService {
         let Context { messages, passages } = self
             .context
             .for_model(&turn.model)
-            .build(
+            .build_turn(
                 owner,
                 &turn.model.model,
                 &turn.history,
                 &turn.user_message.content,
                 &turn.user_message.files,
+                Some(MemoryScope {
+                    conversation_id: &turn.conversation.id,
+                }),
             )
             .await?;
         Ok(Prompt {
@@ -697,6 +948,7 @@ mod tests {
                 file_share: 0.5,
                 file_tokens: None,
                 max_answer_tokens: Some(answer),
+                memory: false,
             },
         )
     }
@@ -1037,7 +1289,7 @@ mod tests {
             .find(|p| p.text.contains("saffron"))
             .expect("the page that answers is a passage");
         assert_eq!(saffron.page, Some(150));
-        assert_eq!(saffron.file_id, file.id);
+        assert_eq!(saffron.file_id.as_ref(), Some(&file.id));
         assert!(
             last.contains(&format!("[{}] page 150\nThe soup's", saffron.n)),
             "{last}"
@@ -1085,7 +1337,14 @@ mod tests {
         let located: Vec<(u32, &str, Option<u32>, Option<&str>)> = built
             .passages
             .iter()
-            .map(|p| (p.n, p.filename.as_str(), p.page, p.sheet.as_deref()))
+            .map(|p| {
+                (
+                    p.n,
+                    p.filename.as_deref().unwrap_or_default(),
+                    p.page,
+                    p.sheet.as_deref(),
+                )
+            })
             .collect();
         assert_eq!(
             located,
@@ -1129,5 +1388,197 @@ mod tests {
         assert!(built.passages.is_empty());
         assert_eq!(built.messages[0].joined_text(), SYSTEM, "nothing to cite");
         assert!(all_text(&built.messages).contains("blank.pdf has no readable text"));
+    }
+
+    /// A builder with memory on over an SQLite store that keeps a search log (`log`) or none, the
+    /// fact said in conversation `other` of `owner` (indexed) when there is a log.
+    #[cfg(feature = "sqlite")]
+    async fn remembering(
+        dir: &std::path::Path,
+        window: u64,
+        log: bool,
+        owner: &Owner,
+    ) -> (ContextBuilder, ConversationId) {
+        use crate::domain::Conversation;
+        use crate::store::Store;
+        let store = Arc::new(crate::store::sqlite::SqliteStore::in_memory().unwrap());
+        let other = ConversationId::generate();
+        store
+            .create_conversation(
+                owner,
+                &Conversation {
+                    id: other.clone(),
+                    title: "Moving house".into(),
+                    message_count: 1,
+                    created_at: Timestamp::from_millis(1_764_000_000_000),
+                    updated_at: Timestamp::from_millis(1_764_000_000_000),
+                    current_message_id: None,
+                    generating_message_id: None,
+                },
+            )
+            .await
+            .unwrap();
+        let search_log: Option<Arc<dyn crate::search::SearchLog>> =
+            if log { Some(store.clone()) } else { None };
+        let search = SearchService::new(search_log, store.clone(), None);
+        let mut fact = message(Role::User, "Noted: the gate code is 4417.", vec![]);
+        fact.conversation_id = other.clone();
+        fact.created_at = Timestamp::from_millis(1_764_000_000_000);
+        search.index_message(owner, &fact).await.unwrap();
+        let mut b = builder(dir, window, 500).with_search(Some(search));
+        b.settings.memory = true;
+        (b, other)
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn memory_joins_labelled_numbered_after_the_files_and_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = Owner::new("memory-owner");
+        let (b, other) = remembering(dir.path(), 8_000, true, &owner).await;
+        let notes = crate::service::files::tests::text_file(
+            b.blobs.as_ref(),
+            &owner,
+            "notes.txt",
+            "Plain notes about the move.",
+        )
+        .await;
+        let here = ConversationId::generate();
+        let scope = MemoryScope {
+            conversation_id: &here,
+        };
+        let built = b
+            .build_turn(
+                &owner,
+                "m",
+                &[],
+                "What is the gate code?",
+                std::slice::from_ref(&notes),
+                Some(scope),
+            )
+            .await
+            .unwrap();
+        assert_eq!(built.passages.len(), 2, "{:?}", built.passages);
+        assert_eq!(built.passages[0].file_id.as_ref(), Some(&notes.id));
+        let memory = &built.passages[1];
+        assert_eq!(memory.n, 2, "numbered on from the files");
+        assert_eq!(memory.file_id, None);
+        let source = memory.memory.as_ref().unwrap();
+        assert_eq!(source.conversation_id, other);
+        assert_eq!(source.title, "Moving house");
+        let last = built.messages.last().unwrap().joined_text();
+        assert!(
+            last.contains("[2] Memory, from your conversation “Moving house”, 2025-11-24:\nNoted: the gate code is 4417."),
+            "{last}"
+        );
+        assert!(last.find("Plain notes") < last.find("[2] Memory"));
+        assert!(last.ends_with("What is the gate code?"));
+        let system = built.messages[0].joined_text();
+        assert!(system.ends_with(cite::MEMORY_INSTRUCTION), "{system}");
+        assert!(total(&built.messages) <= 8_000 - 500);
+
+        // The turn's own conversation is never memory.
+        let own = b
+            .build_turn(
+                &owner,
+                "m",
+                &[],
+                "What is the gate code?",
+                &[],
+                Some(MemoryScope {
+                    conversation_id: &other,
+                }),
+            )
+            .await
+            .unwrap();
+        assert!(own.passages.is_empty(), "{:?}", own.passages);
+        // Without a turn (`build`), or with memory off, none.
+        let plain = b
+            .build(&owner, "m", &[], "What is the gate code?", &[])
+            .await
+            .unwrap();
+        assert!(plain.passages.is_empty());
+        let mut off = b.clone();
+        off.settings.memory = false;
+        let off = off
+            .build_turn(&owner, "m", &[], "What is the gate code?", &[], Some(scope))
+            .await
+            .unwrap();
+        assert!(off.passages.is_empty());
+        assert_eq!(off.messages[0].joined_text(), SYSTEM);
+        // A question that does not match stays below the floor.
+        let unrelated = b
+            .build_turn(&owner, "m", &[], "Recommend a novel", &[], Some(scope))
+            .await
+            .unwrap();
+        assert!(unrelated.passages.is_empty());
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn memory_never_pushes_out_history_and_without_a_log_is_simply_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = Owner::new("memory-budget");
+        let here = ConversationId::generate();
+        let scope = Some(MemoryScope {
+            conversation_id: &here,
+        });
+        let (window, answer) = (4_000, 500);
+        let (b, _) = remembering(dir.path(), window, true, &owner).await;
+        // A history that fills the window: memory gets no room, and the history is what it was
+        // without memory.
+        let long = history(80, "turn", 60);
+        let with = b
+            .build_turn(&owner, "m", &long, "What is the gate code?", &[], scope)
+            .await
+            .unwrap();
+        let without = b
+            .build(&owner, "m", &long, "What is the gate code?", &[])
+            .await
+            .unwrap();
+        assert!(with.passages.is_empty(), "{:?}", with.passages);
+        assert_eq!(all_text(&with.messages), all_text(&without.messages));
+        assert!(total(&with.messages) <= window - answer);
+        // A short history leaves room: memory joins, within the window.
+        let short = history(2, "turn", 10);
+        let with = b
+            .build_turn(&owner, "m", &short, "What is the gate code?", &[], scope)
+            .await
+            .unwrap();
+        assert_eq!(with.passages.len(), 1);
+        assert!(all_text(&with.messages).contains("turn-1 "));
+        assert!(total(&with.messages) <= window - answer);
+        // The worst case reserved counts memory's share.
+        let bound_on = b.prompt_bound("m", &short, "q", std::iter::empty());
+        let mut off = b.clone();
+        off.settings.memory = false;
+        let bound_off = off.prompt_bound("m", &short, "q", std::iter::empty());
+        assert_eq!(
+            bound_on - bound_off,
+            400 + memory_instruction_tokens() + instruction_tokens()
+        );
+
+        // A question of 100,000 characters: recalled by its bounded prefix.
+        let dir2 = tempfile::tempdir().unwrap();
+        let (big, _) = remembering(dir2.path(), 128_000, true, &owner).await;
+        let mut question = "What is the gate code? [[cite:4417]] ".to_owned();
+        while question.len() < 100_000 {
+            question.push_str("lorem ipsum ");
+        }
+        let built = big
+            .build_turn(&owner, "m", &[], &question, &[], scope)
+            .await
+            .unwrap();
+        assert_eq!(built.passages.len(), 1, "{:?}", built.passages);
+
+        // No search log: no memory and no error.
+        let dir = tempfile::tempdir().unwrap();
+        let (b, _) = remembering(dir.path(), 8_000, false, &owner).await;
+        let built = b
+            .build_turn(&owner, "m", &[], "What is the gate code?", &[], scope)
+            .await
+            .unwrap();
+        assert!(built.passages.is_empty());
+        assert_eq!(built.messages[0].joined_text(), SYSTEM);
     }
 }

@@ -245,6 +245,7 @@ pub(crate) fn settings() -> ChatSettings {
             file_share: 0.5,
             file_tokens: None,
             max_answer_tokens: None,
+            memory: false,
         },
     }
 }

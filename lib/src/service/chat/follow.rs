@@ -447,11 +447,12 @@ mod tests {
         let cited = Message {
             citations: vec![crate::domain::Citation {
                 n: 2,
-                file_id: "f".into(),
-                filename: "r.pdf".into(),
+                file_id: Some("f".into()),
+                filename: Some("r.pdf".into()),
                 page: Some(7),
                 sheet: None,
                 snippet: "It sings.".into(),
+                memory: None,
             }],
             ..stored.clone()
         };

@@ -177,7 +177,7 @@ pub enum TurnEvent {
         finish_reason: String,
         /// The receipt: the model that answered, tokens, cost, times.
         usage: Receipt,
-        /// The passages of files the answer cites, in order of first citation.
+        /// The passages the answer cites (of files, and of memory), in order of first citation.
         citations: Vec<Citation>,
     },
     /// The model failed (what was received is stored as `incomplete`, or `error` when nothing
@@ -227,7 +227,8 @@ impl ChatService {
                 ports.budgets.clone(),
             ),
             context: ContextBuilder::new(ports.blobs, settings.context.clone())
-                .with_vectors(files.vectors().cloned()),
+                .with_vectors(files.vectors().cloned())
+                .with_search(files.search().cloned()),
             store: ports.store,
             limiter: ports.limiter,
             models: ports.models,
