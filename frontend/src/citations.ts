@@ -5,6 +5,7 @@
  * extracted text cut at its `[page N]` / `## Sheet: X` markers, and where a snippet sits in it.
  */
 
+import { hashForConversation } from "./router";
 import type { Citation } from "./types";
 
 /** A marker group: `[` numbers separated by commas `]`. */
@@ -13,11 +14,21 @@ const MARKER = /\[(\d{1,6}(?:\s*,\s*\d{1,6})*)\]/g;
 /** Elements whose text is never linked. */
 const SKIP = "code, pre, a, .math, .katex, kbd, samp";
 
-/** What a citation link says about where it points: "report.pdf, page 7". */
+/** What a citation link says about where it points: "report.pdf, page 7"; for memory, the other
+ * conversation too: "memory, from your conversation “Trip”" (and the file's place, for a file). */
 export function citationPlace(c: Citation): string {
-  if (c.page != null) return `${c.filename}, page ${c.page}`;
-  if (c.sheet != null) return `${c.filename}, sheet ${c.sheet}`;
-  return c.filename;
+  const name = c.filename ?? "";
+  const file =
+    c.file_id == null ? "" : c.page != null ? `${name}, page ${c.page}` : c.sheet != null ? `${name}, sheet ${c.sheet}` : name;
+  if (!c.memory) return file;
+  const from = `memory, from your conversation “${c.memory.title}”`;
+  return file ? `${file} (${from})` : from;
+}
+
+/** Whether following a citation opens another conversation (memory of a message) rather than the
+ * source viewer (a file's page: this conversation's, or another's). */
+export function opensConversation(c: Citation): boolean {
+  return !!c.memory && c.file_id == null;
 }
 
 /** Turns the answer's `[n]` markers under `root` into links to `citations`. */
@@ -55,9 +66,11 @@ export function linkCitations(root: ParentNode, citations: Citation[] | null | u
           return;
         }
         const a = doc.createElement("a");
-        a.className = "cite";
-        a.href = "#";
+        a.className = c.memory ? "cite cite-memory" : "cite";
+        // Memory links to the conversation it comes from (a file of it opens in the viewer).
+        a.href = c.memory ? hashForConversation(c.memory.conversation_id) : "#";
         a.dataset.n = String(n);
+        if (c.memory) a.dataset.conversation = c.memory.conversation_id;
         a.textContent = String(n);
         a.title = `Source: ${citationPlace(c)}`;
         a.setAttribute("aria-label", `Source ${n}: ${citationPlace(c)}`);

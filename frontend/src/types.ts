@@ -60,17 +60,28 @@ export interface Message {
   citations?: Citation[];
 }
 
-/** A passage of a file an answer cites: `[n]` in its text points here. */
+/** Where a passage of memory comes from: another conversation of the same user. */
+export interface MemorySource {
+  conversation_id: string;
+  /** The message; null for a file attached to that conversation. */
+  message_id: string | null;
+  title: string;
+}
+
+/** A passage an answer cites: `[n]` in its text points here. */
 export interface Citation {
   n: number;
-  file_id: string;
-  filename: string;
+  /** The file; null for a message of another conversation (memory). */
+  file_id: string | null;
+  filename: string | null;
   /** The page, for files with pages. */
   page: number | null;
   /** The sheet, for spreadsheets. */
   sheet: string | null;
   /** A short verbatim excerpt of the passage (at most 300 characters). */
   snippet: string;
+  /** Set when the passage is memory: it comes from another of the user's conversations. */
+  memory?: MemorySource | null;
 }
 
 export interface Page<T> {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { findSnippet, linkCitations, sectionOf, sections } from "../src/citations";
+import { findSnippet, linkCitations, opensConversation, sectionOf, sections } from "../src/citations";
 import { renderMarkdown } from "../src/markdown";
 import type { Citation } from "../src/types";
 
@@ -35,6 +35,39 @@ describe("citation links", () => {
     expect(d.querySelector("code")!.textContent).toBe("v[1]");
     expect(d.querySelector("pre a.cite")).toBeNull();
     expect(d.textContent).toContain("[9]");
+  });
+
+  it("links a memory citation to its conversation, labelled as memory", () => {
+    const message: Citation = {
+      n: 2,
+      file_id: null,
+      filename: null,
+      page: null,
+      sheet: null,
+      snippet: "The gate code is 4417.",
+      memory: { conversation_id: "c-a/1", message_id: "m-a", title: "Moving house" },
+    };
+    const file: Citation = {
+      ...cite(3, 7),
+      memory: { conversation_id: "c-b", message_id: null, title: "Lease" },
+    };
+    const d = rendered("The code is 4417 [2], rent is monthly [3] and more [1].", [cite(1), message, file]);
+    const links = Array.from(d.querySelectorAll<HTMLAnchorElement>("a.cite"));
+    expect(links.map((a) => a.dataset.n)).toEqual(["2", "3", "1"]);
+    const [m, f, plain] = links as [HTMLAnchorElement, HTMLAnchorElement, HTMLAnchorElement];
+    expect(m.classList.contains("cite-memory")).toBe(true);
+    expect(m.getAttribute("href")).toBe("#/c/c-a%2F1");
+    expect(m.getAttribute("aria-label")).toBe("Source 2: memory, from your conversation “Moving house”");
+    expect(opensConversation(message)).toBe(true);
+    // A file of another conversation: the link names both, and opens the file's page viewer.
+    expect(f.classList.contains("cite-memory")).toBe(true);
+    expect(f.getAttribute("href")).toBe("#/c/c-b");
+    expect(f.getAttribute("aria-label")).toBe("Source 3: report.pdf, page 7 (memory, from your conversation “Lease”)");
+    expect(opensConversation(file)).toBe(false);
+    // This conversation's file is as before.
+    expect(plain.classList.contains("cite-memory")).toBe(false);
+    expect(plain.getAttribute("href")).toBe("#");
+    expect(opensConversation(cite(1))).toBe(false);
   });
 
   it("does nothing without citations", () => {

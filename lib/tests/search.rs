@@ -614,6 +614,43 @@ async fn memory_recalls_another_conversation(h: &Harness) {
         .clone();
     assert_eq!(stored["citations"], asked["message"]["citations"]);
 
+    // A file attached to another conversation is memory too: the citation names the file and
+    // that conversation, with no message.
+    let file = h
+        .upload(
+            ALICE,
+            "boiler.txt",
+            "text/plain",
+            b"Household notes. The boiler service is booked with Hendrik for the fourteenth.",
+        )
+        .await;
+    let d = h.say(ALICE, "Keep this note for later.", &[&file]).await;
+    let d_id = d["conversation_id"].clone();
+    h.search_until(ALICE, "boiler service", |i| {
+        i["file_id"] == file.as_str() && i["conversation_id"] == d_id
+    })
+    .await;
+    let asked = h
+        .say(
+            ALICE,
+            "When is the boiler service booked? [[cite:Hendrik]]",
+            &[],
+        )
+        .await;
+    let prompt = last_prompt(h);
+    assert!(
+        prompt.contains("Memory, from the file boiler.txt"),
+        "{prompt}"
+    );
+    let c = &asked["message"]["citations"][0];
+    assert_eq!(c["file_id"], file.as_str(), "{asked}");
+    assert_eq!(c["filename"], "boiler.txt");
+    assert!(c["page"].is_null());
+    assert!(c["snippet"].as_str().unwrap().contains("Hendrik"));
+    assert_eq!(c["memory"]["conversation_id"], d_id);
+    assert!(c["memory"]["message_id"].is_null());
+    assert_eq!(c["memory"]["title"], d["title"]);
+
     // Carol has no conversation at all: nothing of Alice's (or Bob's) joins hers.
     let carol = h
         .say(

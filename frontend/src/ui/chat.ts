@@ -7,7 +7,7 @@
  */
 
 import type { Api } from "../api";
-import { linkCitations } from "../citations";
+import { linkCitations, opensConversation } from "../citations";
 import { fileTypeLabel, formatBytes } from "../files";
 import { MarkdownStream, renderMarkdown } from "../markdown";
 import { receiptLines } from "../receipt";
@@ -171,9 +171,11 @@ export class ChatView {
       const target = e.target as Element;
       const cite = target.closest<HTMLAnchorElement>("a.cite");
       if (cite) {
-        e.preventDefault();
         const msg = cite.closest<HTMLElement>(".msg-assistant");
         const c = msg ? answerCitations.get(msg)?.find((x) => String(x.n) === cite.dataset.n) : undefined;
+        // Memory of a message: the link opens that conversation (its hash).
+        if (c && opensConversation(c)) return;
+        e.preventDefault();
         if (c) {
           this.sources ??= new SourceViewer(this.api);
           void this.sources.open(c);

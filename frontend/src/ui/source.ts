@@ -19,23 +19,25 @@ export class SourceViewer {
   }
 
   async open(c: Citation): Promise<void> {
+    const fileId = c.file_id;
+    if (fileId == null) return;
     const seq = ++this.seq;
     const heading = $("source-heading");
     const place = $("source-place");
     const body = $("source-text");
     const error = $("source-error");
-    heading.textContent = c.filename;
+    heading.textContent = c.filename ?? "";
     place.textContent = `Source ${c.n}: ${citationPlace(c)}`;
     body.replaceChildren(h("p", { class: "source-loading", text: "Loading…" }));
     error.hidden = true;
     if (!this.dialog.open) this.dialog.showModal();
     let text: string;
     try {
-      text = (await this.api.fileText(c.file_id)).text;
+      text = (await this.api.fileText(fileId)).text;
     } catch (e) {
       if (seq !== this.seq) return;
       body.replaceChildren();
-      error.textContent = `Couldn't load ${c.filename}. ${describeError(toApiError(e))}`;
+      error.textContent = `Couldn't load ${c.filename ?? "the file"}. ${describeError(toApiError(e))}`;
       error.hidden = false;
       return;
     }

@@ -34,7 +34,7 @@ use crate::service::conversations::{DEFAULT_LIMIT, MAX_LIMIT};
         crate::service::chat::TurnMeta, sse::TurnEventSchema, conversations::RenameBody, conversations::Export,
         files::FileText, files::UploadForm, files::PresignBody, files::PresignReply,
         health::Health, health::Index,
-        models::ModelList, models::ModelItem, crate::llm::Provider, crate::llm::registry::Price, domain::Receipt, domain::Citation,
+        models::ModelList, models::ModelItem, crate::llm::Provider, crate::llm::registry::Price, domain::Receipt, domain::Citation, domain::MemorySource,
         auth::AuthConfigReply, auth::OidcReply, auth::Me, auth::RegisterBody, auth::LoginBody, auth::RefreshBody,
         auth::SessionReply, crate::auth::Role, crate::auth::AuthMode,
         keys::NewKeyBody, keys::NewKey, keys::KeyItem, domain::Page<keys::KeyItem>,
@@ -452,6 +452,29 @@ mod tests {
             doc.pointer("/components/schemas/DoneData/properties/citations/items/$ref"),
             Some(&serde_json::json!("#/components/schemas/Citation"))
         );
+        // Memory: a cited message of another conversation has no file (present, null), and says
+        // which conversation and message it comes from; a file of this conversation has no
+        // `memory` at all.
+        for field in ["file_id", "filename"] {
+            let types = doc
+                .pointer(&format!("/components/schemas/Citation/properties/{field}"))
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            assert!(types.contains("null"), "{field} is nullable: {types}");
+        }
+        assert!(!citation.contains(&"memory".to_owned()));
+        let memory = doc
+            .pointer("/components/schemas/Citation/properties/memory")
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        assert!(
+            memory.contains("#/components/schemas/MemorySource"),
+            "{memory}"
+        );
+        let source = required("MemorySource");
+        for field in ["conversation_id", "message_id", "title"] {
+            assert!(source.contains(&field.to_owned()), "{field}: {source:?}");
+        }
     }
 
     #[test]

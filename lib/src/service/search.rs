@@ -44,6 +44,9 @@ pub const MEMORY_MIN_COSINE: f32 = 0.45;
 /// Memory: how many of the question's distinct words an entry must hold to be relevant by words
 /// (a question with fewer: all of them).
 pub const MEMORY_MIN_WORDS: usize = 2;
+/// Memory: how many of the best-ranked entries are looked up (their conversation, their file)
+/// at most, for the few that join.
+const MEMORY_CANDIDATES: usize = 20;
 /// Memory: the longest passage of an entry that joins a prompt, in characters.
 pub const MEMORY_PASSAGE_CHARS: usize = 600;
 
@@ -494,11 +497,15 @@ impl SearchService {
         let index = self.index(log, owner).await?;
         let ranked: Vec<SearchEntry> = {
             let ix = index.lock().await;
-            let other = |c: &Cached| {
-                c.entry
+            // A message belongs to its conversation for good; a file may have been attached
+            // since it was indexed (the resolved hit says where it is now).
+            let other = |c: &Cached| match c.entry.kind {
+                EntryKind::Message => c
+                    .entry
                     .conversation_id
                     .as_ref()
-                    .is_some_and(|id| id != current)
+                    .is_some_and(|id| id != current),
+                EntryKind::File => c.entry.conversation_id.as_ref() != Some(current),
             };
             let by_words = words_where(&ix.entries, query, |c| {
                 other(c)
@@ -513,7 +520,7 @@ impl SearchService {
         };
         let mut out = Vec::new();
         let mut titles: HashMap<String, Option<String>> = HashMap::new();
-        for entry in ranked {
+        for entry in ranked.into_iter().take(MEMORY_CANDIDATES) {
             if out.len() >= limit {
                 break;
             }
