@@ -46,7 +46,7 @@ impl Harness {
         env.extend_from_slice(extra);
         let app = test_app(&fake, dir.path(), &env).await;
         Self {
-            fake: fake,
+            fake,
             app,
             _dir: dir,
         }

@@ -447,19 +447,6 @@ impl SearchService {
         self.log.is_some()
     }
 
-    /// The vector of a question, when an embedder runs (`None` otherwise, or when it fails:
-    /// logged).
-    pub async fn question_vector(&self, question: &str) -> Option<Vec<f32>> {
-        let v = self.vectors.as_ref()?;
-        match v.query(&bounded(question)).await {
-            Ok(v) => Some(v),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not embed a question; memory by words only");
-                None
-            }
-        }
-    }
-
     /// Memory: at most `limit` passages of the owner's other conversations (messages, and chunks
     /// of files attached to them) most relevant to `question` — by words over its first
     /// [`MAX_QUERY_CHARS`] characters and, with `vector` (the question's), by meaning — best

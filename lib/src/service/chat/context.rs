@@ -511,10 +511,10 @@ impl ContextBuilder {
 
     /// The passages of memory for a turn whose message is `text`, ranked by its words and by the
     /// vector of `question` (the message and the previous one, as the files are cut by: made once
-    /// per turn), numbered on from the files' (by `numbering`), within
-    /// `budget` tokens; the block of the current message that carries them and what they cost
-    /// beyond it in the system prompt. Empty when memory is off, the store keeps no search log,
-    /// nothing clears the floor, or recalling fails (logged: the turn goes on without memory).
+    /// per turn), numbered on from the files' (by `numbering`): the block of the current message
+    /// that carries them, within `budget` tokens with the instructions they add to the system
+    /// prompt. `None` when the store keeps no search log, nothing clears the floor or fits, or
+    /// recalling fails (logged: the turn goes on without memory).
     #[allow(clippy::too_many_arguments)]
     async fn memory(
         &self,

@@ -418,6 +418,24 @@ mod tests {
                     memory: None,
                 }],
             },
+            TurnEvent::Done {
+                message_id: MessageId::from("a"),
+                finish_reason: "stop".into(),
+                usage: receipt.clone(),
+                citations: vec![crate::domain::Citation {
+                    n: 4,
+                    file_id: None,
+                    filename: None,
+                    page: None,
+                    sheet: None,
+                    snippet: "The gate code is 4417.".into(),
+                    memory: Some(crate::domain::MemorySource {
+                        conversation_id: "c-a".into(),
+                        message_id: Some("m-a".into()),
+                        title: "Moving house".into(),
+                    }),
+                }],
+            },
             TurnEvent::Error(Error::Upstream("the provider failed".into())),
             TurnEvent::Error(Error::RateLimited {
                 retry_after_secs: 3,
