@@ -1581,4 +1581,112 @@ mod tests {
         assert!(built.passages.is_empty());
         assert_eq!(built.messages[0].joined_text(), SYSTEM);
     }
+
+    /// A stand-in embedder: letter counts as a unit vector, and how often each text was embedded.
+    #[derive(Default)]
+    struct Counting(std::sync::Mutex<Vec<String>>);
+
+    impl crate::embed::Embedder for Counting {
+        fn id(&self) -> &str {
+            "counting"
+        }
+        fn dim(&self) -> usize {
+            4
+        }
+        fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, crate::embed::EmbedError> {
+            let mut seen = self.0.lock().unwrap();
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    seen.push((*t).to_owned());
+                    let count = |c: char| t.matches(c).count() as f32 + 1.0;
+                    let v = [count('a'), count('e'), count('o'), count('g')];
+                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    v.iter().map(|x| x / norm).collect()
+                })
+                .collect())
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn a_turn_that_cuts_a_file_and_recalls_memory_embeds_its_question_once() {
+        use crate::domain::Conversation;
+        use crate::store::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let owner = Owner::new("embed-once");
+        let counting = Arc::new(Counting::default());
+        let base = builder(dir.path(), 4_000, 500);
+        let vectors = PassageVectors::new(base.blobs.clone(), counting.clone());
+        let store = Arc::new(crate::store::sqlite::SqliteStore::in_memory().unwrap());
+        let other = ConversationId::generate();
+        let at = Timestamp::from_millis(1_764_000_000_000);
+        store
+            .create_conversation(
+                &owner,
+                &Conversation {
+                    id: other.clone(),
+                    title: "Moving house".into(),
+                    message_count: 1,
+                    created_at: at,
+                    updated_at: at,
+                    current_message_id: None,
+                    generating_message_id: None,
+                },
+            )
+            .await
+            .unwrap();
+        let search = SearchService::new(Some(store.clone()), store.clone(), Some(vectors.clone()));
+        let mut fact = message(Role::User, "Noted: the gate code is 4417.", vec![]);
+        fact.conversation_id = other.clone();
+        search.index_message(&owner, &fact).await.unwrap();
+        let mut b = base
+            .with_vectors(Some(vectors.clone()))
+            .with_search(Some(search));
+        b.settings.memory = true;
+        let mut manual = String::new();
+        for p in 1..=400 {
+            manual.push_str(&format!("[page {p}]\nPage {p} covers shipping routes.\n"));
+        }
+        let file = crate::service::files::tests::text_file(
+            b.blobs.as_ref(),
+            &owner,
+            "manual.txt",
+            &manual,
+        )
+        .await;
+        vectors.compute(&owner, &file.id, &manual).await.unwrap();
+        let question = "What is the gate code of the shipping yard?";
+        let here = ConversationId::generate();
+        let built = b
+            .build_turn(
+                &owner,
+                "m",
+                &[],
+                question,
+                std::slice::from_ref(&file),
+                Some(MemoryScope {
+                    conversation_id: &here,
+                }),
+            )
+            .await
+            .unwrap();
+        let last = built.messages.last().unwrap().joined_text();
+        assert!(
+            last.contains("manual.txt is too long to send whole"),
+            "cut by meaning too"
+        );
+        assert!(
+            built.passages.iter().any(|p| p.memory.is_some()),
+            "memory joined: {last}"
+        );
+        let asked = counting
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| t.starts_with(question))
+            .count();
+        assert_eq!(asked, 1, "the question is embedded once per turn");
+    }
 }
