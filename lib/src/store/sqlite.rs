@@ -1,8 +1,10 @@
 //! The embedded store: SQLite in one file under the data directory, WAL mode, versioned migrations
-//! (`PRAGMA user_version`). Calls run on the blocking pool; one connection serialises writes.
+//! (`PRAGMA user_version`). One thread owns the connection and runs the calls, first come first
+//! served, each answered through its own channel: a thousand turns waiting on the store cost a
+//! queued closure each, not a parked thread.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, Row};
@@ -105,10 +107,14 @@ ALTER TABLE messages ADD COLUMN citations TEXT;
     crate::search::sqlite::MIGRATION,
 ];
 
-/// SQLite behind a mutex.
+/// A call waiting for the store's thread.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// SQLite on its own thread, fed by a channel (cheap to clone: every clone queues on the same
+/// thread). The thread ends, closing the database, when the last clone is dropped.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    jobs: mpsc::Sender<Job>,
 }
 
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -164,27 +170,48 @@ impl SqliteStore {
                 .map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
         }
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("conversa-sqlite".into())
+            .spawn(move || serve(conn, queue))
+            .map_err(|e| StoreError::Unavailable(format!("the store thread: {e}")))?;
+        Ok(Self { jobs })
     }
 
-    /// Runs `f` on the connection, on the blocking pool.
+    /// Runs `f` on the connection, on the store's thread, after the calls queued before it. A call
+    /// whose caller has gone still runs (a write is not lost halfway); its answer is dropped.
     pub(crate) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Unavailable("the store lock is poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |c: &mut Connection| {
+                let _ = reply.send(f(c));
+            }))
+            .map_err(|_| StoreError::Unavailable("the store thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the store call failed before answering".into()))?
     }
+}
 
+/// The store's thread: runs the queued calls in order until every sender is gone. A call that
+/// panics is logged and answers nothing (its caller gets an error; an open transaction is rolled
+/// back as it unwinds); the thread goes on with the next.
+fn serve(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+    for job in queue {
+        let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
+        if std::panic::catch_unwind(run).is_err() {
+            tracing::error!("a store call panicked; the store goes on with the next call");
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        }
+    }
+}
+
+impl SqliteStore {
     /// The one row `sql` finds for an owner (`?1`) and an id (`?2`).
     async fn by_id<T: Send + 'static>(
         &self,
@@ -744,6 +771,100 @@ mod tests {
     crate::store_contract_tests!(contract, async {
         Some(Subject::new(SqliteStore::in_memory().unwrap()))
     });
+
+    /// Calls run in the order they were made, one at a time, however many wait at once.
+    #[tokio::test]
+    async fn concurrent_calls_run_one_at_a_time_in_the_order_they_were_made() {
+        let store = SqliteStore::in_memory().unwrap();
+        let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let calls = (0..500).map(|i| {
+            let (store, ran) = (store.clone(), ran.clone());
+            async move {
+                store
+                    .with(move |c| {
+                        ran.lock().unwrap().push(i);
+                        c.query_row("SELECT ?1", [i], |r| r.get::<_, i64>(0))
+                            .map_err(unavailable)
+                    })
+                    .await
+            }
+        });
+        // `join_all` polls each call once in order, so each is queued in that order.
+        let answers = futures::future::join_all(calls).await;
+        let answers: Vec<i64> = answers.into_iter().map(Result::unwrap).collect();
+        assert_eq!(answers, (0..500).collect::<Vec<_>>());
+        assert_eq!(*ran.lock().unwrap(), (0..500).collect::<Vec<_>>());
+    }
+
+    /// A call that fails, or panics inside a transaction, answers with an error and rolls back; the
+    /// store goes on serving.
+    #[tokio::test]
+    async fn the_store_survives_a_failing_or_panicking_call() {
+        let store = SqliteStore::in_memory().unwrap();
+        let failed = store
+            .with(|c| c.execute_batch("NOT SQL").map_err(unavailable))
+            .await;
+        assert!(matches!(failed, Err(StoreError::Unavailable(_))));
+        let panicked = store
+            .with(|c| -> Result<(), StoreError> {
+                let tx = c.transaction().map_err(unavailable)?;
+                tx.execute_batch(
+                    "INSERT INTO files (owner, id, conversation_id, body) VALUES ('o', 'f', NULL, '{}')",
+                )
+                .map_err(unavailable)?;
+                panic!("a bug in a store call");
+            })
+            .await;
+        assert!(matches!(panicked, Err(StoreError::Unavailable(_))));
+        let rows: i64 = store
+            .with(|c| {
+                c.query_row("SELECT COUNT(*) FROM files", [], |r| r.get(0))
+                    .map_err(unavailable)
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "the panicking call's write was rolled back");
+        store.health().await.unwrap();
+    }
+
+    /// A caller that gives up while its call waits (or runs) does not stop the store: its call still
+    /// runs, and the calls behind it are answered.
+    #[tokio::test]
+    async fn a_caller_that_gives_up_does_not_wedge_the_store() {
+        let store = SqliteStore::in_memory().unwrap();
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
+        // The first call blocks the store's thread until released.
+        let blocker = store.with(move |_| {
+            let _ = started.send(());
+            held.recv().map_err(unavailable)
+        });
+        let write = store.with(|c| {
+            c.execute_batch(
+                "INSERT INTO files (owner, id, conversation_id, body) VALUES ('o', 'gone', NULL, '{}')",
+            )
+            .map_err(unavailable)
+        });
+        {
+            // Both are queued, then both callers give up.
+            let mut blocker = Box::pin(blocker);
+            let mut write = Box::pin(write);
+            assert!(futures::poll!(blocker.as_mut()).is_pending());
+            assert!(futures::poll!(write.as_mut()).is_pending());
+            running.await.unwrap();
+        }
+        hold.send(()).unwrap();
+        let rows: i64 = store
+            .with(|c| {
+                c.query_row("SELECT COUNT(*) FROM files WHERE id = 'gone'", [], |r| {
+                    r.get(0)
+                })
+                .map_err(unavailable)
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, 1, "the abandoned write still ran");
+    }
 
     #[tokio::test]
     async fn survives_reopening() {
