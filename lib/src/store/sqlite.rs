@@ -1,7 +1,9 @@
 //! The embedded store: SQLite in one file under the data directory, WAL mode, versioned migrations
 //! (`PRAGMA user_version`). One thread owns the connection and runs the calls, first come first
 //! served, each answered through its own channel: a thousand turns waiting on the store cost a
-//! queued closure each, not a parked thread.
+//! queued closure each, not a parked thread. Writes nobody waits on to go on (the turn log's
+//! batches, the search log) wait until no other call is queued, so that a turn's first writes do
+//! not queue behind them.
 
 use std::path::Path;
 use std::sync::{mpsc, Arc};
@@ -110,11 +112,17 @@ ALTER TABLE messages ADD COLUMN citations TEXT;
 /// A call waiting for the store's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// A call, and whether it may wait behind the others ([`SqliteStore::with_later`]).
+struct Call {
+    job: Job,
+    later: bool,
+}
+
 /// SQLite on its own thread, fed by a channel (cheap to clone: every clone queues on the same
 /// thread). The thread ends, closing the database, when the last clone is dropped.
 #[derive(Clone)]
 pub struct SqliteStore {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Call>,
 }
 
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -170,7 +178,7 @@ impl SqliteStore {
                 .map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
         }
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::channel::<Call>();
         std::thread::Builder::new()
             .name("conversa-sqlite".into())
             .spawn(move || serve(conn, queue))
@@ -184,11 +192,30 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.call(f, false).await
+    }
+
+    /// As [`SqliteStore::with`], for a write nobody waits on to go on (the turn log's batches, the
+    /// search log): it runs once no call made with `with` is queued, in order with the other such
+    /// writes. Each caller awaits its own calls, so what one caller does stays in its order.
+    pub(crate) async fn with_later<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.call(f, true).await
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        later: bool,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |c: &mut Connection| {
+            let _ = reply.send(f(c));
+        });
         self.jobs
-            .send(Box::new(move |c: &mut Connection| {
-                let _ = reply.send(f(c));
-            }))
+            .send(Call { job, later })
             .map_err(|_| StoreError::Unavailable("the store thread has stopped".into()))?;
         answer
             .await
@@ -199,8 +226,29 @@ impl SqliteStore {
 /// The store's thread: runs the queued calls in order until every sender is gone. A call that
 /// panics is logged and answers nothing (its caller gets an error; an open transaction is rolled
 /// back as it unwinds); the thread goes on with the next.
-fn serve(mut conn: Connection, queue: mpsc::Receiver<Job>) {
-    for job in queue {
+fn serve(mut conn: Connection, queue: mpsc::Receiver<Call>) {
+    let mut later: std::collections::VecDeque<Job> = std::collections::VecDeque::new();
+    loop {
+        // Everything queued is taken; a `with` call runs at once, a `with_later` one when nothing
+        // else is queued.
+        let job = match queue.try_recv() {
+            Ok(Call { job, later: false }) => job,
+            Ok(Call { job, later: true }) => {
+                later.push_back(job);
+                continue;
+            }
+            Err(_) => match later.pop_front() {
+                Some(job) => job,
+                None => match queue.recv() {
+                    Ok(Call { job, later: false }) => job,
+                    Ok(Call { job, later: true }) => {
+                        later.push_back(job);
+                        continue;
+                    }
+                    Err(_) => return,
+                },
+            },
+        };
         let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
         if std::panic::catch_unwind(run).is_err() {
             tracing::error!("a store call panicked; the store goes on with the next call");
@@ -864,6 +912,43 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows, 1, "the abandoned write still ran");
+    }
+
+    /// A call someone waits on goes before the writes queued with `with_later`; those keep their
+    /// own order.
+    #[tokio::test]
+    async fn a_waited_on_call_goes_before_queued_later_writes() {
+        let store = SqliteStore::in_memory().unwrap();
+        let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
+        let blocker = store.with(move |_| {
+            let _ = started.send(());
+            held.recv().map_err(unavailable)
+        });
+        let mark = |what: &'static str| {
+            let ran = ran.clone();
+            move |_: &mut Connection| {
+                ran.lock().unwrap().push(what);
+                Ok::<_, StoreError>(())
+            }
+        };
+        let mut blocker = Box::pin(blocker);
+        assert!(futures::poll!(blocker.as_mut()).is_pending());
+        running.await.unwrap();
+        // Queued while the thread is busy: two later writes, then a call someone waits on.
+        let mut first = Box::pin(store.with_later(mark("later 1")));
+        let mut second = Box::pin(store.with_later(mark("later 2")));
+        let mut now = Box::pin(store.with(mark("now")));
+        assert!(futures::poll!(first.as_mut()).is_pending());
+        assert!(futures::poll!(second.as_mut()).is_pending());
+        assert!(futures::poll!(now.as_mut()).is_pending());
+        hold.send(()).unwrap();
+        blocker.await.unwrap();
+        now.await.unwrap();
+        first.await.unwrap();
+        second.await.unwrap();
+        assert_eq!(*ran.lock().unwrap(), vec!["now", "later 1", "later 2"]);
     }
 
     #[tokio::test]
