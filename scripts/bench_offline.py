@@ -150,12 +150,15 @@ def main():
     ap.add_argument("--model", required=True, help="the GGUF file")
     ap.add_argument("--embedder", default=None, help="the embedding model's directory")
     ap.add_argument("--rounds", type=int, default=1, help="times each question is asked per server")
+    ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for every server (repeatable), "
+                    "e.g. CONVERSA_MAX_ANSWER_TOKENS=256 so that a rambling answer cannot hold the line")
     args = ap.parse_args()
+    extra = dict(e.split("=", 1) for e in args.env)
 
     servers = []
     for spec in args.server:
         name, _, binary = spec.partition("=")
-        servers.append(Server(name, binary, args.model, args.embedder, {}))
+        servers.append(Server(name, binary, args.model, args.embedder, extra))
     try:
         files = {}
         for s in servers:

@@ -123,9 +123,9 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The most threads the blocking pool may hold (store calls on the embedded SQLite, file reads).
-/// The embedded store serialises its calls anyway, so a burst of streams queues here instead of
-/// starting a thread per waiting call (tokio's default allows 512).
+/// The most threads the blocking pool may hold (file reads, extraction, the in-process models;
+/// tokio's default allows 512). Calls on the embedded SQLite store do not use it: they queue for
+/// the store's own thread.
 pub const BLOCKING_THREADS: usize = 32;
 
 /// The runtime of a long-running binary: `CONVERSA_WORKER_THREADS` workers (default one per core)

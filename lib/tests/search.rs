@@ -837,3 +837,52 @@ async fn memory_by_meaning_recalls_a_note_that_shares_no_word_with_the_question(
         "unrelated notes stay below the floor: {prompt}"
     );
 }
+
+/// A long message costs the model its opening only (its first `MESSAGE_PIECES` word pieces), yet
+/// is found by meaning from that opening and by any of its words, however far in.
+#[tokio::test]
+async fn a_long_message_is_found_by_meaning_from_its_opening_and_by_words_from_anywhere() {
+    let Some(dir) = model_dir() else { return };
+    let dir = dir.display().to_string();
+    let h = Harness::new(&[
+        ("CONVERSA_EMBEDDER", "minilm"),
+        ("CONVERSA_EMBED_MODEL", dir.as_str()),
+    ])
+    .await;
+    for note in NOTES.iter().filter(|n| !n.contains("dog")) {
+        h.say(ALICE, note, &[]).await;
+    }
+    // The dog sentence, then far more than the model reads of unrelated text, then a rare word.
+    let filler = "Minutes of the facilities committee, item by item, with nothing decided today. "
+        .repeat(20);
+    let long = format!(
+        "{} {filler} Signed off by the quartermaster of Zanzibarite hall.",
+        NOTES[1]
+    );
+    assert!(long.chars().count() < 2_000, "within the entry's bound");
+    let pieces = conversa::service::search::MESSAGE_PIECES;
+    assert!(
+        long.split_whitespace().count() > 2 * pieces,
+        "the rare word is beyond what the model reads"
+    );
+    let turn = h.say(ALICE, &long, &[]).await;
+    let conversation = turn["conversation_id"].clone();
+
+    let by_words = h
+        .search_until(ALICE, "zanzibarite", |i| {
+            i["conversation_id"] == conversation
+        })
+        .await;
+    assert_eq!(by_words[0]["conversation_id"], conversation, "{by_words:?}");
+    assert!(by_words[0]["snippet"]
+        .as_str()
+        .unwrap()
+        .contains("Zanzibarite"));
+
+    // By meaning: the question shares no word with the message, whose vector is of its opening.
+    let by_meaning = h
+        .search_until(ALICE, PARAPHRASE, |i| i["conversation_id"] == conversation)
+        .await;
+    let first = by_meaning.iter().find(|i| i["kind"] == "message").unwrap();
+    assert_eq!(first["conversation_id"], conversation, "{by_meaning:?}");
+}

@@ -104,16 +104,26 @@ impl MiniLm {
     /// The word pieces the model reads for `text`: `[CLS]`, at most [`MAX_TOKENS`] − 2 pieces of
     /// its beginning, `[SEP]`.
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        self.token_ids_within(text, MAX_TOKENS)
+    }
+
+    /// As [`MiniLm::token_ids`], with at most `max` pieces in all (`[CLS]` and `[SEP]` included;
+    /// at most [`MAX_TOKENS`]). Only the text those pieces can come from is tokenised.
+    pub fn token_ids_within(&self, text: &str, max: usize) -> Result<Vec<u32>, EmbedError> {
+        let max = max.clamp(3, MAX_TOKENS);
+        // [`MAX_CHARS`] in proportion (about 31 characters a piece, far more than pieces take):
+        // the tokeniser never reads far past what is kept.
+        let chars = MAX_CHARS * max / MAX_TOKENS;
         let end = text
             .char_indices()
-            .nth(MAX_CHARS)
+            .nth(chars)
             .map_or(text.len(), |(i, _)| i);
         let encoding = self
             .tokenizer
             .encode(&text[..end], false)
             .map_err(|e| EmbedError::Model(format!("tokenizer: {e}")))?;
         let body = encoding.get_ids();
-        let body = &body[..body.len().min(MAX_TOKENS - 2)];
+        let body = &body[..body.len().min(max - 2)];
         let mut ids = Vec::with_capacity(body.len() + 2);
         ids.push(self.cls);
         ids.extend_from_slice(body);
@@ -158,9 +168,13 @@ impl Embedder for MiniLm {
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_prefix(texts, MAX_TOKENS)
+    }
+
+    fn embed_prefix(&self, texts: &[&str], pieces: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
         let seqs = texts
             .iter()
-            .map(|t| self.token_ids(t))
+            .map(|t| self.token_ids_within(t, pieces))
             .collect::<Result<Vec<_>, _>>()?;
         // Shortest first, so that each batch pads little; then back in the callers' order.
         let mut order: Vec<usize> = (0..seqs.len()).collect();

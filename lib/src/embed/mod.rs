@@ -33,6 +33,12 @@ pub trait Embedder: Send + Sync {
     /// One unit-length vector per text, in order. Each text is embedded from a bounded prefix (the
     /// model's longest input), so any length costs at most that much.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// As [`Embedder::embed`], each text from at most `pieces` word pieces of its beginning (the
+    /// model's own limit when that is lower): what a long message costs is bounded by this.
+    fn embed_prefix(&self, texts: &[&str], pieces: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let _ = pieces;
+        self.embed(texts)
+    }
 }
 
 /// Which embedder runs (`CONVERSA_EMBEDDER`).

@@ -1174,7 +1174,7 @@ impl<'a> RegistryBuilder<'a> {
         // answers past it wait in line, told their place.
         let slots = match c.provider {
             #[cfg(feature = "local-model")]
-            Provider::Local => Some(c.max_concurrent.unwrap_or(super::local::MAX_CONCURRENT)),
+            Provider::Local => Some(c.max_concurrent.unwrap_or(super::local::DEFAULT_SLOTS)),
             _ => c.max_concurrent,
         };
         let chat: Arc<dyn ChatModel> = match slots {

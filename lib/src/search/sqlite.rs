@@ -62,7 +62,7 @@ impl SearchLog for SqliteStore {
     async fn append(&self, owner: &Owner, entries: &[SearchEntry]) -> Result<(), StoreError> {
         let owner = owner.as_str().to_owned();
         let entries = entries.to_vec();
-        self.with(move |c| {
+        self.with_later(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
             for e in &entries {
                 // A new row (a new seq) for an id appended again, so that readers see it again.

@@ -14,7 +14,10 @@
 //! [`MEMORY_MIN_WORDS`] of the question's distinct words (all of them, for a shorter question).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::sync::mpsc;
 
 use crate::domain::{ConversationId, FileId, FileMeta, Message, MessageId, Owner, Timestamp};
 use crate::search::{self, bounded, EntryKind, SearchEntry, SearchLog};
@@ -69,6 +72,17 @@ pub struct Recalled {
     /// best matches the question.
     pub text: String,
 }
+/// Word pieces of a stored message the model reads (its beginning): what embedding a message
+/// costs is bounded by this, however long it is. Its words are all indexed (within the entry's
+/// bound).
+pub const MESSAGE_PIECES: usize = 128;
+/// Messages embedded together (one call of the model) by the indexing worker.
+const INDEX_BATCH: usize = 8;
+/// Messages written together when there is no model (one write per owner).
+const INDEX_BATCH_WORDS: usize = 64;
+/// Messages waiting for the indexing worker, at most; beyond, a message is written at once, found
+/// by its words alone.
+const MAX_PENDING: usize = 10_000;
 
 /// One hit.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +163,10 @@ pub struct SearchService {
     store: Arc<dyn Store>,
     vectors: Option<Arc<PassageVectors>>,
     cache: Mutex<Cache>,
+    /// The indexing worker's queue (started with the first message).
+    indexer: OnceLock<mpsc::UnboundedSender<(Owner, SearchEntry)>>,
+    /// Messages in that queue or being indexed.
+    pending: Arc<AtomicUsize>,
 }
 
 /// Per owner: when it was last searched (a counter) and its index.
@@ -206,61 +224,71 @@ impl SearchService {
             store,
             vectors,
             cache: Mutex::new(Cache::default()),
+            indexer: OnceLock::new(),
+            pending: Arc::new(AtomicUsize::new(0)),
         })
     }
 
-    /// The vector of `text`, when an embedder runs and it works (a failure is logged: the entry is
-    /// then found by its words alone).
-    async fn vector(&self, text: &str) -> Vec<u8> {
-        let Some(v) = &self.vectors else {
-            return Vec::new();
-        };
-        match v.query(text).await {
-            Ok(v) => search::encode_vector(&v),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not embed a search entry; words only");
-                Vec::new()
-            }
-        }
-    }
-
-    /// Adds a stored message (a question, or an answer once finished) to the owner's log.
+    /// Adds a stored message (a question, or an answer once finished) to the owner's log, now.
     pub async fn index_message(&self, owner: &Owner, message: &Message) -> Result<(), Error> {
         let Some(log) = &self.log else {
             return Ok(());
         };
-        if message.content.trim().is_empty() {
+        let Some(mut entry) = message_entry(message) else {
             return Ok(());
-        }
-        let text = bounded(&message.content);
-        let vector = self.vector(&text).await;
-        let entry = SearchEntry {
-            id: message.id.as_str().to_owned(),
-            kind: EntryKind::Message,
-            conversation_id: Some(message.conversation_id.clone()),
-            message_id: Some(message.id.clone()),
-            file_id: None,
-            chunk: None,
-            label: None,
-            created_at: message.created_at,
-            text,
-            vector,
         };
+        if let Some(v) = &self.vectors {
+            entry.vector = message_vectors(v, std::slice::from_ref(&entry.text))
+                .await
+                .pop()
+                .unwrap_or_default();
+        }
         log.append(owner, &[entry]).await?;
         Ok(())
     }
 
-    /// Indexes a message in the background (failures are logged).
+    /// Indexes a message in the background (failures are logged): one worker takes the messages in
+    /// order, embeds several at once (each from its first [`MESSAGE_PIECES`] word pieces, behind
+    /// any question or search waiting for the model) and writes them, one write per owner.
     pub fn index_message_later(self: &Arc<Self>, owner: &Owner, message: &Message) {
-        if self.log.is_none() {
+        let Some(log) = &self.log else {
+            return;
+        };
+        let Some(entry) = message_entry(message) else {
+            return;
+        };
+        let queued = self.pending.fetch_add(1, Ordering::AcqRel) < MAX_PENDING
+            && self
+                .indexer
+                .get_or_init(|| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(index_worker(
+                        log.clone(),
+                        self.vectors.clone(),
+                        rx,
+                        self.pending.clone(),
+                    ));
+                    tx
+                })
+                .send((owner.clone(), entry.clone()))
+                .is_ok();
+        if queued {
             return;
         }
-        let (this, owner, message) = (self.clone(), owner.clone(), message.clone());
+        // Too much waiting (or no worker): written now, by its words alone.
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+        tracing::warn!(message = %message.id, "search indexing is behind; a message is indexed by its words alone");
+        let (log, owner) = (log.clone(), owner.clone());
         tokio::spawn(async move {
-            if let Err(e) = this.index_message(&owner, &message).await {
-                tracing::warn!(message = %message.id, error = %e, "could not index a message for search");
+            if let Err(e) = log.append(&owner, &[entry]).await {
+                tracing::warn!(error = %e, "could not index a message for search");
             }
         });
+    }
+
+    /// Messages waiting to be indexed (queued or being embedded).
+    pub fn pending_messages(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
     }
 
     /// Adds the chunks of a file's text to the owner's log, with the file's stored vectors when
@@ -593,6 +621,82 @@ impl SearchService {
             snippet: snippet(&entry.text, query),
             score,
         }))
+    }
+}
+
+/// The log entry of a message, without its vector; `None` for an empty one.
+fn message_entry(message: &Message) -> Option<SearchEntry> {
+    if message.content.trim().is_empty() {
+        return None;
+    }
+    Some(SearchEntry {
+        id: message.id.as_str().to_owned(),
+        kind: EntryKind::Message,
+        conversation_id: Some(message.conversation_id.clone()),
+        message_id: Some(message.id.clone()),
+        file_id: None,
+        chunk: None,
+        label: None,
+        created_at: message.created_at,
+        text: bounded(&message.content),
+        vector: Vec::new(),
+    })
+}
+
+/// The encoded vectors of messages' texts, from their first [`MESSAGE_PIECES`] word pieces, in
+/// the background; empty ones when the model fails (logged: those are found by words alone).
+async fn message_vectors(vectors: &PassageVectors, texts: &[String]) -> Vec<Vec<u8>> {
+    match vectors
+        .embed_background(texts.to_vec(), Some(MESSAGE_PIECES))
+        .await
+    {
+        Ok(v) if v.len() == texts.len() => v.iter().map(|v| search::encode_vector(v)).collect(),
+        Ok(_) => {
+            tracing::warn!("the embedding model returned too few vectors; words only");
+            vec![Vec::new(); texts.len()]
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not embed messages for search; words only");
+            vec![Vec::new(); texts.len()]
+        }
+    }
+}
+
+/// The indexing worker: takes what is queued (up to a batch), embeds it in one call, writes it
+/// (one write per owner, in order), and goes on until the service is gone.
+async fn index_worker(
+    log: Arc<dyn SearchLog>,
+    vectors: Option<Arc<PassageVectors>>,
+    mut queue: mpsc::UnboundedReceiver<(Owner, SearchEntry)>,
+    pending: Arc<AtomicUsize>,
+) {
+    let most = if vectors.is_some() {
+        INDEX_BATCH
+    } else {
+        INDEX_BATCH_WORDS
+    };
+    let mut batch = Vec::with_capacity(most);
+    while queue.recv_many(&mut batch, most).await > 0 {
+        if let Some(v) = &vectors {
+            let texts: Vec<String> = batch.iter().map(|(_, e)| e.text.clone()).collect();
+            for ((_, e), v) in batch.iter_mut().zip(message_vectors(v, &texts).await) {
+                e.vector = v;
+            }
+        }
+        let n = batch.len();
+        let mut by_owner: Vec<(Owner, Vec<SearchEntry>)> = Vec::new();
+        for (owner, entry) in batch.drain(..) {
+            match by_owner.iter_mut().find(|(o, _)| *o == owner) {
+                Some((_, entries)) => entries.push(entry),
+                None => by_owner.push((owner, vec![entry])),
+            }
+        }
+        for (owner, entries) in by_owner {
+            if let Err(e) = log.append(&owner, &entries).await {
+                tracing::warn!(error = %e, messages = entries.len(), "could not index messages for search");
+            }
+        }
+        pending.fetch_sub(n, Ordering::AcqRel);
     }
 }
 

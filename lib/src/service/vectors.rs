@@ -5,10 +5,11 @@
 //! in the background, saying why, and that turn ranks by words alone.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::blobs::{keys, BlobStore};
@@ -18,16 +19,25 @@ use crate::embed::Embedder;
 use crate::service::retrieval::{self, Doc, CHUNKER_ID};
 use crate::service::Error;
 
-/// Texts embedded per turn at the model: between two batches, a question's embedding (or anything
-/// else waiting) gets in.
+/// Texts embedded per turn at the model when someone waits for them (a question, a search).
 const BATCH_TEXTS: usize = 16;
+/// Texts embedded per turn at the model in the background (a file's chunks, stored messages):
+/// a question that comes meanwhile waits for one such batch at most (4 × 256 word pieces,
+/// about half a second of a core).
+pub const BACKGROUND_BATCH_TEXTS: usize = 4;
 
 /// Makes, stores and reads back the vectors of files' chunks. Cheap to share.
 pub struct PassageVectors {
     blobs: Arc<dyn BlobStore>,
     embedder: Arc<dyn Embedder>,
-    /// One batch at the model at a time: the cores are shared with extraction and answers.
-    permit: Semaphore,
+    /// One batch at the model at a time, in the whole process: the cores are shared with
+    /// extraction and answers.
+    permit: Arc<Semaphore>,
+    /// Callers waiting for (or holding) the model who wait for the answer: background work yields
+    /// to them.
+    foreground: AtomicUsize,
+    /// Woken when the last of those is done.
+    idle: Notify,
     /// Files whose vectors are being made (blob keys).
     pending: Mutex<HashSet<String>>,
 }
@@ -46,7 +56,9 @@ impl PassageVectors {
         Arc::new(Self {
             blobs,
             embedder,
-            permit: Semaphore::new(1),
+            permit: Arc::new(Semaphore::new(1)),
+            foreground: AtomicUsize::new(0),
+            idle: Notify::new(),
             pending: Mutex::new(HashSet::new()),
         })
     }
@@ -65,27 +77,85 @@ impl PassageVectors {
         }
     }
 
-    /// Embeds texts off the async workers, a batch at a time.
+    /// Embeds texts off the async workers, a batch at a time, for a caller who waits for them:
+    /// ahead of any background work (which yields between its batches).
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, Error> {
+        let _waiting = Foreground::enter(self);
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(BATCH_TEXTS) {
-            let _turn = self
+            let turn = self
                 .permit
-                .acquire()
+                .clone()
+                .acquire_owned()
                 .await
                 .map_err(|e| Error::Internal(format!("embedding: {e}")))?;
-            let embedder = self.embedder.clone();
-            let batch = batch.to_vec();
-            let vectors = tokio::task::spawn_blocking(move || {
-                let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-                embedder.embed(&refs)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("embedding task: {e}")))?
-            .map_err(|e| Error::Internal(e.to_string()))?;
-            out.extend(vectors);
+            out.extend(self.run(turn, batch.to_vec(), None).await?);
         }
         Ok(out)
+    }
+
+    /// Embeds texts in the background (each from at most `pieces` word pieces of its beginning,
+    /// when given), [`BACKGROUND_BATCH_TEXTS`] at a time, each batch waiting until no caller of
+    /// [`PassageVectors::embed`] waits: one embedding at a time in the process, and the ones
+    /// someone waits for first.
+    pub async fn embed_background(
+        &self,
+        texts: Vec<String>,
+        pieces: Option<usize>,
+    ) -> Result<Vec<Vec<f32>>, Error> {
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(BACKGROUND_BATCH_TEXTS) {
+            let turn = self.background_turn().await?;
+            out.extend(self.run(turn, batch.to_vec(), pieces).await?);
+        }
+        Ok(out)
+    }
+
+    /// The model, once no foreground caller waits for it.
+    async fn background_turn(&self) -> Result<OwnedSemaphorePermit, Error> {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.foreground.load(Ordering::Acquire) == 0 {
+                let turn = self
+                    .permit
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| Error::Internal(format!("embedding: {e}")))?;
+                if self.foreground.load(Ordering::Acquire) == 0 {
+                    return Ok(turn);
+                }
+                // Someone came while this waited: they go first.
+                drop(turn);
+                continue;
+            }
+            idle.await;
+        }
+    }
+
+    /// One batch at the model, on the blocking pool, holding `turn` until it is done (even when
+    /// the caller stops waiting).
+    async fn run(
+        &self,
+        turn: OwnedSemaphorePermit,
+        batch: Vec<String>,
+        pieces: Option<usize>,
+    ) -> Result<Vec<Vec<f32>>, Error> {
+        let embedder = self.embedder.clone();
+        let vectors = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+            match pieces {
+                Some(n) => embedder.embed_prefix(&refs, n),
+                None => embedder.embed(&refs),
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("embedding task: {e}")))?
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(vectors)
     }
 
     /// The vector of a question (of its bounded prefix).
@@ -118,7 +188,7 @@ impl PassageVectors {
                 })
             })
             .collect();
-        let made = self.embed(unique).await?;
+        let made = self.embed_background(unique, None).await?;
         let all: Vec<Vec<f32>> = which.iter().map(|&u| made[u].clone()).collect();
         let blob = vectors::encode(&self.expect(text), &all);
         self.blobs
@@ -191,6 +261,25 @@ impl PassageVectors {
                 }
                 Ok(None)
             }
+        }
+    }
+}
+
+/// A caller waiting for the model (or using it): counted while it lives, even when its future is
+/// dropped halfway.
+struct Foreground<'a>(&'a PassageVectors);
+
+impl<'a> Foreground<'a> {
+    fn enter(v: &'a PassageVectors) -> Self {
+        v.foreground.fetch_add(1, Ordering::AcqRel);
+        Self(v)
+    }
+}
+
+impl Drop for Foreground<'_> {
+    fn drop(&mut self) {
+        if self.0.foreground.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
         }
     }
 }

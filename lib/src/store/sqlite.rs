@@ -1,8 +1,12 @@
 //! The embedded store: SQLite in one file under the data directory, WAL mode, versioned migrations
-//! (`PRAGMA user_version`). Calls run on the blocking pool; one connection serialises writes.
+//! (`PRAGMA user_version`). One thread owns the connection and runs the calls, first come first
+//! served, each answered through its own channel: a thousand turns waiting on the store cost a
+//! queued closure each, not a parked thread. Writes nobody waits on to go on (the turn log's
+//! batches, the search log) wait until no other call is queued, so that a turn's first writes do
+//! not queue behind them.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, Row};
@@ -105,10 +109,20 @@ ALTER TABLE messages ADD COLUMN citations TEXT;
     crate::search::sqlite::MIGRATION,
 ];
 
-/// SQLite behind a mutex.
+/// A call waiting for the store's thread.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A call, and whether it may wait behind the others ([`SqliteStore::with_later`]).
+struct Call {
+    job: Job,
+    later: bool,
+}
+
+/// SQLite on its own thread, fed by a channel (cheap to clone: every clone queues on the same
+/// thread). The thread ends, closing the database, when the last clone is dropped.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    jobs: mpsc::Sender<Call>,
 }
 
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -164,27 +178,88 @@ impl SqliteStore {
                 .map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
         }
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let (jobs, queue) = mpsc::channel::<Call>();
+        std::thread::Builder::new()
+            .name("conversa-sqlite".into())
+            .spawn(move || serve(conn, queue))
+            .map_err(|e| StoreError::Unavailable(format!("the store thread: {e}")))?;
+        Ok(Self { jobs })
     }
 
-    /// Runs `f` on the connection, on the blocking pool.
+    /// Runs `f` on the connection, on the store's thread, after the calls queued before it. A call
+    /// whose caller has gone still runs (a write is not lost halfway); its answer is dropped.
     pub(crate) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Unavailable("the store lock is poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        self.call(f, false).await
     }
 
+    /// As [`SqliteStore::with`], for a write nobody waits on to go on (the turn log's batches, the
+    /// search log): it runs once no call made with `with` is queued, in order with the other such
+    /// writes. Each caller awaits its own calls, so what one caller does stays in its order.
+    pub(crate) async fn with_later<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.call(f, true).await
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        later: bool,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |c: &mut Connection| {
+            let _ = reply.send(f(c));
+        });
+        self.jobs
+            .send(Call { job, later })
+            .map_err(|_| StoreError::Unavailable("the store thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the store call failed before answering".into()))?
+    }
+}
+
+/// The store's thread: runs the queued calls in order until every sender is gone. A call that
+/// panics is logged and answers nothing (its caller gets an error; an open transaction is rolled
+/// back as it unwinds); the thread goes on with the next.
+fn serve(mut conn: Connection, queue: mpsc::Receiver<Call>) {
+    let mut later: std::collections::VecDeque<Job> = std::collections::VecDeque::new();
+    loop {
+        // Everything queued is taken; a `with` call runs at once, a `with_later` one when nothing
+        // else is queued.
+        let job = match queue.try_recv() {
+            Ok(Call { job, later: false }) => job,
+            Ok(Call { job, later: true }) => {
+                later.push_back(job);
+                continue;
+            }
+            Err(_) => match later.pop_front() {
+                Some(job) => job,
+                None => match queue.recv() {
+                    Ok(Call { job, later: false }) => job,
+                    Ok(Call { job, later: true }) => {
+                        later.push_back(job);
+                        continue;
+                    }
+                    Err(_) => return,
+                },
+            },
+        };
+        let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
+        if std::panic::catch_unwind(run).is_err() {
+            tracing::error!("a store call panicked; the store goes on with the next call");
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        }
+    }
+}
+
+impl SqliteStore {
     /// The one row `sql` finds for an owner (`?1`) and an id (`?2`).
     async fn by_id<T: Send + 'static>(
         &self,
@@ -744,6 +819,137 @@ mod tests {
     crate::store_contract_tests!(contract, async {
         Some(Subject::new(SqliteStore::in_memory().unwrap()))
     });
+
+    /// Calls run in the order they were made, one at a time, however many wait at once.
+    #[tokio::test]
+    async fn concurrent_calls_run_one_at_a_time_in_the_order_they_were_made() {
+        let store = SqliteStore::in_memory().unwrap();
+        let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let calls = (0..500).map(|i| {
+            let (store, ran) = (store.clone(), ran.clone());
+            async move {
+                store
+                    .with(move |c| {
+                        ran.lock().unwrap().push(i);
+                        c.query_row("SELECT ?1", [i], |r| r.get::<_, i64>(0))
+                            .map_err(unavailable)
+                    })
+                    .await
+            }
+        });
+        // `join_all` polls each call once in order, so each is queued in that order.
+        let answers = futures::future::join_all(calls).await;
+        let answers: Vec<i64> = answers.into_iter().map(Result::unwrap).collect();
+        assert_eq!(answers, (0..500).collect::<Vec<_>>());
+        assert_eq!(*ran.lock().unwrap(), (0..500).collect::<Vec<_>>());
+    }
+
+    /// A call that fails, or panics inside a transaction, answers with an error and rolls back; the
+    /// store goes on serving.
+    #[tokio::test]
+    async fn the_store_survives_a_failing_or_panicking_call() {
+        let store = SqliteStore::in_memory().unwrap();
+        let failed = store
+            .with(|c| c.execute_batch("NOT SQL").map_err(unavailable))
+            .await;
+        assert!(matches!(failed, Err(StoreError::Unavailable(_))));
+        let panicked = store
+            .with(|c| -> Result<(), StoreError> {
+                let tx = c.transaction().map_err(unavailable)?;
+                tx.execute_batch(
+                    "INSERT INTO files (owner, id, conversation_id, body) VALUES ('o', 'f', NULL, '{}')",
+                )
+                .map_err(unavailable)?;
+                panic!("a bug in a store call");
+            })
+            .await;
+        assert!(matches!(panicked, Err(StoreError::Unavailable(_))));
+        let rows: i64 = store
+            .with(|c| {
+                c.query_row("SELECT COUNT(*) FROM files", [], |r| r.get(0))
+                    .map_err(unavailable)
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "the panicking call's write was rolled back");
+        store.health().await.unwrap();
+    }
+
+    /// A caller that gives up while its call waits (or runs) does not stop the store: its call still
+    /// runs, and the calls behind it are answered.
+    #[tokio::test]
+    async fn a_caller_that_gives_up_does_not_wedge_the_store() {
+        let store = SqliteStore::in_memory().unwrap();
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
+        // The first call blocks the store's thread until released.
+        let blocker = store.with(move |_| {
+            let _ = started.send(());
+            held.recv().map_err(unavailable)
+        });
+        let write = store.with(|c| {
+            c.execute_batch(
+                "INSERT INTO files (owner, id, conversation_id, body) VALUES ('o', 'gone', NULL, '{}')",
+            )
+            .map_err(unavailable)
+        });
+        {
+            // Both are queued, then both callers give up.
+            let mut blocker = Box::pin(blocker);
+            let mut write = Box::pin(write);
+            assert!(futures::poll!(blocker.as_mut()).is_pending());
+            assert!(futures::poll!(write.as_mut()).is_pending());
+            running.await.unwrap();
+        }
+        hold.send(()).unwrap();
+        let rows: i64 = store
+            .with(|c| {
+                c.query_row("SELECT COUNT(*) FROM files WHERE id = 'gone'", [], |r| {
+                    r.get(0)
+                })
+                .map_err(unavailable)
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, 1, "the abandoned write still ran");
+    }
+
+    /// A call someone waits on goes before the writes queued with `with_later`; those keep their
+    /// own order.
+    #[tokio::test]
+    async fn a_waited_on_call_goes_before_queued_later_writes() {
+        let store = SqliteStore::in_memory().unwrap();
+        let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
+        let blocker = store.with(move |_| {
+            let _ = started.send(());
+            held.recv().map_err(unavailable)
+        });
+        let mark = |what: &'static str| {
+            let ran = ran.clone();
+            move |_: &mut Connection| {
+                ran.lock().unwrap().push(what);
+                Ok::<_, StoreError>(())
+            }
+        };
+        let mut blocker = Box::pin(blocker);
+        assert!(futures::poll!(blocker.as_mut()).is_pending());
+        running.await.unwrap();
+        // Queued while the thread is busy: two later writes, then a call someone waits on.
+        let mut first = Box::pin(store.with_later(mark("later 1")));
+        let mut second = Box::pin(store.with_later(mark("later 2")));
+        let mut now = Box::pin(store.with(mark("now")));
+        assert!(futures::poll!(first.as_mut()).is_pending());
+        assert!(futures::poll!(second.as_mut()).is_pending());
+        assert!(futures::poll!(now.as_mut()).is_pending());
+        hold.send(()).unwrap();
+        blocker.await.unwrap();
+        now.await.unwrap();
+        first.await.unwrap();
+        second.await.unwrap();
+        assert_eq!(*ran.lock().unwrap(), vec!["now", "later 1", "later 2"]);
+    }
 
     #[tokio::test]
     async fn survives_reopening() {

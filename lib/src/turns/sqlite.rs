@@ -115,7 +115,7 @@ impl TurnLog for SqliteTurnLog {
         };
         let (o, t) = (owner.clone(), turn.clone());
         self.store
-            .with(move |c| {
+            .with_later(move |c| {
                 let tx = c.transaction().map_err(unavailable)?;
                 let last_id = match &batch {
                     Some((last_id, json)) => {

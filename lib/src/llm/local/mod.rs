@@ -49,6 +49,10 @@ pub const REPEAT_LAST_N: usize = 64;
 pub const PREFILL_CHUNK: usize = 128;
 /// Answers generated at once. Two cores gain nothing from more; further requests wait their turn.
 pub const MAX_CONCURRENT: usize = 2;
+/// Answers the server has the offline model generate at once unless the models file says
+/// otherwise (`max_concurrent`). One: each answer uses every core (candle's threads), so two at
+/// once each take longer than twice one; the next waits in line, told its place (`queued`).
+pub const DEFAULT_SLOTS: usize = 1;
 
 /// How the weights are held in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
