@@ -218,7 +218,10 @@ impl LazyMiniLm {
         struct Dim {
             hidden_size: usize,
         }
-        for name in ["model.safetensors", "tokenizer.json"] {
+        // In the order the load reads them, so that a missing model is named as it would be.
+        let config: Dim = serde_json::from_slice(&read(dir, "config.json")?)
+            .map_err(|e| EmbedError::Model(format!("config.json: {e}")))?;
+        for name in ["tokenizer.json", "model.safetensors"] {
             let path = dir.join(name);
             if !path.is_file() {
                 return Err(EmbedError::Missing(format!(
@@ -227,8 +230,6 @@ impl LazyMiniLm {
                 )));
             }
         }
-        let config: Dim = serde_json::from_slice(&read(dir, "config.json")?)
-            .map_err(|e| EmbedError::Model(format!("config.json: {e}")))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             dim: config.hidden_size,
