@@ -363,6 +363,7 @@ impl Config {
                     )?
                 },
                 model_dir: get("CONVERSA_EMBED_MODEL").map(PathBuf::from),
+                lazy: false,
             },
             memory: choice(
                 "CONVERSA_MEMORY",

@@ -43,7 +43,10 @@ pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
         std::process::exit(code);
     }
     init_tracing();
-    let app = App::from_config(Config::from_env()?).await?;
+    let mut config = Config::from_env()?;
+    // The embedding model loads on the first invocation that embeds, not in init.
+    config.embed.lazy = true;
+    let app = App::from_config(config).await?;
     // Jobs go to SQS in AWS; without a queue, they run in this process.
     app.start_workers();
     let router = function.router(&app);

@@ -1,6 +1,7 @@
 //! The extraction job queue against a real SQS API (moto locally, `AWS_ENDPOINT_URL`): the `JobQueue`
 //! contract (each check on a queue of its own), and a job sent for an uploaded file received by the
-//! worker, the file processed from S3 and the message deleted.
+//! worker, the file processed from S3 and the message deleted; with an embedding model, the file's
+//! vectors stored in S3 before its message is deleted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: failing loudly is their job
 #![cfg(all(feature = "sqs", feature = "s3", feature = "sqlite"))]
@@ -247,5 +248,190 @@ async fn the_worker_processes_queued_files() {
         .unwrap();
     sqs.delete_queue().queue_url(&queue).send().await.unwrap();
     blobs.delete_prefix("worker_example_com/").await.unwrap();
+    s3.delete_bucket().bucket(&bucket).send().await.unwrap();
+}
+
+/// The extraction container embeds at extraction: by the time the worker deletes a job's message,
+/// the file's vectors are in S3, made by the container's model for the file's stored text (the
+/// container may be stopped between two jobs, so nothing is left to a background task).
+#[cfg(feature = "embedder")]
+#[tokio::test]
+async fn the_worker_stores_a_files_vectors_before_deleting_its_job() {
+    use conversa::blobs::BlobStore;
+    use conversa::embed::Embedder;
+    if common::service("AWS_ENDPOINT_URL", "SQS").is_none() {
+        return;
+    }
+    let Some(model) = common::embed_model_dir() else {
+        return;
+    };
+    let embedder: Arc<dyn Embedder> =
+        Arc::new(conversa::embed::minilm::MiniLm::load(&model).unwrap());
+    let sdk = conversa::aws::sdk_config().await;
+    let s3 = conversa::blobs::s3::client(sdk);
+    let bucket = common::unique("vectors");
+    ensure_bucket(&s3, &bucket).await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let queue = sqs
+        .create_queue()
+        .queue_name(common::unique("q"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::config(&[("CONVERSA_DATA_DIR", dir.path().to_str().unwrap())]);
+    let blobs = S3Blobs::new(s3.clone(), &bucket);
+    let state = App::new(
+        config,
+        conversa::store::sqlite::SqliteStore::in_memory()
+            .unwrap()
+            .with_turn_log(),
+        Arc::new(blobs.clone()),
+        Arc::new(conversa::limits::memory::MemoryLimiter::new()),
+        Arc::new(conversa::llm::Registry::single(
+            "m",
+            conversa::llm::Provider::OpenAi,
+            Arc::new(
+                conversa::llm::openai::OpenAiModel::new(
+                    Some("unused"),
+                    Some("http://127.0.0.1:9"),
+                    "m",
+                )
+                .unwrap(),
+            ),
+        )),
+    )
+    .unwrap()
+    .with_embedder(Some(embedder.clone()))
+    .unwrap();
+    let owner = Owner::new("embedder@example.com");
+    // Enough rows for several chunks.
+    let mut csv = String::from("city,river,note\n");
+    for i in 0..400 {
+        csv.push_str(&format!(
+            "Town {i},River {},the ferry crosses at dawn and the market opens on day {}\n",
+            i % 17,
+            i % 7
+        ));
+    }
+    let meta = FileMeta {
+        id: FileId::generate(),
+        conversation_id: None,
+        filename: "towns.csv".into(),
+        content_type: "text/csv".into(),
+        size: csv.len() as u64,
+        file_type: FileType::Csv,
+        status: FileStatus::Processing,
+        char_count: None,
+        token_count: None,
+        pages: None,
+        error: None,
+        note: None,
+        progress: None,
+        created_at: Timestamp::now(),
+    };
+    state.store.put_file(&owner, &meta).await.unwrap();
+    blobs
+        .put(
+            &keys::original(&owner, &meta.id),
+            Bytes::from(csv),
+            "text/csv",
+        )
+        .await
+        .unwrap();
+    jobs::enqueue(
+        &sqs,
+        &queue,
+        &ExtractionJob {
+            file_id: meta.id.clone(),
+            owner: owner.as_str().to_owned(),
+        },
+    )
+    .await
+    .unwrap();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(jobs::run_worker(
+        state.state.files.clone(),
+        sqs.clone(),
+        queue.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    common::eventually(
+        "the job's message is deleted",
+        Duration::from_secs(60),
+        || async {
+            let attrs = sqs
+                .get_queue_attributes()
+                .queue_url(&queue)
+                .attribute_names(QueueAttributeName::All)
+                .send()
+                .await
+                .unwrap();
+            let count = |name: QueueAttributeName| -> u64 {
+                attrs
+                    .attributes()
+                    .and_then(|a| a.get(&name))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            let left = count(QueueAttributeName::ApproximateNumberOfMessages)
+                + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    // Read at once, not waited for: they must already be there.
+    let stored = blobs
+        .get(&keys::vectors(&owner, &meta.id))
+        .await
+        .unwrap()
+        .expect("the vectors are in S3 when the job's message is deleted");
+    let done = state
+        .store
+        .get_file(&owner, &meta.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, FileStatus::Ready, "{done:?}");
+    let text = String::from_utf8(
+        blobs
+            .get(&keys::text(&owner, &meta.id))
+            .await
+            .unwrap()
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let chunks = conversa::service::retrieval::chunk(&[conversa::service::retrieval::Doc {
+        name: String::new(),
+        text: text.clone(),
+    }]);
+    assert!(chunks.len() > 1, "the file makes several chunks");
+    let expect = conversa::embed::vectors::Expect {
+        model: embedder.id(),
+        chunker: conversa::service::retrieval::CHUNKER_ID,
+        text: &text,
+        dim: embedder.dim(),
+    };
+    let vectors = conversa::embed::vectors::decode(&stored, &expect).unwrap();
+    assert_eq!(vectors.len(), chunks.len(), "one vector per chunk");
+    // The stored vector of a chunk is the model's vector of that chunk.
+    let again = embedder.embed(&[chunks[1].text.as_str()]).unwrap();
+    assert!(conversa::embed::cosine(&vectors[1], &again[0]) > 0.99);
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), worker)
+        .await
+        .expect("the worker stops when asked")
+        .unwrap()
+        .unwrap();
+    sqs.delete_queue().queue_url(&queue).send().await.unwrap();
+    blobs.delete_prefix("embedder_example_com/").await.unwrap();
     s3.delete_bucket().bucket(&bucket).send().await.unwrap();
 }

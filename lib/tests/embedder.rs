@@ -85,6 +85,38 @@ fn manual_text() -> String {
         .collect()
 }
 
+/// The Lambda functions' embedder: loads nothing until first used, then is the same model (same
+/// id, so vectors stored by the extraction container are reused; same vectors); configured but
+/// absent, it stops the start naming the variable and the fetch script.
+#[test]
+fn the_lazy_model_loads_on_first_use_and_is_the_same_model() {
+    use conversa::embed::minilm::LazyMiniLm;
+    use conversa::embed::{load, EmbedSettings, EmbedderKind};
+    let Some(m) = model() else { return };
+    let lazy = LazyMiniLm::new(&model_dir()).unwrap();
+    assert!(!lazy.loaded(), "nothing is loaded at start");
+    assert_eq!(lazy.dim(), 384, "the dimension comes from config.json");
+    assert!(!lazy.loaded());
+    let text = "Staff may bring a dog to the office on Fridays.";
+    let v = lazy.embed(&[text]).unwrap();
+    assert!(lazy.loaded(), "the first embedding loads the model");
+    assert_eq!(lazy.id(), m.id());
+    assert!(cosine(&v[0], &m.embed(&[text]).unwrap()[0]) > 0.9999);
+
+    let absent = EmbedSettings {
+        kind: EmbedderKind::MiniLm,
+        model_dir: Some(PathBuf::from("/nonexistent/all-MiniLM-L6-v2")),
+        lazy: true,
+    };
+    let Err(e) = load(&absent) else {
+        panic!("an absent model stops the start")
+    };
+    let msg = e.to_string();
+    assert!(msg.contains("CONVERSA_EMBED_MODEL"), "{msg}");
+    assert!(msg.contains(FETCH_SCRIPT), "{msg}");
+    assert!(msg.contains("/nonexistent/all-MiniLM-L6-v2"), "{msg}");
+}
+
 #[test]
 fn vectors_match_the_published_example() {
     let Some(m) = model() else { return };

@@ -199,3 +199,95 @@ impl Embedder for MiniLm {
         Ok(out)
     }
 }
+
+/// A [`MiniLm`] that loads its weights on first use, once, for all callers; until then only its
+/// files are checked and its `config.json` read (a few hundred bytes). The Lambda functions run
+/// it: their init stays short, and an invocation that never embeds never reads the 91 MB of
+/// weights. The first call to [`Embedder::embed`] or [`Embedder::id`] (the id is a checksum of
+/// the weights) pays the load and blocks its thread meanwhile; callers embed off the async
+/// workers, and a Lambda function serves one invocation at a time.
+pub struct LazyMiniLm {
+    dir: std::path::PathBuf,
+    dim: usize,
+    model: std::sync::OnceLock<Result<MiniLm, String>>,
+}
+
+impl std::fmt::Debug for LazyMiniLm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyMiniLm")
+            .field("dir", &self.dir)
+            .field("loaded", &self.model.get().is_some())
+            .finish()
+    }
+}
+
+/// What [`LazyMiniLm::id`] says when the model failed to load: no stored vectors match it.
+const NOT_LOADED: &str = "bert/not-loaded";
+
+impl LazyMiniLm {
+    /// Checks that `dir` holds the model's three files and reads its dimension; loads nothing
+    /// else.
+    pub fn new(dir: &Path) -> Result<Self, EmbedError> {
+        #[derive(serde::Deserialize)]
+        struct Dim {
+            hidden_size: usize,
+        }
+        // In the order the load reads them, so that a missing model is named as it would be.
+        let config: Dim = serde_json::from_slice(&read(dir, "config.json")?)
+            .map_err(|e| EmbedError::Model(format!("config.json: {e}")))?;
+        for name in ["tokenizer.json", "model.safetensors"] {
+            let path = dir.join(name);
+            if !path.is_file() {
+                return Err(EmbedError::Missing(format!(
+                    "{} does not exist",
+                    path.display()
+                )));
+            }
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            dim: config.hidden_size,
+            model: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The model, loaded by the first caller (the others wait for it).
+    pub fn model(&self) -> Result<&MiniLm, EmbedError> {
+        self.model
+            .get_or_init(|| {
+                let started = std::time::Instant::now();
+                let loaded = MiniLm::load(&self.dir).map_err(|e| e.to_string());
+                match &loaded {
+                    Ok(model) => tracing::info!(
+                        model = model.id(),
+                        dir = %self.dir.display(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "embedding model loaded on first use"
+                    ),
+                    Err(e) => tracing::error!(dir = %self.dir.display(), error = %e, "embedding model failed to load"),
+                }
+                loaded
+            })
+            .as_ref()
+            .map_err(|e| EmbedError::Model(e.clone()))
+    }
+
+    /// Whether the weights have been loaded.
+    pub fn loaded(&self) -> bool {
+        self.model.get().is_some_and(Result::is_ok)
+    }
+}
+
+impl Embedder for LazyMiniLm {
+    fn id(&self) -> &str {
+        self.model().map_or(NOT_LOADED, Embedder::id)
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.model()?.embed(texts)
+    }
+}

@@ -67,6 +67,10 @@ pub struct EmbedSettings {
     pub kind: EmbedderKind,
     /// The model's directory (`model.safetensors`, `tokenizer.json`, `config.json`).
     pub model_dir: Option<PathBuf>,
+    /// Load the weights on first use rather than at start (the Lambda functions: their init stays
+    /// short, and only an invocation that embeds pays the load). The model's files are still
+    /// checked at start.
+    pub lazy: bool,
 }
 
 impl EmbedSettings {
@@ -99,18 +103,15 @@ pub fn load(settings: &EmbedSettings) -> Result<Option<std::sync::Arc<dyn Embedd
     match kind {
         EmbedderKind::Off | EmbedderKind::Auto => Ok(None),
         #[cfg(feature = "embedder")]
+        EmbedderKind::MiniLm if settings.lazy => {
+            let model = minilm::LazyMiniLm::new(&settings.dir()).map_err(missing)?;
+            Ok(Some(std::sync::Arc::new(model)))
+        }
+        #[cfg(feature = "embedder")]
         EmbedderKind::MiniLm => {
             let dir = settings.dir();
             let started = std::time::Instant::now();
-            let model = minilm::MiniLm::load(&dir).map_err(|e| match e {
-                EmbedError::Missing(what) => EmbedError::Missing(format!(
-                    "CONVERSA_EMBED_MODEL: {what}. Run {FETCH_SCRIPT} to fetch all-MiniLM-L6-v2 \
-                     (91 MB), point CONVERSA_EMBED_MODEL at a directory holding its \
-                     model.safetensors, tokenizer.json and config.json, or set \
-                     CONVERSA_EMBEDDER=off."
-                )),
-                other => other,
-            })?;
+            let model = minilm::MiniLm::load(&dir).map_err(missing)?;
             tracing::info!(
                 model = model.id(),
                 dir = %dir.display(),
@@ -125,6 +126,19 @@ pub fn load(settings: &EmbedSettings) -> Result<Option<std::sync::Arc<dyn Embedd
              `embedder` feature, or set CONVERSA_EMBEDDER=off)"
                 .into(),
         )),
+    }
+}
+
+/// A missing model's error, naming the variable and the script that fetches it.
+#[cfg(feature = "embedder")]
+fn missing(e: EmbedError) -> EmbedError {
+    match e {
+        EmbedError::Missing(what) => EmbedError::Missing(format!(
+            "CONVERSA_EMBED_MODEL: {what}. Run {FETCH_SCRIPT} to fetch all-MiniLM-L6-v2 (91 MB), \
+             point CONVERSA_EMBED_MODEL at a directory holding its model.safetensors, \
+             tokenizer.json and config.json, or set CONVERSA_EMBEDDER=off."
+        )),
+        other => other,
     }
 }
 
@@ -145,6 +159,7 @@ mod tests {
         let off = EmbedSettings {
             kind: EmbedderKind::Off,
             model_dir: None,
+            lazy: false,
         };
         assert!(load(&off).unwrap().is_none());
         let dir = tempfile::tempdir().unwrap();
@@ -153,17 +168,20 @@ mod tests {
         let auto = EmbedSettings {
             kind: EmbedderKind::Auto,
             model_dir: None,
+            lazy: false,
         };
         assert!(load(&auto).unwrap().is_none());
         // Named, it must be there.
         let named = EmbedSettings {
             kind: EmbedderKind::Auto,
             model_dir: Some(dir.path().join("nothing-here")),
+            lazy: false,
         };
         assert!(load(&named).is_err());
         let missing = EmbedSettings {
             kind: EmbedderKind::MiniLm,
             model_dir: Some(dir.path().join("nothing-here")),
+            lazy: false,
         };
         let Err(e) = load(&missing) else {
             panic!("a missing model must stop the start")
@@ -176,6 +194,15 @@ mod tests {
         } else {
             assert!(msg.contains("CONVERSA_EMBEDDER"), "{msg}");
         }
+        // Loading lazily, a missing model still stops the start, with the same words.
+        let lazy = EmbedSettings {
+            lazy: true,
+            ..missing
+        };
+        let Err(e) = load(&lazy) else {
+            panic!("a missing model must stop the start, even loaded lazily")
+        };
+        assert_eq!(e.to_string(), msg);
     }
 
     #[test]

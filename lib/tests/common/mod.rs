@@ -108,3 +108,29 @@ pub async fn build(pairs: &[(&str, &str)]) -> Result<App, String> {
         .await
         .map_err(|e: BuildError| e.to_string())
 }
+
+/// The embedding model's directory (`CONVERSA_EMBED_MODEL`, else the default one), or `None` with
+/// a loud note when it is absent; under CI (`CI` set) or `CONVERSA_REQUIRE_SERVICES=1` an absent
+/// model fails the test.
+#[cfg(feature = "embedder")]
+pub fn embed_model_dir() -> Option<PathBuf> {
+    use conversa::embed::{DEFAULT_MODEL_DIR, FETCH_SCRIPT};
+    let dir = std::env::var_os("CONVERSA_EMBED_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(DEFAULT_MODEL_DIR)
+        });
+    if dir.join("model.safetensors").is_file() {
+        return Some(dir);
+    }
+    if std::env::var_os("CI").is_some() || services_required() {
+        panic!("{} is missing: CI must run {FETCH_SCRIPT}", dir.display());
+    }
+    eprintln!(
+        "SKIPPED: {} is missing; run {FETCH_SCRIPT} to test the embedding model",
+        dir.display()
+    );
+    None
+}

@@ -126,9 +126,22 @@ impl FileService {
         id: &FileId,
         progress: Option<UnboundedSender<u8>>,
     ) -> Result<FileMeta, Error> {
+        // Ready: the vectors follow in the background.
+        let (meta, _vectors) = self.process_upload_then(owner, id, progress).await?;
+        Ok(meta)
+    }
+
+    /// [`FileService::process_upload`], with the task that makes the file's vectors and adds it to
+    /// the search log (when there is one), for a caller that waits for them.
+    pub(super) async fn process_upload_then(
+        &self,
+        owner: &Owner,
+        id: &FileId,
+        progress: Option<UnboundedSender<u8>>,
+    ) -> Result<(FileMeta, Option<tokio::task::JoinHandle<()>>), Error> {
         let meta = self.get(owner, id).await?;
         if meta.status != FileStatus::Processing {
-            return Ok(meta);
+            return Ok((meta, None));
         }
         let bytes = self.original(owner, id).await?;
         let size = bytes.len() as u64;
@@ -161,11 +174,8 @@ impl FileService {
             Err(e) => return Err(e),
         }
         self.store.put_file(owner, &meta).await?;
-        // Ready: the vectors follow in the background.
-        if let Some(text) = text {
-            self.start_vectors(owner, &meta, &text);
-        }
-        Ok(meta)
+        let vectors = text.and_then(|text| self.start_vectors(owner, &meta, &text));
+        Ok((meta, vectors))
     }
 }
 

@@ -174,7 +174,8 @@ impl FileService {
                 .await;
             return Err(e.into());
         }
-        self.start_vectors(owner, &meta, &text);
+        // The vectors follow in the background.
+        let _ = self.start_vectors(owner, &meta, &text);
         Ok(meta)
     }
 }

@@ -16,6 +16,10 @@ impl FileService {
     /// Extracts one queued file and records the outcome on its record (`ready`, or `failed` with
     /// the reason), reporting `progress` as it goes. An error means the job did not settle: a
     /// permanent one (the file was deleted, its bytes never arrived) leaves nothing to retry.
+    /// A file that became ready has its vectors made and stored (and is added to the search log)
+    /// before this returns: the extraction container may be stopped between two jobs, and a job is
+    /// acknowledged only once its work is kept. Vectors that could not be made are logged; a turn
+    /// that needs them makes them again.
     pub async fn run_job(&self, job: &Job) -> Result<(), Error> {
         let owner = Owner::new(job.owner.clone());
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u8>();
@@ -34,9 +38,14 @@ impl FileService {
                 }
             }
         });
-        let result = self.process_upload(&owner, &job.file_id, Some(tx)).await;
+        let result = self
+            .process_upload_then(&owner, &job.file_id, Some(tx))
+            .await;
         let _ = reporter.await;
-        let meta = result?;
+        let (meta, vectors) = result?;
+        if let Some(vectors) = vectors {
+            let _ = vectors.await;
+        }
         tracing::info!(file = %meta.id, status = meta.status.as_str(), "file processed");
         Ok(())
     }

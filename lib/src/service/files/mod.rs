@@ -126,26 +126,33 @@ impl FileService {
 
     /// Starts making the vectors of a file's extracted text in the background (the file is ready
     /// meanwhile: until they are there, its passages are ranked by words alone), then adds its
-    /// chunks to the search log.
-    fn start_vectors(&self, owner: &Owner, meta: &FileMeta, text: &str) {
+    /// chunks to the search log; the task, which a caller may wait for (the job worker does, so
+    /// that an extraction container acknowledges a job only once its vectors are stored).
+    fn start_vectors(
+        &self,
+        owner: &Owner,
+        meta: &FileMeta,
+        text: &str,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         if text.trim().is_empty() {
-            return;
+            return None;
         }
         let made = self
             .vectors
             .as_ref()
             .and_then(|v| v.refresh(owner, &meta.id, text.to_owned()));
-        if let Some(search) = self.search.clone() {
-            let (owner, meta, text) = (owner.clone(), meta.clone(), text.to_owned());
-            tokio::spawn(async move {
-                if let Some(made) = made {
-                    let _ = made.await;
-                }
-                if let Err(e) = search.index_file(&owner, &meta, &text).await {
-                    tracing::warn!(file = %meta.id, error = %e, "could not index a file for search");
-                }
-            });
-        }
+        let Some(search) = self.search.clone() else {
+            return made;
+        };
+        let (owner, meta, text) = (owner.clone(), meta.clone(), text.to_owned());
+        Some(tokio::spawn(async move {
+            if let Some(made) = made {
+                let _ = made.await;
+            }
+            if let Err(e) = search.index_file(&owner, &meta, &text).await {
+                tracing::warn!(file = %meta.id, error = %e, "could not index a file for search");
+            }
+        }))
     }
 
     /// The settings this service runs with.

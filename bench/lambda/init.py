@@ -1,0 +1,182 @@
+"""Init time of a Lambda function under cargo-lambda's Runtime API emulator.
+
+Starts `cargo lambda watch --only-lambda-apis` (the emulated Runtime API and function URL), then, for
+each run, starts the function's binary as Lambda would (AWS_LAMBDA_RUNTIME_API pointing at the
+emulator) with every AWS client the deployed function builds (DynamoDB store and limiter, S3 blobs,
+SQS jobs, the model key read from SSM, a Bedrock model; all on moto at AWS_ENDPOINT_URL) and the
+embedding model configured as in AWS (CONVERSA_EMBEDDER=minilm, loaded on first use). It sends
+`GET /api/models` the moment the process is spawned: the emulator holds the request until the
+function polls for its first invocation. Measured per run:
+
+  first   spawn -> the first response (init + one invocation)
+  warm    the same request again, on the same instance (one invocation)
+  init    first - warm: process start to ready for the first invocation
+
+and, once per run, a chat turn with memory on (the question is embedded): the time the first
+embedding spent loading the model, from the function's own log line. Prints the medians.
+"""
+
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FakeOpenAi(BaseHTTPRequestHandler):
+    """A model that answers every chat completion with three streamed words."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+        for word in ["Dogs ", "on ", "Fridays."]:
+            chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                     "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        done = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}}
+        self.wfile.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
+
+
+def request(url, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="POST" if data else "GET",
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return r.status, r.read()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--model-dir", required=True)
+    ap.add_argument("--runs", type=int, default=15)
+    args = ap.parse_args()
+
+    tag = uuid.uuid4().hex[:8]
+    ddb = boto3.client("dynamodb")
+    table = f"init-{tag}"
+    s = "S"
+    ddb.create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": s} for n in ["pk", "sk", "gsi1pk", "gsi1sk"]],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[{"IndexName": "gsi1", "Projection": {"ProjectionType": "ALL"},
+                                 "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                                               {"AttributeName": "gsi1sk", "KeyType": "RANGE"}]}])
+    bucket = f"init-{tag}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    queue = boto3.client("sqs").create_queue(QueueName=f"init-{tag}")["QueueUrl"]
+    parameter = f"/conversa/init-{tag}/openai-api-key"
+    boto3.client("ssm").put_parameter(Name=parameter, Value="test-key", Type="SecureString")
+
+    fake_port = free_port()
+    fake = ThreadingHTTPServer(("127.0.0.1", fake_port), FakeOpenAi)
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    models = [
+        {"id": "m", "provider": "openai", "model": "m", "base_url": f"http://127.0.0.1:{fake_port}/v1"},
+        {"id": "nova", "provider": "bedrock", "model": "amazon.nova-micro-v1:0", "region": "us-east-1"},
+    ]
+
+    port = free_port()
+    emulator = subprocess.Popen(
+        ["cargo", "lambda", "watch", "--only-lambda-apis", "--invoke-address", "127.0.0.1",
+         "--invoke-port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit("the emulator did not start")
+            time.sleep(0.1)
+
+    env = dict(os.environ)
+    env.update({
+        "AWS_LAMBDA_FUNCTION_VERSION": "1",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_LAMBDA_FUNCTION_NAME": "_",
+        "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{port}/.rt",
+        "RUST_LOG": "info",
+        "CONVERSA_STORE": "dynamodb",
+        "CONVERSA_DYNAMODB_TABLE": table,
+        "CONVERSA_BLOBS": "s3",
+        "CONVERSA_S3_BUCKET": bucket,
+        "CONVERSA_LIMITER": "dynamodb",
+        "CONVERSA_JOBS_QUEUE_URL": queue,
+        "OPENAI_API_KEY_PARAMETER": parameter,
+        "CONVERSA_MODELS": json.dumps(models),
+        "CONVERSA_TITLE_MODEL": "m",
+        "CONVERSA_MEMORY": "on",
+        "CONVERSA_EMBEDDER": "minilm",
+        "CONVERSA_EMBED_MODEL": args.model_dir,
+    })
+    base = f"http://127.0.0.1:{port}/lambda-url/_"
+    firsts, warms, inits, loads = [], [], [], []
+    try:
+        for run in range(args.runs):
+            with tempfile.TemporaryFile() as log:
+                started = time.monotonic()
+                fn = subprocess.Popen([args.bin], env=env, stdout=log, stderr=subprocess.STDOUT)
+                try:
+                    status, body = request(f"{base}/api/models")
+                    first = time.monotonic() - started
+                    assert status == 200, body
+                    t = time.monotonic()
+                    request(f"{base}/api/models")
+                    warm = time.monotonic() - t
+                    status, body = request(f"{base}/api/chat/send",
+                                           {"message": f"May I bring my dog on Fridays? ({run})", "model": "m"})
+                    assert status == 200 and b"event: done" in body, body[:2000]
+                finally:
+                    fn.kill()
+                    fn.wait()
+                log.seek(0)
+                text = log.read().decode(errors="replace")
+            m = re.search(r"embedding model loaded on first use.*?\bms[\"=:]+\s*(\d+)", text) or \
+                re.search(r"\bms[\"=:]+\s*(\d+).*?embedding model loaded on first use", text)
+            if not m:
+                sys.exit("no 'embedding model loaded on first use' line in the function's log:\n" + text[-3000:])
+            firsts.append(first * 1000)
+            warms.append(warm * 1000)
+            inits.append((first - warm) * 1000)
+            loads.append(int(m.group(1)))
+            print(f"run {run + 1}: first response {first * 1000:.1f} ms, warm {warm * 1000:.1f} ms, "
+                  f"init {(first - warm) * 1000:.1f} ms, model load on first embedding {m.group(1)} ms",
+                  flush=True)
+    finally:
+        emulator.kill()
+        emulator.wait()
+        fake.shutdown()
+    med = statistics.median
+    print(f"median of {args.runs}: init {med(inits):.1f} ms (first response {med(firsts):.1f} ms, "
+          f"warm invocation {med(warms):.1f} ms); model load on the first embedding {med(loads):.0f} ms "
+          f"(min {min(loads)}, max {max(loads)})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Init time of the chat Lambda function under cargo-lambda's Runtime API emulator, with every AWS
+# client it builds (on moto) and the embedding model loaded on first use; and the time that first
+# use spends loading the model. See bench/lambda/init.py.
+#
+#   bash scripts/services.sh start && . /tmp/conversa-services/env.sh
+#   scripts/bench-lambda-init.sh [--release] [--runs N]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export PATH="$(bash scripts/tools.sh path):$PATH"
+profile=debug
+if [[ "${1:-}" == "--release" ]]; then profile=release; shift; fi
+: "${AWS_ENDPOINT_URL:?source /tmp/conversa-services/env.sh (moto) first}"
+scripts/fetch-embedder.sh >/dev/null
+if [[ "$profile" == release ]]; then
+  cargo build --release -p conversa-chat
+else
+  cargo build -p conversa-chat
+fi
+bin="${CARGO_TARGET_DIR:-$root/target}/$profile/chat"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "binary: $bin ($profile)"
+python bench/lambda/init.py --bin "$bin" --model-dir "$root/models/all-MiniLM-L6-v2" "$@"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
