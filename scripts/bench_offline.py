@@ -152,13 +152,20 @@ def main():
     ap.add_argument("--rounds", type=int, default=1, help="times each question is asked per server")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for every server (repeatable), "
                     "e.g. CONVERSA_MAX_ANSWER_TOKENS=256 so that a rambling answer cannot hold the line")
+    ap.add_argument("--server-env", action="append", default=[], help="NAME:KEY=VALUE for the server "
+                    "NAME only (repeatable), e.g. two runs of one binary with different settings")
     args = ap.parse_args()
     extra = dict(e.split("=", 1) for e in args.env)
+    own = {}
+    for e in args.server_env:
+        name, _, pair = e.partition(":")
+        key, _, value = pair.partition("=")
+        own.setdefault(name, {})[key] = value
 
     servers = []
     for spec in args.server:
         name, _, binary = spec.partition("=")
-        servers.append(Server(name, binary, args.model, args.embedder, extra))
+        servers.append(Server(name, binary, args.model, args.embedder, {**extra, **own.get(name, {})}))
     try:
         files = {}
         for s in servers:

@@ -41,9 +41,10 @@ const INLINE_VAR: &str = "CONVERSA_MODELS";
 pub const LOCAL_ID: &str = "local";
 /// The context window assumed for a model nobody gave one for.
 const FALLBACK_CONTEXT_TOKENS: u64 = 8_192;
-/// The offline model's file text per request, in tokens: about one passage of a long file (the
-/// passages retrieval ranks best), so that its prompt stays within a few seconds of reading.
-pub const OFFLINE_FILE_TOKENS: u64 = 512;
+/// The offline model's file text per request, in tokens: one passage of a long file (the one
+/// retrieval ranks best; a passage holds about `retrieval::CHUNK_TOKENS`, 350), so that its prompt
+/// stays within a few seconds of reading (about 480 tokens in all: a first token in ~4.5 s).
+pub const OFFLINE_FILE_TOKENS: u64 = 360;
 
 /// Who serves a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
