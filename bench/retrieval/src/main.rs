@@ -21,6 +21,7 @@ use conversa::embed::minilm::MiniLm;
 use conversa::embed::{cosine, Embedder, DEFAULT_MODEL_DIR};
 use conversa::extract::{extract, Limits};
 use conversa::service::retrieval::{self, Chunk, Doc};
+use conversa::service::search::QUERY_PIECES;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -134,7 +135,17 @@ fn main() -> Result<(), Box<dyn Error>> {
         pages.into_iter().map(|(k, v)| (k, normalise(&v))).collect();
 
     // Ranking methods: words (BM25), meaning (cosine), hybrid (the product's).
-    let methods = ["BM25 alone", "cosine alone", "hybrid (RRF, k = 60)"];
+    // The last two read each question as search reads a query: at most QUERY_PIECES word pieces.
+    let capped_cosine = format!("cosine alone, question ≤ {QUERY_PIECES} word pieces");
+    let capped_hybrid = format!("hybrid, question ≤ {QUERY_PIECES} word pieces");
+    let methods = [
+        "BM25 alone",
+        "cosine alone",
+        "hybrid (RRF, k = 60)",
+        capped_cosine.as_str(),
+        capped_hybrid.as_str(),
+    ];
+    let mut longer = 0usize;
     let mut hits5: HashMap<(&str, &str), (usize, usize)> = HashMap::new();
     let mut hits1: HashMap<&str, usize> = HashMap::new();
     let mut query_s = 0.0;
@@ -157,20 +168,28 @@ fn main() -> Result<(), Box<dyn Error>> {
         let qv = model.embed(&[q.q.as_str()])?.remove(0);
         query_s += t.elapsed().as_secs_f64();
         let cos: Vec<Option<f32>> = vectors.iter().map(|v| Some(cosine(&qv, v))).collect();
+        if model.token_ids(&q.q)?.len() > QUERY_PIECES {
+            longer += 1;
+        }
+        let capped = model.embed_prefix(&[q.q.as_str()], QUERY_PIECES)?.remove(0);
+        let capped: Vec<Option<f32>> = vectors.iter().map(|v| Some(cosine(&capped, v))).collect();
         let none: Vec<Option<f32>> = vec![None; chunks.len()];
+        let by_cosine = |cos: &[Option<f32>]| {
+            let mut o: Vec<usize> = (0..chunks.len()).collect();
+            o.sort_by(|&a, &b| {
+                cos[b]
+                    .unwrap_or(0.0)
+                    .total_cmp(&cos[a].unwrap_or(0.0))
+                    .then(a.cmp(&b))
+            });
+            o
+        };
         let orders = [
             retrieval::rank(&chunks, &q.q, Some(none.as_slice())),
-            {
-                let mut o: Vec<usize> = (0..chunks.len()).collect();
-                o.sort_by(|&a, &b| {
-                    cos[b]
-                        .unwrap_or(0.0)
-                        .total_cmp(&cos[a].unwrap_or(0.0))
-                        .then(a.cmp(&b))
-                });
-                o
-            },
+            by_cosine(&cos),
             retrieval::rank(&chunks, &q.q, Some(cos.as_slice())),
+            by_cosine(&capped),
+            retrieval::rank(&chunks, &q.q, Some(capped.as_slice())),
         ];
         for (&method, order) in methods.iter().zip(&orders) {
             let right =
@@ -211,7 +230,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     println!();
     println!(
-        "question embedding: {:.1} ms on average ({n} questions)",
+        "question embedding: {:.1} ms on average ({n} questions); {longer} of them longer than {QUERY_PIECES} word pieces",
         1000.0 * query_s / n as f64
     );
     for m in &misses {

@@ -147,7 +147,22 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     if a.len() != b.len() {
         return 0.0;
     }
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    // Eight running sums, which the compiler keeps in one vector register: a single sum would add
+    // one product at a time, each waiting for the last (a search compares 10,000 vectors).
+    let mut lanes = [0f32; 8];
+    let (xs, ys) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = xs
+        .remainder()
+        .iter()
+        .zip(ys.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in xs.zip(ys) {
+        for ((l, x), y) in lanes.iter_mut().zip(x).zip(y) {
+            *l += x * y;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
@@ -209,5 +224,17 @@ mod tests {
     fn cosine_is_the_dot_product_of_unit_vectors() {
         assert!((cosine(&[1.0, 0.0], &[0.6, 0.8]) - 0.6).abs() < 1e-6);
         assert_eq!(cosine(&[1.0], &[1.0, 0.0]), 0.0);
+        // Every element counts, those past the last group of eight included.
+        for n in [1usize, 7, 8, 9, 16, 383, 384] {
+            let a: Vec<f32> = (0..n).map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 10.0).collect();
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(x * y)).sum();
+            assert!((f64::from(cosine(&a, &b)) - naive).abs() < 1e-4, "{n}");
+            let mut c = a.clone();
+            c[n - 1] += 1.0;
+            assert!(
+                (f64::from(cosine(&c, &b) - cosine(&a, &b)) - f64::from(b[n - 1])).abs() < 1e-4
+            );
+        }
     }
 }

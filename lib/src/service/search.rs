@@ -41,6 +41,13 @@ const MIN_COSINE: f32 = 0.2;
 const SNIPPET_CHARS: usize = 200;
 /// Users whose entries a process keeps in memory (the least recently searched go first).
 const CACHED_OWNERS: usize = 256;
+/// Search queries whose vectors a process keeps (the least recently asked go first): the search
+/// box asks again as a person types, deletes and comes back. 1.5 KB each.
+const CACHED_QUERIES: usize = 256;
+/// Word pieces of a search query the model reads (its beginning): what embedding a query costs is
+/// bounded by this, however long it is (what is typed in a search box is rarely longer). Its
+/// words are all ranked (within [`MAX_QUERY_CHARS`]).
+pub const QUERY_PIECES: usize = 32;
 /// Memory: entries at least this similar to the question are relevant by meaning (related text
 /// of this model scores about 0.4 and up; unrelated 0–0.2).
 pub const MEMORY_MIN_COSINE: f32 = 0.45;
@@ -141,19 +148,90 @@ struct Index {
     watermark: Option<String>,
     entries: Vec<Cached>,
     by_id: HashMap<String, usize>,
+    /// For each term, the positions of the entries that hold it, in order: its document
+    /// frequency is their number, and only those entries are scored for it.
+    postings: HashMap<String, Vec<usize>>,
+    /// The entries' lengths in terms, summed (BM25's average length).
+    total_len: u64,
 }
 
 impl Index {
     fn add(&mut self, entry: SearchEntry) {
         let cached = Cached::new(entry);
-        match self.by_id.get(&cached.entry.id) {
-            Some(&i) => self.entries[i] = cached,
+        let i = match self.by_id.get(&cached.entry.id) {
+            Some(&i) => {
+                let old = std::mem::replace(&mut self.entries[i], cached);
+                self.unpost(i, &old);
+                i
+            }
             None => {
-                self.by_id
-                    .insert(cached.entry.id.clone(), self.entries.len());
+                let i = self.entries.len();
+                self.by_id.insert(cached.entry.id.clone(), i);
                 self.entries.push(cached);
+                i
+            }
+        };
+        let Some(c) = self.entries.get(i) else {
+            return;
+        };
+        self.total_len += u64::from(c.len);
+        for t in c.terms.keys() {
+            let list = self.postings.entry(t.clone()).or_default();
+            if let Err(at) = list.binary_search(&i) {
+                list.insert(at, i);
             }
         }
+    }
+
+    /// Takes the entry at `i` (`old`, now replaced) out of the statistics.
+    fn unpost(&mut self, i: usize, old: &Cached) {
+        self.total_len = self.total_len.saturating_sub(u64::from(old.len));
+        for t in old.terms.keys() {
+            if let Some(list) = self.postings.get_mut(t) {
+                if let Ok(at) = list.binary_search(&i) {
+                    list.remove(at);
+                }
+                if list.is_empty() {
+                    self.postings.remove(t);
+                }
+            }
+        }
+    }
+}
+
+/// The vectors of recent search queries, by model and exact query text.
+struct QueryVectors {
+    cache: Mutex<lru::LruCache<(String, String), Vec<f32>>>,
+}
+
+impl QueryVectors {
+    fn new(capacity: usize) -> Self {
+        Self {
+            cache: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(capacity).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, lru::LruCache<(String, String), Vec<f32>>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether no vector is kept (then no model has been asked yet).
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// The vector `model` made for exactly `text`, when kept.
+    fn get(&self, model: &str, text: &str) -> Option<Vec<f32>> {
+        self.lock()
+            .get(&(model.to_owned(), text.to_owned()))
+            .cloned()
+    }
+
+    /// Keeps the vector `model` made for `text`, dropping the least recently used when full.
+    fn put(&self, model: &str, text: &str, vector: Vec<f32>) {
+        self.lock().put((model.to_owned(), text.to_owned()), vector);
     }
 }
 
@@ -163,6 +241,8 @@ pub struct SearchService {
     store: Arc<dyn Store>,
     vectors: Option<Arc<PassageVectors>>,
     cache: Mutex<Cache>,
+    /// The vectors of recent queries.
+    queries: QueryVectors,
     /// The indexing worker's queue (started with the first message).
     indexer: OnceLock<mpsc::UnboundedSender<(Owner, SearchEntry)>>,
     /// Messages in that queue or being indexed.
@@ -224,6 +304,7 @@ impl SearchService {
             store,
             vectors,
             cache: Mutex::new(Cache::default()),
+            queries: QueryVectors::new(CACHED_QUERIES),
             indexer: OnceLock::new(),
             pending: Arc::new(AtomicUsize::new(0)),
         })
@@ -419,25 +500,34 @@ impl SearchService {
                 "Search is not available with this store.".into(),
             ));
         };
-        // The query's vector (on the blocking pool) while the index is brought up to date and
-        // ranked by words.
+        // The query's vector (kept from an earlier search, or made on the blocking pool from its
+        // first [`QUERY_PIECES`] word pieces) while the index is brought up to date and ranked
+        // by words.
         let embed = async {
-            match &self.vectors {
-                Some(v) => match v.query(query).await {
-                    Ok(v) => Some(v),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not embed a search query; words only");
-                        None
-                    }
-                },
-                None => None,
+            let v = self.vectors.as_ref()?;
+            // Vectors are kept only once the model has made one: asking a model that loads on
+            // first use for its id before then would load it here, on an async worker.
+            if !self.queries.is_empty() {
+                if let Some(kept) = self.queries.get(v.embedder().id(), query) {
+                    return Some(kept);
+                }
+            }
+            match v.query_within(query, Some(QUERY_PIECES)).await {
+                Ok(vector) => {
+                    self.queries.put(v.embedder().id(), query, vector.clone());
+                    Some(vector)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not embed a search query; words only");
+                    None
+                }
             }
         };
         let by_words = async {
             let index = self.index(log, owner).await?;
             let (epoch, list) = {
                 let ix = index.lock().await;
-                (ix.epoch, words(&ix.entries, query))
+                (ix.epoch, words(&ix, query))
             };
             Ok::<_, Error>((index, epoch, list))
         };
@@ -446,7 +536,7 @@ impl SearchService {
         let ranked: Vec<(SearchEntry, f64)> = {
             let ix = index.lock().await;
             if ix.epoch != epoch {
-                by_words = words(&ix.entries, query);
+                by_words = words(&ix, query);
             }
             let lists = vec![dense(&ix.entries, qv.as_deref()), by_words];
             retrieval::rrf(&lists, RRF_K)
@@ -522,7 +612,7 @@ impl SearchService {
                     .is_some_and(|id| id != current),
                 EntryKind::File => c.entry.conversation_id.as_ref() != Some(current),
             };
-            let by_words = words_where(&ix.entries, query, |c| {
+            let by_words = words_where(&ix, query, |c| {
                 other(c)
                     && need > 0
                     && wanted.iter().filter(|t| c.terms.contains_key(*t)).count() >= need
@@ -724,7 +814,7 @@ fn dense_where(
             if v.len() != q.len() {
                 return None;
             }
-            let cos: f32 = v.iter().zip(q).map(|(a, b)| a * b).sum();
+            let cos = crate::embed::cosine(v, q);
             (cos >= floor).then_some((i, cos))
         })
         .collect();
@@ -734,45 +824,44 @@ fn dense_where(
 }
 
 /// Entries that contain the query's words, by BM25 (k1 = 1.2, b = 0.75), best first.
-fn words(entries: &[Cached], query: &str) -> Vec<usize> {
-    words_where(entries, query, |_| true)
+fn words(ix: &Index, query: &str) -> Vec<usize> {
+    words_where(ix, query, |_| true)
 }
 
-/// [`words`], ranking only the entries `keep` accepts (the statistics are the whole index's).
-fn words_where(entries: &[Cached], query: &str, keep: impl Fn(&Cached) -> bool) -> Vec<usize> {
+/// [`words`], ranking only the entries `keep` accepts (the statistics are the whole index's). Only
+/// the entries that hold a query term are visited, through the index's postings.
+fn words_where(ix: &Index, query: &str, keep: impl Fn(&Cached) -> bool) -> Vec<usize> {
     let mut q = retrieval::terms(query);
     q.sort();
     q.dedup();
-    if q.is_empty() || entries.is_empty() {
+    if q.is_empty() || ix.entries.is_empty() {
         return Vec::new();
     }
-    let n = entries.len() as f64;
-    let avg = entries.iter().map(|c| c.len as f64).sum::<f64>() / n;
-    let idf: Vec<f64> = q
-        .iter()
-        .map(|t| {
-            let df = entries.iter().filter(|c| c.terms.contains_key(t)).count() as f64;
-            ((n - df + 0.5) / (df + 0.5) + 1.0).ln()
-        })
-        .collect();
-    let mut scored: Vec<(usize, f64)> = entries
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| keep(c))
-        .filter_map(|(i, c)| {
-            let s: f64 = q
-                .iter()
-                .zip(&idf)
-                .map(|(t, idf)| {
-                    let tf = *c.terms.get(t).unwrap_or(&0) as f64;
-                    if tf == 0.0 {
-                        return 0.0;
-                    }
-                    idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * c.len as f64 / avg.max(1.0)))
-                })
-                .sum();
-            (s > 0.0).then_some((i, s))
-        })
+    let n = ix.entries.len() as f64;
+    let avg = ix.total_len as f64 / n;
+    // Scores summed term by term, in the query's (sorted) order.
+    let mut scores: HashMap<usize, f64> = HashMap::new();
+    for t in &q {
+        let Some(list) = ix.postings.get(t) else {
+            continue;
+        };
+        let df = list.len() as f64;
+        let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
+        for &i in list {
+            let Some(c) = ix.entries.get(i) else {
+                continue;
+            };
+            let tf = *c.terms.get(t).unwrap_or(&0) as f64;
+            if tf == 0.0 {
+                continue;
+            }
+            *scores.entry(i).or_default() +=
+                idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * c.len as f64 / avg.max(1.0)));
+        }
+    }
+    let mut scored: Vec<(usize, f64)> = scores
+        .into_iter()
+        .filter(|&(i, s)| s > 0.0 && ix.entries.get(i).is_some_and(&keep))
         .collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     scored.truncate(LIST_DEPTH);
@@ -882,17 +971,215 @@ mod tests {
         );
     }
 
+    fn entry(id: &str, text: &str) -> SearchEntry {
+        SearchEntry {
+            id: id.into(),
+            kind: EntryKind::Message,
+            conversation_id: None,
+            message_id: None,
+            file_id: None,
+            chunk: None,
+            label: None,
+            created_at: crate::domain::Timestamp::from_millis(0),
+            text: text.into(),
+            vector: Vec::new(),
+        }
+    }
+
+    fn index_of(entries: Vec<Cached>) -> Index {
+        let mut ix = Index::default();
+        for c in entries {
+            let mut e = c.entry;
+            e.vector = c
+                .vector
+                .map(|v| search::encode_vector(&v))
+                .unwrap_or_default();
+            ix.add(e);
+        }
+        ix
+    }
+
     #[test]
     fn words_rank_by_bm25_and_meaning_by_cosine_above_the_floor() {
-        let entries = vec![
+        let ix = index_of(vec![
             cached("a note about apples", Some(vec![1.0, 0.0])),
             cached("apples apples and pears", Some(vec![0.0, 1.0])),
             cached("nothing in common", None),
-        ];
-        assert_eq!(words(&entries, "apples"), vec![1, 0]);
-        assert_eq!(words(&entries, "the"), Vec::<usize>::new());
-        assert_eq!(dense(&entries, Some(&[0.6, 0.8])), vec![1, 0]);
-        assert_eq!(dense(&entries, Some(&[-1.0, 0.0])), Vec::<usize>::new());
-        assert_eq!(dense(&entries, None), Vec::<usize>::new());
+        ]);
+        assert_eq!(words(&ix, "apples"), vec![1, 0]);
+        assert_eq!(words(&ix, "the"), Vec::<usize>::new());
+        assert_eq!(words(&ix, "pears apples"), vec![1, 0]);
+        assert_eq!(words(&ix, "apples nothing"), vec![2, 1, 0]);
+        let entries = &ix.entries;
+        assert_eq!(dense(entries, Some(&[0.6, 0.8])), vec![1, 0]);
+        assert_eq!(dense(entries, Some(&[-1.0, 0.0])), Vec::<usize>::new());
+        assert_eq!(dense(entries, None), Vec::<usize>::new());
+    }
+
+    /// BM25 with every statistic counted over the entries for the query, as a reference.
+    fn counted_bm25(entries: &[Cached], query: &str) -> Vec<(usize, f64)> {
+        let mut q = retrieval::terms(query);
+        q.sort();
+        q.dedup();
+        let n = entries.len() as f64;
+        let avg = entries.iter().map(|c| c.len as f64).sum::<f64>() / n;
+        let mut scored: Vec<(usize, f64)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let s: f64 = q
+                    .iter()
+                    .map(|t| {
+                        let df = entries.iter().filter(|c| c.terms.contains_key(t)).count() as f64;
+                        let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
+                        let tf = *c.terms.get(t).unwrap_or(&0) as f64;
+                        if tf == 0.0 {
+                            return 0.0;
+                        }
+                        idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * c.len as f64 / avg.max(1.0)))
+                    })
+                    .sum();
+                (i, s)
+            })
+            .filter(|&(_, s)| s > 0.0)
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored
+    }
+
+    #[test]
+    fn the_index_keeps_the_word_statistics_through_additions_and_replacements() {
+        const WORDS: [&str; 7] = ["apple", "pear", "plum", "fig", "kiwi", "lime", "date"];
+        // Seeded texts of 3 to 7 of those words.
+        let text = |seed: u64| -> String {
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            (0..3 + seed % 5)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    WORDS[((x >> 33) % WORDS.len() as u64) as usize]
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut ix = Index::default();
+        for i in 0..40u64 {
+            ix.add(entry(&format!("e{i}"), &text(i)));
+        }
+        // Entries written again with other words (an answer finished since, a file re-indexed).
+        for i in (0..40u64).step_by(3) {
+            ix.add(entry(&format!("e{i}"), &text(i + 100)));
+        }
+        ix.add(entry("e5", "kiwi"));
+        assert_eq!(ix.entries.len(), 40);
+        assert_eq!(
+            ix.total_len,
+            ix.entries.iter().map(|c| u64::from(c.len)).sum::<u64>()
+        );
+        for (t, list) in &ix.postings {
+            let holding: Vec<usize> = (0..ix.entries.len())
+                .filter(|&i| ix.entries[i].terms.contains_key(t))
+                .collect();
+            assert_eq!(list, &holding, "postings of {t}");
+        }
+        for query in [
+            "apple",
+            "pear plum",
+            "fig kiwi lime",
+            "date apple apple",
+            "kiwi",
+        ] {
+            let expected: Vec<usize> = counted_bm25(&ix.entries, query)
+                .into_iter()
+                .take(LIST_DEPTH)
+                .map(|(i, _)| i)
+                .collect();
+            assert!(!expected.is_empty(), "{query}");
+            assert_eq!(words(&ix, query), expected, "{query}");
+        }
+        // A term no entry holds any more is gone from the postings.
+        ix.add(entry("only", "quince"));
+        ix.add(entry("only", "apple"));
+        assert!(!ix.postings.contains_key("quince"));
+        assert!(words(&ix, "quince").is_empty());
+    }
+
+    #[test]
+    fn query_vectors_are_kept_by_model_and_exact_text_and_bounded() {
+        let kept = QueryVectors::new(3);
+        assert!(kept.is_empty());
+        kept.put("model-a", "apples", vec![1.0, 0.0]);
+        assert!(!kept.is_empty());
+        assert_eq!(kept.get("model-a", "apples"), Some(vec![1.0, 0.0]));
+        // Another text, even a prefix of it, or another model: not kept.
+        assert_eq!(kept.get("model-a", "apple"), None);
+        assert_eq!(kept.get("model-a", "apples "), None);
+        assert_eq!(kept.get("model-b", "apples"), None);
+        kept.put("model-b", "apples", vec![0.0, 1.0]);
+        assert_eq!(kept.get("model-b", "apples"), Some(vec![0.0, 1.0]));
+        assert_eq!(kept.get("model-a", "apples"), Some(vec![1.0, 0.0]));
+        // Full: the least recently used goes ("model-b" was read before "model-a").
+        kept.put("model-a", "pears", vec![0.6, 0.8]);
+        kept.put("model-a", "plums", vec![0.8, 0.6]);
+        assert_eq!(kept.lock().len(), 3);
+        assert_eq!(kept.get("model-b", "apples"), None);
+        assert_eq!(kept.get("model-a", "apples"), Some(vec![1.0, 0.0]));
+        assert_eq!(kept.get("model-a", "pears"), Some(vec![0.6, 0.8]));
+        assert_eq!(kept.get("model-a", "plums"), Some(vec![0.8, 0.6]));
+    }
+
+    /// A stand-in embedder that records what it was asked to embed, and from how many pieces.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<(String, usize)>>);
+
+    impl crate::embed::Embedder for Recording {
+        fn id(&self) -> &str {
+            "recording"
+        }
+        fn dim(&self) -> usize {
+            2
+        }
+        fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, crate::embed::EmbedError> {
+            self.embed_prefix(texts, usize::MAX)
+        }
+        fn embed_prefix(
+            &self,
+            texts: &[&str],
+            pieces: usize,
+        ) -> Result<Vec<Vec<f32>>, crate::embed::EmbedError> {
+            let mut seen = self.0.lock().unwrap();
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    seen.push(((*t).to_owned(), pieces));
+                    vec![0.6, 0.8]
+                })
+                .collect())
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn a_query_asked_again_is_not_embedded_again_and_is_embedded_from_a_bounded_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::sqlite::SqliteStore::in_memory().unwrap());
+        let recording = Arc::new(Recording::default());
+        let blobs = Arc::new(crate::blobs::local::LocalBlobs::new(dir.path().join("b")).unwrap());
+        let vectors = PassageVectors::new(blobs, recording.clone());
+        let log: Arc<dyn SearchLog> = store.clone();
+        let search = SearchService::new(Some(log), store, Some(vectors));
+        let owner = Owner::new("asks-again");
+        search.search(&owner, "apple pie", 20).await.unwrap();
+        search.search(&owner, "  apple pie ", 20).await.unwrap();
+        search.search(&owner, "apple pies", 20).await.unwrap();
+        search.search(&owner, "apple pie", 20).await.unwrap();
+        assert_eq!(
+            *recording.0.lock().unwrap(),
+            vec![
+                ("apple pie".to_owned(), QUERY_PIECES),
+                ("apple pies".to_owned(), QUERY_PIECES)
+            ]
+        );
     }
 }

@@ -80,6 +80,16 @@ impl PassageVectors {
     /// Embeds texts off the async workers, a batch at a time, for a caller who waits for them:
     /// ahead of any background work (which yields between its batches).
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, Error> {
+        self.embed_within(texts, None).await
+    }
+
+    /// [`PassageVectors::embed`], each text from at most `pieces` word pieces of its beginning,
+    /// when given.
+    async fn embed_within(
+        &self,
+        texts: Vec<String>,
+        pieces: Option<usize>,
+    ) -> Result<Vec<Vec<f32>>, Error> {
         let _waiting = Foreground::enter(self);
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(BATCH_TEXTS) {
@@ -89,7 +99,7 @@ impl PassageVectors {
                 .acquire_owned()
                 .await
                 .map_err(|e| Error::Internal(format!("embedding: {e}")))?;
-            out.extend(self.run(turn, batch.to_vec(), None).await?);
+            out.extend(self.run(turn, batch.to_vec(), pieces).await?);
         }
         Ok(out)
     }
@@ -160,7 +170,13 @@ impl PassageVectors {
 
     /// The vector of a question (of its bounded prefix).
     pub async fn query(&self, text: &str) -> Result<Vec<f32>, Error> {
-        self.embed(vec![text.to_owned()])
+        self.query_within(text, None).await
+    }
+
+    /// [`PassageVectors::query`], from at most `pieces` word pieces of the text's beginning, when
+    /// given.
+    pub async fn query_within(&self, text: &str, pieces: Option<usize>) -> Result<Vec<f32>, Error> {
+        self.embed_within(vec![text.to_owned()], pieces)
             .await?
             .pop()
             .ok_or_else(|| Error::Internal("embedding: no vector".into()))
