@@ -3,8 +3,10 @@
 Starts `cargo lambda watch --only-lambda-apis` (the emulated Runtime API and function URL), then, for
 each run, starts the function's binary as Lambda would (AWS_LAMBDA_RUNTIME_API pointing at the
 emulator) with every AWS client the deployed function builds (DynamoDB store and limiter, S3 blobs,
-SQS jobs, the model key read from SSM, a Bedrock model; all on moto at AWS_ENDPOINT_URL) and the
-embedding model configured as in AWS (CONVERSA_EMBEDDER=minilm, loaded on first use). It sends
+SQS jobs, the model key read from SSM, a Bedrock model; all on moto at AWS_ENDPOINT_URL) and
+embedding configured as in AWS: CONVERSA_EMBEDDER=lambda, the embedding function's binary (--embed-bin)
+polling a second emulator, whose Invoke API the chat function calls (AWS_ENDPOINT_URL_LAMBDA); the
+embedding function loads the model on its first invocation. It sends
 `GET /api/models` the moment the process is spawned: the emulator holds the request until the
 function polls for its first invocation. Measured per run:
 
@@ -12,8 +14,9 @@ function polls for its first invocation. Measured per run:
   warm    the same request again, on the same instance (one invocation)
   init    first - warm: process start to ready for the first invocation
 
-and, once per run, a chat turn with memory on (the question is embedded): the time the first
-embedding spent loading the model, from the function's own log line. Prints the medians.
+and, once per run, a chat turn with memory on (the question is embedded by a fresh embedding
+function): the time its first invocation spent loading the model, from its own log line. Prints the
+medians.
 """
 
 import argparse
@@ -72,6 +75,7 @@ def request(url, body=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
+    ap.add_argument("--embed-bin", required=True)
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
@@ -101,19 +105,32 @@ def main():
         {"id": "nova", "provider": "bedrock", "model": "amazon.nova-micro-v1:0", "region": "us-east-1"},
     ]
 
-    port = free_port()
-    emulator = subprocess.Popen(
-        ["cargo", "lambda", "watch", "--only-lambda-apis", "--invoke-address", "127.0.0.1",
-         "--invoke-port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                sys.exit("the emulator did not start")
-            time.sleep(0.1)
+    def emulator_on(port):
+        process = subprocess.Popen(
+            ["cargo", "lambda", "watch", "--only-lambda-apis", "--invoke-address", "127.0.0.1",
+             "--invoke-port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return process
+            except OSError:
+                if time.monotonic() > deadline:
+                    sys.exit("the emulator did not start")
+                time.sleep(0.1)
+
+    port, embed_port = free_port(), free_port()
+    emulator = emulator_on(port)
+    embed_emulator = emulator_on(embed_port)
+    embed_env = dict(os.environ)
+    embed_env.update({
+        "AWS_LAMBDA_FUNCTION_VERSION": "1",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
+        "AWS_LAMBDA_FUNCTION_NAME": "_",
+        "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{embed_port}/.rt",
+        "RUST_LOG": "info",
+        "CONVERSA_EMBED_MODEL": args.model_dir,
+    })
 
     env = dict(os.environ)
     env.update({
@@ -132,14 +149,17 @@ def main():
         "CONVERSA_MODELS": json.dumps(models),
         "CONVERSA_TITLE_MODEL": "m",
         "CONVERSA_MEMORY": "on",
-        "CONVERSA_EMBEDDER": "minilm",
-        "CONVERSA_EMBED_MODEL": args.model_dir,
+        "CONVERSA_EMBEDDER": "lambda",
+        "CONVERSA_EMBED_FUNCTION": "_",
+        "AWS_ENDPOINT_URL_LAMBDA": f"http://127.0.0.1:{embed_port}",
     })
     base = f"http://127.0.0.1:{port}/lambda-url/_"
     firsts, warms, inits, loads = [], [], [], []
     try:
         for run in range(args.runs):
-            with tempfile.TemporaryFile() as log:
+            with tempfile.TemporaryFile() as log, tempfile.TemporaryFile() as embed_log:
+                embed_fn = subprocess.Popen([args.embed_bin], env=embed_env, stdout=embed_log,
+                                            stderr=subprocess.STDOUT)
                 started = time.monotonic()
                 fn = subprocess.Popen([args.bin], env=env, stdout=log, stderr=subprocess.STDOUT)
                 try:
@@ -155,12 +175,15 @@ def main():
                 finally:
                     fn.kill()
                     fn.wait()
-                log.seek(0)
-                text = log.read().decode(errors="replace")
+                    embed_fn.kill()
+                    embed_fn.wait()
+                embed_log.seek(0)
+                text = embed_log.read().decode(errors="replace")
             m = re.search(r"embedding model loaded on first use.*?\bms[\"=:]+\s*(\d+)", text) or \
                 re.search(r"\bms[\"=:]+\s*(\d+).*?embedding model loaded on first use", text)
             if not m:
-                sys.exit("no 'embedding model loaded on first use' line in the function's log:\n" + text[-3000:])
+                sys.exit("no 'embedding model loaded on first use' line in the embedding function's log:\n"
+                         + text[-3000:])
             firsts.append(first * 1000)
             warms.append(warm * 1000)
             inits.append((first - warm) * 1000)
@@ -169,8 +192,9 @@ def main():
                   f"init {(first - warm) * 1000:.1f} ms, model load on first embedding {m.group(1)} ms",
                   flush=True)
     finally:
-        emulator.kill()
-        emulator.wait()
+        for process in (emulator, embed_emulator):
+            process.kill()
+            process.wait()
         fake.shutdown()
     med = statistics.median
     print(f"median of {args.runs}: init {med(inits):.1f} ms (first response {med(firsts):.1f} ms, "

@@ -111,9 +111,9 @@ pub struct Config {
     pub jobs_queue_url: Option<String>,
     /// `CONVERSA_LOCAL_MODEL`: a GGUF file for the offline model.
     pub local_model: Option<PathBuf>,
-    /// `CONVERSA_EMBEDDER` (`minilm`, `off`; by default `minilm` when the binary has the
-    /// `embedder` feature and the model is there) and `CONVERSA_EMBED_MODEL` (the model's
-    /// directory).
+    /// `CONVERSA_EMBEDDER` (`minilm`, `lambda`, `off`; by default `minilm` when the binary has
+    /// the `embedder` feature and the model is there), `CONVERSA_EMBED_MODEL` (the model's
+    /// directory) and `CONVERSA_EMBED_FUNCTION` (the embedding Lambda function, for `lambda`).
     pub embed: crate::embed::EmbedSettings,
     /// `CONVERSA_MEMORY` (`on`, `off`; default `off`): the few most relevant passages of the
     /// user's other conversations join each turn's context, labelled as memory.
@@ -359,11 +359,16 @@ impl Config {
                         "CONVERSA_EMBEDDER",
                         get("CONVERSA_EMBEDDER"),
                         built,
-                        &[("minilm", EmbedderKind::MiniLm), ("off", EmbedderKind::Off)],
+                        &[
+                            ("minilm", EmbedderKind::MiniLm),
+                            ("lambda", EmbedderKind::Lambda),
+                            ("off", EmbedderKind::Off),
+                        ],
                     )?
                 },
                 model_dir: get("CONVERSA_EMBED_MODEL").map(PathBuf::from),
                 lazy: false,
+                function: get("CONVERSA_EMBED_FUNCTION"),
             },
             memory: choice(
                 "CONVERSA_MEMORY",

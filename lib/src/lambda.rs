@@ -56,6 +56,43 @@ pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
     }
 }
 
+/// The embedding function's `main`: the sentence-embedding model (the `embedder` feature, from
+/// `CONVERSA_EMBED_MODEL`: a layer) answers [`crate::embed::EmbedRequest`]s from the other
+/// functions, which call it through the Lambda Invoke API (`CONVERSA_EMBEDDER=lambda`). The weights
+/// load on the first invocation, not in init; their files are checked at start.
+#[cfg(feature = "embedder")]
+pub async fn run_embed() -> Result<(), lambda_http::Error> {
+    use crate::embed::{EmbedRequest, EmbedSettings, EmbedderKind};
+    use lambda_http::lambda_runtime::LambdaEvent;
+
+    init_tracing();
+    let settings = EmbedSettings {
+        kind: EmbedderKind::MiniLm,
+        model_dir: std::env::var_os("CONVERSA_EMBED_MODEL").map(std::path::PathBuf::from),
+        lazy: true,
+        function: None,
+    };
+    let embedder = tokio::task::spawn_blocking(move || crate::embed::load(&settings))
+        .await??
+        .ok_or("the embedding model is off")?;
+    lambda_http::lambda_runtime::run(lambda_http::service_fn(
+        move |event: LambdaEvent<EmbedRequest>| {
+            let embedder = embedder.clone();
+            async move {
+                let request = event.payload;
+                let (texts, started) = (request.texts.len(), std::time::Instant::now());
+                let answer = tokio::task::spawn_blocking(move || {
+                    crate::embed::answer(embedder.as_ref(), &request)
+                })
+                .await??;
+                tracing::info!(texts, ms = started.elapsed().as_millis() as u64, "embedded");
+                Ok::<_, lambda_http::Error>(answer)
+            }
+        },
+    ))
+    .await
+}
+
 /// The source IP of a function URL, REST or ALB request, when the context has one.
 pub fn source_ip(extensions: &http::Extensions) -> Option<IpAddr> {
     let ip = match extensions.get::<RequestContext>()? {

@@ -13,7 +13,8 @@ pub mod auth;
     feature = "s3",
     feature = "ssm",
     feature = "sqs",
-    feature = "bedrock"
+    feature = "bedrock",
+    feature = "embed-lambda"
 ))]
 pub mod aws;
 pub mod blobs;

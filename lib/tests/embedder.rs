@@ -102,11 +102,16 @@ fn the_lazy_model_loads_on_first_use_and_is_the_same_model() {
     assert!(lazy.loaded(), "the first embedding loads the model");
     assert_eq!(lazy.id(), m.id());
     assert!(cosine(&v[0], &m.embed(&[text]).unwrap()[0]) > 0.9999);
+    // Bounded as the model bounds it: 4 pieces of the sentence are not all of it.
+    let short = lazy.embed_prefix(&[text], 4).unwrap();
+    assert!(cosine(&short[0], &m.embed_prefix(&[text], 4).unwrap()[0]) > 0.9999);
+    assert!(cosine(&short[0], &v[0]) < 0.99);
 
     let absent = EmbedSettings {
         kind: EmbedderKind::MiniLm,
         model_dir: Some(PathBuf::from("/nonexistent/all-MiniLM-L6-v2")),
         lazy: true,
+        function: None,
     };
     let Err(e) = load(&absent) else {
         panic!("an absent model stops the start")

@@ -20,7 +20,7 @@ use super::{EmbedError, Embedder};
 /// The longest input in word pieces, `[CLS]` and `[SEP]` included (the model's own limit).
 pub const MAX_TOKENS: usize = 256;
 /// Text beyond this many characters is never tokenised: far more than [`MAX_TOKENS`] pieces.
-pub const MAX_CHARS: usize = 8_000;
+pub const MAX_CHARS: usize = super::MAX_CHARS;
 /// Tokens in one batch (batch × length), at most.
 const MAX_BATCH_TOKENS: usize = 2_048;
 /// batch × length², at most: bounds the attention scores (× 12 heads × 4 bytes).
@@ -114,13 +114,9 @@ impl MiniLm {
         // [`MAX_CHARS`] in proportion (about 31 characters a piece, far more than pieces take):
         // the tokeniser never reads far past what is kept.
         let chars = MAX_CHARS * max / MAX_TOKENS;
-        let end = text
-            .char_indices()
-            .nth(chars)
-            .map_or(text.len(), |(i, _)| i);
         let encoding = self
             .tokenizer
-            .encode(&text[..end], false)
+            .encode(super::prefix(text, chars), false)
             .map_err(|e| EmbedError::Model(format!("tokenizer: {e}")))?;
         let body = encoding.get_ids();
         let body = &body[..body.len().min(max - 2)];
@@ -289,5 +285,9 @@ impl Embedder for LazyMiniLm {
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         self.model()?.embed(texts)
+    }
+
+    fn embed_prefix(&self, texts: &[&str], pieces: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.model()?.embed_prefix(texts, pieces)
     }
 }

@@ -1,15 +1,70 @@
 //! The `Embedder` port: text to unit-length sentence vectors, so that passages can be found by
 //! meaning as well as by their words.
 //!
-//! The adapter is an in-process model ([`minilm`], all-MiniLM-L6-v2 run with candle, behind the
-//! `embedder` feature). Vectors of a file's chunks are stored beside its text in the blob store
+//! The adapters are an in-process model ([`minilm`], all-MiniLM-L6-v2 run with candle, behind the
+//! `embedder` feature) and the embedding Lambda function that runs it ([`remote`], behind the
+//! `embed-lambda` feature; [`answer`] is that function's side). Vectors of a file's chunks are stored beside its text in the blob store
 //! ([`vectors`] is their format) and reused on later turns.
 
 use std::path::PathBuf;
 
 #[cfg(feature = "embedder")]
 pub mod minilm;
+#[cfg(feature = "embed-lambda")]
+pub mod remote;
 pub mod vectors;
+
+/// Text beyond this many characters is never embedded: far more than the model's longest input.
+pub const MAX_CHARS: usize = 8_000;
+
+/// The beginning of `text`, at most `chars` characters of it.
+pub fn prefix(text: &str, chars: usize) -> &str {
+    let end = text
+        .char_indices()
+        .nth(chars)
+        .map_or(text.len(), |(i, _)| i);
+    &text[..end]
+}
+
+/// What the embedding Lambda function is sent (JSON).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EmbedRequest {
+    /// The texts to embed; none to ask only for the model's id and dimension.
+    pub texts: Vec<String>,
+    /// Each text from at most this many word pieces of its beginning (see
+    /// [`Embedder::embed_prefix`]); the model's own limit when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pieces: Option<usize>,
+}
+
+/// What the embedding Lambda function answers (JSON).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EmbedResponse {
+    /// The model's id ([`Embedder::id`]).
+    pub model: String,
+    /// The length of every vector.
+    pub dim: usize,
+    /// One unit-length vector per text, in order.
+    pub vectors: Vec<Vec<f32>>,
+}
+
+/// The embedding function's answer to `request` with `embedder`. Blocking: CPU work.
+pub fn answer(
+    embedder: &dyn Embedder,
+    request: &EmbedRequest,
+) -> Result<EmbedResponse, EmbedError> {
+    let texts: Vec<&str> = request.texts.iter().map(String::as_str).collect();
+    let vectors = match request.pieces {
+        _ if texts.is_empty() => Vec::new(),
+        Some(pieces) => embedder.embed_prefix(&texts, pieces)?,
+        None => embedder.embed(&texts)?,
+    };
+    Ok(EmbedResponse {
+        model: embedder.id().to_owned(),
+        dim: embedder.dim(),
+        vectors,
+    })
+}
 
 /// What can go wrong when embedding.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +107,9 @@ pub enum EmbedderKind {
     /// its model is in the default directory (or `CONVERSA_EMBED_MODEL` is set), else
     /// [`EmbedderKind::Off`], with a warning saying how to turn it on.
     Auto,
+    /// The embedding Lambda function named by `CONVERSA_EMBED_FUNCTION` (the `embed-lambda`
+    /// feature), which runs all-MiniLM-L6-v2.
+    Lambda,
 }
 
 /// Where the embedding model's files are when `CONVERSA_EMBED_MODEL` is not set, relative to the
@@ -60,7 +118,8 @@ pub const DEFAULT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";
 /// The script that fetches the default embedding model.
 pub const FETCH_SCRIPT: &str = "scripts/fetch-embedder.sh";
 
-/// The embedding settings (`CONVERSA_EMBEDDER`, `CONVERSA_EMBED_MODEL`).
+/// The embedding settings (`CONVERSA_EMBEDDER`, `CONVERSA_EMBED_MODEL`,
+/// `CONVERSA_EMBED_FUNCTION`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbedSettings {
     /// Which embedder.
@@ -71,6 +130,8 @@ pub struct EmbedSettings {
     /// short, and only an invocation that embeds pays the load). The model's files are still
     /// checked at start.
     pub lazy: bool,
+    /// The embedding Lambda function's name or ARN ([`EmbedderKind::Lambda`]).
+    pub function: Option<String>,
 }
 
 impl EmbedSettings {
@@ -102,6 +163,7 @@ pub fn load(settings: &EmbedSettings) -> Result<Option<std::sync::Arc<dyn Embedd
     };
     match kind {
         EmbedderKind::Off | EmbedderKind::Auto => Ok(None),
+        EmbedderKind::Lambda => lambda(settings),
         #[cfg(feature = "embedder")]
         EmbedderKind::MiniLm if settings.lazy => {
             let model = minilm::LazyMiniLm::new(&settings.dir()).map_err(missing)?;
@@ -127,6 +189,35 @@ pub fn load(settings: &EmbedSettings) -> Result<Option<std::sync::Arc<dyn Embedd
                 .into(),
         )),
     }
+}
+
+/// The embedding function's client ([`EmbedderKind::Lambda`]).
+#[cfg(feature = "embed-lambda")]
+fn lambda(settings: &EmbedSettings) -> Result<Option<std::sync::Arc<dyn Embedder>>, EmbedError> {
+    let function = settings
+        .function
+        .as_deref()
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| {
+            EmbedError::Missing(
+                "CONVERSA_EMBED_FUNCTION: CONVERSA_EMBEDDER=lambda needs the name or ARN of the \
+                 embedding function"
+                    .into(),
+            )
+        })?;
+    let client = remote::LambdaEmbedder::new(function)?;
+    tracing::info!(function, "embedding by the embedding function");
+    Ok(Some(std::sync::Arc::new(client)))
+}
+
+#[cfg(not(feature = "embed-lambda"))]
+fn lambda(_: &EmbedSettings) -> Result<Option<std::sync::Arc<dyn Embedder>>, EmbedError> {
+    Err(EmbedError::Missing(
+        "CONVERSA_EMBEDDER: lambda is not built into this binary (build it with the \
+         `embed-lambda` feature, or set CONVERSA_EMBEDDER=off)"
+            .into(),
+    ))
 }
 
 /// A missing model's error, naming the variable and the script that fetches it.
@@ -175,6 +266,7 @@ mod tests {
             kind: EmbedderKind::Off,
             model_dir: None,
             lazy: false,
+            function: None,
         };
         assert!(load(&off).unwrap().is_none());
         let dir = tempfile::tempdir().unwrap();
@@ -184,6 +276,7 @@ mod tests {
             kind: EmbedderKind::Auto,
             model_dir: None,
             lazy: false,
+            function: None,
         };
         assert!(load(&auto).unwrap().is_none());
         // Named, it must be there.
@@ -191,12 +284,14 @@ mod tests {
             kind: EmbedderKind::Auto,
             model_dir: Some(dir.path().join("nothing-here")),
             lazy: false,
+            function: None,
         };
         assert!(load(&named).is_err());
         let missing = EmbedSettings {
             kind: EmbedderKind::MiniLm,
             model_dir: Some(dir.path().join("nothing-here")),
             lazy: false,
+            function: None,
         };
         let Err(e) = load(&missing) else {
             panic!("a missing model must stop the start")
@@ -218,6 +313,80 @@ mod tests {
             panic!("a missing model must stop the start, even loaded lazily")
         };
         assert_eq!(e.to_string(), msg);
+    }
+
+    #[test]
+    fn the_embedding_function_must_be_named() {
+        let unnamed = EmbedSettings {
+            kind: EmbedderKind::Lambda,
+            model_dir: None,
+            lazy: true,
+            function: Some("  ".into()),
+        };
+        let Err(e) = load(&unnamed) else {
+            panic!("an unnamed embedding function must stop the start")
+        };
+        let msg = e.to_string();
+        if cfg!(feature = "embed-lambda") {
+            assert!(msg.contains("CONVERSA_EMBED_FUNCTION"), "{msg}");
+        } else {
+            assert!(msg.contains("CONVERSA_EMBEDDER"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn the_embedding_function_answers_in_order_with_the_model_id() {
+        /// Vectors that say which text they are for.
+        struct Lengths;
+        impl Embedder for Lengths {
+            fn id(&self) -> &str {
+                "lengths"
+            }
+            fn dim(&self) -> usize {
+                2
+            }
+            fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+                Ok(texts.iter().map(|t| vec![t.len() as f32, 0.0]).collect())
+            }
+            fn embed_prefix(
+                &self,
+                texts: &[&str],
+                pieces: usize,
+            ) -> Result<Vec<Vec<f32>>, EmbedError> {
+                Ok(texts
+                    .iter()
+                    .map(|t| vec![t.len().min(pieces) as f32, 1.0])
+                    .collect())
+            }
+        }
+        let request: EmbedRequest =
+            serde_json::from_str(r#"{"texts": ["a", "bbb", "cc"]}"#).unwrap();
+        let answer = answer(&Lengths, &request).unwrap();
+        assert_eq!(answer.model, "lengths");
+        assert_eq!(answer.dim, 2);
+        assert_eq!(
+            answer.vectors,
+            vec![vec![1.0, 0.0], vec![3.0, 0.0], vec![2.0, 0.0]]
+        );
+        let bounded = EmbedRequest {
+            texts: vec!["bbb".into()],
+            pieces: Some(2),
+        };
+        assert_eq!(answer_of(&bounded), vec![vec![2.0, 1.0]]);
+        // No texts: the model's id and dimension only.
+        let ask = EmbedRequest {
+            texts: Vec::new(),
+            pieces: None,
+        };
+        let only = super::answer(&Lengths, &ask).unwrap();
+        assert_eq!((only.model.as_str(), only.dim), ("lengths", 2));
+        assert!(only.vectors.is_empty());
+
+        fn answer_of(request: &EmbedRequest) -> Vec<Vec<f32>> {
+            super::answer(&Lengths, request).unwrap().vectors
+        }
+        // The request travels as JSON: `pieces` is left out when absent.
+        assert_eq!(serde_json::to_string(&ask).unwrap(), r#"{"texts":[]}"#);
     }
 
     #[test]
