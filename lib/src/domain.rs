@@ -437,6 +437,35 @@ pub struct FileMeta {
     pub created_at: Timestamp,
 }
 
+impl FileMeta {
+    /// A new record for a file of this name, type and size, not attached to a conversation, with
+    /// nothing extracted yet.
+    pub fn new(
+        filename: String,
+        content_type: String,
+        size: u64,
+        file_type: FileType,
+        status: FileStatus,
+    ) -> Self {
+        Self {
+            id: FileId::generate(),
+            conversation_id: None,
+            filename,
+            content_type,
+            size,
+            file_type,
+            status,
+            char_count: None,
+            token_count: None,
+            pages: None,
+            error: None,
+            note: None,
+            progress: None,
+            created_at: Timestamp::now(),
+        }
+    }
+}
+
 /// One page of a list, with the cursor of the next page (`None` on the last).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Page<T> {

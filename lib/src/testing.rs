@@ -105,16 +105,9 @@ impl FakeOpenAi {
     }
 }
 
-/// The text of the last user message of a request (text parts joined).
-pub fn last_user_text(body: &Value) -> String {
-    let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    let last = messages
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "user")
-        .cloned()
-        .unwrap_or(Value::Null);
-    match &last["content"] {
+/// The text of a message (text parts joined by a blank line).
+fn content_text(message: &Value) -> String {
+    match &message["content"] {
         Value::String(s) => s.clone(),
         Value::Array(parts) => parts
             .iter()
@@ -123,6 +116,23 @@ pub fn last_user_text(body: &Value) -> String {
             .join("\n\n"),
         _ => String::new(),
     }
+}
+
+/// The text of each message of a request, in order.
+pub fn message_texts(body: &Value) -> Vec<String> {
+    body["messages"]
+        .as_array()
+        .map(|messages| messages.iter().map(content_text).collect())
+        .unwrap_or_default()
+}
+
+/// The text of the last user message of a request (text parts joined).
+pub fn last_user_text(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|messages| messages.iter().rev().find(|m| m["role"] == "user"))
+        .map(content_text)
+        .unwrap_or_default()
 }
 
 fn chunk(text: Option<&str>, finish: Option<&str>) -> String {

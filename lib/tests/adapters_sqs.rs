@@ -155,22 +155,13 @@ async fn the_worker_processes_queued_files() {
     )
     .unwrap();
     let owner = Owner::new("worker@example.com");
-    let meta = FileMeta {
-        id: FileId::generate(),
-        conversation_id: None,
-        filename: "data.csv".into(),
-        content_type: "text/csv".into(),
-        size: 12,
-        file_type: FileType::Csv,
-        status: FileStatus::Processing,
-        char_count: None,
-        token_count: None,
-        pages: None,
-        error: None,
-        note: None,
-        progress: None,
-        created_at: Timestamp::now(),
-    };
+    let meta = FileMeta::new(
+        "data.csv".into(),
+        "text/csv".into(),
+        12,
+        FileType::Csv,
+        FileStatus::Processing,
+    );
     state.store.put_file(&owner, &meta).await.unwrap();
     use conversa::blobs::BlobStore;
     blobs
@@ -317,22 +308,13 @@ async fn the_worker_stores_a_files_vectors_before_deleting_its_job() {
             i % 7
         ));
     }
-    let meta = FileMeta {
-        id: FileId::generate(),
-        conversation_id: None,
-        filename: "towns.csv".into(),
-        content_type: "text/csv".into(),
-        size: csv.len() as u64,
-        file_type: FileType::Csv,
-        status: FileStatus::Processing,
-        char_count: None,
-        token_count: None,
-        pages: None,
-        error: None,
-        note: None,
-        progress: None,
-        created_at: Timestamp::now(),
-    };
+    let meta = FileMeta::new(
+        "towns.csv".into(),
+        "text/csv".into(),
+        csv.len() as u64,
+        FileType::Csv,
+        FileStatus::Processing,
+    );
     state.store.put_file(&owner, &meta).await.unwrap();
     blobs
         .put(

@@ -1280,20 +1280,7 @@ async fn a_long_conversation_stays_within_the_models_window() {
         assert_eq!(events.last().unwrap().event, "done");
     }
     let last = h.fake.chat_requests().pop().unwrap();
-    let texts: Vec<String> = last["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| match &m["content"] {
-            Value::String(s) => s.clone(),
-            Value::Array(parts) => parts
-                .iter()
-                .filter_map(|p| p["text"].as_str())
-                .collect::<Vec<_>>()
-                .join("\n\n"),
-            _ => String::new(),
-        })
-        .collect();
+    let texts = conversa::testing::message_texts(&last);
     let prompt: u64 = texts.iter().map(|t| conversa::tokens::estimate(t)).sum();
     assert!(
         prompt + 300 <= 1500,

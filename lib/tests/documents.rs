@@ -233,22 +233,14 @@ async fn unfinished_jobs_resume_after_a_restart() {
         ))
         .await
         .unwrap();
-        let mut meta = conversa::domain::FileMeta {
-            id: conversa::domain::FileId::generate(),
-            conversation_id: None,
-            filename: "notes.txt".into(),
-            content_type: "text/plain".into(),
-            size: 20,
-            file_type: conversa::domain::FileType::Text,
-            status: conversa::domain::FileStatus::Processing,
-            char_count: None,
-            token_count: None,
-            pages: None,
-            error: None,
-            note: None,
-            progress: Some(0),
-            created_at: conversa::domain::Timestamp::now(),
-        };
+        let mut meta = conversa::domain::FileMeta::new(
+            "notes.txt".into(),
+            "text/plain".into(),
+            20,
+            conversa::domain::FileType::Text,
+            conversa::domain::FileStatus::Processing,
+        );
+        meta.progress = Some(0);
         id = meta.id.clone();
         state
             .blobs

@@ -266,27 +266,10 @@ async fn deleting_a_conversation_removes_its_messages_and_files_from_search_and_
 #[cfg(feature = "dynamodb")]
 #[tokio::test]
 async fn search_finds_then_forgets_on_dynamodb() {
-    if common::service("AWS_ENDPOINT_URL", "DynamoDB").is_none() {
-        return;
-    }
-    let client = aws_sdk_dynamodb::Client::new(conversa::aws::sdk_config().await);
-    let table = common::unique("search");
-    conversa::store::dynamodb::ensure_table(&client, &table)
-        .await
-        .unwrap();
-    let h = Harness::new(&[
-        ("CONVERSA_STORE", "dynamodb"),
-        ("CONVERSA_DYNAMODB_TABLE", &table),
-    ])
+    common::on_dynamodb("search", |env| async move {
+        finds_then_forgets(&Harness::new(&common::pairs(&env)).await).await;
+    })
     .await;
-    finds_then_forgets(&h).await;
-    drop(h);
-    client
-        .delete_table()
-        .table_name(&table)
-        .send()
-        .await
-        .unwrap();
 }
 
 /// Search on MongoDB (its own database on the MongoDB-wire server): the same scenario as on
@@ -294,20 +277,10 @@ async fn search_finds_then_forgets_on_dynamodb() {
 #[cfg(feature = "mongodb")]
 #[tokio::test]
 async fn search_finds_then_forgets_on_mongodb() {
-    let Some(uri) = common::service("MONGODB_URI", "MongoDB") else {
-        return;
-    };
-    let db = common::unique("search").replace('-', "_");
-    let h = Harness::new(&[
-        ("CONVERSA_STORE", "mongodb"),
-        ("MONGODB_URI", &uri),
-        ("CONVERSA_MONGODB_DB", &db),
-    ])
+    common::on_mongodb("search", |env| async move {
+        finds_then_forgets(&Harness::new(&common::pairs(&env)).await).await;
+    })
     .await;
-    finds_then_forgets(&h).await;
-    drop(h);
-    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
-    client.database(&db).drop().await.unwrap();
 }
 
 /// A file passage, a question and its answer are found by their words; once the conversation is
@@ -514,22 +487,7 @@ const FACT: &str = "Please remember this: the gate code is 4417.";
 
 /// What the model received for the last chat turn, every message's text joined.
 fn last_prompt(h: &Harness) -> String {
-    let request = h.fake.chat_requests().pop().unwrap();
-    request["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| match &m["content"] {
-            Value::String(s) => s.clone(),
-            Value::Array(parts) => parts
-                .iter()
-                .filter_map(|p| p["text"].as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-            _ => String::new(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    conversa::testing::message_texts(&h.fake.chat_requests().pop().unwrap()).join("\n")
 }
 
 /// `who` says `fact` in a conversation of its own, and waits until search finds it; the reply.
@@ -689,47 +647,20 @@ async fn memory_brings_a_fact_of_another_conversation_labelled_and_cited() {
 #[cfg(feature = "dynamodb")]
 #[tokio::test]
 async fn memory_on_dynamodb() {
-    if common::service("AWS_ENDPOINT_URL", "DynamoDB").is_none() {
-        return;
-    }
-    let client = aws_sdk_dynamodb::Client::new(conversa::aws::sdk_config().await);
-    let table = common::unique("memory");
-    conversa::store::dynamodb::ensure_table(&client, &table)
-        .await
-        .unwrap();
-    let h = with_memory(&[
-        ("CONVERSA_STORE", "dynamodb"),
-        ("CONVERSA_DYNAMODB_TABLE", &table),
-    ])
+    common::on_dynamodb("memory", |env| async move {
+        memory_recalls_another_conversation(&with_memory(&common::pairs(&env)).await).await;
+    })
     .await;
-    memory_recalls_another_conversation(&h).await;
-    drop(h);
-    client
-        .delete_table()
-        .table_name(&table)
-        .send()
-        .await
-        .unwrap();
 }
 
 /// Memory on MongoDB (its own database on the MongoDB-wire server).
 #[cfg(feature = "mongodb")]
 #[tokio::test]
 async fn memory_on_mongodb() {
-    let Some(uri) = common::service("MONGODB_URI", "MongoDB") else {
-        return;
-    };
-    let db = common::unique("memory").replace('-', "_");
-    let h = with_memory(&[
-        ("CONVERSA_STORE", "mongodb"),
-        ("MONGODB_URI", &uri),
-        ("CONVERSA_MONGODB_DB", &db),
-    ])
+    common::on_mongodb("memory", |env| async move {
+        memory_recalls_another_conversation(&with_memory(&common::pairs(&env)).await).await;
+    })
     .await;
-    memory_recalls_another_conversation(&h).await;
-    drop(h);
-    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
-    client.database(&db).drop().await.unwrap();
 }
 
 #[tokio::test]

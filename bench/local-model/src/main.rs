@@ -8,13 +8,19 @@
 //! instead (no tokenizer, no chat template, greedy): Conversa's own (`llm::local::llama`) or
 //! candle-transformers' `quantized_llama` as the baseline, on the same re-encoded weights. Run each in
 //! its own process: the peak memory is the process's.
+//!
+//! `bench-local-model --prefill 1000,3000 [--runs R] [--model PATH]` measures prompt processing alone
+//! with Conversa's decoder: for each length, the median time to feed that many tokens into a fresh
+//! attention cache in the server's chunks ([`PREFILL_CHUNK`]), as tokens per second. `--decoder
+//! candle` runs candle-transformers' `quantized_llama` instead. `scripts/bench-prefill.sh` runs it
+//! beside llama.cpp on the same GGUF.
 
 use std::error::Error;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use conversa::config::DEFAULT_SYSTEM_PROMPT;
-use conversa::llm::local::{LocalModel, WeightFormat, DEFAULT_MODEL_PATH};
+use conversa::llm::local::{LocalModel, WeightFormat, DEFAULT_MODEL_PATH, PREFILL_CHUNK};
 use conversa::llm::{ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatRole};
 use futures::StreamExt;
 
@@ -119,6 +125,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Either decoder, behind one `forward`.
+#[derive(Clone)]
 enum Decoder {
     Conversa(conversa::llm::local::llama::Llama),
     Candle(candle_transformers::models::quantized_llama::ModelWeights),
@@ -138,19 +145,16 @@ impl Decoder {
     }
 }
 
-/// The bare decoder: load, a 954-token prompt in 128-token chunks (as the server feeds it), then
-/// `tokens` greedy tokens.
-fn bare(path: &std::path::Path, which: &str, tokens: usize) -> Result<(), Box<dyn Error>> {
+/// Loads one of the two decoders on the weights the server uses (Q4_1 re-encoded as Q8_0).
+fn load_decoder(path: &std::path::Path, which: &str) -> Result<Decoder, Box<dyn Error>> {
     use candle_core::quantized::gguf_file;
     use conversa::llm::local::requant::requantize_q4_1;
 
-    let rss_before = status_mb("VmRSS:").unwrap_or(0.0);
-    let started = Instant::now();
     let mut reader = std::io::BufReader::new(std::fs::File::open(path)?);
     let mut content = gguf_file::Content::read(&mut reader)?;
     let (mut file, _) = requantize_q4_1(&mut content, reader);
     let device = candle_core::Device::Cpu;
-    let mut model = match which {
+    let model = match which {
         "conversa" => Decoder::Conversa(conversa::llm::local::llama::Llama::from_gguf(
             content, &mut file, &device,
         )?),
@@ -161,14 +165,63 @@ fn bare(path: &std::path::Path, which: &str, tokens: usize) -> Result<(), Box<dy
         ),
         other => return Err(format!("unknown decoder {other}").into()),
     };
+    Ok(model)
+}
+
+/// A synthetic prompt of `n` token ids (prefill does not depend on which tokens they are).
+fn prompt_ids(n: usize) -> Vec<u32> {
+    (0..n as u32).map(|i| 1 + (i * 7_919) % 40_000).collect()
+}
+
+/// Prompt processing alone: for each length, `runs` times, a fresh cache fed the prompt in the
+/// server's chunks; prints one JSON line per length (median time and tokens per second).
+fn prefill(
+    path: &std::path::Path,
+    which: &str,
+    lengths: &[usize],
+    runs: usize,
+) -> Result<(), Box<dyn Error>> {
+    let model = load_decoder(path, which)?;
+    // Warm-up: first-touch page faults and the thread pool.
+    model.clone().forward(&prompt_ids(16), 0)?;
+    for &n in lengths {
+        let ids = prompt_ids(n);
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs.max(1) {
+            let mut fresh = model.clone();
+            let started = Instant::now();
+            let mut pos = 0;
+            for chunk in ids.chunks(PREFILL_CHUNK) {
+                fresh.forward(chunk, pos)?;
+                pos += chunk.len();
+            }
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        let runs_ms: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
+        let ms = median(times);
+        println!(
+            "{{\"engine\":\"conversa-{which}\",\"tokens\":{n},\"ms_median\":{ms:.1},\"tokens_per_s\":{:.1},\"runs\":[{}]}}",
+            n as f64 / ms * 1e3,
+            runs_ms.join(",")
+        );
+    }
+    Ok(())
+}
+
+/// The bare decoder: load, a 954-token prompt in 128-token chunks (as the server feeds it), then
+/// `tokens` greedy tokens.
+fn bare(path: &std::path::Path, which: &str, tokens: usize) -> Result<(), Box<dyn Error>> {
+    let rss_before = status_mb("VmRSS:").unwrap_or(0.0);
+    let started = Instant::now();
+    let mut model = load_decoder(path, which)?;
     let load = started.elapsed();
     let rss_loaded = status_mb("VmRSS:").unwrap_or(0.0);
 
-    let prompt: Vec<u32> = (0..954u32).map(|i| 1 + (i * 7_919) % 40_000).collect();
+    let prompt = prompt_ids(954);
     let started = Instant::now();
     let mut pos = 0;
     let mut next = 0;
-    for chunk in prompt.chunks(128) {
+    for chunk in prompt.chunks(PREFILL_CHUNK) {
         next = model.forward(chunk, pos)?;
         pos += chunk.len();
     }
@@ -196,6 +249,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let mut runs = 3usize;
     let mut weights = WeightFormat::default();
     let mut decoder = None;
+    let mut lengths: Option<Vec<usize>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let value = args.next().ok_or(format!("{a} needs a value"))?;
@@ -204,6 +258,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
             "--tokens" => tokens = value.parse()?,
             "--runs" => runs = value.parse()?,
             "--decoder" => decoder = Some(value),
+            "--prefill" => {
+                lengths = Some(value.split(',').map(str::parse).collect::<Result<_, _>>()?)
+            }
             "--weights" => {
                 weights = match value.as_str() {
                     "as-stored" => WeightFormat::AsStored,
@@ -213,6 +270,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
             }
             other => return Err(format!("unknown argument {other}").into()),
         }
+    }
+
+    if let Some(lengths) = lengths {
+        let which = decoder.unwrap_or_else(|| "conversa".into());
+        return tokio::task::spawn_blocking(move || {
+            prefill(&path, &which, &lengths, runs).map_err(|e| e.to_string())
+        })
+        .await?
+        .map_err(Into::into);
     }
 
     if let Some(which) = decoder {

@@ -93,12 +93,7 @@ impl PassageVectors {
         let _waiting = Foreground::enter(self);
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(BATCH_TEXTS) {
-            let turn = self
-                .permit
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| Error::Internal(format!("embedding: {e}")))?;
+            let turn = self.take_turn().await?;
             out.extend(self.run(turn, batch.to_vec(), pieces).await?);
         }
         Ok(out)
@@ -121,6 +116,15 @@ impl PassageVectors {
         Ok(out)
     }
 
+    /// The model's one permit, in the order callers ask for it.
+    async fn take_turn(&self) -> Result<OwnedSemaphorePermit, Error> {
+        self.permit
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Internal(format!("embedding: {e}")))
+    }
+
     /// The model, once no foreground caller waits for it.
     async fn background_turn(&self) -> Result<OwnedSemaphorePermit, Error> {
         loop {
@@ -128,12 +132,7 @@ impl PassageVectors {
             tokio::pin!(idle);
             idle.as_mut().enable();
             if self.foreground.load(Ordering::Acquire) == 0 {
-                let turn = self
-                    .permit
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| Error::Internal(format!("embedding: {e}")))?;
+                let turn = self.take_turn().await?;
                 if self.foreground.load(Ordering::Acquire) == 0 {
                     return Ok(turn);
                 }

@@ -90,6 +90,60 @@ pub fn unique(tag: &str) -> String {
     format!("conversa-test-{tag}-{}", uuid::Uuid::now_v7().simple())
 }
 
+/// Runs `scenario` with the settings of a store on a table of its own in moto's DynamoDB, then
+/// deletes the table; does nothing (after [`missing`]) when no DynamoDB endpoint is configured.
+#[cfg(feature = "dynamodb")]
+pub async fn on_dynamodb<Fut: Future<Output = ()>>(
+    tag: &str,
+    scenario: impl FnOnce(Vec<(&'static str, String)>) -> Fut,
+) {
+    if service("AWS_ENDPOINT_URL", "DynamoDB").is_none() {
+        return;
+    }
+    let client = aws_sdk_dynamodb::Client::new(conversa::aws::sdk_config().await);
+    let table = unique(tag);
+    conversa::store::dynamodb::ensure_table(&client, &table)
+        .await
+        .unwrap();
+    scenario(vec![
+        ("CONVERSA_STORE", "dynamodb".into()),
+        ("CONVERSA_DYNAMODB_TABLE", table.clone()),
+    ])
+    .await;
+    client
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Runs `scenario` with the settings of a store on a database of its own on the MongoDB-wire
+/// server, then drops the database; does nothing (after [`missing`]) when no MongoDB is configured.
+#[cfg(feature = "mongodb")]
+pub async fn on_mongodb<Fut: Future<Output = ()>>(
+    tag: &str,
+    scenario: impl FnOnce(Vec<(&'static str, String)>) -> Fut,
+) {
+    let Some(uri) = service("MONGODB_URI", "MongoDB") else {
+        return;
+    };
+    let db = unique(tag).replace('-', "_");
+    scenario(vec![
+        ("CONVERSA_STORE", "mongodb".into()),
+        ("MONGODB_URI", uri.clone()),
+        ("CONVERSA_MONGODB_DB", db.clone()),
+    ])
+    .await;
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    client.database(&db).drop().await.unwrap();
+}
+
+/// Pairs of owned settings as the borrowed pairs harnesses take.
+pub fn pairs<'a>(settings: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    settings.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 /// A configuration from pairs, as the environment would give it. These suites test adapters, not
 /// models: a provider endpoint is named (never called) so no local model is needed.
 pub fn config(pairs: &[(&str, &str)]) -> Config {

@@ -1009,7 +1009,7 @@ mod tests {
             alone,
             estimate(SYSTEM) + estimate("hello") + 2 * MESSAGE_TOKENS
         );
-        let mut file = crate::service::files::new_meta(
+        let mut file = crate::domain::FileMeta::new(
             "a.txt".into(),
             "text/plain".into(),
             10,

@@ -26,7 +26,7 @@ use crate::llm::{
     ChatEvent, ChatModel, ChatRequest, ChatStream, LlmError, ModelEntry, Provider, Registry, Usage,
 };
 use crate::service::conversations::ConversationService;
-use crate::service::files::{new_meta, FileService, FileSettings};
+use crate::service::files::{FileService, FileSettings};
 use crate::service::usage::Budgets;
 use crate::store::Store;
 use crate::turns::TurnLog;
@@ -431,7 +431,7 @@ pub(crate) fn tokens(events: &[TurnEvent]) -> String {
 
 /// A file record still being processed (not stored).
 pub(crate) fn processing_file(name: &str) -> FileMeta {
-    let mut meta = new_meta(
+    let mut meta = FileMeta::new(
         name.into(),
         "application/pdf".into(),
         100,

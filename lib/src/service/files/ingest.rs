@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{clean_filename, new_meta, FileService, Prepared, Upload};
+use super::{clean_filename, FileService, Prepared, Upload};
 use crate::blobs::keys;
 use crate::domain::{ConversationId, FileMeta, FileStatus, FileType, Owner};
 use crate::extract;
@@ -56,7 +56,7 @@ impl FileService {
                 None,
             )
             .await?;
-        let mut meta = new_meta(
+        let mut meta = FileMeta::new(
             filename,
             detected.content_type,
             size,
@@ -101,7 +101,7 @@ impl FileService {
                 queued: false,
             });
         }
-        let mut meta = new_meta(
+        let mut meta = FileMeta::new(
             filename,
             detected.content_type,
             size,

@@ -78,7 +78,7 @@ mod tests {
     use crate::jobs::JobHandler;
 
     fn processing(name: &str, file_type: FileType) -> FileMeta {
-        let mut meta = super::super::new_meta(
+        let mut meta = crate::domain::FileMeta::new(
             name.into(),
             "text/plain".into(),
             0,

@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use super::{human_size, Error};
 use crate::blobs::{keys, BlobStore};
-use crate::domain::{FileId, FileMeta, FileStatus, FileType, Owner, Timestamp};
+use crate::domain::{FileId, FileMeta, FileStatus, Owner};
 use crate::extract::{Extracted, Limits};
 use crate::jobs::JobQueue;
 use crate::service::search::SearchService;
@@ -207,32 +207,6 @@ impl FileService {
     }
 }
 
-/// A new record for a file of this name, type and size, not attached to a conversation.
-pub(crate) fn new_meta(
-    filename: String,
-    content_type: String,
-    size: u64,
-    file_type: FileType,
-    status: FileStatus,
-) -> FileMeta {
-    FileMeta {
-        id: FileId::generate(),
-        conversation_id: None,
-        filename,
-        content_type,
-        size,
-        file_type,
-        status,
-        char_count: None,
-        token_count: None,
-        pages: None,
-        error: None,
-        note: None,
-        progress: None,
-        created_at: Timestamp::now(),
-    }
-}
-
 /// Keeps the last path segment and drops control characters; never empty.
 pub fn clean_filename(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
@@ -300,11 +274,11 @@ pub(crate) mod tests {
         name: &str,
         text: &str,
     ) -> FileMeta {
-        let meta = new_meta(
+        let meta = FileMeta::new(
             name.into(),
             "text/plain".into(),
             text.len() as u64,
-            FileType::Text,
+            crate::domain::FileType::Text,
             FileStatus::Ready,
         );
         blobs

@@ -2,7 +2,7 @@
 //! waiting for its bytes and a signed `PUT` URL, then completion, which processes the bytes.
 
 use super::ingest::Accepted;
-use super::{clean_filename, new_meta, too_large, FileService};
+use super::{clean_filename, too_large, FileService};
 use crate::blobs::{keys, PresignedRequest};
 use crate::domain::{ConversationId, FileId, FileMeta, FileStatus, Owner};
 use crate::extract;
@@ -62,7 +62,7 @@ impl FileService {
         if let Some(c) = &req.conversation_id {
             crate::service::conversations::find(self.store.as_ref(), owner, c).await?;
         }
-        let mut file = new_meta(
+        let mut file = FileMeta::new(
             filename,
             content_type,
             req.size,
