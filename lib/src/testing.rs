@@ -303,6 +303,94 @@ pub async fn test_app(
 /// How often [`Patience`] looks again.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
+/// A child process, killed and reaped when this is dropped.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether `cargo lambda` runs here (`bash scripts/tools.sh install` provides it).
+pub fn cargo_lambda_available() -> bool {
+    std::process::Command::new("cargo")
+        .args(["lambda", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// cargo-lambda's emulator (`cargo lambda watch --only-lambda-apis`) on a free local port: its
+/// Runtime API for function processes, its function URLs (`/lambda-url/_/…`) and its Invoke API.
+/// Stopped when dropped.
+pub struct LambdaEmulator {
+    /// The port it listens on, at 127.0.0.1.
+    pub port: u16,
+    _process: KillOnDrop,
+}
+
+impl LambdaEmulator {
+    /// Starts the emulator and waits (at most a minute) until it accepts connections.
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let process = KillOnDrop(
+            std::process::Command::new("cargo")
+                .args([
+                    "lambda",
+                    "watch",
+                    "--only-lambda-apis",
+                    "--invoke-address",
+                    "127.0.0.1",
+                    "--invoke-port",
+                    &port.to_string(),
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let patience = Patience::new(Duration::from_secs(60), "the Lambda emulator to start");
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            patience.wait().await;
+        }
+        Self {
+            port,
+            _process: process,
+        }
+    }
+
+    /// One instance of a function: the binary at `bin` polling the emulator's Runtime API with
+    /// `env` added to Lambda's own variables. Stopped when the result is dropped.
+    pub fn instance<K, V>(&self, bin: &str, env: impl IntoIterator<Item = (K, V)>) -> KillOnDrop
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
+        KillOnDrop(
+            std::process::Command::new(bin)
+                .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+                .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+                .env(
+                    "AWS_LAMBDA_RUNTIME_API",
+                    format!("http://127.0.0.1:{}/.rt", self.port),
+                )
+                .envs(env)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
 /// A deadline for something that happens in the background: look, and if it has not happened,
 /// [`Patience::wait`] before looking again; past the deadline the test fails saying what it waited
 /// for. Tests never sleep for ordering; they wait through this.

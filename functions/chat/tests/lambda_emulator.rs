@@ -6,38 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use conversa::testing::{parse_sse, streamed_text, FakeOpenAi};
+use conversa::testing::{
+    cargo_lambda_available, parse_sse, streamed_text, FakeOpenAi, LambdaEmulator,
+};
 use futures::StreamExt;
 use serde_json::json;
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn cargo_lambda_available() -> bool {
-    Command::new("cargo")
-        .args(["lambda", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test]
 async fn a_chat_streams_through_the_emulated_function_url() {
@@ -50,45 +25,16 @@ async fn a_chat_streams_through_the_emulated_function_url() {
     }
     let fake = FakeOpenAi::start().await;
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _emulator = Kill(
-        Command::new("cargo")
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "--invoke-address",
-                "127.0.0.1",
-                "--invoke-port",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let patience =
-        conversa::testing::Patience::new(Duration::from_secs(60), "the emulator to start");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        patience.wait().await;
-    }
-    let _function = Kill(
-        Command::new(env!("CARGO_BIN_EXE_chat"))
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{port}/.rt"),
-            )
-            .env("CONVERSA_DATA_DIR", data.path())
-            .env("OPENAI_API_KEY", "test-key")
-            .env("OPENAI_BASE_URL", &fake.base_url)
-            .env("CONVERSA_TITLE_MODEL", "title-model")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let emulator = LambdaEmulator::start().await;
+    let port = emulator.port;
+    let _function = emulator.instance(
+        env!("CARGO_BIN_EXE_chat"),
+        [
+            ("CONVERSA_DATA_DIR", data.path().as_os_str()),
+            ("OPENAI_API_KEY", "test-key".as_ref()),
+            ("OPENAI_BASE_URL", fake.base_url.as_ref()),
+            ("CONVERSA_TITLE_MODEL", "title-model".as_ref()),
+        ],
     );
 
     let client = reqwest::Client::new();
@@ -130,25 +76,6 @@ async fn a_chat_streams_through_the_emulated_function_url() {
     assert_eq!(bad.status(), 400);
     let v: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(v["error"]["code"], "bad_request");
-}
-
-/// A chat function process polling the emulator's Runtime API: one Lambda instance.
-fn instance(port: u16, env: &[(String, String)]) -> Kill {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chat"));
-    command
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-        .env(
-            "AWS_LAMBDA_RUNTIME_API",
-            format!("http://127.0.0.1:{port}/.rt"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    Kill(command.spawn().unwrap())
 }
 
 /// Reads SSE events from a streamed response as they arrive, each with when it arrived.
@@ -205,31 +132,11 @@ async fn a_resume_streams_from_another_instance_while_the_first_generates() {
     } else if std::env::var("CONVERSA_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
         panic!("DynamoDB (AWS_ENDPOINT_URL) is required under CONVERSA_REQUIRE_SERVICES=1");
     }
-    let port = free_port();
-    let _emulator = Kill(
-        Command::new("cargo")
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "--invoke-address",
-                "127.0.0.1",
-                "--invoke-port",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let patience =
-        conversa::testing::Patience::new(Duration::from_secs(60), "the emulator to start");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        patience.wait().await;
-    }
+    let emulator = LambdaEmulator::start().await;
+    let port = emulator.port;
     // Two instances of the function.
-    let _first = instance(port, &env);
-    let _second = instance(port, &env);
+    let _first = emulator.instance(env!("CARGO_BIN_EXE_chat"), env.clone());
+    let _second = emulator.instance(env!("CARGO_BIN_EXE_chat"), env.clone());
 
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}/lambda-url/_");

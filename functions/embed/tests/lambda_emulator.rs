@@ -9,34 +9,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use conversa::embed::minilm::MiniLm;
 use conversa::embed::remote::TEXTS_PER_INVOKE;
 use conversa::embed::{cosine, EmbedSettings, Embedder, EmbedderKind, DEFAULT_MODEL_DIR};
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use conversa::testing::{cargo_lambda_available, LambdaEmulator};
 
 fn required() -> bool {
     std::env::var("CONVERSA_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
-fn cargo_lambda_available() -> bool {
-    Command::new("cargo")
-        .args(["lambda", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn model_dir() -> PathBuf {
@@ -47,14 +28,6 @@ fn model_dir() -> PathBuf {
                 .join("../..")
                 .join(DEFAULT_MODEL_DIR)
         })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The client of `function` as a function built with `embed-lambda` makes it from its settings.
@@ -106,42 +79,11 @@ async fn the_functions_embed_through_the_embedding_function_as_the_model_would()
         eprintln!("SKIPPED: the embedding function under the Lambda emulator: {what}");
         return;
     }
-    let port = free_port();
-    let _emulator = Kill(
-        Command::new("cargo")
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "--invoke-address",
-                "127.0.0.1",
-                "--invoke-port",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let patience =
-        conversa::testing::Patience::new(Duration::from_secs(60), "the emulator to start");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        patience.wait().await;
-    }
-    let _function = Kill(
-        Command::new(env!("CARGO_BIN_EXE_embed"))
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{port}/.rt"),
-            )
-            .env("CONVERSA_EMBED_MODEL", &dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let emulator = LambdaEmulator::start().await;
+    let port = emulator.port;
+    let _function = emulator.instance(
+        env!("CARGO_BIN_EXE_embed"),
+        [("CONVERSA_EMBED_MODEL", &dir)],
     );
     // The client reaches the emulator's Invoke API as it would Lambda's (the Lambda endpoint
     // alone: the other services' emulators, when set, stay as they are).
