@@ -35,8 +35,9 @@ const NOT_REACHED: &str = "bert/not-reached";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const CALL_TIMEOUT: Duration = Duration::from_secs(65);
 
-/// Attempts of one invocation when the service is busy (429, 5xx) or unreachable, and the pause
-/// before the first retry (doubled each time). Embedding the same texts twice is harmless.
+/// Attempts of one invocation when the service is busy (429, 5xx) or cannot be connected to, and
+/// the pause before the first retry (doubled each time). Embedding the same texts twice is
+/// harmless; a call that timed out is not tried again (it already took the function's timeout).
 const ATTEMPTS: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -129,19 +130,20 @@ impl LambdaEmbedder {
             region,
             credentials,
         };
-        Self::with_target(function, target, runtime)
+        Self::with_target(function, target, CALL_TIMEOUT, runtime)
     }
 
     fn with_target(
         function: &str,
         target: Target,
+        timeout: Duration,
         runtime: tokio::runtime::Runtime,
     ) -> Result<Self, EmbedError> {
         let http = {
             let _in_runtime = runtime.enter();
             reqwest::Client::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
-                .timeout(CALL_TIMEOUT)
+                .timeout(timeout)
                 .build()
                 .map_err(|e| EmbedError::Model(format!("embedding client: {e}")))?
         };
@@ -260,7 +262,7 @@ impl LambdaEmbedder {
             })?;
             let retry = match &answer {
                 Ok((status, _, _)) => *status == 429 || (500..600).contains(status),
-                Err(e) => e.is_connect() || e.is_timeout(),
+                Err(e) => e.is_connect(),
             };
             if !retry || attempt >= ATTEMPTS {
                 return answer.map_err(|e| {
@@ -475,6 +477,14 @@ mod tests {
     }
 
     fn client(function: &str, endpoint: &str) -> Arc<LambdaEmbedder> {
+        client_with_timeout(function, endpoint, CALL_TIMEOUT)
+    }
+
+    fn client_with_timeout(
+        function: &str,
+        endpoint: &str,
+        timeout: Duration,
+    ) -> Arc<LambdaEmbedder> {
         let target = Target {
             endpoint: endpoint.to_owned(),
             region: "eu-west-3".into(),
@@ -486,7 +496,9 @@ mod tests {
                 "test",
             )),
         };
-        Arc::new(LambdaEmbedder::with_target(function, target, runtime().unwrap()).unwrap())
+        Arc::new(
+            LambdaEmbedder::with_target(function, target, timeout, runtime().unwrap()).unwrap(),
+        )
     }
 
     /// `texts` through the client, on the blocking pool as the services call it.
@@ -637,5 +649,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("answered 1 vectors for 2 texts"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_function_that_does_not_answer_in_time_is_a_clear_error_tried_once() {
+        // Accepts connections and reads requests, never answers.
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let (accepted, mut accepts) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = socket.accept().await {
+                let _ = accepted.send(());
+                held.push(stream);
+            }
+        });
+        let remote = client_with_timeout(
+            "conversa-embed",
+            &format!("http://{address}"),
+            Duration::from_millis(300),
+        );
+        let err = embed(&remote, vec!["hello"]).await.unwrap_err().to_string();
+        assert!(err.contains("invoking conversa-embed"), "{err}");
+        assert!(err.contains("timed out"), "{err}");
+        assert!(accepts.recv().await.is_some());
+        assert!(
+            accepts.try_recv().is_err(),
+            "a timed-out call is not sent again"
+        );
     }
 }
