@@ -11,9 +11,11 @@
 //!
 //! `bench-local-model --prefill 1000,3000 [--runs R] [--model PATH]` measures prompt processing alone
 //! with Conversa's decoder: for each length, the median time to feed that many tokens into a fresh
-//! attention cache in the server's chunks ([`PREFILL_CHUNK`]), as tokens per second. `--decoder
-//! candle` runs candle-transformers' `quantized_llama` instead. `scripts/bench-prefill.sh` runs it
-//! beside llama.cpp on the same GGUF.
+//! attention cache in the server's chunks ([`PREFILL_CHUNK`], or `--chunk N`), as tokens per second.
+//! `--decoder candle` runs candle-transformers' `quantized_llama` instead, `--decoder
+//! conversa-quantized` Conversa's decoder with every product on the quantized kernels, `--decoder
+//! conversa-dense` with every product of two rows or more on decoded weights.
+//! `scripts/bench-prefill.sh` runs it beside llama.cpp on the same GGUF.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -158,6 +160,19 @@ fn load_decoder(path: &std::path::Path, which: &str) -> Result<Decoder, Box<dyn 
         "conversa" => Decoder::Conversa(conversa::llm::local::llama::Llama::from_gguf(
             content, &mut file, &device,
         )?),
+        // Conversa's decoder with every product on candle's quantized kernels (as before prompts
+        // were multiplied with decoded f32 weights): the baseline of `--prefill`.
+        "conversa-quantized" => {
+            let mut m = conversa::llm::local::llama::Llama::from_gguf(content, &mut file, &device)?;
+            m.set_dense_from_rows(usize::MAX);
+            Decoder::Conversa(m)
+        }
+        // Every product of two rows or more on decoded weights: where the two paths cross.
+        "conversa-dense" => {
+            let mut m = conversa::llm::local::llama::Llama::from_gguf(content, &mut file, &device)?;
+            m.set_dense_from_rows(2);
+            Decoder::Conversa(m)
+        }
         "candle" => Decoder::Candle(
             candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
                 content, &mut file, &device,
@@ -180,6 +195,7 @@ fn prefill(
     which: &str,
     lengths: &[usize],
     runs: usize,
+    chunk: usize,
 ) -> Result<(), Box<dyn Error>> {
     let model = load_decoder(path, which)?;
     // Warm-up: first-touch page faults and the thread pool.
@@ -191,16 +207,16 @@ fn prefill(
             let mut fresh = model.clone();
             let started = Instant::now();
             let mut pos = 0;
-            for chunk in ids.chunks(PREFILL_CHUNK) {
-                fresh.forward(chunk, pos)?;
-                pos += chunk.len();
+            for part in ids.chunks(chunk.max(1)) {
+                fresh.forward(part, pos)?;
+                pos += part.len();
             }
             times.push(started.elapsed().as_secs_f64() * 1e3);
         }
         let runs_ms: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
         let ms = median(times);
         println!(
-            "{{\"engine\":\"conversa-{which}\",\"tokens\":{n},\"ms_median\":{ms:.1},\"tokens_per_s\":{:.1},\"runs\":[{}]}}",
+            "{{\"engine\":\"conversa-{which}\",\"chunk\":{chunk},\"tokens\":{n},\"ms_median\":{ms:.1},\"tokens_per_s\":{:.1},\"runs\":[{}]}}",
             n as f64 / ms * 1e3,
             runs_ms.join(",")
         );
@@ -250,6 +266,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let mut weights = WeightFormat::default();
     let mut decoder = None;
     let mut lengths: Option<Vec<usize>> = None;
+    let mut chunk = PREFILL_CHUNK;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let value = args.next().ok_or(format!("{a} needs a value"))?;
@@ -258,6 +275,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             "--tokens" => tokens = value.parse()?,
             "--runs" => runs = value.parse()?,
             "--decoder" => decoder = Some(value),
+            "--chunk" => chunk = value.parse()?,
             "--prefill" => {
                 lengths = Some(value.split(',').map(str::parse).collect::<Result<_, _>>()?)
             }
@@ -275,7 +293,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     if let Some(lengths) = lengths {
         let which = decoder.unwrap_or_else(|| "conversa".into());
         return tokio::task::spawn_blocking(move || {
-            prefill(&path, &which, &lengths, runs).map_err(|e| e.to_string())
+            prefill(&path, &which, &lengths, runs, chunk).map_err(|e| e.to_string())
         })
         .await?
         .map_err(Into::into);
