@@ -323,6 +323,25 @@ pub fn cargo_lambda_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Points the Lambda Invoke API at `http://127.0.0.1:{port}` (the Lambda endpoint alone: the other
+/// services' emulators, when set, stay as they are) and gives the AWS clients a region and test
+/// credentials unless the environment already has them. For test binaries: it sets process variables.
+pub fn point_lambda_at(port: u16) {
+    std::env::set_var(
+        "AWS_ENDPOINT_URL_LAMBDA",
+        format!("http://127.0.0.1:{port}"),
+    );
+    for (name, value) in [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ] {
+        if std::env::var_os(name).is_none() {
+            std::env::set_var(name, value);
+        }
+    }
+}
+
 /// cargo-lambda's emulator (`cargo lambda watch --only-lambda-apis`) on a free local port: its
 /// Runtime API for function processes, its function URLs (`/lambda-url/_/…`) and its Invoke API.
 /// Stopped when dropped.

@@ -85,21 +85,8 @@ async fn the_functions_embed_through_the_embedding_function_as_the_model_would()
         env!("CARGO_BIN_EXE_embed"),
         [("CONVERSA_EMBED_MODEL", &dir)],
     );
-    // The client reaches the emulator's Invoke API as it would Lambda's (the Lambda endpoint
-    // alone: the other services' emulators, when set, stay as they are).
-    std::env::set_var(
-        "AWS_ENDPOINT_URL_LAMBDA",
-        format!("http://127.0.0.1:{port}"),
-    );
-    for (name, value) in [
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-    ] {
-        if std::env::var_os(name).is_none() {
-            std::env::set_var(name, value);
-        }
-    }
+    // The client reaches the emulator's Invoke API as it would Lambda's.
+    conversa::testing::point_lambda_at(port);
     let local = {
         let dir = dir.clone();
         tokio::task::spawn_blocking(move || MiniLm::load(&dir).unwrap())

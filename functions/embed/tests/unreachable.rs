@@ -15,19 +15,7 @@ async fn an_unreachable_embedding_function_fails_the_call_and_matches_no_stored_
         .local_addr()
         .unwrap()
         .port();
-    std::env::set_var(
-        "AWS_ENDPOINT_URL_LAMBDA",
-        format!("http://127.0.0.1:{port}"),
-    );
-    for (name, value) in [
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-    ] {
-        if std::env::var_os(name).is_none() {
-            std::env::set_var(name, value);
-        }
-    }
+    conversa::testing::point_lambda_at(port);
     let settings = EmbedSettings {
         kind: EmbedderKind::Lambda,
         model_dir: None,

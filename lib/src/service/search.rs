@@ -920,16 +920,8 @@ mod tests {
 
     fn cached(text: &str, v: Option<Vec<f32>>) -> Cached {
         Cached::new(SearchEntry {
-            id: text.into(),
-            kind: EntryKind::Message,
-            conversation_id: None,
-            message_id: None,
-            file_id: None,
-            chunk: None,
-            label: None,
-            created_at: crate::domain::Timestamp::from_millis(0),
-            text: text.into(),
             vector: v.map(|v| search::encode_vector(&v)).unwrap_or_default(),
+            ..entry(text, text)
         })
     }
 

@@ -23,8 +23,9 @@ use candle_transformers::utils::build_causal_mask;
 pub const MAX_SEQ_LEN: usize = 4096;
 
 /// Rows (tokens) from which a product is done on a decoded f32 copy of the weight rather than on the
-/// quantized kernels. Decoding a weight costs about as much as a few rows of its quantized product, so
-/// below this the quantized product is cheaper; prompt chunks are far above it, answers (one row) below.
+/// quantized kernels. Decoding writes four bytes per weight where one row's quantized product reads
+/// one, so a single row (each token of an answer) stays quantized; prompt chunks (128 rows) are far
+/// above it. `bench-local-model --decoder conversa-dense` measures where the two paths cross.
 pub const DENSE_FROM_ROWS: usize = 16;
 
 /// A weight matrix, held quantized.
