@@ -235,10 +235,14 @@ async fn a_log_line_says_which_model_fell_back_to_which_and_why() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     // The tests beside this one run the same fallback code on other threads, with no subscriber. If
-    // one of them registers the log line's callsite while this subscriber is being set, the callsite
-    // can keep the interest "never" it computed without it; asking every callsite again, now that
-    // this subscriber is registered, closes that window.
+    // one of them is registering the log line's callsite while this subscriber is being set, the
+    // callsite can keep the interest "never" it computed without it, and asking the callsites again
+    // does not help while that registration is still under way. So the fallback runs once to have
+    // the callsite registered (by whichever thread), every callsite is asked again now that this
+    // subscriber is there, and the line is looked for after a second fallback.
+    falls_back("busy[[status:529]]").await;
     tracing::callsite::rebuild_interest_cache();
+    logs.0.lock().unwrap().clear();
     falls_back("busy[[status:529]]").await;
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let line = text

@@ -331,6 +331,14 @@ mod tests {
         None
     }
 
+    /// Token ids as the model's input, shape `(1, n)`.
+    fn input(ids: &[u32]) -> Tensor {
+        Tensor::new(ids, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap()
+    }
+
     fn logits(t: Tensor) -> Vec<f32> {
         t.squeeze(0).unwrap().to_vec1().unwrap()
     }
@@ -364,12 +372,6 @@ mod tests {
         let reference = || {
             let (content, mut reader) = open();
             ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).unwrap()
-        };
-        let input = |ids: &[u32]| {
-            Tensor::new(ids, &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap()
         };
         let ids: Vec<u32> = (0..40u32).map(|i| 1 + i * 997 % 40_000).collect();
         let close = |what: &str, a: Vec<f32>, b: Vec<f32>| {
@@ -475,12 +477,6 @@ mod tests {
             let mut reader = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
             let content = gguf_file::Content::read(&mut reader).unwrap();
             Llama::from_gguf(content, &mut reader, &Device::Cpu).unwrap()
-        };
-        let input = |ids: &[u32]| {
-            Tensor::new(ids, &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap()
         };
         let cosine = |a: &[f32], b: &[f32]| {
             let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
