@@ -5,7 +5,7 @@
 # See bench/lambda/init.py.
 #
 #   bash scripts/services.sh start && . /tmp/conversa-services/env.sh
-#   scripts/bench-lambda-init.sh [--release] [--runs N]
+#   scripts/bench-lambda-init.sh [--release] [--runs N] [--key ssm|env]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
