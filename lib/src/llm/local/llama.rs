@@ -331,6 +331,13 @@ mod tests {
         None
     }
 
+    /// The model in `path`, its weights as stored.
+    fn load(path: &std::path::Path) -> Llama {
+        let mut reader = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+        let content = gguf_file::Content::read(&mut reader).unwrap();
+        Llama::from_gguf(content, &mut reader, &Device::Cpu).unwrap()
+    }
+
     /// Token ids as the model's input, shape `(1, n)`.
     fn input(ids: &[u32]) -> Tensor {
         Tensor::new(ids, &Device::Cpu)
@@ -364,8 +371,7 @@ mod tests {
         };
         // On the quantized kernels, as candle's model runs: the same arithmetic, so the same logits.
         let ours = || {
-            let (content, mut reader) = open();
-            let mut m = Llama::from_gguf(content, &mut reader, &Device::Cpu).unwrap();
+            let mut m = load(&path);
             m.set_dense_from_rows(usize::MAX);
             m
         };
@@ -473,18 +479,13 @@ mod tests {
     #[test]
     fn prompts_on_decoded_weights_match_the_quantized_kernels() {
         let Some(path) = default_model() else { return };
-        let load = || {
-            let mut reader = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
-            let content = gguf_file::Content::read(&mut reader).unwrap();
-            Llama::from_gguf(content, &mut reader, &Device::Cpu).unwrap()
-        };
         let cosine = |a: &[f32], b: &[f32]| {
             let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
             let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
             dot / (norm(a) * norm(b))
         };
         let ids: Vec<u32> = (0..60u32).map(|i| 1 + i * 7_919 % 40_000).collect();
-        let (mut dense, mut quantized) = (load(), load());
+        let (mut dense, mut quantized) = (load(&path), load(&path));
         quantized.set_dense_from_rows(usize::MAX);
         for (what, ids, pos) in [("prompt", &ids[..], 0), ("next token", &ids[..1], 60)] {
             let a = logits(dense.forward(&input(ids), pos).unwrap());
