@@ -386,12 +386,6 @@ impl App {
             #[allow(unreachable_patterns)]
             other => return Err(not_built("CONVERSA_LIMITER", other)),
         };
-        let mut config = config;
-        if config.openai_api_key.is_none() {
-            if let Some(name) = config.openai_api_key_parameter.clone() {
-                config.openai_api_key = Some(read_parameter(&name).await?);
-            }
-        }
         let models = Arc::new(
             Registry::from_config(&config)
                 .await
@@ -549,20 +543,4 @@ async fn build_store(config: &Config) -> Result<Stores, BuildError> {
          `sqlite`, `dynamodb` or `mongodb` feature)",
         config.store
     )))
-}
-
-/// The OpenAI key from an SSM SecureString (`OPENAI_API_KEY_PARAMETER`), read once at cold start.
-#[cfg(feature = "ssm")]
-async fn read_parameter(name: &str) -> Result<String, BuildError> {
-    crate::aws::read_secure_parameter(name)
-        .await
-        .map_err(|e| BuildError(format!("OPENAI_API_KEY_PARAMETER: {e}")))
-}
-
-/// Without the `ssm` feature a parameter name cannot be honoured: say so rather than run keyless.
-#[cfg(not(feature = "ssm"))]
-async fn read_parameter(_name: &str) -> Result<String, BuildError> {
-    Err(BuildError(
-        "OPENAI_API_KEY_PARAMETER: reading SSM parameters is not built into this binary".into(),
-    ))
 }

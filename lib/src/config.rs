@@ -57,8 +57,8 @@ pub struct Config {
     pub frontend_dir: PathBuf,
     /// `OPENAI_API_KEY`.
     pub openai_api_key: Option<String>,
-    /// `OPENAI_API_KEY_PARAMETER`: an SSM SecureString holding the key, read at cold start when
-    /// `OPENAI_API_KEY` is not set (AWS deployments).
+    /// `OPENAI_API_KEY_PARAMETER`: an SSM SecureString holding the key when `OPENAI_API_KEY` is
+    /// not set (AWS deployments); its read starts at cold start and the first model call waits for it.
     pub openai_api_key_parameter: Option<String>,
     /// `OPENAI_BASE_URL`; `None` means the OpenAI default.
     pub openai_base_url: Option<String>,
@@ -452,9 +452,12 @@ impl Config {
         })
     }
 
-    /// Whether a remote OpenAI-compatible provider is configured (a key or an endpoint).
+    /// Whether a remote OpenAI-compatible provider is configured (a key, a key's parameter or an
+    /// endpoint).
     pub fn uses_remote_model(&self) -> bool {
-        self.openai_api_key.is_some() || self.openai_base_url.is_some()
+        self.openai_api_key.is_some()
+            || self.openai_api_key_parameter.is_some()
+            || self.openai_base_url.is_some()
     }
 }
 

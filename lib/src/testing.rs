@@ -53,6 +53,7 @@ pub struct FakeOpenAi {
     /// `http://127.0.0.1:PORT/v1`.
     pub base_url: String,
     requests: Arc<Mutex<Vec<Value>>>,
+    keys: Arc<Mutex<Vec<Option<String>>>>,
     aborted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -60,6 +61,7 @@ pub struct FakeOpenAi {
 #[derive(Clone)]
 struct FakeState {
     requests: Arc<Mutex<Vec<Value>>>,
+    keys: Arc<Mutex<Vec<Option<String>>>>,
     aborted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -67,11 +69,13 @@ impl FakeOpenAi {
     /// Starts one on a free port, for the rest of the test's runtime.
     pub async fn start() -> Self {
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let keys = Arc::new(Mutex::new(Vec::new()));
         let aborted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
             .with_state(FakeState {
                 requests: Arc::clone(&requests),
+                keys: Arc::clone(&keys),
                 aborted: Arc::clone(&aborted),
             });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -82,6 +86,7 @@ impl FakeOpenAi {
         Self {
             base_url: format!("http://{addr}/v1"),
             requests,
+            keys,
             aborted,
         }
     }
@@ -94,6 +99,11 @@ impl FakeOpenAi {
     /// Every request body received so far.
     pub fn requests(&self) -> Vec<Value> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// The bearer key of every request received so far (`None` when it sent no key).
+    pub fn keys(&self) -> Vec<Option<String>> {
+        self.keys.lock().unwrap().clone()
     }
 
     /// The requests for the chat model (not titles).
@@ -162,9 +172,20 @@ fn words(text: &str) -> Vec<String> {
     out
 }
 
-async fn completions(State(state): State<FakeState>, body: Bytes) -> Response {
+async fn completions(
+    State(state): State<FakeState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     state.requests.lock().unwrap().push(body.clone());
+    let key = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned);
+    state.keys.lock().unwrap().push(key);
     let aborted = state.aborted.clone();
     let user = last_user_text(&body);
     let is_title = body["model"] == "title-model";

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    finish_reason_of, normalise_turns, safe_message, ChatEvent, ChatMessage, ChatModel,
+    finish_reason_of, normalise_turns, safe_message, ApiKey, ChatEvent, ChatMessage, ChatModel,
     ChatRequest, ChatRole, ChatStream, LlmError, Part, Usage,
 };
 
@@ -34,7 +34,7 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 pub struct AnthropicModel {
     http: reqwest::Client,
     endpoint: String,
-    api_key: String,
+    key: ApiKey,
     model: String,
     default_max_tokens: u32,
 }
@@ -48,6 +48,16 @@ impl AnthropicModel {
         model: &str,
         default_max_tokens: Option<u32>,
     ) -> Result<Self, LlmError> {
+        Self::keyed(ApiKey::value(api_key), base_url, model, default_max_tokens)
+    }
+
+    /// As [`AnthropicModel::new`], with a key given or read on first use.
+    pub fn keyed(
+        key: ApiKey,
+        base_url: Option<&str>,
+        model: &str,
+        default_max_tokens: Option<u32>,
+    ) -> Result<Self, LlmError> {
         let base = base_url
             .unwrap_or(DEFAULT_BASE_URL)
             .trim_end_matches('/')
@@ -57,7 +67,7 @@ impl AnthropicModel {
         Ok(Self {
             http,
             endpoint: format!("{base}/v1/messages"),
-            api_key: api_key.to_owned(),
+            key,
             model: model.to_owned(),
             default_max_tokens: default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
         })
@@ -88,7 +98,7 @@ impl AnthropicModel {
 
     /// An HTTP error answer as our error: the status, the provider's words made safe, and when to
     /// try again if it said.
-    async fn http_error(&self, response: reqwest::Response) -> LlmError {
+    async fn http_error(&self, response: reqwest::Response, api_key: &str) -> LlmError {
         let status = response.status().as_u16();
         let retry = retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
@@ -97,7 +107,7 @@ impl AnthropicModel {
             .unwrap_or(text);
         let message = match status {
             401 => "the model provider rejected the key".to_owned(),
-            _ => safe_message(&said, &[&self.api_key]),
+            _ => safe_message(&said, &[api_key]),
         };
         let hint = match retry {
             Some(d) => format!(" (try again in {} s)", d.as_secs().max(1)),
@@ -342,10 +352,11 @@ impl ChatModel for AnthropicModel {
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
+        let api_key = self.key.get().await?.unwrap_or_default();
         let response = self
             .http
             .post(&self.endpoint)
-            .header("x-api-key", &self.api_key)
+            .header("x-api-key", api_key)
             .header("anthropic-version", API_VERSION)
             .json(&self.body(&request))
             .send()
@@ -363,11 +374,11 @@ impl ChatModel for AnthropicModel {
             tracing::debug!(request_id = ?id, "anthropic answered");
         }
         if !response.status().is_success() {
-            return Err(self.http_error(response).await);
+            return Err(self.http_error(response, api_key).await);
         }
         let fold = Fold {
             events: response.bytes_stream().eventsource(),
-            api_key: self.api_key.clone(),
+            api_key: api_key.to_owned(),
             prompt_tokens: None,
             completion_tokens: None,
             stop_reason: None,

@@ -14,6 +14,7 @@ pub mod anthropic;
 pub mod bedrock;
 #[cfg(any(test, feature = "test-support"))]
 pub mod contract;
+pub mod key;
 #[cfg(feature = "local-model")]
 pub mod local;
 pub mod openai;
@@ -21,6 +22,7 @@ pub mod prices;
 pub mod queue;
 pub mod registry;
 
+pub use key::ApiKey;
 pub use prices::PriceTable;
 pub use registry::{ModelEntry, Price, Provider, Registry, RegistryError};
 

@@ -27,7 +27,8 @@ use futures::StreamExt;
 use tower::ServiceExt;
 
 use super::{
-    ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatRole, ChatStream, LlmError, Part, Usage,
+    ApiKey, ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatRole, ChatStream, LlmError, Part,
+    Usage,
 };
 
 /// The OpenAI default endpoint.
@@ -36,6 +37,8 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// An OpenAI-compatible provider.
 pub struct OpenAiModel {
     config: OpenAIConfig,
+    /// A key read from a parameter on first use (else the key is in `config`).
+    deferred: Option<ApiKey>,
     http: reqwest::Client,
     /// async-openai's transport: the request, retried as its client retries it.
     transport: OpenAIRetry<ReqwestService>,
@@ -49,16 +52,32 @@ impl OpenAiModel {
         base_url: Option<&str>,
         default_model: &str,
     ) -> Result<Self, LlmError> {
+        let key = api_key.map_or_else(ApiKey::none, ApiKey::value);
+        Self::keyed(key, base_url, default_model)
+    }
+
+    /// A client for `base_url` (default OpenAI) with a key given or read on first use.
+    pub fn keyed(
+        key: ApiKey,
+        base_url: Option<&str>,
+        default_model: &str,
+    ) -> Result<Self, LlmError> {
         let base_url = base_url
             .unwrap_or(DEFAULT_BASE_URL)
             .trim_end_matches('/')
             .to_owned();
-        let config = OpenAIConfig::new()
-            .with_api_base(&base_url)
-            .with_api_key(api_key.unwrap_or(""));
+        let mut config = OpenAIConfig::new().with_api_base(&base_url);
+        let deferred = if key.is_deferred() {
+            Some(key)
+        } else {
+            // A given key (or none) is known now: no need to wait for it.
+            config = config.with_api_key(key.given().unwrap_or(""));
+            None
+        };
         let http = super::http_client()?;
         Ok(Self {
             config,
+            deferred,
             transport: tower::ServiceBuilder::new()
                 .layer(OpenAIRetryLayer::default())
                 .service(ReqwestService::new(http.clone())),
@@ -72,15 +91,23 @@ impl OpenAiModel {
     async fn create_stream(
         &self,
         request: &CreateChatCompletionRequest,
+        deferred_key: Option<&str>,
     ) -> Result<ChatCompletionResponseStream, OpenAIError> {
         let body = Bytes::from(serde_json::to_vec(request).map_err(|e| {
             OpenAIError::InvalidArgument(format!("failed to serialize request: {e}"))
         })?);
-        let (http, url, headers) = (
+        let (http, url, mut headers) = (
             self.http.clone(),
             self.config.url("/chat/completions"),
             self.config.headers(),
         );
+        if let Some(key) = deferred_key {
+            let bearer =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+                    OpenAIError::InvalidArgument("the key is not a valid header".into())
+                })?;
+            headers.insert(reqwest::header::AUTHORIZATION, bearer);
+        }
         let query: Vec<(String, String)> = self
             .config
             .query()
@@ -302,7 +329,11 @@ impl ChatModel for OpenAiModel {
             temperature: request.temperature,
             ..Default::default()
         };
-        let upstream = self.create_stream(&req).await.map_err(map_error)?;
+        let key = match &self.deferred {
+            Some(key) => key.get().await?,
+            None => None,
+        };
+        let upstream = self.create_stream(&req, key).await.map_err(map_error)?;
 
         // Fold provider chunks into our events: deltas as they come, one `Done` at the end carrying the
         // finish reason (from a choice) and the usage (from the final usage chunk).

@@ -29,7 +29,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{without_images, ChatEvent, ChatModel, ChatRequest, ChatStream, LlmError};
+use super::{without_images, ApiKey, ChatEvent, ChatModel, ChatRequest, ChatStream, LlmError};
 use crate::config::Config;
 use crate::traces::{ModelCall, TurnTrace};
 
@@ -719,8 +719,9 @@ struct Checked {
     model: String,
     base_url: Option<String>,
     region: Option<String>,
-    key: Option<String>,
-    /// The key variable and the SSM parameter that holds its key, read before the adapters are built.
+    key: ApiKey,
+    /// The key variable and the SSM parameter that holds its key, whose read starts before the
+    /// adapters are built.
     key_parameter: Option<(String, String)>,
     vision: Option<bool>,
     context_tokens: Option<u64>,
@@ -747,7 +748,7 @@ impl Checked {
             model: model.to_owned(),
             base_url: None,
             region: None,
-            key: None,
+            key: ApiKey::none(),
             key_parameter: None,
             vision: None,
             context_tokens: None,
@@ -832,21 +833,22 @@ impl<'a> RegistryBuilder<'a> {
             }
             None => self.single_model_variables()?,
         };
-        // Keys kept in SSM parameters are read once, here.
-        let mut read: HashMap<String, String> = HashMap::new();
+        // Keys kept in SSM parameters: each parameter's read starts once, here, and the models'
+        // first calls wait for it.
+        let mut read: HashMap<String, ApiKey> = HashMap::new();
         for c in &mut checked {
             if let Some((var, name)) = c.key_parameter.take() {
                 let key = match read.get(&name) {
                     Some(k) => k.clone(),
                     None => {
-                        let k = read_parameter(&name).await.map_err(|m| {
+                        let k = ApiKey::parameter(&name).map_err(|m| {
                             RegistryError::entry(&c.id, format!("{var}_PARAMETER: {m}"))
                         })?;
                         read.insert(name, k.clone());
                         k
                     }
                 };
-                c.key = Some(key);
+                c.key = key;
             }
         }
         let mut ids = HashSet::new();
@@ -891,10 +893,21 @@ impl<'a> RegistryBuilder<'a> {
             known_vision(Provider::OpenAi, name)
                 || crate::tokens::known_context_window(name).is_none()
         };
+        // OPENAI_API_KEY, or the SSM parameter OPENAI_API_KEY_PARAMETER names.
+        let openai_key = config
+            .openai_api_key
+            .as_deref()
+            .map_or_else(ApiKey::none, ApiKey::value);
+        let openai_key_parameter = match (&config.openai_api_key, &config.openai_api_key_parameter)
+        {
+            (None, Some(name)) => Some(("OPENAI_API_KEY".to_owned(), name.clone())),
+            _ => None,
+        };
         let remote = || {
             let mut chat = Checked::new(&config.chat_model, Provider::OpenAi, &config.chat_model);
             chat.base_url = config.openai_base_url.clone();
-            chat.key = config.openai_api_key.clone();
+            chat.key = openai_key.clone();
+            chat.key_parameter = openai_key_parameter.clone();
             chat.vision = Some(vision(&config.chat_model));
             // CONVERSA_CONTEXT_TOKENS is the chat model's window.
             chat.context_tokens = config.context_tokens;
@@ -903,7 +916,8 @@ impl<'a> RegistryBuilder<'a> {
                 let mut title =
                     Checked::new(&config.title_model, Provider::OpenAi, &config.title_model);
                 title.base_url = config.openai_base_url.clone();
-                title.key = config.openai_api_key.clone();
+                title.key = openai_key.clone();
+                title.key_parameter = openai_key_parameter.clone();
                 title.vision = Some(vision(&config.title_model));
                 entries.push(title);
             }
@@ -1044,14 +1058,16 @@ impl<'a> RegistryBuilder<'a> {
             })?),
             (Provider::OpenAi, None) => {
                 // OpenAI's own endpoint needs a key; a local server (Ollama, vLLM) usually none.
-                let key = self.config.openai_api_key.clone();
-                if key.is_none() && s.base_url.is_none() {
-                    return Err(bad(
+                let config = self.config;
+                match (&config.openai_api_key, &config.openai_api_key_parameter) {
+                    (Some(key), _) => Some(Key::Value(key.clone())),
+                    (None, Some(name)) => Some(Key::Parameter("OPENAI_API_KEY".into(), name.clone())),
+                    (None, None) if s.base_url.is_none() => return Err(bad(
                         "the OpenAI endpoint needs a key: set OPENAI_API_KEY or name the variable with api_key_env"
                             .into(),
-                    ));
+                    )),
+                    (None, None) => None,
                 }
-                key.map(Key::Value)
             }
             (_, None) => None,
         };
@@ -1077,7 +1093,7 @@ impl<'a> RegistryBuilder<'a> {
         c.base_url = s.base_url;
         c.region = s.region;
         match key {
-            Some(Key::Value(k)) => c.key = Some(k),
+            Some(Key::Value(k)) => c.key = ApiKey::value(&k),
             Some(Key::Parameter(var, name)) => c.key_parameter = Some((var, name)),
             None => {}
         }
@@ -1101,13 +1117,13 @@ impl<'a> RegistryBuilder<'a> {
         let bad = |m: String| RegistryError::entry(&c.id, m);
         let (chat, model, context): (Arc<dyn ChatModel>, String, Option<u64>) = match c.provider {
             Provider::OpenAi => {
-                let shared_key = (c.key.clone(), c.base_url.clone());
+                let shared_key = (c.key.identity(), c.base_url.clone());
                 let chat = match adapters.openai.get(&shared_key) {
                     Some(a) => Arc::clone(a),
                     None => {
                         let a: Arc<dyn ChatModel> = Arc::new(
-                            super::openai::OpenAiModel::new(
-                                c.key.as_deref(),
+                            super::openai::OpenAiModel::keyed(
+                                c.key.clone(),
                                 c.base_url.as_deref(),
                                 &c.model,
                             )
@@ -1120,9 +1136,8 @@ impl<'a> RegistryBuilder<'a> {
                 (chat, c.model.clone(), None)
             }
             Provider::Anthropic => {
-                let key = c.key.as_deref().unwrap_or_default();
-                let chat = super::anthropic::AnthropicModel::new(
-                    key,
+                let chat = super::anthropic::AnthropicModel::keyed(
+                    c.key.clone(),
                     c.base_url.as_deref(),
                     &c.model,
                     c.max_tokens,
@@ -1233,18 +1248,6 @@ enum Key {
     Value(String),
     /// The key variable, and the SSM parameter that holds the key.
     Parameter(String, String),
-}
-
-/// A key from an SSM SecureString, read once at start.
-#[cfg(feature = "ssm")]
-async fn read_parameter(name: &str) -> Result<String, String> {
-    crate::aws::read_secure_parameter(name).await
-}
-
-/// Without the `ssm` feature a parameter cannot be read: say so rather than run keyless.
-#[cfg(not(feature = "ssm"))]
-async fn read_parameter(_name: &str) -> Result<String, String> {
-    Err("reading SSM parameters is not built into this binary".into())
 }
 
 /// The models file, parsed: each entry's mistakes are reported with its id (or its position).
