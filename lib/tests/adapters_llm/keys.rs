@@ -47,7 +47,10 @@ async fn a_key_in_an_ssm_parameter_reaches_the_provider() {
     let keys: Vec<_> = fake.requests().into_iter().map(|r| r.api_key).collect();
     assert_eq!(
         keys,
-        vec![Some("sk-ant-from-ssm".to_owned()), Some("sk-ant-from-ssm".to_owned())]
+        vec![
+            Some("sk-ant-from-ssm".to_owned()),
+            Some("sk-ant-from-ssm".to_owned())
+        ]
     );
     ssm.delete_parameter().name(&name).send().await.unwrap();
 }
@@ -92,7 +95,10 @@ async fn an_unreadable_parameter_fails_its_calls_and_is_read_again() {
     let e = registry.complete("claude", ask("hi", 8)).await.unwrap_err();
     assert!(matches!(e, LlmError::Unreachable(_)), "{e:?}");
     assert!(!e.to_string().contains(&name), "{e}");
-    assert!(fake.requests().is_empty(), "nothing is sent without the key");
+    assert!(
+        fake.requests().is_empty(),
+        "nothing is sent without the key"
+    );
 
     // Once the parameter is there, the next call reads it and is answered with it.
     put(&ssm, &name, "sk-ant-late").await;

@@ -11,13 +11,16 @@
 //! `gemm` crate's f32 kernels instead of one quantized dot product per row and column. On two cores that
 //! reads a prompt 1.4–1.7× as fast, for a few megabytes held at a time. One token at a time (the
 //! answer) stays on the quantized kernels, which read four to eight times fewer bytes per weight.
+//! The causal mask and the softmax of a prompt chunk's attention are one pass over its scores
+//! ([`CausalSoftmax`]) rather than a mask written over every score and a softmax after it.
 
 use std::sync::Arc;
 
 use candle_core::quantized::{gguf_file, QMatMul, QTensor};
-use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, IndexOp, Layout, Module, Result, Tensor};
 use candle_transformers::quantized_nn::RmsNorm;
 use candle_transformers::utils::build_causal_mask;
+use rayon::prelude::*;
 
 /// Positions covered by the rotary tables: the longest context the model is used with.
 pub const MAX_SEQ_LEN: usize = 4096;
@@ -84,7 +87,9 @@ pub struct Llama {
     head_dim: usize,
     cos: Tensor,
     sin: Tensor,
-    neg_inf: Tensor,
+    /// Whether a prompt chunk's mask and softmax are one pass ([`CausalSoftmax`], the default) or a
+    /// mask written over the scores and candle's softmax after it (its arithmetic, bit for bit).
+    fused_softmax: bool,
 }
 
 fn rotary_tables(head_dim: usize, freq_base: f32, device: &Device) -> Result<(Tensor, Tensor)> {
@@ -168,8 +173,14 @@ impl Llama {
             head_dim: hidden / heads,
             cos,
             sin,
-            neg_inf: Tensor::new(f32::NEG_INFINITY, device)?,
+            fused_softmax: true,
         })
+    }
+
+    /// Sets whether a prompt chunk's causal mask and softmax are one pass (the default) or two, as
+    /// candle's own llama does them.
+    pub fn set_fused_softmax(&mut self, fused: bool) {
+        self.fused_softmax = fused;
     }
 
     /// Sets the rows from which weight products use decoded f32 weights ([`DENSE_FROM_ROWS`] by
@@ -199,10 +210,14 @@ impl Llama {
                 pos + n
             );
         }
-        let mask = if n > 1 {
-            Some(build_causal_mask(n, pos, ids.device())?)
-        } else {
-            None
+        // A chunk's tokens see the cache and the tokens before them in the chunk; one token sees all.
+        let causal = match n {
+            1 => None,
+            _ if self.fused_softmax => Some(Causal::Fused(CausalSoftmax {
+                rows: n,
+                offset: pos,
+            })),
+            _ => Some(Causal::Masked(build_causal_mask(n, pos, ids.device())?)),
         };
         let mut x = self.embeddings.embedding(ids)?;
         let (cos, sin) = (self.cos.narrow(0, pos, n)?, self.sin.narrow(0, pos, n)?);
@@ -216,8 +231,7 @@ impl Llama {
                 &layer.attention_norm.forward(&x)?,
                 shape,
                 (&cos, &sin),
-                mask.as_ref(),
-                &self.neg_inf,
+                causal.as_ref(),
             )?;
             let x1 = (attn + &x)?;
             let h = layer.ffn_norm.forward(&x1)?;
@@ -226,6 +240,64 @@ impl Llama {
         }
         let last = self.norm.forward(&x)?.i((.., n - 1, ..))?;
         self.output.forward(&last)
+    }
+}
+
+/// How a prompt chunk's tokens are kept from seeing the ones after them.
+enum Causal {
+    /// One pass over the scores.
+    Fused(CausalSoftmax),
+    /// A mask (1 where a key is after the query) written over the scores before the softmax.
+    Masked(Tensor),
+}
+
+/// The causal softmax of a prompt chunk's attention scores, in one pass: in each block of `rows`
+/// score rows (one block per query head), row `i` is query `offset + i` and sees keys
+/// `0..=offset + i`; the keys after it get weight 0, the others the softmax of their scores.
+#[derive(Debug, Clone, Copy)]
+struct CausalSoftmax {
+    rows: usize,
+    offset: usize,
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> Result<(CpuStorage, candle_core::Shape)> {
+        let CpuStorage::F32(src) = storage else {
+            candle_core::bail!("causal-softmax: f32 scores only")
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("causal-softmax: the scores must be contiguous")
+        };
+        let src = &src[start..end];
+        let keys = layout.shape().dims().last().copied().unwrap_or(1).max(1);
+        let rows = self.rows.max(1);
+        let mut dst = vec![0f32; src.len()];
+        src.par_chunks(keys)
+            .zip(dst.par_chunks_mut(keys))
+            .enumerate()
+            .for_each(|(row, (src, dst))| {
+                let seen = (self.offset + row % rows + 1).min(keys);
+                let (src, dst) = (&src[..seen], &mut dst[..seen]);
+                let max = src.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = (*s - max).exp();
+                    sum += *d;
+                }
+                let inverse = 1.0 / sum;
+                for d in dst.iter_mut() {
+                    *d *= inverse;
+                }
+            });
+        Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }
 }
 
@@ -242,8 +314,7 @@ impl Layer {
         x: &Tensor,
         s: Shape,
         (cos, sin): (&Tensor, &Tensor),
-        mask: Option<&Tensor>,
-        neg_inf: &Tensor,
+        causal: Option<&Causal>,
     ) -> Result<Tensor> {
         let (b, n, width) = x.dims3()?;
         let split = |t: Tensor, heads: usize| {
@@ -275,16 +346,19 @@ impl Layer {
             s.head_dim,
         ))?;
         let scores = q.matmul(&k.t()?)?;
-        let scores = match mask {
-            Some(m) => {
+        let weights = match causal {
+            Some(Causal::Fused(op)) => scores.apply_op1_no_bwd(op)?,
+            Some(Causal::Masked(mask)) => {
                 let per_head = scores.reshape((b, s.kv_heads, groups, n, seen))?;
-                m.broadcast_as(per_head.shape())?
-                    .where_cond(&neg_inf.broadcast_as(per_head.shape())?, &per_head)?
-                    .reshape((b, s.kv_heads, groups * n, seen))?
+                let hidden = Tensor::new(f32::NEG_INFINITY, x.device())?;
+                let masked = mask
+                    .broadcast_as(per_head.shape())?
+                    .where_cond(&hidden.broadcast_as(per_head.shape())?, &per_head)?
+                    .reshape((b, s.kv_heads, groups * n, seen))?;
+                candle_nn::ops::softmax_last_dim(&masked)?
             }
-            None => scores,
+            None => candle_nn::ops::softmax_last_dim(&scores)?,
         };
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
         let y = weights
             .matmul(&v.contiguous()?)?
             .reshape((b, s.heads, n, s.head_dim))?
@@ -309,6 +383,47 @@ mod tests {
         // Position 1, frequency 0 turns by one radian; frequency 1 by 1/100.
         assert!((s[1][0] - 1f32.sin()).abs() < 1e-6);
         assert!((s[1][1] - 0.01f32.sin()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn causal_softmax_is_the_masked_softmax_in_one_pass() {
+        // Two key/value heads of three query heads each, a chunk of 4 rows after 5 cached positions.
+        let (kv_heads, groups, rows, offset) = (2, 3, 4, 5);
+        let keys = offset + rows;
+        let scores =
+            Tensor::randn(0f32, 3.0, (1, kv_heads, groups * rows, keys), &Device::Cpu).unwrap();
+        let fused = scores
+            .apply_op1_no_bwd(&CausalSoftmax { rows, offset })
+            .unwrap();
+        // As the mask and the softmax were done before: -inf written over the hidden keys.
+        let mask = build_causal_mask(rows, offset, &Device::Cpu).unwrap();
+        let per_head = scores.reshape((1, kv_heads, groups, rows, keys)).unwrap();
+        let hidden = Tensor::new(f32::NEG_INFINITY, &Device::Cpu)
+            .unwrap()
+            .broadcast_as(per_head.shape())
+            .unwrap();
+        let masked = mask
+            .broadcast_as(per_head.shape())
+            .unwrap()
+            .where_cond(&hidden, &per_head)
+            .unwrap()
+            .reshape((1, kv_heads, groups * rows, keys))
+            .unwrap();
+        let reference = candle_nn::ops::softmax_last_dim(&masked).unwrap();
+        let difference: f32 = (fused.clone() - reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(difference < 1e-6, "{difference}");
+        // Row 0 of each head sees the cache and itself only; the last row sees every key.
+        let w: Vec<Vec<f32>> = fused.flatten_to(2).unwrap().to_vec2().unwrap();
+        assert!(w[0][offset + 1..].iter().all(|&x| x == 0.0));
+        assert!(w[rows - 1].iter().all(|&x| x > 0.0));
+        assert!(w.iter().all(|r| (r.iter().sum::<f32>() - 1.0).abs() < 1e-5));
     }
 
     /// The default model file, when present (CI fetches it; elsewhere the test says it skipped).
@@ -373,6 +488,7 @@ mod tests {
         let ours = || {
             let mut m = load(&path);
             m.set_dense_from_rows(usize::MAX);
+            m.set_fused_softmax(false);
             m
         };
         let reference = || {
@@ -474,16 +590,48 @@ mod tests {
         assert!(diff(&pinned.forward(&many).unwrap(), &exact(&many)) > 0.0);
     }
 
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (norm(a) * norm(b))
+    }
+
+    /// The prompt read with the one-pass causal softmax gives the logits of candle's mask and softmax
+    /// (bit for bit against candle's model in `matches_candles_llama_on_the_real_model`), within the
+    /// rounding of a sum taken in another order; in chunks too, past a cache.
+    #[test]
+    fn the_one_pass_causal_softmax_keeps_the_logits() {
+        let Some(path) = default_model() else { return };
+        let ids: Vec<u32> = (0..48u32).map(|i| 1 + i * 7_919 % 40_000).collect();
+        let (mut fused, mut masked) = (load(&path), load(&path));
+        masked.set_fused_softmax(false);
+        for (what, ids, pos) in [
+            ("prompt", &ids[..40], 0),
+            ("chunk after it", &ids[40..], 40),
+        ] {
+            let a = logits(fused.forward(&input(ids), pos).unwrap());
+            let b = logits(masked.forward(&input(ids), pos).unwrap());
+            let cos = cosine(&a, &b);
+            eprintln!(
+                "{what}: logits differ by at most {}, cosine {cos}",
+                max_difference(&a, &b)
+            );
+            assert!(cos > 0.9999, "{what}: cosine {cos}");
+            let top = |v: &[f32]| {
+                v.iter()
+                    .enumerate()
+                    .max_by(|x, y| x.1.total_cmp(y.1))
+                    .map(|(i, _)| i)
+            };
+            assert_eq!(top(&a), top(&b), "{what}: the same next token");
+        }
+    }
+
     /// The prompt read on decoded weights gives the logits read on the quantized kernels, within the
     /// rounding of the quantized kernels (which round the input to 8 bits as well as the weights).
     #[test]
     fn prompts_on_decoded_weights_match_the_quantized_kernels() {
         let Some(path) = default_model() else { return };
-        let cosine = |a: &[f32], b: &[f32]| {
-            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-            let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            dot / (norm(a) * norm(b))
-        };
         let ids: Vec<u32> = (0..60u32).map(|i| 1 + i * 7_919 % 40_000).collect();
         let (mut dense, mut quantized) = (load(&path), load(&path));
         quantized.set_dense_from_rows(usize::MAX);
