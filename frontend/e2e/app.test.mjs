@@ -474,12 +474,17 @@ describe("conversa in the browser", () => {
     // busy, empty places of about their height.
     await page.waitForFunction((n) => document.querySelectorAll("#message-list .msg").length === n, turns * 2);
     const waiting = await page.evaluate(() =>
-      [...document.querySelectorAll("#message-list .msg-content[aria-busy]")].map((b) => [b.childNodes.length, parseFloat(b.style.minHeight)]),
+      [...document.querySelectorAll("#message-list .msg-content[aria-busy]")].map((b) => [
+        b.childNodes.length,
+        parseFloat(b.style.minHeight),
+        b.getBoundingClientRect().height,
+      ]),
     );
     assert.ok(waiting.length > 10, `answers wait to be rendered (${waiting.length})`);
-    for (const [children, height] of waiting) {
+    for (const [children, estimate, height] of waiting) {
       assert.equal(children, 0);
-      assert.ok(height > 200, `an estimated height (${height} px)`);
+      assert.ok(estimate > 200, `an estimated height (${estimate} px)`);
+      assert.equal(Math.round(height), estimate, "the place has the estimated height");
     }
     // Scrolled to the top: the answers there are rendered before those out of view.
     await page.evaluate(() => (document.getElementById("messages").scrollTop = 0));

@@ -450,7 +450,7 @@ export class ChatView {
     this.near.unobserve(answer.el);
     answer.steps ??= new MarkdownSteps(answer.message.content);
     answer.steps.finishInto(answer.body);
-    answer.body.style.minHeight = "";
+    answer.body.removeAttribute("style");
     answer.body.removeAttribute("aria-busy");
     showCitations(answer.el, answer.message.citations);
   }
