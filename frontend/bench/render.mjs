@@ -12,10 +12,16 @@
 //     observer runs once that frame's rendering is done).
 // Then a 200-message conversation (100 questions, each answered with one section of that answer)
 // is opened from the sidebar: the time until its newest answer is rendered, until its 200 messages
-// are in the page and until the page stops changing (every answer rendered), and the long tasks and frame times in between.
+// are in the page and until the page stops changing for a second, and the long tasks and frame
+// times in between. Then the view is scrolled from the bottom to the top of the conversation at
+// a steady speed (SCROLL px/s, moved in each frame by the time since the last one), which is when
+// an app that renders answers only as they near the view renders the older ones: the frame times
+// and long tasks from the start of the scroll until every answer is rendered and the page has not
+// changed for a second, and how many answers came into view before they were rendered (an empty
+// place, busy).
 //
 // Usage: node bench/render.mjs [--dist DIR] [--label NAME] [--tokens N] [--rate N] [--turns N]
-//                              [--only stream|open]
+//                              [--scroll PX_PER_S] [--only stream|open]
 // (DIR: the built frontend to serve, default dist/; its `npm run build` must be current).
 
 import path from "node:path";
@@ -32,6 +38,7 @@ const TOKENS = Number(opt("tokens", 4000));
 const RATE = Number(opt("rate", 150));
 const TURNS = Number(opt("turns", 100));
 const ONLY = opt("only", "");
+const SCROLL = Number(opt("scroll", 3000));
 
 /** Installed in the page before the app loads. */
 function instrument() {
@@ -112,6 +119,8 @@ function summarize(m, from, to) {
     longtask_max_ms: tasks.length ? Math.max(...tasks.map((t) => t.duration)) : 0,
     longtask_total_ms: tasks.reduce((a, t) => a + t.duration, 0),
     // The longest ones: [start after the window opened, duration] in ms.
+    // The longest frames: [start after the window opened, duration] in ms.
+    frame_top: gaps.map((g, i) => [Math.round(frames[i] - from), Math.round(g)]).sort((a, b) => b[1] - a[1]).slice(0, 6),
     longtask_top: [...tasks].sort((a, b) => b.duration - a.duration).slice(0, 5).map((t) => [Math.round(t.start - from), Math.round(t.duration)]),
   };
 }
@@ -198,7 +207,49 @@ try {
     click_to_newest_shown_ms: newest - t0,
     click_to_messages_shown_ms: shown - t0,
     click_to_last_change_ms: m2.lastListMutation - t0,
+    // Answers rendered by then (of TURNS): all, unless the app waits for the reader to scroll.
+    answers_rendered: await p2.evaluate(() => document.querySelectorAll("#message-list .msg-assistant .msg-content:not([aria-busy])").length),
     ...summarize(m2, t0, m2.lastListMutation + 100),
+  };
+
+  // 3. Scrolled from the bottom to the top.
+  const scroll = await p2.evaluate((speed) => {
+    const el = document.getElementById("messages");
+    // Answers seen before they were rendered: in view while still busy (as the observer reports
+    // them, after the frame: a lower bound).
+    const seen = new Set();
+    const watch = new IntersectionObserver(
+      (entries) => {
+        for (const e of entries) if (e.isIntersecting && e.target.querySelector(".msg-content[aria-busy]")) seen.add(e.target);
+      },
+      { root: el },
+    );
+    for (const a of document.querySelectorAll("#message-list .msg-assistant")) watch.observe(a);
+    window.__seenSource = seen;
+    return new Promise((resolve) => {
+      const from = performance.now();
+      let last = from;
+      const step = (t) => {
+        el.scrollTop = Math.max(0, el.scrollTop - (speed * (t - last)) / 1000);
+        last = t;
+        if (el.scrollTop > 0) requestAnimationFrame(step);
+        else resolve({ from, top: performance.now() });
+      };
+      requestAnimationFrame(step);
+    });
+  }, SCROLL);
+  await p2.waitForFunction(() => !document.querySelector("#message-list .msg-content[aria-busy]"), null, { polling: 100 });
+  await p2.waitForFunction(() => performance.now() - window.__bench.lastListMutation > 1000, null, { polling: 100 });
+  const m3 = await p2.evaluate(() => window.__bench);
+  const end = Math.max(scroll.top, m3.lastListMutation);
+  out.scroll = {
+    px_per_s: SCROLL,
+    scroll_height_px: await p2.evaluate(() => document.getElementById("messages").scrollHeight),
+    seconds_to_top: (scroll.top - scroll.from) / 1000,
+    top_to_last_change_ms: Math.max(0, m3.lastListMutation - scroll.top),
+    answers_seen_unrendered: await p2.evaluate(() => window.__seenSource.size),
+    answers_rendered: await p2.evaluate(() => document.querySelectorAll("#message-list .msg-assistant .msg-content:not([aria-busy])").length),
+    ...summarize(m3, scroll.from, end + 100),
   };
   await p2.close();
   }
@@ -208,4 +259,4 @@ try {
 }
 
 const r2 = (x) => (Number.isFinite(x) ? Math.round(x * 10) / 10 : x);
-console.log(JSON.stringify(out, (k, v) => (typeof v === "number" ? r2(v) : k === "longtask_top" ? JSON.stringify(v) : v), 2));
+console.log(JSON.stringify(out, (k, v) => (typeof v === "number" ? r2(v) : k === "longtask_top" || k === "frame_top" ? JSON.stringify(v) : v), 2));

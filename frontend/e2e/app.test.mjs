@@ -442,6 +442,92 @@ describe("conversa in the browser", () => {
     await page.close();
   });
 
+  it("renders a long conversation's older answers a slice at a time, those scrolled to first, without moving the view", async () => {
+    const turns = 60;
+    let conversation = null;
+    for (let i = 0; i < turns; i++) {
+      // Each answer is a section of the benchmark's long answer: headings, code, tables, math.
+      const body = { message: `BENCH_HISTORY:${i}` };
+      if (conversation) body.conversation_id = conversation;
+      const res = await api("/api/chat/send", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      const text = await res.text();
+      assert.match(text, /event: done/);
+      conversation ??= /"conversation_id":\s*"([^"]+)"/.exec(text)[1];
+    }
+    const page = await openApp();
+    // A slower CPU, so that rendering every answer takes long enough to see its order.
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send("Emulation.setCPUThrottlingRate", { rate: 4 });
+    await page.goto(`${t.stack.baseUrl}/#/c/${encodeURIComponent(conversation)}`);
+    const busy = () => page.evaluate(() => document.querySelectorAll("#message-list .msg-content[aria-busy]").length);
+    // The newest answer is rendered first, in view at the bottom.
+    await page.waitForFunction(() => {
+      const body = [...document.querySelectorAll("#message-list .msg-assistant .msg-content")].pop();
+      const m = document.getElementById("messages");
+      return body && !body.hasAttribute("aria-busy") && body.querySelector("h2") && m.scrollHeight - m.scrollTop - m.clientHeight < 2;
+    });
+    // Every message is put in the page, the older ones in slices; answers not rendered yet are
+    // busy, empty places of about their height.
+    await page.waitForFunction((n) => document.querySelectorAll("#message-list .msg").length === n, turns * 2);
+    const waiting = await page.evaluate(() =>
+      [...document.querySelectorAll("#message-list .msg-content[aria-busy]")].map((b) => [
+        b.childNodes.length,
+        parseFloat(b.style.minHeight),
+        b.getBoundingClientRect().height,
+      ]),
+    );
+    assert.ok(waiting.length > 10, `answers wait to be rendered (${waiting.length})`);
+    for (const [children, estimate, height] of waiting) {
+      assert.equal(children, 0);
+      assert.ok(estimate > 200, `an estimated height (${estimate} px)`);
+      assert.equal(Math.round(height), estimate, "the place has the estimated height");
+    }
+    // Scrolled to the top: the answers there are rendered before those out of view.
+    await page.evaluate(() => (document.getElementById("messages").scrollTop = 0));
+    await page.waitForFunction(() => !document.querySelector("#message-list .msg-assistant .msg-content").hasAttribute("aria-busy"));
+    const left = await busy();
+    assert.ok(left > 10, `the answers out of view wait (${left} of ${turns})`);
+    // Scrolled to one not rendered yet: the view stays on it as it and the answers around it are.
+    const target = await page.evaluate(() => {
+      const all = [...document.querySelectorAll("#message-list .msg-assistant")];
+      const i = all.findIndex((a, j) => j > 5 && a.querySelector(".msg-content[aria-busy]"));
+      all[i].scrollIntoView({ block: "start" });
+      return i;
+    });
+    assert.ok(target > 0);
+    const topOf = () =>
+      page.evaluate((i) => {
+        const a = document.querySelectorAll("#message-list .msg-assistant")[i];
+        return a.getBoundingClientRect().top - document.getElementById("messages").getBoundingClientRect().top;
+      }, target);
+    const before = await topOf();
+    await page.waitForFunction(() => !document.querySelector("#message-list .msg-content[aria-busy]"), null, { timeout: 60_000 });
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    const after = await topOf();
+    assert.ok(Math.abs(after - before) < 30, `the answer stays where it was in the view (${before} → ${after} px)`);
+    // Each answer is the whole render of its Markdown: heading, code with its toolbar, table, math.
+    const shape = await page.evaluate(() =>
+      [...document.querySelectorAll("#message-list .msg-assistant .msg-content")].map((b) => [
+        b.querySelector("h2")?.textContent ?? "",
+        !!b.querySelector(".code-block .copy-code"),
+        !!b.querySelector("table"),
+        !!b.querySelector(".math[data-typeset]"),
+      ]),
+    );
+    assert.equal(shape.length, turns);
+    shape.forEach(([heading, code, table, math], i) => {
+      assert.match(heading, new RegExp(`^${i + 1}\\. Findings`), `answer ${i}`);
+      assert.ok(code && table && math, `answer ${i}: ${JSON.stringify(shape[i])}`);
+    });
+    await cdp.send("Emulation.setCPUThrottlingRate", { rate: 1 });
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
   it("deletes a conversation after confirmation", async () => {
     const page = await openApp();
     await sendMessage(page, "Something to delete TITLE:Doomed");

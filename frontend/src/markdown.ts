@@ -352,6 +352,51 @@ export class MarkdownStream {
   }
 }
 
+/**
+ * Renders Markdown in steps, for work split between frames: each call of `step` renders the next
+ * top-level block (parsed, sanitized, highlighted, typeset) into a detached element, and returns
+ * whether blocks remain; `done` is then the same DOM as `renderMarkdown(src)`, to be put in the
+ * page at once. Text holding link reference definitions or raw HTML (which reach across blocks)
+ * is rendered whole in one step.
+ */
+export class MarkdownSteps {
+  /** What is rendered so far. */
+  readonly done = document.createElement("div");
+  private readonly tokens: Token[];
+  private next = 0;
+  private readonly whole: boolean;
+
+  constructor(src: string) {
+    this.tokens = marked.lexer(src);
+    const links = (this.tokens as unknown as { links?: Record<string, unknown> }).links ?? {};
+    this.whole = Object.keys(links).length > 0 || hasHtml(this.tokens);
+  }
+
+  /** Renders the next block; false once everything is rendered. */
+  step(): boolean {
+    if (this.whole) {
+      if (this.next === 0) this.done.append(renderTokens(this.tokens));
+      this.next = this.tokens.length;
+      return false;
+    }
+    const skipSpace = () => {
+      while (this.next < this.tokens.length && this.tokens[this.next]!.type === "space") this.next++;
+    };
+    skipSpace();
+    if (this.next < this.tokens.length) this.done.append(renderTokens([this.tokens[this.next++]!]));
+    skipSpace();
+    return this.next < this.tokens.length;
+  }
+
+  /** Renders what is left and puts the result in `root` (in the page), in place of what it
+   * held. Formulas rendered while KaTeX was still loading are typeset once it has loaded. */
+  finishInto(root: HTMLElement): void {
+    while (this.step());
+    root.replaceChildren(...Array.from(this.done.childNodes));
+    typesetMath(root);
+  }
+}
+
 /** The same as `renderMarkdown`, serialized (for tests and previews). */
 export function renderMarkdownToHtml(src: string): string {
   const div = document.createElement("div");

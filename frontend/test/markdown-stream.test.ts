@@ -1,5 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { MarkdownStream, loadKatex, renderMarkdownToHtml } from "../src/markdown";
+import { MarkdownSteps, MarkdownStream, loadKatex, renderMarkdownToHtml } from "../src/markdown";
+// @ts-expect-error: a JavaScript module of the benchmark, without types.
+import { section } from "../bench/answer.mjs";
 
 beforeAll(() => loadKatex());
 
@@ -114,5 +116,54 @@ describe("MarkdownStream", () => {
     md.update("# One\n\nfirst answer\n\nmore");
     md.finish("Something else entirely");
     expect(div.innerHTML).toBe(renderMarkdownToHtml("Something else entirely"));
+  });
+});
+
+describe("MarkdownSteps", () => {
+  /** Renders `src` a step at a time; returns the result and how many steps it took. */
+  function stepped(src: string): { html: string; steps: number } {
+    const md = new MarkdownSteps(src);
+    let steps = 1;
+    while (md.step()) steps++;
+    const root = document.createElement("div");
+    root.append(document.createElement("span"));
+    md.finishInto(root);
+    return { html: root.innerHTML, steps };
+  }
+
+  for (const [name, src] of Object.entries(DOCS)) {
+    it(`ends with the whole render: ${name}`, () => {
+      expect(stepped(src).html).toBe(renderMarkdownToHtml(src));
+    });
+  }
+
+  it("renders an answer of the benchmark as a whole, one top-level block per step", () => {
+    const src = section(3) + section(4);
+    const { html, steps } = stepped(src);
+    expect(html).toBe(renderMarkdownToHtml(src));
+    const div = document.createElement("div");
+    div.innerHTML = html;
+    // Each step rendered one of the top-level blocks (a code block is wrapped with its toolbar).
+    expect(steps).toBe(div.children.length);
+    expect(steps).toBeGreaterThan(5);
+  });
+
+  it("renders nothing before the first step, and then one block", () => {
+    const md = new MarkdownSteps("# One\n\nTwo\n\n- three\n");
+    expect(md.done.childElementCount).toBe(0);
+    expect(md.step()).toBe(true);
+    expect(md.done.querySelector("h1")!.textContent).toBe("One");
+    expect(md.done.childElementCount).toBe(1);
+  });
+
+  it("renders the whole text in one step when blocks reach across each other", () => {
+    for (const src of [
+      "See [the docs][d] first.\n\nThen more text.\n\n[d]: https://example.com/docs\n",
+      "<div>\n\n**inside**\n\n</div>\n\nText with <b>bold\n\nnext paragraph",
+    ]) {
+      const md = new MarkdownSteps(src);
+      expect(md.step()).toBe(false);
+      expect(stepped(src).html).toBe(renderMarkdownToHtml(src));
+    }
   });
 });

@@ -9,7 +9,7 @@
 import type { Api } from "../api";
 import { linkCitations, opensConversation } from "../citations";
 import { fileTypeLabel, formatBytes } from "../files";
-import { MarkdownStream, renderMarkdown } from "../markdown";
+import { MarkdownStream, MarkdownSteps } from "../markdown";
 import { receiptLines } from "../receipt";
 import type { SiblingPlace } from "../tree";
 import type { Citation, FileMeta, Message, Receipt } from "../types";
@@ -44,11 +44,37 @@ const STICK_THRESHOLD_PX = 48;
 /** Time for rendering the newest answers of a conversation opened, before it is first shown. */
 const HISTORY_FIRST_MS = 12;
 /** How many of a conversation's newest messages are built at once when it is opened. */
-const HISTORY_FIRST_MESSAGES = 20;
-/** How many older messages each later slice builds (when it has rendered those built before). */
-const HISTORY_BATCH_MESSAGES = 20;
-/** Time for each later slice of that rendering, one slice a frame (the rest of it stays free). */
-const HISTORY_SLICE_MS = 8;
+const HISTORY_FIRST_MESSAGES = 10;
+/** How many older messages a slice builds at most (each new message costs the next frame its
+ * style and layout). */
+const HISTORY_BATCH_MESSAGES = 8;
+/** Time for each later slice of work on a conversation shown (building its older messages,
+ * rendering the answers that near the view), one slice after each frame, so that the frame keeps
+ * the rest of its 16.7 ms for its own style, layout and paint. */
+const SLICE_MS = 5;
+/** How far above and below the view an answer's Markdown is rendered ahead of being seen. */
+const RENDER_MARGIN_PX = 1600;
+
+/** An answer whose Markdown is not rendered yet: it is rendered in steps (a block at a time, in
+ * slices between frames) and put in the page at once. */
+interface LazyAnswer {
+  el: HTMLElement;
+  body: HTMLElement;
+  message: Message;
+  /** Set once its rendering started. */
+  steps: MarkdownSteps | null;
+  /** How far from the view it was when last reported near it (px). */
+  distance: number;
+}
+
+/** About the height of an answer's Markdown once rendered (px): its source's lines, wrapped at
+ * ~90 characters, at ~24 px each. Its place keeps this height until it is rendered, so that the
+ * scroll bar and the view hardly move when it is. */
+export function estimatedHeight(src: string): number {
+  let lines = 0;
+  for (const line of src.split("\n")) lines += Math.max(1, Math.ceil(line.length / 90));
+  return Math.round(lines * 24);
+}
 
 /** The Markdown source of each answer shown, for its Copy button. */
 const answerSource = new WeakMap<HTMLElement, string>();
@@ -147,6 +173,17 @@ function addReceipt(el: HTMLElement, usage: Receipt): void {
 export class ChatView {
   /** Counts the branches shown, so that the slices of one no longer shown stop. */
   private historyRun = 0;
+  /** The run a slice is scheduled for (-1: none). */
+  private sliceFor = -1;
+  /** The oldest messages of the branch shown, not built yet (they are built in slices and put
+   * above the others). */
+  private unbuilt: { messages: Message[]; places?: Map<string, SiblingPlace> } | null = null;
+  /** The answers shown whose Markdown is not rendered yet, by element. */
+  private readonly lazy = new Map<HTMLElement, LazyAnswer>();
+  /** Those near the view, nearest first: rendered a block at a time, in slices. */
+  private wanted: LazyAnswer[] = [];
+  /** Reports the answers that come within RENDER_MARGIN_PX of the view. */
+  private readonly near: IntersectionObserver;
   /** Whether new content scrolls the view (false once the user scrolls up). */
   private stick = true;
   private lastScrollTop = 0;
@@ -166,6 +203,10 @@ export class ChatView {
     const resized = new ResizeObserver(() => this.onResize());
     resized.observe(list);
     resized.observe(scroller);
+    this.near = new IntersectionObserver((entries) => this.onNear(entries), {
+      root: scroller,
+      rootMargin: `${RENDER_MARGIN_PX}px 0px`,
+    });
     jump.addEventListener("click", () => this.scrollToBottom());
     list.addEventListener("click", (e) => {
       const target = e.target as Element;
@@ -258,8 +299,17 @@ export class ChatView {
     this.empty.hidden = this.list.childElementCount > 0;
   }
 
+  /** Starts showing something else: the slices of what was shown stop. */
+  private newRun(): number {
+    this.near.disconnect();
+    this.lazy.clear();
+    this.wanted = [];
+    this.unbuilt = null;
+    return ++this.historyRun;
+  }
+
   clear(): void {
-    this.historyRun++;
+    this.newRun();
     this.list.replaceChildren();
     this.stick = true;
     this.jump.hidden = true;
@@ -267,7 +317,7 @@ export class ChatView {
   }
 
   showLoading(): void {
-    this.historyRun++;
+    this.newRun();
     this.list.replaceChildren(h("p", { class: "notice", role: "status", text: "Loading conversation…" }));
     this.updateEmpty();
   }
@@ -279,7 +329,7 @@ export class ChatView {
       b.addEventListener("click", action.run);
       p.append(b);
     }
-    this.historyRun++;
+    this.newRun();
     this.list.replaceChildren(p);
     this.updateEmpty();
   }
@@ -287,45 +337,122 @@ export class ChatView {
   /**
    * Shows a branch. `places` gives each message's place among its versions; the answer
    * `generating` is left empty, for a stream to fill ([`resumeAnswer`]).
+   *
+   * A long branch shows at once and never blocks input: only the newest messages are built in
+   * this task, and only the newest answers' Markdown rendered (what fits in HISTORY_FIRST_MS).
+   * The rest is done in slices of SLICE_MS between frames, a Markdown block or a message at a
+   * time (`slice`): first the answers that near the view, nearest first; then the older messages
+   * are built, a few at a time, and put above the others without moving the view: it follows the
+   * bottom (`onResize`) or, scrolled up, stays on what it shows (CSS scroll anchoring); then the
+   * other answers are rendered. An answer not rendered yet is an empty place of about its
+   * rendered height (`estimatedHeight`), marked busy.
    */
   renderHistory(
     messages: Message[],
     opts: { places?: Map<string, SiblingPlace>; generating?: string | null } = {},
   ): void {
-    const run = ++this.historyRun;
-    const pending: Array<() => void> = [];
-    // Only the newest messages are built at once (with the answer being generated, if any); the
-    // older ones are built a batch at a time between frames and put above them, without moving
-    // the view: it follows the bottom (`onResize`) or, scrolled up, stays on what it shows (CSS
-    // scroll anchoring).
+    this.newRun();
     const generatingAt = opts.generating ? messages.findIndex((m) => m.id === opts.generating) : -1;
-    let built = Math.max(0, messages.length - HISTORY_FIRST_MESSAGES);
-    if (generatingAt >= 0) built = Math.min(built, generatingAt);
-    const build = (from: number, to: number, renders: Array<() => void>) =>
-      messages.slice(from, to).map((m) => this.messageEl(m, opts.places?.get(m.id), m.id === opts.generating, renders));
-    this.list.replaceChildren(...build(built, messages.length, pending));
+    let first = Math.max(0, messages.length - HISTORY_FIRST_MESSAGES);
+    if (generatingAt >= 0) first = Math.min(first, generatingAt);
+    const shown = messages
+      .slice(first)
+      .map((m) => this.messageEl(m, opts.places?.get(m.id), m.id === opts.generating));
+    this.list.replaceChildren(...shown);
+    if (first > 0) this.unbuilt = { messages: messages.slice(0, first), places: opts.places };
     this.updateEmpty();
     this.stick = true;
     this.jump.hidden = true;
-    // The answers' Markdown is rendered from the newest up: what fits in a frame at once, the rest
-    // in slices between frames, so that a long conversation shows at once and never blocks input.
-    const slice = (budget: number, buildOlder: boolean) => {
-      if (run !== this.historyRun) return;
-      const start = performance.now();
-      while (performance.now() - start < budget) {
-        if (pending.length > 0) {
-          pending.pop()!();
-        } else if (built > 0 && buildOlder) {
-          const from = Math.max(0, built - HISTORY_BATCH_MESSAGES);
-          const older: Array<() => void> = [];
-          this.list.prepend(...build(from, built, older));
-          pending.push(...older);
-          built = from;
-        } else break;
+    // The newest answers, a block at a time while the time lasts; one begun and not finished is
+    // finished first in the slices.
+    const start = performance.now();
+    for (let i = shown.length - 1; i >= 0 && performance.now() - start < HISTORY_FIRST_MS; i--) {
+      const answer = this.lazy.get(shown[i]!);
+      if (!answer) continue;
+      const steps = (answer.steps = new MarkdownSteps(answer.message.content));
+      let more = true;
+      while (more && performance.now() - start < HISTORY_FIRST_MS) more = steps.step();
+      if (more) {
+        answer.distance = 0;
+        this.wanted.unshift(answer);
+      } else this.renderNow(answer);
+    }
+    this.schedule();
+  }
+
+  /** Queues the answers that came near the view (nearest first); drops those that left it. */
+  private onNear(entries: IntersectionObserverEntry[]): void {
+    for (const e of entries) {
+      const answer = this.lazy.get(e.target as HTMLElement);
+      if (!answer) continue;
+      const at = this.wanted.indexOf(answer);
+      if (at >= 0) this.wanted.splice(at, 1);
+      // One begun is finished wherever it is.
+      if (!e.isIntersecting && !answer.steps) continue;
+      const r = e.boundingClientRect;
+      const root = e.rootBounds;
+      answer.distance = root
+        ? Math.max(0, root.top + RENDER_MARGIN_PX - r.bottom, r.top - (root.bottom - RENDER_MARGIN_PX))
+        : 0;
+      let i = 0;
+      while (i < this.wanted.length && this.wanted[i]!.distance <= answer.distance) i++;
+      this.wanted.splice(i, 0, answer);
+    }
+    this.schedule();
+  }
+
+  /** Runs a slice after the next frame, if there is work left. */
+  private schedule(): void {
+    const run = this.historyRun;
+    if (this.sliceFor === run || (this.lazy.size === 0 && !this.unbuilt)) return;
+    this.sliceFor = run;
+    afterNextFrame(() => {
+      if (this.sliceFor === run) this.sliceFor = -1;
+      if (run === this.historyRun) this.slice();
+    });
+  }
+
+  /**
+   * SLICE_MS of work, a Markdown block or a message at a time: the answers near the view, then
+   * the older messages not built yet, then the other answers (newest first), so that everything
+   * is rendered soon even where the reader does not go (and found whole by find-in-page).
+   */
+  private slice(): void {
+    const start = performance.now();
+    const older: HTMLElement[] = [];
+    while (performance.now() - start < SLICE_MS) {
+      let answer = this.wanted[0];
+      if (answer && this.lazy.get(answer.el) !== answer) {
+        this.wanted.shift();
+        continue;
       }
-      if (pending.length > 0 || built > 0) afterNextFrame(() => slice(HISTORY_SLICE_MS, true));
-    };
-    slice(HISTORY_FIRST_MS, false);
+      if (!answer && this.unbuilt && older.length < HISTORY_BATCH_MESSAGES) {
+        const { messages, places } = this.unbuilt;
+        const m = messages.pop()!;
+        older.unshift(this.messageEl(m, places?.get(m.id), false));
+        if (messages.length === 0) this.unbuilt = null;
+        continue;
+      }
+      answer ??= this.lazy.values().next().value;
+      if (!answer) break;
+      answer.steps ??= new MarkdownSteps(answer.message.content);
+      if (!answer.steps.step()) this.renderNow(answer);
+    }
+    if (older.length > 0) this.list.prepend(...older);
+    this.schedule();
+  }
+
+  /** Renders an answer's Markdown now (what is left of it) and puts it in the page. */
+  private renderNow(answer: LazyAnswer): void {
+    const at = this.wanted.indexOf(answer);
+    if (at >= 0) this.wanted.splice(at, 1);
+    this.lazy.delete(answer.el);
+    this.near.unobserve(answer.el);
+    answer.steps ??= new MarkdownSteps(answer.message.content);
+    answer.steps.finishInto(answer.body);
+    answer.body.removeAttribute("style");
+    answer.body.removeAttribute("aria-busy");
+    showCitations(answer.el, answer.message.citations);
   }
 
   /** The answer being generated, shown by [`renderHistory`], as a stream to fill. */
@@ -343,8 +470,13 @@ export class ChatView {
 
   /** Removes `el` and every message after it (a regenerated answer or an edit replaces them). */
   removeFrom(el: HTMLElement): void {
-    while (el.nextElementSibling) el.nextElementSibling.remove();
-    el.remove();
+    const gone = (x: Element) => {
+      this.lazy.delete(x as HTMLElement);
+      this.near.unobserve(x);
+      x.remove();
+    };
+    while (el.nextElementSibling) gone(el.nextElementSibling);
+    gone(el);
     this.updateEmpty();
   }
 
@@ -387,8 +519,8 @@ export class ChatView {
     });
   }
 
-  /** `pending` collects the Markdown rendering of answers, to run later (newest last). */
-  private messageEl(m: Message, place: SiblingPlace | undefined, generating: boolean, pending: Array<() => void>): HTMLElement {
+  /** A message of a branch shown; an answer's Markdown is rendered later, in slices (`slice`). */
+  private messageEl(m: Message, place: SiblingPlace | undefined, generating: boolean): HTMLElement {
     const files = (m.files ?? []).map(shownFromMeta);
     if (m.role === "user") {
       const el = this.userEl(m.content, files, m.id);
@@ -400,12 +532,12 @@ export class ChatView {
     if (place && place.count > 1) el.append(branchNav(place));
     if (generating) return el;
     const body = el.querySelector<HTMLElement>(".msg-content")!;
-    body.setAttribute("aria-busy", "true");
-    pending.push(() => {
-      body.append(renderMarkdown(m.content));
-      body.removeAttribute("aria-busy");
-      showCitations(el, m.citations);
-    });
+    if (m.content) {
+      body.setAttribute("aria-busy", "true");
+      body.style.minHeight = `${estimatedHeight(m.content)}px`;
+      this.lazy.set(el, { el, body, message: m, steps: null, distance: Infinity });
+      this.near.observe(el);
+    } else showCitations(el, m.citations);
     addAnswerActions(el, m.content);
     if (m.usage) addReceipt(el, m.usage);
     if (m.status === "incomplete") {
