@@ -280,7 +280,7 @@ mod tests {
 
     use crate::service::chat::Numbered;
 
-    fn turn() -> (tokio::sync::mpsc::UnboundedSender<Numbered>, Turn) {
+    fn turn() -> (tokio::sync::mpsc::UnboundedSender<Box<Numbered>>, Turn) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let meta = TurnMeta {
             conversation_id: ConversationId::from("c1"),
@@ -293,8 +293,8 @@ mod tests {
         (tx, Turn { meta, events: rx })
     }
 
-    fn numbered(id: u64, event: TurnEvent) -> Numbered {
-        Numbered { id, event }
+    fn numbered(id: u64, event: TurnEvent) -> Box<Numbered> {
+        Box::new(Numbered { id, event })
     }
 
     async fn next_text(body: &mut axum::body::Body) -> String {

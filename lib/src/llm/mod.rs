@@ -301,13 +301,22 @@ pub(crate) fn folded(fold: impl Fold) -> ChatStream {
     .boxed()
 }
 
+/// The most idle connections a provider client keeps to one host. An HTTP/1.1 stream holds a
+/// connection of its own, and each connection keeps ~25 KB (hyper's read and write buffers, its
+/// request channel, its task) for as long as it is pooled: after a burst of a thousand answers
+/// and their titles, an unbounded pool would keep a thousand idle connections for a minute. A
+/// connection beyond this is closed when its response ends; a later burst opens new ones.
+pub(crate) const MAX_IDLE_CONNECTIONS: usize = 32;
+
 /// The HTTP client of the adapters that call a provider over HTTP: connections made within 10 s,
-/// no Nagle delay on the stream, idle connections kept for a minute.
+/// no Nagle delay on the stream, at most [`MAX_IDLE_CONNECTIONS`] idle connections per host, each
+/// kept for a minute.
 pub(crate) fn http_client() -> Result<reqwest::Client, LlmError> {
     reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(10))
         .tcp_nodelay(true)
         .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
         .build()
         .map_err(|e| LlmError::Invalid(format!("cannot build the HTTP client: {e}")))
 }
@@ -434,5 +443,85 @@ mod tests {
             out[0].joined_text(),
             "look\n\n[The image cat.png is attached, but this model cannot see images.]"
         );
+    }
+
+    /// A burst of simultaneous requests opens a connection each; once they are answered the
+    /// client keeps [`MAX_IDLE_CONNECTIONS`] of them for the next requests and closes the rest.
+    #[tokio::test]
+    async fn after_a_burst_the_client_keeps_a_bounded_number_of_idle_connections() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        const BURST: usize = MAX_IDLE_CONNECTIONS + 8;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        // Every connection waits to answer until the whole burst is connected, so that no request
+        // can reuse another's connection.
+        let all_in = Arc::new(tokio::sync::Notify::new());
+        {
+            let (accepted, open, all_in) = (accepted.clone(), open.clone(), all_in.clone());
+            tokio::spawn(async move {
+                loop {
+                    let (mut tcp, _) = listener.accept().await.unwrap();
+                    open.fetch_add(1, Ordering::SeqCst);
+                    if accepted.fetch_add(1, Ordering::SeqCst) + 1 == BURST {
+                        all_in.notify_waiters();
+                    }
+                    let (accepted, open, all_in) = (accepted.clone(), open.clone(), all_in.clone());
+                    tokio::spawn(async move {
+                        let mut buf = Vec::new();
+                        let mut chunk = [0u8; 1024];
+                        loop {
+                            // One request (no body) per round; zero bytes: the client closed it.
+                            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                                match tcp.read(&mut chunk).await {
+                                    Ok(0) | Err(_) => {
+                                        open.fetch_sub(1, Ordering::SeqCst);
+                                        return;
+                                    }
+                                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                                }
+                            }
+                            buf.clear();
+                            let wait = all_in.notified();
+                            if accepted.load(Ordering::SeqCst) < BURST {
+                                wait.await;
+                            }
+                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if tcp.write_all(reply).await.is_err() {
+                                open.fetch_sub(1, Ordering::SeqCst);
+                                return;
+                            }
+                        }
+                    });
+                }
+            });
+        }
+        let http = http_client().unwrap();
+        let get = |http: reqwest::Client, url: String| async move {
+            http.get(url).send().await.unwrap().text().await.unwrap()
+        };
+        let burst: Vec<_> = (0..BURST)
+            .map(|_| tokio::spawn(get(http.clone(), url.clone())))
+            .collect();
+        for answer in burst {
+            assert_eq!(answer.await.unwrap(), "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), BURST);
+        // The connections beyond the pool's bound close as their responses end.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while open.load(Ordering::SeqCst) > MAX_IDLE_CONNECTIONS
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(open.load(Ordering::SeqCst), MAX_IDLE_CONNECTIONS);
+        // The kept ones serve the next request: no new connection.
+        assert_eq!(get(http.clone(), url.clone()).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), BURST);
+        assert_eq!(open.load(Ordering::SeqCst), MAX_IDLE_CONNECTIONS);
     }
 }

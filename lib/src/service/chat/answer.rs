@@ -73,7 +73,7 @@ struct Answer {
 
 /// Numbers a turn's events and sends each to the client and to the turn's log.
 struct Emitter {
-    client: mpsc::UnboundedSender<Numbered>,
+    client: mpsc::UnboundedSender<Box<Numbered>>,
     recorder: Recorder,
     last: u64,
 }
@@ -83,10 +83,10 @@ impl Emitter {
         self.last += 1;
         self.recorder.record(self.last, &event);
         // A client that left is no reason to stop: the answer is still stored and logged.
-        let _ = self.client.send(Numbered {
+        let _ = self.client.send(Box::new(Numbered {
             id: self.last,
             event,
-        });
+        }));
     }
 
     /// Closes the log, waits for it to be written (`wait` first runs meanwhile), then lets the

@@ -404,7 +404,7 @@ impl Fixture {
 pub(crate) async fn drain_numbered(turn: &mut Turn) -> Vec<Numbered> {
     let mut out = Vec::new();
     while let Some(e) = turn.events.recv().await {
-        out.push(e);
+        out.push(*e);
     }
     out
 }
