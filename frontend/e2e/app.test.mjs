@@ -33,6 +33,24 @@ async function api(path, init) {
   return fetch(`${t.stack.baseUrl}${path}`, init);
 }
 
+/** One conversation of `messages`, each sent through the API and answered in full: its id. */
+async function conversationOf(messages) {
+  let conversation = null;
+  for (const message of messages) {
+    const body = { message };
+    if (conversation) body.conversation_id = conversation;
+    const res = await api("/api/chat/send", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const text = await res.text();
+    assert.match(text, /event: done/);
+    conversation ??= /"conversation_id":\s*"([^"]+)"/.exec(text)[1];
+  }
+  return conversation;
+}
+
 /** No element anywhere in the document carries an event handler attribute or a javascript: URL. */
 async function assertDomInert(page) {
   const bad = await page.evaluate(() => {
@@ -410,19 +428,7 @@ describe("conversa in the browser", () => {
   });
 
   it("opens a long conversation at its newest messages and puts the older ones above them", async () => {
-    let conversation = null;
-    for (let i = 0; i < 15; i++) {
-      const body = { message: `Question number ${i}` };
-      if (conversation) body.conversation_id = conversation;
-      const res = await api("/api/chat/send", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      const text = await res.text();
-      assert.match(text, /event: done/);
-      conversation ??= /"conversation_id":\s*"([^"]+)"/.exec(text)[1];
-    }
+    const conversation = await conversationOf(Array.from({ length: 15 }, (_, i) => `Question number ${i}`));
     const page = await openApp(`#/c/${encodeURIComponent(conversation)}`);
     // Every message arrives, in order, each answer rendered, and the view is at the bottom.
     await page.waitForFunction(
@@ -444,20 +450,8 @@ describe("conversa in the browser", () => {
 
   it("renders a long conversation's older answers a slice at a time, those scrolled to first, without moving the view", async () => {
     const turns = 60;
-    let conversation = null;
-    for (let i = 0; i < turns; i++) {
-      // Each answer is a section of the benchmark's long answer: headings, code, tables, math.
-      const body = { message: `BENCH_HISTORY:${i}` };
-      if (conversation) body.conversation_id = conversation;
-      const res = await api("/api/chat/send", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      const text = await res.text();
-      assert.match(text, /event: done/);
-      conversation ??= /"conversation_id":\s*"([^"]+)"/.exec(text)[1];
-    }
+    // Each answer is a section of the benchmark's long answer: headings, code, tables, math.
+    const conversation = await conversationOf(Array.from({ length: turns }, (_, i) => `BENCH_HISTORY:${i}`));
     const page = await openApp();
     // A slower CPU, so that rendering every answer takes long enough to see its order.
     const cdp = await page.context().newCDPSession(page);
